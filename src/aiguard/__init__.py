@@ -1,0 +1,84 @@
+"""aiguard: compliant calls to AI models, by construction.
+
+Classify what is in a call, check consent and the destination, replace identifiers with
+reversible tokens before anything leaves the process, restore them in the answer, and
+keep a tamper-evident record of it all.
+"""
+
+from __future__ import annotations
+
+from . import errors
+from ._pipeline import Decision, ProtectedFinding
+from .classify.detectors import Detector, Finding, KnownValue, detect
+from .classify.levels import Classified, FieldClass, Level, classified_fields
+from .consent.store import ConsentRecord, ConsentStore, InMemoryConsentStore
+from .context import CallContext, current_context
+from .errors import (
+    AIGuardError,
+    ConsentRequired,
+    DestinationRevoked,
+    MalformedPayload,
+    PolicyDenied,
+    PolicyError,
+    ProvenanceError,
+    UnknownDestination,
+    VaultError,
+)
+from .guard import Guard, Protected
+from .policy.loader import load_policy
+from .policy.model import Action, DestinationPolicy, Policy, PurposePolicy
+from .provenance.chain import EventRecord, Sink
+from .provenance.sinks import InMemorySink, JsonlSink
+from .provenance.verify import VerifyReport, verify_file
+from .transport import AsyncGuardTransport, GuardTransport
+from .vault.memory import InMemoryVault, Vault
+from .vault.tokens import Scope
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AIGuardError",
+    "Action",
+    "AsyncGuardTransport",
+    "CallContext",
+    "Classified",
+    "ConsentRecord",
+    "ConsentRequired",
+    "ConsentStore",
+    "Decision",
+    "DestinationPolicy",
+    "DestinationRevoked",
+    "Detector",
+    "EventRecord",
+    "FieldClass",
+    "Finding",
+    "Guard",
+    "GuardTransport",
+    "InMemoryConsentStore",
+    "InMemorySink",
+    "InMemoryVault",
+    "JsonlSink",
+    "KnownValue",
+    "Level",
+    "MalformedPayload",
+    "Policy",
+    "PolicyDenied",
+    "PolicyError",
+    "Protected",
+    "ProtectedFinding",
+    "ProvenanceError",
+    "PurposePolicy",
+    "Scope",
+    "Sink",
+    "UnknownDestination",
+    "Vault",
+    "VaultError",
+    "VerifyReport",
+    "__version__",
+    "classified_fields",
+    "current_context",
+    "detect",
+    "errors",
+    "load_policy",
+    "verify_file",
+]

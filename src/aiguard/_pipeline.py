@@ -1,0 +1,434 @@
+"""The per-call pipeline shared by every door: decide, protect, restore, record.
+
+Kept free of any HTTP library so the sync and async transports, the decorator and the
+direct API all run exactly this code.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from .classify.detectors import Detector, Finding, KnownValuesDetector, merge_findings
+from .classify.levels import Level
+from .context import CallContext
+from .errors import (
+    AIGuardError,
+    ConsentRequired,
+    DestinationRevoked,
+    PolicyDenied,
+    UnknownDestination,
+    VaultError,
+)
+from .policy.model import Action, DestinationPolicy, Policy
+from .vault.tokens import TOKEN_RE, Scope
+
+if TYPE_CHECKING:
+    from .consent.store import ConsentRecord
+    from .guard import Guard
+
+__all__ = ["Call", "Decision", "ProtectedFinding"]
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """Whether a call may go out, and on which grounds."""
+
+    allowed: bool
+    destination: str | None
+    purpose: str | None
+    legal_basis: str | None = None
+    reasons: tuple[str, ...] = ()
+    consent: ConsentRecord | None = None
+    #: Set when denied: the typed error the call raises.
+    error: AIGuardError | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ProtectedFinding:
+    """A finding in a payload, where it was (JSON path and span) and what was done to it."""
+
+    path: str
+    start: int
+    end: int
+    kind: str
+    level: Level
+    action: Action
+    token: str | None = None
+
+
+def decide(
+    guard: Guard, context: CallContext, destination: str | None, model: str | None
+) -> Decision:
+    """Default deny: every check must pass, and the first one that fails names the fix."""
+    policy = guard.policy
+    purpose = context.purpose
+
+    def deny(error: AIGuardError, legal_basis: str | None = None) -> Decision:
+        if policy.mode == "monitor":
+            return Decision(True, destination, purpose, legal_basis, ("monitor: " + error.message,))
+        return Decision(False, destination, purpose, legal_basis, (error.message,), None, error)
+
+    if destination is None or destination not in policy.destinations:
+        return deny(
+            UnknownDestination(
+                "the request goes to a destination the policy does not name; add it under "
+                "[destinations] with its base_url, or send the call to an approved destination"
+            )
+        )
+    target = policy.destinations[destination]
+    revocation = guard.killswitch.revoked(destination)
+    if revocation is not None:
+        return deny(
+            DestinationRevoked(
+                f"destination {destination!r} was revoked ({revocation.reason}); "
+                f"calls stay refused until guard.reinstate({destination!r})"
+            )
+        )
+    if not target.approved:
+        return deny(
+            PolicyDenied(
+                f"destination {destination!r} is not approved; set approved = true under "
+                f"[destinations.{destination}] once it has been reviewed"
+            )
+        )
+    if purpose is None:
+        return deny(
+            PolicyDenied(
+                "the call has no purpose; wrap it in guard.context(purpose=...), "
+                "e.g. purpose='inference'"
+            )
+        )
+    spec = policy.purpose(purpose)
+    if spec is None:
+        return deny(
+            PolicyDenied(
+                f"unknown purpose {purpose!r}; use a built-in purpose "
+                f"({', '.join(sorted(policy.all_purposes))}) or declare it under [purposes]"
+            )
+        )
+    if purpose not in target.purposes:
+        return deny(
+            PolicyDenied(
+                f"destination {destination!r} is not approved for purpose {purpose!r}; "
+                f"it allows {', '.join(target.purposes) or 'no purpose'}",
+            ),
+            spec.legal_basis,
+        )
+    if not target.allows_model(model):
+        return deny(
+            PolicyDenied(
+                f"model {model!r} is not allowed at destination {destination!r}; "
+                f"allowed: {', '.join(target.models)}"
+            ),
+            spec.legal_basis,
+        )
+    if spec.requires_training_flag and not context.use_for_training:
+        return deny(
+            ConsentRequired(
+                f"purpose {purpose!r} needs use_for_training=True in guard.context(...) "
+                "and a consent record; the caller's flag is False"
+            ),
+            spec.legal_basis,
+        )
+    consent: ConsentRecord | None = None
+    if spec.requires_consent:
+        if context.subject is None:
+            return deny(
+                ConsentRequired(
+                    f"purpose {purpose!r} needs the data subject's consent, but the call names "
+                    "no subject; pass guard.context(subject=...)"
+                ),
+                spec.legal_basis,
+            )
+        try:
+            consent = guard.consent.current(context.subject, purpose, tenant=context.tenant)
+        except Exception as exc:  # fail closed: an unreachable store is not a yes
+            return deny(
+                ConsentRequired(
+                    f"the consent store could not be read ({type(exc).__name__}); "
+                    f"purpose {purpose!r} needs consent, so the call is refused"
+                ),
+                spec.legal_basis,
+            )
+        if consent is None:
+            return deny(
+                ConsentRequired(
+                    f"the subject has no valid consent for purpose {purpose!r}; record it "
+                    f"with guard.consent.grant(subject, {purpose!r}, terms_version=...)"
+                ),
+                spec.legal_basis,
+            )
+    return Decision(True, destination, purpose, spec.legal_basis, (), consent)
+
+
+@dataclass
+class Call:
+    """One attempt of one logical call: its context, decision, findings and tokens."""
+
+    guard: Guard
+    context: CallContext
+    destination: str | None
+    operation: str | None = None
+    request_model: str | None = None
+    request_id: str | None = None
+    attempt: int = 1
+    started_ns: int = field(default_factory=time.perf_counter_ns)
+    decision: Decision | None = None
+    findings: list[ProtectedFinding] = field(default_factory=list)
+    issued: dict[str, str] = field(default_factory=dict)
+    leaks: Counter[str] = field(default_factory=Counter)
+    fail_open_used: bool = False
+    input_digest: str | None = None
+    output_digest: str | None = None
+    #: What actually left the process; a value sent raw is not a leak when it comes back.
+    sent_text: str = ""
+    _detectors: Sequence[Detector] | None = None
+
+    @property
+    def scope(self) -> Scope:
+        return Scope(self.context.tenant, self.context.conversation)
+
+    @property
+    def target(self) -> DestinationPolicy:
+        assert self.destination is not None
+        return self.guard.policy.destinations[self.destination]
+
+    def detectors(self) -> Sequence[Detector]:
+        if self._detectors is None:
+            known = KnownValuesDetector(self.context.known)
+            base = self.guard.detectors
+            self._detectors = (*base, known) if known else base
+        return self._detectors
+
+    # -- protecting ---------------------------------------------------------------
+
+    def protect_text(self, path: str, text: str) -> str:
+        found: list[Finding] = []
+        for detector in self.detectors():
+            found.extend(detector.detect(text))
+        if not found:
+            return text
+        pieces: list[str] = []
+        cursor = 0
+        for finding in merge_findings(found):
+            value = text[finding.start : finding.end]
+            replacement = self.apply(
+                path, finding.start, finding.end, value, finding.kind, finding.level
+            )
+            if replacement is None:
+                continue
+            pieces.append(text[cursor : finding.start])
+            pieces.append(replacement)
+            cursor = finding.end
+        if not pieces:
+            return text
+        pieces.append(text[cursor:])
+        return "".join(pieces)
+
+    def apply(
+        self, path: str, start: int, end: int, value: str, kind: str, level: Level
+    ) -> str | None:
+        """Apply the policy's action to one value; None means keep it as it is."""
+        policy: Policy = self.guard.policy
+        action = policy.action_for(self.target, level, kind)
+        token: str | None = None
+        if action is Action.BLOCK:
+            self.findings.append(ProtectedFinding(path, start, end, kind, level, action))
+            raise PolicyDenied(
+                f"the policy blocks values of kind {kind!r} for destination "
+                f"{self.destination!r} (found at {path}); remove it from the payload or "
+                "change [actions.kinds] in the policy"
+            )
+        if action is Action.KEEP:
+            replacement = None
+        elif action is Action.TOKENIZE:
+            try:
+                token = self.guard.vault.tokenize(self.scope, kind, value, self.context.subject)
+            except Exception as exc:
+                if not self.target.fail_open:
+                    raise VaultError(
+                        f"the vault could not issue a token ({type(exc).__name__}); the call "
+                        "was not sent. Check the vault, or set fail_open = true for this "
+                        "destination to send redacted values instead"
+                    ) from None
+                self.fail_open_used = True
+                action = Action.REDACT
+                replacement = redact(kind)
+            else:
+                self.issued[token] = value
+                replacement = token
+        elif action is Action.PSEUDONYMIZE:
+            replacement = self.guard.pseudonym(kind, value)
+        elif action is Action.MASK:
+            replacement = mask(kind, value)
+        else:
+            replacement = redact(kind)
+        self.findings.append(ProtectedFinding(path, start, end, kind, level, action, token))
+        return replacement
+
+    def protect_json(self, body: Any) -> Any:
+        from .providers.walk import map_strings
+
+        return map_strings(body, self.protect_text)
+
+    # -- restoring ----------------------------------------------------------------
+
+    def restore_text(self, path: str, text: str) -> str:
+        """Replace tokens issued in this call's scope; redact secrets the model invented."""
+        text = self._redact_leaks(text)
+        if "[" not in text:
+            return text
+
+        def swap(match: Any) -> str:
+            token = str(match.group(0))
+            original = self.issued.get(token)
+            if original is None:
+                original = self.guard.vault.detokenize(self.scope, token)
+            return original if original is not None else token
+
+        return TOKEN_RE.sub(swap, text)
+
+    def _redact_leaks(self, text: str) -> str:
+        found: list[Finding] = []
+        for detector in self.guard.detectors:
+            found.extend(detector.detect(text))
+        leaks = [
+            f
+            for f in merge_findings(found)
+            if f.level >= Level.REGULATED and text[f.start : f.end] not in self.sent_text
+        ]
+        if not leaks:
+            return text
+        pieces: list[str] = []
+        cursor = 0
+        for finding in leaks:
+            pieces.append(text[cursor : finding.start])
+            pieces.append(redact(finding.kind))
+            cursor = finding.end
+            self.leaks[finding.kind] += 1
+        pieces.append(text[cursor:])
+        return "".join(pieces)
+
+    def restore_json(self, body: Any) -> Any:
+        from .providers.walk import map_strings
+
+        return map_strings(body, self.restore_text)
+
+    # -- recording ----------------------------------------------------------------
+
+    def event_fields(self, **extra: Any) -> dict[str, Any]:
+        guard = self.guard
+        decision = self.decision
+        ctx = self.context
+        kinds = Counter(f.kind for f in self.findings)
+        levels = Counter(f.level.label for f in self.findings)
+        actions = Counter(f.action.value for f in self.findings)
+        reasons = list(decision.reasons) if decision else []
+        if self.fail_open_used:
+            reasons.append("fail_open: the vault was unreachable; values were redacted")
+        consent = None
+        if decision is not None and decision.consent is not None:
+            record = decision.consent
+            consent = {
+                "record_id": record.record_id,
+                "terms_version": record.terms_version,
+                "granted_at": record.at.isoformat().replace("+00:00", "Z"),
+            }
+        fields: dict[str, Any] = {
+            "request_id": self.request_id,
+            "attempt": self.attempt,
+            "principal": ctx.principal,
+            "tenant": ctx.tenant,
+            "subject": guard.digest("subject", ctx.tenant, ctx.subject) if ctx.subject else None,
+            "conversation": (
+                guard.digest("conversation", ctx.tenant, ctx.conversation)
+                if ctx.conversation
+                else None
+            ),
+            "destination": self.destination,
+            "purpose": ctx.purpose,
+            "legal_basis": decision.legal_basis if decision else None,
+            "consent": {**(consent or {}), "use_for_training": ctx.use_for_training},
+            "decision": None if decision is None else ("allow" if decision.allowed else "deny"),
+            "reasons": reasons,
+            "findings": dict(kinds),
+            "levels": dict(levels),
+            "actions": dict(actions),
+            "tokens": sorted({t.strip("[]") for t in self.issued}),
+            "leaks": dict(self.leaks),
+            "input_digest": self.input_digest,
+            "output_digest": self.output_digest,
+            "gen_ai.operation.name": self.operation,
+            "gen_ai.request.model": self.request_model,
+            "latency_us": (time.perf_counter_ns() - self.started_ns) // 1000,
+        }
+        fields.update(extra)
+        return fields
+
+
+def redact(kind: str) -> str:
+    return f"[REDACTED:{kind}]"
+
+
+def mask(kind: str, value: str) -> str:
+    """Keep the last four characters of numbers and the domain of e-mails; star the rest."""
+    if kind == "email" and "@" in value:
+        local, _, domain = value.rpartition("@")
+        return local[:1] + "***@" + domain
+    alnum = [i for i, ch in enumerate(value) if ch.isalnum()]
+    keep = set(alnum[-4:]) if len(alnum) > 8 else set()
+    return "".join(ch if (i in keep or not ch.isalnum()) else "*" for i, ch in enumerate(value))
+
+
+def keyed_digest(key: bytes, key_id: str, data: bytes) -> str:
+    return f"hmac-sha256:{key_id}:{hmac.new(key, data, hashlib.sha256).hexdigest()}"
+
+
+def parse_json_body(raw: bytes, what: str) -> Any:
+    from .errors import MalformedPayload
+
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise MalformedPayload(
+            f"the {what} body is not UTF-8; aiguard cannot inspect it, so it was not sent"
+        ) from None
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise MalformedPayload(
+            f"the {what} body is not valid JSON (line {getattr(exc, 'lineno', '?')}, "
+            f"column {getattr(exc, 'colno', '?')}); it was not sent"
+        ) from None
+
+
+def dump_json(body: Any) -> bytes:
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def usage_of(body: Mapping[str, Any]) -> dict[str, Any]:
+    usage = body.get("usage")
+    out: dict[str, Any] = {}
+    if isinstance(body.get("model"), str):
+        out["gen_ai.response.model"] = body["model"]
+    if isinstance(usage, Mapping):
+        for source, target in (
+            ("prompt_tokens", "gen_ai.usage.input_tokens"),
+            ("completion_tokens", "gen_ai.usage.output_tokens"),
+            ("input_tokens", "gen_ai.usage.input_tokens"),
+            ("output_tokens", "gen_ai.usage.output_tokens"),
+        ):
+            value = usage.get(source)
+            if isinstance(value, int) and not isinstance(value, bool):
+                out[target] = value
+    return out
+
+
+TextTransform = Callable[[str, str], str]

@@ -1,0 +1,343 @@
+"""`Guard`, the facade every door goes through: ``protect`` and ``restore`` plus one
+provenance event per attempt."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from pydantic import BaseModel
+
+from ._pipeline import Call, Decision, ProtectedFinding, decide, dump_json, keyed_digest
+from .classify.detectors import Detector, Finding, RegexDetector, builtin_detector, merge_findings
+from .classify.levels import classified_values
+from .consent.store import ConsentStore, InMemoryConsentStore
+from .context import UNSET, CallContext, ContextScope, current_context, known_values
+from .errors import AIGuardError, UnknownDestination
+from .policy.killswitch import InMemoryKillSwitch, KillSwitch
+from .policy.loader import load_policy
+from .policy.model import Policy
+from .provenance.chain import EventRecord, ProvenanceLog, Sink
+from .provenance.sinks import InMemorySink, JsonlSink
+from .vault.memory import InMemoryVault, Vault, VaultKeys
+from .vault.tokens import Scope, label_for
+
+__all__ = ["Guard", "Protected"]
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Protected:
+    """The result of `Guard.protect`: what may leave the process, and how it was made."""
+
+    payload: Any
+    decision: Decision
+    findings: tuple[ProtectedFinding, ...]
+    tokens: tuple[str, ...]
+    scope: Scope
+    request_id: str | None = None
+    #: token -> original for tokens issued by this call; never serialized or logged.
+    _issued: Mapping[str, str] | None = None
+
+    def __repr__(self) -> str:  # originals must never show up in a repr or a log line
+        return (
+            f"Protected(decision={'allow' if self.decision.allowed else 'deny'}, "
+            f"findings={len(self.findings)}, tokens={list(self.tokens)})"
+        )
+
+
+class Guard:
+    """Makes calls to AI models compliant: decide, minimize, tokenize, restore, record.
+
+    >>> guard = Guard(policy)                      # in-memory stores, events in guard.sinks[0]
+    >>> client = openai.OpenAI(http_client=guard.http_client())
+    >>> with guard.context(subject="cust-42", tenant="acme", purpose="inference"):
+    ...     client.chat.completions.create(model="gpt-4o", messages=[...])
+    """
+
+    def __init__(
+        self,
+        policy: Policy | None = None,
+        *,
+        vault: Vault | None = None,
+        consent: ConsentStore | None = None,
+        sinks: Sequence[Sink] | None = None,
+        killswitch: KillSwitch | None = None,
+        detectors: Sequence[Detector] | None = None,
+        log_name: str = "aiguard",
+        secret: bytes | None = None,
+    ) -> None:
+        self.policy = policy if policy is not None else Policy()
+        if secret is not None and len(secret) < 32:
+            raise ValueError("secret must be at least 32 bytes (e.g. os.urandom(32))")
+        self._secret = secret or os.urandom(32)
+        self._event_key = hmac.new(self._secret, b"aiguard/v1/event-digest", "sha256").digest()
+        self._pseudonym_key = hmac.new(self._secret, b"aiguard/v1/pseudonym", "sha256").digest()
+        self.key_id = "k1"
+        self.vault: Vault = (
+            vault
+            if vault is not None
+            else InMemoryVault(VaultKeys.derive(self._secret) if secret is not None else None)
+        )
+        self.consent: ConsentStore = consent if consent is not None else InMemoryConsentStore()
+        self.killswitch: KillSwitch = killswitch if killswitch is not None else InMemoryKillSwitch()
+        self.sinks: list[Sink] = list(sinks) if sinks is not None else [InMemorySink()]
+        self.log = ProvenanceLog(log_name, self.sinks)
+        base = list(detectors) if detectors is not None else [builtin_detector()]
+        base.extend(
+            RegexDetector(p.kind, p.level, p.regex, name="policy") for p in self.policy.patterns
+        )
+        self.detectors: tuple[Detector, ...] = tuple(base)
+        from .transport import Router, _Attempts
+
+        self.router = Router(self.policy.destinations)
+        self.attempts = _Attempts()
+
+    @classmethod
+    def from_toml(cls, path: str | os.PathLike[str], **overrides: Any) -> Guard:
+        """Build a guard from a policy file; keyword arguments override its stores and sinks.
+
+        ``[provenance] jsonl = "file"`` in the policy writes events to that file
+        (relative to the policy file); otherwise they are kept in memory.
+        """
+        policy = load_policy(os.fspath(path))
+        if "sinks" not in overrides and policy.provenance is not None and policy.provenance.jsonl:
+            target = Path(policy.provenance.jsonl)
+            if not target.is_absolute():
+                target = Path(path).resolve().parent / target
+            overrides["sinks"] = [JsonlSink(target)]
+        if "log_name" not in overrides and policy.provenance is not None:
+            overrides["log_name"] = policy.provenance.log
+        return cls(policy, **overrides)
+
+    # -- context and control ------------------------------------------------------
+
+    def context(
+        self,
+        *,
+        subject: str | None = UNSET,
+        tenant: str = UNSET,
+        purpose: str | None = UNSET,
+        conversation: str | None = UNSET,
+        principal: str | None = UNSET,
+        use_for_training: bool = UNSET,
+        destination: str | None = UNSET,
+        known: Sequence[Any] = UNSET,
+    ) -> ContextScope:
+        """A ``with`` / ``async with`` block in which calls carry this context.
+
+        Fields left out are inherited from an enclosing context (defaults: tenant
+        ``"default"``, ``use_for_training=False``). ``known`` takes pydantic objects whose
+        tagged fields are then found in free text wherever they appear.
+        """
+        return ContextScope(
+            subject=subject,
+            tenant=tenant,
+            purpose=purpose,
+            conversation=conversation,
+            principal=principal,
+            use_for_training=use_for_training,
+            destination=destination,
+            known=known,
+        )
+
+    def revoke(self, destination: str, reason: str) -> None:
+        """Kill switch: every later call to ``destination`` is refused until reinstated."""
+        if destination not in self.policy.destinations:
+            raise UnknownDestination(f"cannot revoke {destination!r}: the policy does not name it")
+        self.killswitch.revoke(destination, reason)
+        self.log.append(
+            {"type": "kill_switch", "destination": destination, "reasons": [f"revoked: {reason}"]}
+        )
+
+    def reinstate(self, destination: str, reason: str = "") -> None:
+        """Undo `revoke`; recorded like the revocation."""
+        self.killswitch.reinstate(destination)
+        self.log.append(
+            {
+                "type": "kill_switch",
+                "destination": destination,
+                "reasons": [f"reinstated: {reason}"],
+            }
+        )
+
+    # -- detection ----------------------------------------------------------------
+
+    def detect(self, text: str) -> list[Finding]:
+        """Findings in ``text`` with this guard's detectors (built-ins plus policy patterns)."""
+        found: list[Finding] = []
+        for detector in self.detectors:
+            found.extend(detector.detect(text))
+        return merge_findings(found)
+
+    # -- the direct door ----------------------------------------------------------
+
+    def protect(
+        self, payload: Any, context: CallContext | None = None, *, destination: str | None = None
+    ) -> Protected:
+        """Decide and minimize ``payload`` (text, JSON-like data or a pydantic model).
+
+        Returns the payload that may leave the process; a pydantic model comes back as
+        its JSON-mode dict with tagged fields and findings replaced. Records one event.
+        Raises the decision's typed error when the call is refused.
+        """
+        ctx = context or current_context() or CallContext()
+        target = destination or ctx.destination
+        if isinstance(payload, BaseModel):
+            ctx = _with_known(ctx, payload)
+        call = self.begin(ctx, target, operation="protect")
+        try:
+            if isinstance(payload, BaseModel):
+                out = self._protect_model(call, payload)
+            elif isinstance(payload, str):
+                out = call.protect_text("$", payload)
+            else:
+                out = call.protect_json(payload)
+        except AIGuardError as exc:
+            self.finish(call, "refusal", "denied", error=exc.code)
+            raise
+        call.input_digest = self.digest_bytes(dump_json(_jsonable(payload)))
+        self.finish(call, "protect", "ok")
+        assert call.decision is not None
+        return Protected(
+            out,
+            call.decision,
+            tuple(call.findings),
+            tuple(sorted(call.issued)),
+            call.scope,
+            call.request_id,
+            dict(call.issued),
+        )
+
+    def restore(self, answer: T, protected: Protected) -> T:
+        """Put back the originals of tokens issued in ``protected``'s scope.
+
+        Works on text and on JSON-like data; text that only looks like a token, and
+        tokens from another scope, are left as they are.
+        """
+        call = Call(
+            self,
+            CallContext(tenant=protected.scope.tenant, conversation=protected.scope.conversation),
+            None,
+        )
+        call.issued.update(protected._issued or {})
+        call.sent_text = dump_json(_jsonable(protected.payload)).decode("utf-8")
+        if isinstance(answer, str):
+            return call.restore_text("$", answer)  # type: ignore[return-value]
+        restored: T = call.restore_json(answer)
+        return restored
+
+    def _protect_model(self, call: Call, model: BaseModel) -> Any:
+        data = model.model_dump(mode="json")
+        tagged = {_json_path(path): tag for path, _value, tag in classified_values(model)}
+
+        def transform(path: str, text: str) -> str:
+            tag = tagged.get(path)
+            if tag is None:
+                return call.protect_text(path, text)
+            replacement = call.apply(path, 0, len(text), text, tag.kind, tag.level)
+            return text if replacement is None else replacement
+
+        from .providers.walk import map_strings
+
+        return map_strings(data, transform)
+
+    # -- the pipeline used by every door -------------------------------------------
+
+    def begin(
+        self,
+        context: CallContext,
+        destination: str | None,
+        *,
+        model: str | None = None,
+        operation: str | None = None,
+        request_id: str | None = None,
+        attempt: int = 1,
+        extra: Mapping[str, Any] | None = None,
+    ) -> Call:
+        """Start a call: decide, and on a refusal record it and raise the typed error."""
+        call = Call(self, context, destination, operation, model, request_id or _new_id(), attempt)
+        call.decision = decide(self, context, destination, model)
+        if not call.decision.allowed:
+            assert call.decision.error is not None
+            self.finish(call, "refusal", "denied", error=call.decision.error.code, **(extra or {}))
+            raise call.decision.error
+        return call
+
+    def finish(self, call: Call, event_type: str, status: str, **extra: Any) -> EventRecord:
+        """Record the one event of this attempt."""
+        return self.log.append(call.event_fields(type=event_type, status=status, **extra))
+
+    def digest(self, label: str, tenant: str, value: str) -> str:
+        """A keyed digest of an identifier (subject, conversation); never the raw id."""
+        data = f"{label}\x00{tenant}\x00{value}".encode()
+        return keyed_digest(self._event_key, self.key_id, data)
+
+    def digest_bytes(self, data: bytes) -> str:
+        return keyed_digest(self._event_key, self.key_id, data)
+
+    def pseudonym(self, kind: str, value: str) -> str:
+        """One-way keyed pseudonym: stable for a value, never restorable."""
+        mac = hmac.new(self._pseudonym_key, f"{kind}\x00{value}".encode(), hashlib.sha256)
+        return f"[{label_for(kind)}~{mac.hexdigest()[:12]}]"
+
+    # -- the HTTP door ----------------------------------------------------------------
+
+    def http_client(self, transport: Any = None, **httpx_options: Any) -> Any:
+        """An HTTP client for ``OpenAI(http_client=...)`` that protects every call.
+
+        ``transport`` is the inner transport (default: a real network transport with the
+        OpenAI SDK's connection limits and timeouts); pass a fake's transport in tests.
+        The client is an ``httpx2.Client`` when the transport is an httpx2 one, or when no
+        transport is given and httpx2 (what current OpenAI / Anthropic SDKs use) is
+        installed; otherwise an ``httpx.Client``. It is typed ``Any`` because which of the
+        two it is depends on what is installed, and the SDKs annotate the one they use.
+        """
+        from .transport import build_client
+
+        return build_client(self, transport, asynchronous=False, options=httpx_options)
+
+    def async_http_client(self, transport: Any = None, **httpx_options: Any) -> Any:
+        """The async twin of `http_client`, for ``AsyncOpenAI`` / ``AsyncAnthropic``."""
+        from .transport import build_client
+
+        return build_client(self, transport, asynchronous=True, options=httpx_options)
+
+    def close(self) -> None:
+        """Flush and close the sinks."""
+        self.log.close()
+
+    def __enter__(self) -> Guard:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _with_known(ctx: CallContext, model: BaseModel) -> CallContext:
+    from dataclasses import replace
+
+    return replace(ctx, known=ctx.known + known_values([model]))
+
+
+def _json_path(path: str) -> str:
+    # classified_values uses "a.b[0]"; map_strings uses "$.a.b[0]".
+    return "$." + path
+
+
+def _jsonable(payload: Any) -> Any:
+    if isinstance(payload, BaseModel):
+        return payload.model_dump(mode="json")
+    return payload
+
+
+def _new_id() -> str:
+    from .provenance.chain import uuid7
+
+    return "req_" + uuid7().replace("-", "")

@@ -1,0 +1,348 @@
+"""httpx transports that put every request through the guard.
+
+``GuardTransport`` / ``AsyncGuardTransport`` wrap an inner transport (the network, or a
+fake in tests). They work with ``httpx`` and with ``httpx2`` (the fork current OpenAI and
+Anthropic SDKs are built on): the two share one API, so the transport only needs to know
+which module's Request and Response classes to build.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Mapping
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+import httpx
+
+from ._pipeline import Call, dump_json, parse_json_body, usage_of
+from .context import CallContext, current_context
+from .errors import AIGuardError, MalformedPayload
+from .providers.walk import map_strings
+
+if TYPE_CHECKING:
+    from .guard import Guard
+
+__all__ = ["AsyncGuardTransport", "GuardTransport", "Router", "build_client"]
+
+#: The OpenAI SDK's defaults (openai._constants); a bare client would lose them.
+SDK_TIMEOUT_SECONDS = 600.0
+SDK_CONNECT_TIMEOUT_SECONDS = 5.0
+SDK_MAX_CONNECTIONS = 1000
+SDK_MAX_KEEPALIVE = 100
+
+_HOP_HEADERS = {"content-length", "content-encoding", "transfer-encoding"}
+
+
+class Router:
+    """Maps a request URL to the policy destination whose base_url is its longest prefix."""
+
+    def __init__(self, destinations: Mapping[str, Any]) -> None:
+        routes = []
+        for name, spec in destinations.items():
+            parts = urlsplit(spec.base_url)
+            port = parts.port or (443 if parts.scheme == "https" else 80)
+            routes.append(
+                (parts.scheme, (parts.hostname or "").lower(), port, parts.path.rstrip("/"), name)
+            )
+        routes.sort(key=lambda r: len(r[3]), reverse=True)
+        self._routes = routes
+
+    def route(self, url: str) -> str | None:
+        parts = urlsplit(url)
+        host = (parts.hostname or "").lower()
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        path = parts.path
+        for scheme, r_host, r_port, r_path, name in self._routes:
+            if (
+                scheme == parts.scheme
+                and r_host == host
+                and r_port == port
+                and (path == r_path or path.startswith(r_path + "/") or not r_path)
+            ):
+                return name
+        return None
+
+
+class _Attempts:
+    """Links the SDK's retries of one logical call to one request id.
+
+    The SDK retries above the transport with ``x-stainless-retry-count`` set; an attempt
+    whose count is above zero and whose body is the same as a recent one shares its id.
+    """
+
+    def __init__(self, capacity: int = 4096) -> None:
+        self._lock = threading.Lock()
+        self._recent: OrderedDict[str, str] = OrderedDict()
+        self._capacity = capacity
+
+    def resolve(self, key: str, retry_count: int, new_id: str) -> str:
+        with self._lock:
+            known = self._recent.get(key)
+            if retry_count > 0 and known is not None:
+                self._recent.move_to_end(key)
+                return known
+            self._recent[key] = new_id
+            if len(self._recent) > self._capacity:
+                self._recent.popitem(last=False)
+            return new_id
+
+
+def _operation(path: str) -> str:
+    for suffix, name in (
+        ("/chat/completions", "chat"),
+        ("/completions", "text_completion"),
+        ("/embeddings", "embeddings"),
+        ("/responses", "responses"),
+        ("/messages", "chat"),
+    ):
+        if path.endswith(suffix):
+            return name
+    return "other"
+
+
+class _Exchange:
+    """One request through the guard; shared by the sync and async transports."""
+
+    def __init__(self, guard: Guard, module: ModuleType, request: Any) -> None:
+        self.guard = guard
+        self.module = module
+        self.request = request
+        self.call: Call | None = None
+
+    def prepare(self, raw: bytes) -> Any:
+        """Decide and protect; return the request to send upstream (or raise, recorded)."""
+        guard = self.guard
+        request = self.request
+        ctx = current_context() or CallContext()
+        url = str(request.url)
+        destination = guard.router.route(url)
+        headers = request.headers
+        try:
+            retry_count = int(headers.get("x-stainless-retry-count", "0"))
+        except ValueError:
+            retry_count = 0
+        extra: dict[str, Any] = {"server.address": request.url.host}
+        body: Any = None
+        malformed: MalformedPayload | None = None
+        if raw:
+            if headers.get("content-encoding"):
+                malformed = MalformedPayload(
+                    "the request body is compressed (content-encoding); aiguard cannot inspect "
+                    "it, so it was not sent. Send it uncompressed"
+                )
+            elif "json" not in headers.get("content-type", "application/json"):
+                malformed = MalformedPayload(
+                    f"the request body is {headers.get('content-type')!r}, which aiguard cannot "
+                    "inspect yet, so it was not sent"
+                )
+            else:
+                try:
+                    body = parse_json_body(raw, "request")
+                except MalformedPayload as exc:
+                    malformed = exc
+        model = body.get("model") if isinstance(body, dict) else None
+        model = model if isinstance(model, str) else None
+        key = guard.digest_bytes(
+            b"\x00".join(
+                [ctx.tenant.encode(), (ctx.conversation or "").encode(), url.encode(), raw]
+            )
+        )
+        request_id = headers.get("idempotency-key") or guard.attempts.resolve(
+            key, retry_count, _new_request_id()
+        )
+        call = guard.begin(
+            ctx,
+            destination,
+            model=model,
+            operation=_operation(request.url.path),
+            request_id=request_id,
+            attempt=retry_count + 1,
+            extra=extra,
+        )
+        self.call = call
+        call.input_digest = guard.digest_bytes(raw) if raw else None
+        try:
+            if malformed is not None:
+                raise malformed
+            if body is None:
+                new_raw = raw
+            else:
+                protected = call.protect_json(body)
+                new_raw = dump_json(protected)
+                call.sent_text = new_raw.decode("utf-8")
+        except AIGuardError as exc:
+            guard.finish(call, "refusal", "denied", error=exc.code, **extra)
+            raise
+        new_headers = [(k, v) for k, v in headers.multi_items() if k.lower() != "content-length"]
+        return self.module.Request(
+            request.method,
+            request.url,
+            headers=new_headers,
+            content=new_raw,
+            extensions=request.extensions,
+        )
+
+    def failed(self, exc: BaseException) -> None:
+        if self.call is not None:
+            self.guard.finish(
+                self.call,
+                "error",
+                "error",
+                error=type(exc).__name__,
+                **{"server.address": self.request.url.host},
+            )
+
+    def complete(self, response: Any, raw: bytes) -> Any:
+        """Restore the answer and record the event; returns the response for the caller."""
+        call = self.call
+        assert call is not None
+        call.output_digest = self.guard.digest_bytes(raw) if raw else None
+        content_type = response.headers.get("content-type", "")
+        extra: dict[str, Any] = {"server.address": self.request.url.host}
+        new_raw = raw
+        if raw:
+            text = _decode(raw)
+            if text is None:
+                new_raw = raw
+            elif "json" in content_type or text.lstrip()[:1] in ("{", "["):
+                try:
+                    body = parse_json_body(raw, "response")
+                except MalformedPayload:
+                    new_raw = call.restore_text("$", text).encode("utf-8")
+                else:
+                    if isinstance(body, dict):
+                        extra.update(usage_of(body))
+                    new_raw = dump_json(map_strings(body, call.restore_text))
+            else:
+                new_raw = call.restore_text("$", text).encode("utf-8")
+        ok = 200 <= response.status_code < 300
+        self.guard.finish(
+            call,
+            "call" if ok else "error",
+            "ok" if ok else "error",
+            http_status=response.status_code,
+            error=None if ok else f"http_{response.status_code}",
+            **extra,
+        )
+        headers = [
+            (k, v) for k, v in response.headers.multi_items() if k.lower() not in _HOP_HEADERS
+        ]
+        return self.module.Response(
+            response.status_code,
+            headers=headers,
+            content=new_raw,
+            request=self.request,
+            extensions=response.extensions,
+        )
+
+
+def _decode(raw: bytes) -> str | None:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+
+
+def _new_request_id() -> str:
+    from .provenance.chain import uuid7
+
+    return "req_" + uuid7().replace("-", "")
+
+
+class GuardTransport(httpx.BaseTransport):
+    """Sync transport: protect, send through ``inner``, restore, record."""
+
+    def __init__(self, guard: Guard, inner: Any, module: ModuleType = httpx) -> None:
+        self._guard = guard
+        self._inner = inner
+        self._module = module
+
+    def handle_request(self, request: Any) -> Any:
+        exchange = _Exchange(self._guard, self._module, request)
+        upstream = exchange.prepare(request.read())
+        try:
+            response = self._inner.handle_request(upstream)
+            try:
+                raw = response.read()
+            finally:
+                response.close()
+        except BaseException as exc:
+            exchange.failed(exc)
+            raise
+        return exchange.complete(response, raw)
+
+    def close(self) -> None:
+        self._inner.close()
+
+
+class AsyncGuardTransport(httpx.AsyncBaseTransport):
+    """Async twin of `GuardTransport`."""
+
+    def __init__(self, guard: Guard, inner: Any, module: ModuleType = httpx) -> None:
+        self._guard = guard
+        self._inner = inner
+        self._module = module
+
+    async def handle_async_request(self, request: Any) -> Any:
+        exchange = _Exchange(self._guard, self._module, request)
+        upstream = exchange.prepare(await request.aread())
+        try:
+            response = await self._inner.handle_async_request(upstream)
+            try:
+                raw = await response.aread()
+            finally:
+                await response.aclose()
+        except BaseException as exc:
+            exchange.failed(exc)
+            raise
+        return exchange.complete(response, raw)
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+def _httpx2() -> ModuleType | None:
+    try:
+        import httpx2
+    except ImportError:
+        return None
+    return httpx2
+
+
+def module_for(transport: Any) -> ModuleType:
+    """The HTTP library a transport belongs to (httpx or httpx2)."""
+    if transport is None:
+        return _httpx2() or httpx
+    if isinstance(transport, (httpx.BaseTransport, httpx.AsyncBaseTransport)):
+        return httpx
+    second = _httpx2()
+    if second is not None and isinstance(
+        transport, (second.BaseTransport, second.AsyncBaseTransport)
+    ):
+        return second
+    raise TypeError(
+        f"transport must be an httpx or httpx2 transport, not {type(transport).__name__}"
+    )
+
+
+def build_client(
+    guard: Guard, transport: Any, *, asynchronous: bool, options: dict[str, Any]
+) -> Any:
+    module = module_for(transport)
+    if transport is None:
+        limits = module.Limits(
+            max_connections=SDK_MAX_CONNECTIONS, max_keepalive_connections=SDK_MAX_KEEPALIVE
+        )
+        factory = module.AsyncHTTPTransport if asynchronous else module.HTTPTransport
+        transport = factory(limits=limits)
+    options.setdefault(
+        "timeout", module.Timeout(SDK_TIMEOUT_SECONDS, connect=SDK_CONNECT_TIMEOUT_SECONDS)
+    )
+    options.setdefault("follow_redirects", True)
+    if asynchronous:
+        guarded = AsyncGuardTransport(guard, transport, module)
+        return module.AsyncClient(transport=guarded, **options)
+    return module.Client(transport=GuardTransport(guard, transport, module), **options)
