@@ -262,7 +262,8 @@ class Call:
                 action = Action.REDACT
                 replacement = redact(kind)
             else:
-                self.issued[token] = value
+                # Case variants of a name share a token; the first spelling seen wins.
+                self.issued.setdefault(token, value)
                 replacement = token
         elif action is Action.PSEUDONYMIZE:
             replacement = self.guard.pseudonym(kind, value)

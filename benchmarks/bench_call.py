@@ -1,0 +1,97 @@
+"""What the guard adds to one call: protect + restore + one chained event.
+
+Run: python benchmarks/bench_call.py
+Prints microseconds per operation (median of repeated batches) for
+  - detection alone on a typical support message,
+  - Guard.protect on the message (decision, detection, tokenization, event),
+  - a full OpenAI-SDK chat call through the guard's transport against the fake model,
+    minus the same SDK call straight to the fake (the guard's added cost).
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import time
+from collections.abc import Callable
+
+import aiguard
+from aiguard.testing import FakeModel, InMemorySink
+
+MESSAGE = (
+    "Hi, this is Maria Keller. My account ACC-20417783 was charged twice on card "
+    "4111 1111 1111 1111. Please reply to maria.keller@example.com or call +49 30 901820 17. "
+    "I have been a customer for years and would appreciate a quick answer, thanks!"
+)
+
+
+def per_op_us(fn: Callable[[], object], batch: int, rounds: int = 7) -> float:
+    samples = []
+    for _ in range(rounds):
+        start = time.perf_counter_ns()
+        for _ in range(batch):
+            fn()
+        samples.append((time.perf_counter_ns() - start) / batch / 1000)
+    return statistics.median(samples)
+
+
+def main() -> int:
+    policy = aiguard.policy.parse_policy(
+        '[destinations.openai]\nbase_url = "https://api.openai.com/v1"\napproved = true\n'
+        'purposes = ["inference"]\n[[patterns]]\nkind = "account"\nlevel = "sensitive"\n'
+        'regex = "ACC-[0-9]{8}"\n'
+    )
+    guard = aiguard.Guard(policy, sinks=[InMemorySink()])
+    ctx = aiguard.CallContext(
+        subject="cust-1", tenant="acme", purpose="inference", destination="openai"
+    )
+    rows = [
+        ("detect(message), 250 chars", per_op_us(lambda: guard.detect(MESSAGE), 2000)),
+        (
+            "guard.protect(message) incl. event",
+            per_op_us(lambda: guard.protect(MESSAGE, ctx), 1000),
+        ),
+    ]
+    try:
+        import openai
+    except ImportError:
+        openai = None
+    if openai is not None:
+        fake = FakeModel()
+        guarded = openai.OpenAI(
+            http_client=guard.http_client(transport=fake.transport),
+            base_url="https://api.openai.com/v1",
+            api_key="k",
+            max_retries=0,
+        )
+        plain = openai.OpenAI(
+            http_client=type(guard.http_client(transport=fake.transport))(transport=fake.transport),
+            base_url="https://api.openai.com/v1",
+            api_key="k",
+            max_retries=0,
+        )
+        messages = [{"role": "user", "content": MESSAGE}]
+
+        def guarded_call() -> object:
+            with guard.context(subject="cust-1", tenant="acme", purpose="inference"):
+                return guarded.chat.completions.create(model="gpt-4o", messages=messages)
+
+        def plain_call() -> object:
+            return plain.chat.completions.create(model="gpt-4o", messages=messages)
+
+        g = per_op_us(guarded_call, 200)
+        p = per_op_us(plain_call, 200)
+        rows += [
+            ("SDK call through guard (fake model)", g),
+            ("SDK call without guard (fake model)", p),
+            ("=> added by the guard per call", g - p),
+        ]
+    width = max(len(name) for name, _ in rows)
+    print(f"{'operation'.ljust(width)}  µs/op")
+    for name, value in rows:
+        print(f"{name.ljust(width)}  {value:8.1f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

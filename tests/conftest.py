@@ -1,0 +1,78 @@
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+import aiguard
+from aiguard.testing import FakeModel, InMemorySink
+
+OPENAI_URL = "https://api.openai.com/v1"
+
+POLICY_TOML = """
+mode = "enforce"
+
+[destinations.openai]
+base_url = "https://api.openai.com/v1"
+models = ["gpt-4o*", "gpt-5*"]
+approved = true
+purposes = ["inference", "model_training"]
+max_raw_level = "internal"
+retention_days = 30
+
+[destinations.unreviewed]
+base_url = "https://llm.example.net/v1"
+approved = false
+purposes = ["inference"]
+
+[actions]
+sensitive = "tokenize"
+regulated = "tokenize"
+
+[actions.kinds]
+private_key = "block"
+
+[[patterns]]
+kind = "account"
+level = "sensitive"
+regex = "ACC-[0-9]{8}"
+"""
+
+
+@pytest.fixture
+def policy() -> aiguard.Policy:
+    from aiguard.policy import parse_policy
+
+    return parse_policy(POLICY_TOML)
+
+
+@pytest.fixture
+def sink() -> InMemorySink:
+    return InMemorySink()
+
+
+@pytest.fixture
+def guard(policy: aiguard.Policy, sink: InMemorySink) -> aiguard.Guard:
+    return aiguard.Guard(policy, sinks=[sink])
+
+
+@pytest.fixture
+def fake() -> FakeModel:
+    return FakeModel()
+
+
+@pytest.fixture
+def make_client(guard: aiguard.Guard) -> Callable[..., object]:
+    """A real OpenAI SDK client through the guard's transport around a fake."""
+    openai = pytest.importorskip("openai")
+
+    def build(fake: FakeModel, **kwargs: object) -> object:
+        kwargs.setdefault("max_retries", 0)
+        return openai.OpenAI(
+            http_client=guard.http_client(transport=fake.transport),
+            base_url=OPENAI_URL,
+            api_key="test-key",
+            **kwargs,
+        )
+
+    return build

@@ -1,0 +1,286 @@
+"""Every bad input raises its typed error, sends nothing upstream, and is recorded."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import aiguard
+from aiguard.policy import load_policy, parse_policy
+from aiguard.testing import FakeModel, InMemorySink, assert_chain_valid
+
+URL = "https://api.openai.com/v1/chat/completions"
+SECRET_EMAIL = "leaky.person@example.com"
+
+
+def post(guard: aiguard.Guard, fake: FakeModel, url: str = URL, **kwargs: Any) -> Any:
+    with guard.http_client(transport=fake.transport) as client:
+        return client.post(url, **kwargs)
+
+
+def assert_refused(sink: InMemorySink, code: str) -> dict[str, Any]:
+    event = sink.calls()[-1]
+    assert event["type"] == "refusal"
+    assert event["status"] == "denied"
+    assert event["error"] == code
+    assert SECRET_EMAIL not in str(event)
+    assert_chain_valid(sink)
+    return event
+
+
+class TestRequests:
+    def test_host_not_in_policy(
+        self, guard: aiguard.Guard, sink: InMemorySink, fake: FakeModel
+    ) -> None:
+        with (
+            guard.context(subject="s", purpose="inference"),
+            pytest.raises(aiguard.UnknownDestination, match="destination the policy does not name"),
+        ):
+            post(
+                guard,
+                fake,
+                "https://evil.example.org/v1/chat/completions",
+                json={"model": "gpt-4o", "messages": [{"role": "user", "content": SECRET_EMAIL}]},
+            )
+        assert fake.requests == []
+        event = assert_refused(sink, "unknown_destination")
+        assert event["server.address"] == "evil.example.org"
+
+    def test_lookalike_host_and_path_prefix_do_not_match(
+        self, guard: aiguard.Guard, fake: FakeModel
+    ) -> None:
+        for url in (
+            "https://api.openai.com.evil.org/v1/chat/completions",
+            "http://api.openai.com/v1/chat/completions",
+            "https://api.openai.com:8443/v1/chat/completions",
+            "https://api.openai.com/v10/chat/completions",
+        ):
+            with guard.context(purpose="inference"), pytest.raises(aiguard.UnknownDestination):
+                post(guard, fake, url, json={"model": "gpt-4o", "messages": []})
+        assert fake.requests == []
+
+    def test_unapproved_destination(
+        self, guard: aiguard.Guard, sink: InMemorySink, fake: FakeModel
+    ) -> None:
+        with (
+            guard.context(purpose="inference"),
+            pytest.raises(aiguard.PolicyDenied, match="not approved"),
+        ):
+            post(
+                guard,
+                fake,
+                "https://llm.example.net/v1/chat/completions",
+                json={"model": "m", "messages": []},
+            )
+        assert fake.requests == []
+        assert_refused(sink, "policy_denied")
+
+    def test_body_not_json(self, guard: aiguard.Guard, sink: InMemorySink, fake: FakeModel) -> None:
+        with (
+            guard.context(purpose="inference"),
+            pytest.raises(aiguard.MalformedPayload, match="not valid JSON") as caught,
+        ):
+            post(
+                guard,
+                fake,
+                content=f'{{"messages": "{SECRET_EMAIL}"'.encode(),
+                headers={"content-type": "application/json"},
+            )
+        assert SECRET_EMAIL not in str(caught.value)
+        assert fake.requests == []
+        assert_refused(sink, "malformed_payload")
+
+    def test_body_not_utf8(self, guard: aiguard.Guard, sink: InMemorySink, fake: FakeModel) -> None:
+        with (
+            guard.context(purpose="inference"),
+            pytest.raises(aiguard.MalformedPayload, match="UTF-8"),
+        ):
+            post(
+                guard,
+                fake,
+                content=b'{"m": "\xff\xfe"}',
+                headers={"content-type": "application/json"},
+            )
+        assert fake.requests == []
+        assert_refused(sink, "malformed_payload")
+
+    def test_compressed_or_unknown_bodies_are_not_sent(
+        self, guard: aiguard.Guard, fake: FakeModel
+    ) -> None:
+        with guard.context(purpose="inference"):
+            with pytest.raises(aiguard.MalformedPayload, match="compressed"):
+                post(
+                    guard,
+                    fake,
+                    content=b"\x1f\x8b...",
+                    headers={"content-encoding": "gzip", "content-type": "application/json"},
+                )
+            with pytest.raises(aiguard.MalformedPayload, match="cannot inspect"):
+                post(
+                    guard,
+                    fake,
+                    content=SECRET_EMAIL.encode(),
+                    headers={"content-type": "text/plain"},
+                )
+        assert fake.requests == []
+
+    def test_unknown_purpose(
+        self, guard: aiguard.Guard, sink: InMemorySink, fake: FakeModel
+    ) -> None:
+        with (
+            guard.context(purpose="marketing"),
+            pytest.raises(aiguard.PolicyDenied, match="unknown purpose 'marketing'"),
+        ):
+            post(guard, fake, json={"model": "gpt-4o", "messages": []})
+        assert fake.requests == []
+        assert_refused(sink, "policy_denied")
+
+    def test_no_context_at_all_is_denied(self, guard: aiguard.Guard, fake: FakeModel) -> None:
+        with pytest.raises(aiguard.PolicyDenied, match="no purpose"):
+            post(guard, fake, json={"model": "gpt-4o", "messages": []})
+        assert fake.requests == []
+
+    def test_missing_subject_where_consent_is_required(
+        self, guard: aiguard.Guard, sink: InMemorySink, fake: FakeModel
+    ) -> None:
+        with (
+            guard.context(purpose="model_training", use_for_training=True),
+            pytest.raises(aiguard.ConsentRequired, match="no subject"),
+        ):
+            post(guard, fake, json={"model": "gpt-4o", "messages": []})
+        assert fake.requests == []
+        assert_refused(sink, "consent_required")
+
+    def test_unreachable_consent_store_fails_closed(
+        self, policy: aiguard.Policy, fake: FakeModel
+    ) -> None:
+        class Broken(aiguard.InMemoryConsentStore):
+            def current(self, *args: Any, **kwargs: Any) -> Any:
+                raise ConnectionError("down")
+
+        sink = InMemorySink()
+        guard = aiguard.Guard(policy, consent=Broken(), sinks=[sink])
+        with (
+            guard.context(subject="s", purpose="model_training", use_for_training=True),
+            pytest.raises(aiguard.ConsentRequired, match="could not be read"),
+        ):
+            post(guard, fake, json={"model": "gpt-4o", "messages": []})
+        assert fake.requests == []
+
+    def test_unreachable_vault_fails_closed(self, policy: aiguard.Policy, fake: FakeModel) -> None:
+        class Broken(aiguard.InMemoryVault):
+            def tokenize(self, *args: Any, **kwargs: Any) -> str:
+                raise ConnectionError("vault down")
+
+        sink = InMemorySink()
+        guard = aiguard.Guard(policy, vault=Broken(), sinks=[sink])
+        with guard.context(subject="s", purpose="inference"), pytest.raises(aiguard.VaultError):
+            post(
+                guard,
+                fake,
+                json={"model": "gpt-4o", "messages": [{"role": "user", "content": SECRET_EMAIL}]},
+            )
+        assert fake.requests == []
+        assert_refused(sink, "vault_error")
+
+    def test_fail_open_is_explicit_and_recorded(self, fake: FakeModel) -> None:
+        class Broken(aiguard.InMemoryVault):
+            def tokenize(self, *args: Any, **kwargs: Any) -> str:
+                raise ConnectionError("vault down")
+
+        policy = aiguard.Policy(
+            destinations={
+                "openai": aiguard.DestinationPolicy(
+                    base_url="https://api.openai.com/v1",
+                    approved=True,
+                    purposes=["inference"],
+                    fail_open=True,
+                )
+            }
+        )
+        sink = InMemorySink()
+        guard = aiguard.Guard(policy, vault=Broken(), sinks=[sink])
+        with guard.context(subject="s", purpose="inference"):
+            post(
+                guard,
+                fake,
+                json={"model": "gpt-4o", "messages": [{"role": "user", "content": SECRET_EMAIL}]},
+            )
+        assert SECRET_EMAIL not in fake.requests[0].text
+        assert "[REDACTED:email]" in fake.requests[0].text
+        assert any("fail_open" in r for r in sink.calls()[0]["reasons"])
+
+    def test_failing_required_sink_fails_the_call(
+        self, policy: aiguard.Policy, fake: FakeModel
+    ) -> None:
+        class Flaky(InMemorySink):
+            broken = False
+
+            def emit(self, record: Any) -> None:
+                if self.broken:
+                    raise OSError("disk full")
+                super().emit(record)
+
+        sink = Flaky()
+        guard = aiguard.Guard(policy, sinks=[sink])
+        sink.broken = True
+        with (
+            guard.context(subject="s", purpose="inference"),
+            pytest.raises(aiguard.ProvenanceError),
+        ):
+            post(guard, fake, json={"model": "gpt-4o", "messages": []})
+
+
+class TestPolicyFiles:
+    def test_missing_file(self, tmp_path: Path) -> None:
+        with pytest.raises(aiguard.PolicyError, match="does not exist"):
+            load_policy(tmp_path / "nope.toml")
+
+    def test_toml_syntax_error_names_the_line(self) -> None:
+        with pytest.raises(aiguard.PolicyError) as caught:
+            parse_policy('mode = "enforce"\n[destinations.openai\nbase_url = 1\n')
+        assert caught.value.line == 2
+
+    def test_bad_value_names_key_and_line(self) -> None:
+        text = (
+            'mode = "enforce"\n'
+            "[destinations.openai]\n"
+            'base_url = "https://api.openai.com/v1"\n'
+            'max_raw_level = "secret"\n'
+        )
+        with pytest.raises(aiguard.PolicyError) as caught:
+            parse_policy(text, source="aiguard.toml")
+        assert caught.value.key == "destinations.openai.max_raw_level"
+        assert caught.value.line == 4
+        assert "aiguard.toml:4" in str(caught.value)
+        assert "unknown level" in str(caught.value)
+
+    def test_unknown_key_is_reported(self) -> None:
+        text = '[destinations.openai]\nbase_url = "https://x.test/v1"\naproved = true\n'
+        with pytest.raises(aiguard.PolicyError, match="unknown key") as caught:
+            parse_policy(text)
+        assert caught.value.key == "destinations.openai.aproved"
+        assert caught.value.line == 3
+
+    def test_bad_pattern_in_array_table(self) -> None:
+        text = (
+            '[[patterns]]\nkind = "a"\nlevel = "sensitive"\nregex = "x"\n\n'
+            '[[patterns]]\nkind = "b"\nlevel = "sensitive"\nregex = "(unclosed"\n'
+        )
+        with pytest.raises(aiguard.PolicyError, match="invalid regular expression") as caught:
+            parse_policy(text)
+        assert caught.value.key == "patterns.1.regex"
+        assert caught.value.line == 9
+
+    def test_unknown_purpose_in_destination(self) -> None:
+        text = '[destinations.openai]\nbase_url = "https://x.test/v1"\npurposes = ["marketing"]\n'
+        with pytest.raises(aiguard.PolicyError, match="unknown purpose 'marketing'"):
+            parse_policy(text)
+
+    def test_invalid_utf8_file(self, tmp_path: Path) -> None:
+        path = tmp_path / "p.toml"
+        path.write_bytes(b"mode = '\xff'\n")
+        with pytest.raises(aiguard.PolicyError, match="cannot be read"):
+            load_policy(path)

@@ -1,0 +1,122 @@
+"""The hash chain, its canonical encoding, and `aiguard verify`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import rfc8785
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import aiguard
+from aiguard.provenance import JsonlSink, ProvenanceLog, verify_file, verify_lines
+from aiguard.provenance.canonical import CanonicalError, canonical_bytes
+
+json_scalars = (
+    st.none() | st.booleans() | st.integers(min_value=-(2**53) + 1, max_value=2**53 - 1) | st.text()
+)
+json_docs = st.recursive(
+    json_scalars,
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(
+            st.text(alphabet=st.characters(max_codepoint=127), max_size=8), inner, max_size=4
+        )
+    ),
+    max_leaves=20,
+)
+
+
+class TestCanonical:
+    @settings(max_examples=400, deadline=None)
+    @given(json_docs)
+    def test_fast_path_equals_rfc8785(self, document: object) -> None:
+        assert canonical_bytes(document) == rfc8785.dumps(document)
+
+    @pytest.mark.parametrize("bad", [1.5, {"k": float("nan")}, 2**53, {"é": 1}, b"x"])
+    def test_values_outside_the_domain_are_refused(self, bad: object) -> None:
+        with pytest.raises(CanonicalError):
+            canonical_bytes(bad)
+
+
+def write_log(path: Path, count: int = 8) -> list[bytes]:
+    log = ProvenanceLog("test-log", [JsonlSink(path)])
+    for i in range(count):
+        log.append({"type": "call", "request_id": f"r{i}", "findings": {"email": i}})
+    log.close()
+    return path.read_bytes().splitlines(keepends=True)
+
+
+class TestVerify:
+    def test_a_fresh_log_verifies(self, tmp_path: Path) -> None:
+        lines = write_log(tmp_path / "p.jsonl")
+        report = verify_lines(lines)
+        assert report.ok and report.records == 9 and report.head_seq == 8
+
+    def test_reopened_log_continues_its_chain(self, tmp_path: Path) -> None:
+        path = tmp_path / "p.jsonl"
+        write_log(path, 3)
+        write_log(path, 3)
+        report = verify_file(path)
+        assert report.ok and report.records == 7
+
+    def test_other_log_name_is_refused(self, tmp_path: Path) -> None:
+        path = tmp_path / "p.jsonl"
+        write_log(path, 1)
+        with pytest.raises(aiguard.ProvenanceError, match="already holds log"):
+            ProvenanceLog("another", [JsonlSink(path)])
+
+    def test_torn_last_line(self, tmp_path: Path) -> None:
+        lines = write_log(tmp_path / "p.jsonl", 3)
+        torn = [*lines[:-1], lines[-1][:20]]
+        report = verify_lines(torn)
+        assert not report.ok
+        assert report.failure is not None
+        assert report.failure.line == 4
+        assert "torn last line" in report.failure.reason
+
+    @settings(max_examples=120, deadline=None)
+    @given(st.data())
+    def test_any_change_before_the_end_is_caught(self, data: st.DataObject) -> None:
+        lines = _LINES
+        n = len(lines)
+        op = data.draw(st.sampled_from(["edit", "delete", "insert", "swap", "field"]))
+        i = data.draw(st.integers(min_value=0, max_value=n - 2))
+        tampered = list(lines)
+        if op == "edit":
+            line = bytearray(tampered[i])
+            pos = data.draw(st.integers(min_value=0, max_value=len(line) - 2))
+            new = data.draw(st.integers(min_value=32, max_value=126))
+            if line[pos] == new:
+                new = new + 1 if new < 126 else 32
+            line[pos] = new
+            tampered[i] = bytes(line)
+        elif op == "delete":
+            del tampered[i]
+        elif op == "insert":
+            j = data.draw(st.integers(min_value=0, max_value=n - 1))
+            tampered.insert(i, lines[j])
+        elif op == "swap":
+            tampered[i], tampered[i + 1] = tampered[i + 1], tampered[i]
+        else:  # a careful attacker re-computes the digest of the edited record
+            from aiguard.provenance.chain import leaf_digest
+
+            doc = json.loads(tampered[i])
+            doc["request_id"] = "forged"
+            doc.pop("digest")
+            doc["digest"] = leaf_digest(canonical_bytes(doc))
+            tampered[i] = canonical_bytes(doc) + b"\n"
+        report = verify_lines(tampered)
+        assert not report.ok
+        assert report.failure is not None
+        assert report.failure.line <= i + 2
+
+
+_LINES: list[bytes] = []
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _sample_log(tmp_path_factory: pytest.TempPathFactory) -> None:
+    _LINES[:] = write_log(tmp_path_factory.mktemp("log") / "p.jsonl", 10)

@@ -1,0 +1,96 @@
+"""The `aiguard` command: demo and verify, with their exit codes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from aiguard.cli import main
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "aiguard", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+class TestDemo:
+    def test_demo_writes_a_verified_log_and_refuses_training(self, tmp_path: Path) -> None:
+        (tmp_path / "provenance.jsonl").write_text("stale content\n")
+        result = run("demo", "--out", str(tmp_path))
+        assert result.returncode == 0, result.stderr
+        out = result.stdout
+        assert out.count("REFUSED (ConsentRequired)") == 2
+        assert "training call : allowed" in out
+        assert "no raw personal value" in out
+        assert "OK:" in out
+        log = tmp_path / "provenance.jsonl"
+        assert main(["verify", str(log)]) == 0
+        events = [json.loads(line) for line in log.read_text().splitlines()]
+        assert sum(e["type"] == "refusal" for e in events) == 2
+        model_lines = [line for line in out.splitlines() if "model received" in line]
+        assert model_lines and all("@" not in line for line in model_lines)
+
+    def test_demo_without_out_uses_a_temp_dir(self) -> None:
+        result = run("demo")
+        assert result.returncode == 0, result.stderr
+        assert "provenance: " in result.stdout
+
+
+class TestVerifyCommand:
+    @pytest.fixture
+    def log(self, tmp_path: Path) -> Path:
+        assert run("demo", "--out", str(tmp_path)).returncode == 0
+        return tmp_path / "provenance.jsonl"
+
+    def test_ok(self, log: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        assert main(["verify", str(log)]) == 0
+        assert capsys.readouterr().out.startswith("OK: ")
+
+    def test_json_format(self, log: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        assert main(["verify", str(log), "--format", "json"]) == 0
+        report = json.loads(capsys.readouterr().out)
+        assert report["ok"] is True and report["records"] > 3
+
+    def test_changed_record_names_line_and_seq(
+        self, log: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        lines = log.read_bytes().splitlines(keepends=True)
+        lines[2] = lines[2].replace(b'"allow"', b'"deny"', 1)
+        log.write_bytes(b"".join(lines))
+        assert main(["verify", str(log), "--format", "json"]) == 1
+        failure = json.loads(capsys.readouterr().out)["failure"]
+        assert failure["line"] == 3 and failure["seq"] == 2
+
+    def test_removed_record(self, log: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        lines = log.read_bytes().splitlines(keepends=True)
+        del lines[1]
+        log.write_bytes(b"".join(lines))
+        assert main(["verify", str(log)]) == 1
+        assert "missing" in capsys.readouterr().out
+
+    def test_torn_last_line(self, log: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        data = log.read_bytes()
+        log.write_bytes(data[:-40])
+        assert main(["verify", str(log)]) == 1
+        assert "torn last line" in capsys.readouterr().out
+
+    def test_unreadable_file_exits_2(
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        assert main(["verify", str(tmp_path / "missing.jsonl")]) == 2
+        assert "cannot read" in capsys.readouterr().err
+
+    def test_bad_arguments_exit_2(self) -> None:
+        result = run("verify")
+        assert result.returncode == 2
+        result = run("verify", "x", "--format", "xml")
+        assert result.returncode == 2
