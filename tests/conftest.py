@@ -47,8 +47,9 @@ def policy() -> aiguard.Policy:
 
 
 @pytest.fixture
-def sink() -> InMemorySink:
-    return InMemorySink()
+def sink(aiguard_sink: InMemorySink) -> InMemorySink:
+    """The plugin's sink (aiguard's own tests use the fixtures users get)."""
+    return aiguard_sink
 
 
 @pytest.fixture
@@ -57,8 +58,9 @@ def guard(policy: aiguard.Policy, sink: InMemorySink) -> aiguard.Guard:
 
 
 @pytest.fixture
-def fake() -> FakeModel:
-    return FakeModel()
+def fake(aiguard_fake_model: FakeModel) -> FakeModel:
+    """The plugin's fake model."""
+    return aiguard_fake_model
 
 
 @pytest.fixture

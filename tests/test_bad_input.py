@@ -218,10 +218,10 @@ class TestRequests:
         class Flaky(InMemorySink):
             broken = False
 
-            def emit(self, record: Any) -> None:
+            def emit_batch(self, records: Any) -> None:
                 if self.broken:
                     raise OSError("disk full")
-                super().emit(record)
+                super().emit_batch(records)
 
         sink = Flaky()
         guard = aiguard.Guard(policy, sinks=[sink])

@@ -101,13 +101,11 @@ class TestVerify:
         elif op == "swap":
             tampered[i], tampered[i + 1] = tampered[i + 1], tampered[i]
         else:  # a careful attacker re-computes the digest of the edited record
-            from aiguard.provenance.chain import leaf_digest
+            from aiguard.provenance.chain import seal_document
 
             doc = json.loads(tampered[i])
             doc["request_id"] = "forged"
-            doc.pop("digest")
-            doc["digest"] = leaf_digest(canonical_bytes(doc))
-            tampered[i] = canonical_bytes(doc) + b"\n"
+            tampered[i] = seal_document(doc, doc["seq"], doc["prev"]).line + b"\n"
         report = verify_lines(tampered)
         assert not report.ok
         assert report.failure is not None

@@ -11,6 +11,7 @@ from . import errors
 from ._pipeline import Decision, ProtectedFinding
 from .classify.detectors import Detector, Finding, KnownValue, detect
 from .classify.levels import Classified, FieldClass, Level, classified_fields
+from .consent.sqlite import SQLiteConsentStore
 from .consent.store import ConsentRecord, ConsentStore, InMemoryConsentStore
 from .context import CallContext, current_context
 from .errors import (
@@ -25,6 +26,7 @@ from .errors import (
     VaultError,
 )
 from .guard import Guard, Protected
+from .policy.killswitch import KillSwitch, SQLiteKillSwitch
 from .policy.loader import load_policy
 from .policy.model import Action, DestinationPolicy, Policy, PurposePolicy
 from .provenance.chain import EventRecord, Sink
@@ -32,6 +34,7 @@ from .provenance.sinks import InMemorySink, JsonlSink
 from .provenance.verify import VerifyReport, verify_file
 from .transport import AsyncGuardTransport, GuardTransport
 from .vault.memory import InMemoryVault, Vault
+from .vault.sqlite import SQLiteVault
 from .vault.tokens import Scope
 
 __version__ = "0.1.0"
@@ -58,6 +61,7 @@ __all__ = [
     "InMemorySink",
     "InMemoryVault",
     "JsonlSink",
+    "KillSwitch",
     "KnownValue",
     "Level",
     "MalformedPayload",
@@ -68,6 +72,9 @@ __all__ = [
     "ProtectedFinding",
     "ProvenanceError",
     "PurposePolicy",
+    "SQLiteConsentStore",
+    "SQLiteKillSwitch",
+    "SQLiteVault",
     "Scope",
     "Sink",
     "UnknownDestination",

@@ -83,7 +83,15 @@ def decide(
             )
         )
     target = policy.destinations[destination]
-    revocation = guard.killswitch.revoked(destination)
+    try:
+        revocation = guard.killswitch.revoked(destination)
+    except Exception as exc:  # fail closed: an unreadable kill switch is not "not revoked"
+        return deny(
+            DestinationRevoked(
+                f"the kill switch could not be read ({type(exc).__name__}); calls to "
+                f"{destination!r} are refused until it can be"
+            )
+        )
     if revocation is not None:
         return deny(
             DestinationRevoked(
@@ -283,20 +291,24 @@ class Call:
 
     def restore_text(self, path: str, text: str) -> str:
         """Replace tokens issued in this call's scope; redact secrets the model invented."""
-        text = self._redact_leaks(text)
+        text = self.redact_leaks(text)
         if "[" not in text:
             return text
 
         def swap(match: Any) -> str:
             token = str(match.group(0))
-            original = self.issued.get(token)
-            if original is None:
-                original = self.guard.vault.detokenize(self.scope, token)
+            original = self.lookup(token)
             return original if original is not None else token
 
         return TOKEN_RE.sub(swap, text)
 
-    def _redact_leaks(self, text: str) -> str:
+    def lookup(self, token: str) -> str | None:
+        """The original of a token the caller may see: issued by this call, else in its scope."""
+        original = self.issued.get(token)
+        return original if original is not None else self.guard.vault.detokenize(self.scope, token)
+
+    def redact_leaks(self, text: str) -> str:
+        """Redact REGULATED values and secrets in an answer that were never sent."""
         found: list[Finding] = []
         for detector in self.guard.detectors:
             found.extend(detector.detect(text))

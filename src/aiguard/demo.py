@@ -14,8 +14,10 @@ from .classify.levels import Classified, Level
 from .errors import AIGuardError
 from .guard import Guard
 from .policy.loader import parse_policy
+from .provenance.chain import ProvenanceLog
+from .provenance.checkpoint import Signer, Verifier
 from .provenance.sinks import JsonlSink
-from .provenance.verify import VerifyReport, verify_file
+from .provenance.verify import VerifyOptions, VerifyReport, verify_file
 from .testing.assertions import assert_no_raw_values
 from .testing.fake import FakeModel
 from .vault.tokens import TOKEN_RE
@@ -139,12 +141,25 @@ def run_demo(out_dir: str | None, stream: TextIO) -> int:
         target = Path(out_dir)
         target.mkdir(parents=True, exist_ok=True)
     log_path = target / "provenance.jsonl"
-    if log_path.exists():
-        log_path.unlink()
+    public_key_path = target / "provenance.pub"
+    checkpoint_path = target / "provenance.checkpoint"
+    for stale in (log_path, public_key_path, checkpoint_path):
+        if stale.exists():
+            stale.unlink()
 
     policy_text = resources.files("aiguard").joinpath("demo_policy.toml").read_text("utf-8")
     policy = parse_policy(policy_text, source="demo_policy.toml")
-    guard = Guard(policy, sinks=[JsonlSink(log_path)], log_name="aiguard-demo")
+    # A fresh signing key per run; a deployment keeps its key in a file or a KMS.
+    signer = Signer.generate("aiguard-demo")
+    public_key_path.write_text(signer.verifier.vkey + "\n", encoding="utf-8")
+    log = ProvenanceLog(
+        "aiguard-demo",
+        [JsonlSink(log_path, fsync="always")],
+        signer=signer,
+        checkpoint_every=4,
+        checkpoint_file=checkpoint_path,
+    )
+    guard = Guard(policy, log=log)
     fake = FakeModel(draft_reply)
     chat, client_name = _chat_client(guard, fake)
     for customer in CUSTOMERS:
@@ -225,7 +240,11 @@ def run_demo(out_dir: str | None, stream: TextIO) -> int:
     guard.close()
     assert_no_raw_values(fake, raw_values)
     say(f"the model received {len(fake.requests)} requests and no raw personal value")
-    report: VerifyReport = verify_file(log_path)
-    say(f"provenance: {log_path}")
+    options = VerifyOptions(
+        public_key=Verifier.from_vkey(public_key_path.read_text("utf-8")),
+        checkpoint=checkpoint_path.read_text("utf-8"),
+    )
+    report: VerifyReport = verify_file(log_path, options)
+    say(f"provenance: {log_path} (signed checkpoints; key {public_key_path.name})")
     say(f"verify    : {report.summary()}")
     return 0 if report.ok else 1

@@ -3,6 +3,7 @@ provenance event per attempt."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import os
@@ -18,11 +19,13 @@ from .classify.detectors import Detector, Finding, RegexDetector, builtin_detect
 from .classify.levels import classified_values
 from .consent.store import ConsentStore, InMemoryConsentStore
 from .context import UNSET, CallContext, ContextScope, current_context, known_values
-from .errors import AIGuardError, UnknownDestination
+from .endpoint import ArgumentSource, EndpointDecorator
+from .endpoint import endpoint as _endpoint
+from .errors import AIGuardError, ProvenanceError, UnknownDestination
 from .policy.killswitch import InMemoryKillSwitch, KillSwitch
 from .policy.loader import load_policy
 from .policy.model import Policy
-from .provenance.chain import EventRecord, ProvenanceLog, Sink
+from .provenance.chain import ProvenanceLog, Receipt, Sink
 from .provenance.sinks import InMemorySink, JsonlSink
 from .vault.memory import InMemoryVault, Vault, VaultKeys
 from .vault.tokens import Scope, label_for
@@ -71,6 +74,7 @@ class Guard:
         killswitch: KillSwitch | None = None,
         detectors: Sequence[Detector] | None = None,
         log_name: str = "aiguard",
+        log: ProvenanceLog | None = None,
         secret: bytes | None = None,
     ) -> None:
         self.policy = policy if policy is not None else Policy()
@@ -88,8 +92,12 @@ class Guard:
         self.consent: ConsentStore = consent if consent is not None else InMemoryConsentStore()
         self.killswitch: KillSwitch = killswitch if killswitch is not None else InMemoryKillSwitch()
         self.sinks: list[Sink] = list(sinks) if sinks is not None else [InMemorySink()]
-        self.log = ProvenanceLog(log_name, self.sinks)
-        base = list(detectors) if detectors is not None else [builtin_detector()]
+        if log is not None:
+            self.log = log
+            self.sinks = list(log.sinks)
+        else:
+            self.log = ProvenanceLog(log_name, self.sinks)
+        base: list[Detector] = list(detectors) if detectors is not None else [builtin_detector()]
         base.extend(
             RegexDetector(p.kind, p.level, p.regex, name="policy") for p in self.policy.patterns
         )
@@ -105,8 +113,17 @@ class Guard:
 
         ``[provenance] jsonl = "file"`` in the policy writes events to that file
         (relative to the policy file); otherwise they are kept in memory.
+        ``database = "aiguard.db"`` keeps the vault, consent records and kill switch in
+        that SQLite file (relative to the policy file), shared by every process that
+        opens it, with the secret in ``aiguard.key`` beside it; without it they are
+        kept in memory.
         """
         policy = load_policy(os.fspath(path))
+        if policy.database is not None:
+            from ._sqlite import embedded_stores
+
+            database = Path(path).resolve().parent / Path(policy.database).expanduser()
+            overrides.update(embedded_stores(database, overrides))
         if "sinks" not in overrides and policy.provenance is not None and policy.provenance.jsonl:
             target = Path(policy.provenance.jsonl)
             if not target.is_absolute():
@@ -145,6 +162,38 @@ class Guard:
             use_for_training=use_for_training,
             destination=destination,
             known=known,
+        )
+
+    def endpoint(
+        self,
+        *,
+        purpose: str,
+        destination: str | None = None,
+        subject_from: ArgumentSource | None = None,
+        tenant_from: ArgumentSource | None = None,
+        conversation_from: ArgumentSource | None = None,
+        enabled: bool = True,
+    ) -> EndpointDecorator:
+        """Decorate a handler (sync, async, FastAPI) to run each call in a `context`.
+
+        >>> @app.post("/reply")
+        ... @guard.endpoint(purpose="inference", destination="openai", subject_from="customer_id")
+        ... async def draft_reply(customer_id: str, ticket: Ticket) -> Reply: ...
+
+        ``subject_from`` / ``tenant_from`` / ``conversation_from`` name an argument (or a
+        dotted path into one) or are callables receiving the `inspect.BoundArguments`.
+        ``use_for_training`` comes from an argument of that name, else False. Tagged
+        fields of pydantic arguments become known values for detection. The handler's
+        signature is kept; ``enabled=False`` returns it undecorated. See `aiguard.endpoint`.
+        """
+        return _endpoint(
+            self,
+            purpose=purpose,
+            destination=destination,
+            subject_from=subject_from,
+            tenant_from=tenant_from,
+            conversation_from=conversation_from,
+            enabled=enabled,
         )
 
     def revoke(self, destination: str, reason: str) -> None:
@@ -263,6 +312,14 @@ class Guard:
     ) -> Call:
         """Start a call: decide, and on a refusal record it and raise the typed error."""
         call = Call(self, context, destination, operation, model, request_id or _new_id(), attempt)
+        try:
+            # A required sink that is down means the call could not be accounted for:
+            # fail closed before anything is sent.
+            self.log.check()
+        except ProvenanceError as exc:
+            with contextlib.suppress(ProvenanceError):
+                self.finish(call, "refusal", "denied", error=exc.code, **(extra or {}))
+            raise
         call.decision = decide(self, context, destination, model)
         if not call.decision.allowed:
             assert call.decision.error is not None
@@ -270,7 +327,7 @@ class Guard:
             raise call.decision.error
         return call
 
-    def finish(self, call: Call, event_type: str, status: str, **extra: Any) -> EventRecord:
+    def finish(self, call: Call, event_type: str, status: str, **extra: Any) -> Receipt:
         """Record the one event of this attempt."""
         return self.log.append(call.event_fields(type=event_type, status=status, **extra))
 
@@ -281,6 +338,10 @@ class Guard:
 
     def digest_bytes(self, data: bytes) -> str:
         return keyed_digest(self._event_key, self.key_id, data)
+
+    def digester(self) -> IncrementalDigest:
+        """An incremental twin of `digest_bytes`, for bodies that arrive in pieces."""
+        return IncrementalDigest(hmac.new(self._event_key, digestmod=hashlib.sha256), self.key_id)
 
     def pseudonym(self, kind: str, value: str) -> str:
         """One-way keyed pseudonym: stable for a value, never restorable."""
@@ -309,15 +370,39 @@ class Guard:
 
         return build_client(self, transport, asynchronous=True, options=httpx_options)
 
+    def flush(self, timeout: float | None = 30.0) -> None:
+        """Wait until every event so far is written and flushed by every sink."""
+        self.log.flush(timeout)
+
     def close(self) -> None:
-        """Flush and close the sinks."""
+        """Write what is queued, seal it with a final checkpoint, close sinks and stores."""
         self.log.close()
+        for store in (self.vault, self.consent, self.killswitch):
+            close = getattr(store, "close", None)
+            if callable(close):
+                close()
 
     def __enter__(self) -> Guard:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class IncrementalDigest:
+    """Feed it with `update`; `result` gives the same string `Guard.digest_bytes` would."""
+
+    __slots__ = ("_key_id", "_mac")
+
+    def __init__(self, mac: hmac.HMAC, key_id: str) -> None:
+        self._mac = mac
+        self._key_id = key_id
+
+    def update(self, data: bytes) -> None:
+        self._mac.update(data)
+
+    def result(self) -> str:
+        return f"hmac-sha256:{self._key_id}:{self._mac.hexdigest()}"
 
 
 def _with_known(ctx: CallContext, model: BaseModel) -> CallContext:

@@ -8,9 +8,10 @@ which module's Request and Response classes to build.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Generator, Iterator, Mapping
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -21,6 +22,7 @@ from ._pipeline import Call, dump_json, parse_json_body, usage_of
 from .context import CallContext, current_context
 from .errors import AIGuardError, MalformedPayload
 from .providers.walk import map_strings
+from .streaming import StreamRestorer, TokenRestorer
 
 if TYPE_CHECKING:
     from .guard import Guard
@@ -238,6 +240,217 @@ class _Exchange:
             extensions=response.extensions,
         )
 
+    def streamed(self, response: Any, stream: Any) -> Any:
+        """The caller's response for a server-sent event stream: restored as it is read."""
+        headers = [
+            (k, v) for k, v in response.headers.multi_items() if k.lower() not in _HOP_HEADERS
+        ]
+        return self.module.Response(
+            response.status_code,
+            headers=headers,
+            stream=stream,
+            request=self.request,
+            extensions=response.extensions,
+        )
+
+
+def _is_stream(response: Any) -> bool:
+    content_type: str = response.headers.get("content-type", "")
+    return 200 <= response.status_code < 300 and content_type.startswith("text/event-stream")
+
+
+class _StreamSession:
+    """The guard's side of one streamed answer: restore, digest, and record it once.
+
+    Shared by the sync and async stream wrappers, which only move bytes. The event is
+    written at the end of the stream, when the upstream fails, or when the caller closes
+    the stream early: ``ok`` if the terminal event ([DONE], message_stop,
+    response.completed) or the end of the stream was reached, ``error`` otherwise, with
+    what happened in ``reasons``.
+    """
+
+    def __init__(self, exchange: _Exchange) -> None:
+        call = exchange.call
+        assert call is not None
+        self._exchange = exchange
+        self._call = call
+        # Same restore as Call.restore_text, split so tool arguments get JSON escaping.
+        self.restorer = StreamRestorer(TokenRestorer(call.lookup, call.redact_leaks))
+        self._mac = exchange.guard.digester()
+        self._received = 0
+        self.finished = False
+
+    def feed(self, chunk: bytes) -> bytes:
+        self._mac.update(chunk)
+        self._received += len(chunk)
+        return self.restorer.feed(chunk)
+
+    def end(self) -> bytes:
+        """The upstream's stream ended: what is still held, for the caller."""
+        return self.restorer.close()
+
+    def outcome(self, failure: BaseException | None, abandoned: bool) -> dict[str, Any] | None:
+        """The fields of the stream's one event, or None once it was recorded."""
+        if self.finished:
+            return None
+        self.finished = True
+        call = self._call
+        restorer = self.restorer
+        call.output_digest = self._mac.result() if self._received else None
+        fields: dict[str, Any] = {
+            "server.address": self._exchange.request.url.host,
+            **restorer.meta,
+        }
+        note: str | None = None
+        if failure is not None:
+            error = type(failure).__name__
+            note = f"stream: the upstream failed after {self._received} bytes ({error})"
+        elif restorer.upstream_error is not None:
+            error = restorer.upstream_error
+            note = "stream: the upstream reported an error inside the stream"
+        elif abandoned and not restorer.done:
+            error = "StreamAbandoned"
+            note = f"stream: the caller closed the stream after {self._received} bytes"
+        else:
+            error = None
+        if note is not None and call.decision is not None:
+            call.decision = dataclasses.replace(
+                call.decision, reasons=(*call.decision.reasons, note)
+            )
+        ok = error is None
+        return {
+            "event_type": "call" if ok else "error",
+            "status": "ok" if ok else "error",
+            "http_status": 200,
+            "error": error,
+            **fields,
+        }
+
+    def record(self, outcome: dict[str, Any] | None) -> None:
+        if outcome is None:
+            return
+        event_type = outcome.pop("event_type")
+        status = outcome.pop("status")
+        self._exchange.guard.finish(self._call, event_type, status, **outcome)
+
+
+class _SyncStream:
+    """Wraps the upstream's response stream; the sync half of the twin pair.
+
+    Iterating again continues where the last iteration stopped: the SDKs drain a stream
+    after its terminal event by iterating it a second time.
+    """
+
+    def __init__(self, session: _StreamSession, upstream: Any) -> None:
+        self._session = session
+        self._upstream = upstream
+        self._iterator: Generator[bytes, None, None] | None = None
+
+    def __iter__(self) -> Iterator[bytes]:
+        if self._iterator is None:
+            self._iterator = self._restored()
+        return self._iterator
+
+    def _restored(self) -> Generator[bytes, None, None]:
+        session = self._session
+        try:
+            for chunk in self._upstream.iter_bytes():
+                out = session.feed(chunk)
+                if out:
+                    yield out
+        except GeneratorExit:
+            raise
+        except BaseException as exc:
+            # What is held is text the caller is owed; give it before the error.
+            tail = session.end()
+            session.record(session.outcome(exc, abandoned=False))
+            if tail:
+                yield tail
+            raise
+        tail = session.end()
+        if tail:
+            yield tail
+        session.record(session.outcome(None, abandoned=False))
+
+    def close(self) -> None:
+        try:
+            if self._iterator is not None:
+                self._iterator.close()
+            self._upstream.close()
+        finally:
+            self._session.record(self._session.outcome(None, abandoned=True))
+
+
+class _AsyncStream:
+    """The async twin of `_SyncStream`; the provenance write runs in a worker thread."""
+
+    def __init__(self, session: _StreamSession, upstream: Any) -> None:
+        self._session = session
+        self._upstream = upstream
+        self._iterator: AsyncGenerator[bytes, None] | None = None
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        if self._iterator is None:
+            self._iterator = self._restored()
+        return self._iterator
+
+    async def _restored(self) -> AsyncGenerator[bytes, None]:
+        session = self._session
+        try:
+            async for chunk in self._upstream.aiter_bytes():
+                out = session.feed(chunk)
+                if out:
+                    yield out
+        except GeneratorExit:
+            raise
+        except BaseException as exc:
+            tail = session.end()
+            await _record_async(session, session.outcome(exc, abandoned=False))
+            if tail:
+                yield tail
+            raise
+        tail = session.end()
+        if tail:
+            yield tail
+        await _record_async(session, session.outcome(None, abandoned=False))
+
+    async def aclose(self) -> None:
+        try:
+            if self._iterator is not None:
+                await self._iterator.aclose()
+            await self._upstream.aclose()
+        finally:
+            await _record_async(self._session, self._session.outcome(None, abandoned=True))
+
+
+async def _record_async(session: _StreamSession, outcome: dict[str, Any] | None) -> None:
+    if outcome is None:
+        return
+    import anyio
+    import anyio.to_thread
+
+    # Sinks may write files or talk to a server; keep that off the event loop. Shielded:
+    # the SDKs drain streams under a short deadline, and a cancelled write would lose
+    # the call's only event.
+    with anyio.CancelScope(shield=True):
+        await anyio.to_thread.run_sync(session.record, outcome)
+
+
+_STREAM_TYPES: dict[tuple[str, bool], type] = {}
+
+
+def _stream_type(module: ModuleType, asynchronous: bool) -> type:
+    """The wrapper class for ``module`` (httpx or httpx2): its Response checks the base."""
+    key = (module.__name__, asynchronous)
+    found = _STREAM_TYPES.get(key)
+    if found is None:
+        if asynchronous:
+            found = type("GuardedAsyncStream", (_AsyncStream, module.AsyncByteStream), {})
+        else:
+            found = type("GuardedSyncStream", (_SyncStream, module.SyncByteStream), {})
+        _STREAM_TYPES[key] = found
+    return found
+
 
 def _decode(raw: bytes) -> str | None:
     try:
@@ -265,6 +478,9 @@ class GuardTransport(httpx.BaseTransport):
         upstream = exchange.prepare(request.read())
         try:
             response = self._inner.handle_request(upstream)
+            if _is_stream(response):
+                stream = _stream_type(self._module, False)(_StreamSession(exchange), response)
+                return exchange.streamed(response, stream)
             try:
                 raw = response.read()
             finally:
@@ -291,6 +507,9 @@ class AsyncGuardTransport(httpx.AsyncBaseTransport):
         upstream = exchange.prepare(await request.aread())
         try:
             response = await self._inner.handle_async_request(upstream)
+            if _is_stream(response):
+                stream = _stream_type(self._module, True)(_StreamSession(exchange), response)
+                return exchange.streamed(response, stream)
             try:
                 raw = await response.aread()
             finally:

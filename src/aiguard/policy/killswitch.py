@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from datetime import datetime
 from typing import Protocol, runtime_checkable
 
+from .._sqlite import SQLiteDatabase
 from ..consent.store import utcnow
 
-__all__ = ["InMemoryKillSwitch", "KillSwitch", "Revocation"]
+__all__ = ["InMemoryKillSwitch", "KillSwitch", "Revocation", "SQLiteKillSwitch"]
 
 
 class Revocation:
@@ -49,3 +51,51 @@ class InMemoryKillSwitch:
     def revoked(self, destination: str) -> Revocation | None:
         with self._lock:
             return self._revoked.get(destination)
+
+
+class SQLiteKillSwitch:
+    """Revocations in a SQLite file, so one process's `revoke` stops every process.
+
+    `revoked` runs on every call: it is one primary-key SELECT on this thread's own
+    connection, with no cache, which is what makes a revocation take effect on the
+    very next call everywhere. A read error is raised, never taken for "not revoked".
+    """
+
+    def __init__(self, database: SQLiteDatabase | str | os.PathLike[str]) -> None:
+        self._owns_db = not isinstance(database, SQLiteDatabase)
+        self._db = database if isinstance(database, SQLiteDatabase) else SQLiteDatabase(database)
+
+    @property
+    def database(self) -> SQLiteDatabase:
+        return self._db
+
+    def revoke(self, destination: str, reason: str) -> Revocation:
+        revocation = Revocation(destination, reason, utcnow())
+        with self._db.write() as conn:
+            conn.execute(
+                "INSERT OR REPLACE INTO aiguard_revocation (destination, reason, at) "
+                "VALUES (?, ?, ?)",
+                (destination, reason, revocation.at.isoformat()),
+            )
+        return revocation
+
+    def reinstate(self, destination: str) -> None:
+        with self._db.write() as conn:
+            conn.execute("DELETE FROM aiguard_revocation WHERE destination = ?", (destination,))
+
+    def revoked(self, destination: str) -> Revocation | None:
+        row = (
+            self._db.connection()
+            .execute(
+                "SELECT reason, at FROM aiguard_revocation WHERE destination = ?", (destination,)
+            )
+            .fetchone()
+        )
+        if row is None:
+            return None
+        return Revocation(destination, str(row[0]), datetime.fromisoformat(row[1]))
+
+    def close(self) -> None:
+        """Close the database if this kill switch opened it."""
+        if self._owns_db:
+            self._db.close()

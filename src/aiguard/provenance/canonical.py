@@ -27,26 +27,55 @@ class CanonicalError(ValueError):
     """The value is outside the float-free, ASCII-keyed domain of event documents."""
 
 
+_SCALARS = (str, bool, type(None))
+
+
 def _check(value: Any, path: str) -> None:
-    if value is None or isinstance(value, (bool, str)):
-        return
-    if isinstance(value, int):
-        if not -MAX_SAFE_INT <= value <= MAX_SAFE_INT:
-            raise CanonicalError(f"{path}: integer outside ±(2^53-1)")
-        return
-    if isinstance(value, float):
-        raise CanonicalError(f"{path}: floats are not allowed in events")
-    if isinstance(value, dict):
-        for key, item in value.items():
-            if not isinstance(key, str) or not key.isascii():
-                raise CanonicalError(f"{path}: keys must be ASCII strings")
-            _check(item, f"{path}.{key}")
-        return
-    if isinstance(value, (list, tuple)):
-        for i, item in enumerate(value):
-            _check(item, f"{path}[{i}]")
-        return
-    raise CanonicalError(f"{path}: unsupported type {type(value).__name__}")
+    """Refuse floats, unsafe integers, non-ASCII keys and foreign types.
+
+    Iterative and path-free on the hot path; the path is rebuilt only for the error.
+    """
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        kind = type(item)
+        if kind is str or kind is bool or item is None:
+            continue
+        if kind is int:
+            if not -MAX_SAFE_INT <= item <= MAX_SAFE_INT:
+                raise CanonicalError(f"{_find(value, path, item)}: integer outside ±(2^53-1)")
+        elif kind is dict:
+            for key in item:
+                if type(key) is not str or not key.isascii():
+                    raise CanonicalError(f"{path}: keys must be ASCII strings")
+            stack.extend(item.values())
+        elif kind is list or kind is tuple:
+            stack.extend(item)
+        elif kind is float:
+            raise CanonicalError(f"{_find(value, path, item)}: floats are not allowed in events")
+        elif isinstance(item, _SCALARS):
+            continue
+        elif isinstance(item, int):
+            stack.append(int(item))
+        else:
+            raise CanonicalError(f"{path}: unsupported type {type(item).__name__}")
+
+
+def _find(root: Any, path: str, target: Any) -> str:
+    """The path of ``target`` inside ``root`` (for error messages only)."""
+    if root is target:
+        return path
+    if isinstance(root, dict):
+        for key, item in root.items():
+            found = _find(item, f"{path}.{key}", target)
+            if found:
+                return found
+    elif isinstance(root, (list, tuple)):
+        for index, item in enumerate(root):
+            found = _find(item, f"{path}[{index}]", target)
+            if found:
+                return found
+    return ""
 
 
 def canonical_bytes(document: Any) -> bytes:

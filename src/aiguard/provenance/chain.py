@@ -8,21 +8,42 @@ the log, so records copied from another log do not verify here.
 
 from __future__ import annotations
 
+import atexit
+import base64
 import hashlib
 import logging
 import os
 import threading
 import time
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+import weakref
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from ..errors import ProvenanceError
 from .canonical import canonical_bytes
+from .checkpoint import MerkleFrontier, Signer
 from .events import SCHEMA
 
-__all__ = ["GENESIS_PREV", "EventRecord", "ProvenanceLog", "Sink", "leaf_digest", "rfc3339_now"]
+__all__ = [
+    "GENESIS_PREV",
+    "BatchSink",
+    "EventRecord",
+    "ProvenanceLog",
+    "Receipt",
+    "ResumableSink",
+    "Sealer",
+    "SequencingSink",
+    "Sink",
+    "hashed_bytes",
+    "leaf_digest",
+    "record_intact",
+    "rfc3339_now",
+    "seal_document",
+]
 
 GENESIS_PREV = "0" * 64
 _log = logging.getLogger("aiguard.provenance")
@@ -32,9 +53,60 @@ def leaf_digest(canonical_without_digest: bytes) -> str:
     return hashlib.sha256(b"\x00" + canonical_without_digest).hexdigest()
 
 
+_DIGEST_SUFFIX_LEN = len(',"digest":"') + 64 + len('"}')
+
+
+def seal_document(document: Mapping[str, Any], seq: int, prev: str) -> EventRecord:
+    """Place a document at ``seq`` after ``prev``: the record and its exact line.
+
+    The line is the RFC 8785 bytes that were hashed with the digest appended as the
+    last member: ``{...canonical body...,"digest":"<hex>"}``. So the hashed bytes are
+    the line without that member, recoverable exactly, and encoding happens once.
+    """
+    body = {key: value for key, value in document.items() if key != "digest"}
+    body["seq"] = seq
+    body["prev"] = prev
+    hashed = canonical_bytes(body)
+    digest = leaf_digest(hashed)
+    body["digest"] = digest
+    return EventRecord(body, hashed[:-1] + b',"digest":"' + digest.encode() + b'"}')
+
+
+def hashed_bytes(line: bytes) -> bytes | None:
+    """The canonical bytes a stored line's digest covers, or None if it is not a sealed line."""
+    if len(line) <= _DIGEST_SUFFIX_LEN or not line.endswith(b'"}'):
+        return None
+    cut = len(line) - _DIGEST_SUFFIX_LEN
+    if line[cut : cut + 11] != b',"digest":"':
+        return None
+    return line[:cut] + b"}"
+
+
+def record_intact(record: EventRecord) -> bool:
+    """The record's line hashes to its digest and says what its document says."""
+    hashed = hashed_bytes(record.line)
+    if hashed is None:
+        return False
+    digest = record.document.get("digest")
+    return (
+        isinstance(digest, str)
+        and leaf_digest(hashed) == digest
+        and (record.line[-66:-2].decode("ascii", "replace") == digest)
+    )
+
+
+_second_cache: list[tuple[int, str]] = [(-1, "")]
+
+
 def rfc3339_now() -> str:
-    now = datetime.now(timezone.utc)
-    return now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond:06d}Z"
+    """UTC time with microseconds, e.g. ``2026-11-26T06:13:31.540784Z``."""
+    second, micro = divmod(time.time_ns() // 1000, 1_000_000)
+    cached_second, prefix = _second_cache[0]
+    if cached_second != second:
+        # Formatting a datetime costs more than the rest of the event header; once a second.
+        prefix = datetime.fromtimestamp(second, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.")
+        _second_cache[0] = (second, prefix)
+    return f"{prefix}{micro:06d}Z"
 
 
 def uuid7() -> str:
@@ -84,87 +156,516 @@ class ResumableSink(Sink, Protocol):
     def head(self) -> EventRecord | None: ...
 
 
-class ProvenanceLog:
-    """One hash chain, fed to every sink; thread-safe, one writer at a time."""
+@runtime_checkable
+class BatchSink(Sink, Protocol):
+    """A sink that takes several records at once (group commit: one flush for the batch)."""
 
-    def __init__(self, name: str, sinks: Sequence[Sink] = (), *, required: bool = True) -> None:
+    def emit_batch(self, records: Sequence[EventRecord]) -> None: ...
+
+
+#: Turns an unsealed document into a record at a position: ``seal(document, seq, prev)``.
+Sealer = Callable[[dict[str, Any], int, str], EventRecord]
+
+
+@runtime_checkable
+class SequencingSink(Sink, Protocol):
+    """A shared store that assigns positions itself, so several processes append to one log.
+
+    ``append_unsealed`` locks the log's head (e.g. ``SELECT ... FOR UPDATE`` on
+    PostgreSQL), seals each document after it with ``seal(document, seq, prev)``, stores
+    the records' exact bytes and returns them. The log then mirrors them to other sinks.
+    """
+
+    def append_unsealed(
+        self, log: str, documents: Sequence[dict[str, Any]], seal: Sealer
+    ) -> list[EventRecord]: ...
+
+
+class Receipt:
+    """Handed back by `ProvenanceLog.append`; ``wait()`` returns the record once every
+    required sink holds it (at once for a synchronous log)."""
+
+    __slots__ = ("_done", "_error", "_record", "_signal")
+
+    def __init__(self, signal: threading.Condition | None = None) -> None:
+        self._signal = signal
+        self._done = False
+        self._record: EventRecord | None = None
+        self._error: str | None = None
+
+    def _resolve(self, record: EventRecord | None, error: str | None = None) -> None:
+        self._record, self._error = record, error
+        self._done = True
+
+    def done(self) -> bool:
+        return self._done
+
+    def wait(self, timeout: float | None = None) -> EventRecord:
+        """The written record; raises `ProvenanceError` if a required sink did not take it."""
+        if not self._done and self._signal is not None:
+            with self._signal:
+                self._signal.wait_for(lambda: self._done, timeout)
+        if not self._done:
+            raise ProvenanceError(
+                f"the provenance event was not written within {timeout} s; the writer is "
+                "behind or a sink hangs"
+            )
+        if self._error is not None or self._record is None:
+            raise ProvenanceError(self._error or "the provenance event was not written")
+        return self._record
+
+
+@dataclass
+class _SinkState:
+    sink: Sink
+    required: bool
+    #: Records the sink has not taken yet, oldest first; they go out before newer ones.
+    backlog: deque[EventRecord] = field(default_factory=deque)
+    failures: int = 0
+    last_error: str | None = None
+    batches: bool = False
+
+    def __post_init__(self) -> None:
+        # Protocol isinstance checks are slow; decide once per sink.
+        self.batches = isinstance(self.sink, BatchSink)
+
+    @property
+    def healthy(self) -> bool:
+        return not self.backlog
+
+    @property
+    def label(self) -> str:
+        return type(self.sink).__name__
+
+
+_STOP = object()
+
+
+class ProvenanceLog:
+    """One hash chain, fed to every sink in order.
+
+    * Synchronous by default: ``append`` seals and writes before it returns.
+      ``background=True`` moves canonicalizing, hashing and writing to a writer thread
+      behind a bounded queue (``when_full``: ``"block"`` waits, ``"fail"`` raises), with
+      group commit: each sink takes a whole batch at once.
+    * Each sink is required (its ``required`` attribute, default True) or best effort.
+      A sink that fails keeps the records it missed in a backlog, retried in order before
+      anything newer; while a required sink has a backlog the log is unhealthy and
+      `check` raises, so new calls fail closed before anything is sent.
+    * With a ``signer``, a signed checkpoint record (a Merkle root over every record
+      before it, in a C2SP signed note) is appended every ``checkpoint_every`` records,
+      every ``checkpoint_interval`` seconds and on close, and the latest note is also
+      written to ``checkpoint_file`` for publishing elsewhere.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        sinks: Sequence[Sink] = (),
+        *,
+        required: bool = True,
+        signer: Signer | None = None,
+        checkpoint_every: int = 1000,
+        checkpoint_interval: float | None = 60.0,
+        checkpoint_file: str | os.PathLike[str] | None = None,
+        background: bool = False,
+        queue_size: int = 10_000,
+        when_full: str = "block",
+        batch_size: int = 512,
+        retry_interval: float = 1.0,
+    ) -> None:
         if not name or "\n" in name:
             raise ValueError("a log name must be a non-empty single line")
+        if when_full not in {"block", "fail"}:
+            raise ValueError("when_full must be 'block' or 'fail'")
+        if checkpoint_every < 1:
+            raise ValueError("checkpoint_every must be at least 1")
         self.name = name
         self.sinks = list(sinks)
-        #: A sink failure raises `ProvenanceError` (fail closed) unless this is False.
-        self.required = required
-        self._lock = threading.Lock()
+        self._states = [_SinkState(s, bool(getattr(s, "required", required))) for s in sinks]
+        sequencers = [s for s in self.sinks if isinstance(s, SequencingSink)]
+        if len(sequencers) > 1:
+            raise ValueError("a log can have at most one sequencing (shared) sink")
+        self._sequencer = sequencers[0] if sequencers else None
+        if self._sequencer is not None and signer is not None:
+            raise ValueError(
+                "signed checkpoints need one writer per chain; a shared (sequencing) sink "
+                "interleaves several processes, so sign its log with `aiguard verify` tooling"
+            )
+        self.signer = signer
+        self.checkpoint_every = checkpoint_every
+        self.checkpoint_interval = checkpoint_interval
+        self.checkpoint_file = Path(checkpoint_file) if checkpoint_file is not None else None
+        self._when_full = when_full
+        self._batch_size = batch_size
+        self._retry_interval = retry_interval
+        self._lock = threading.RLock()
         self._seq = -1
         self._prev = GENESIS_PREV
-        head = self._resume_head()
-        if head is None:
-            self._append_locked({"type": "genesis", "nonce": os.urandom(16).hex()})
-        else:
-            if head.document.get("log") != name:
-                raise ProvenanceError(
-                    f"the sink already holds log {head.document.get('log')!r}, not {name!r}; "
-                    "use another file or the same log name"
-                )
-            self._seq, self._prev = head.seq, head.digest
+        self._frontier = MerkleFrontier()
+        self._since_checkpoint = 0
+        self._last_checkpoint = time.monotonic()
+        self._closed = False
+        self._writer_error: str | None = None
+        self.latest_checkpoint: str | None = None
+        self._resume()
+        self._queue: deque[Any] | None = None
+        self._queue_size = queue_size
+        self._wakeup = threading.Condition()
+        self._written = threading.Condition()
+        self._thread: threading.Thread | None = None
+        for sink in self.sinks:
+            attach = getattr(sink, "attach", None)
+            if callable(attach):
+                attach(self)
+        if background:
+            self._queue = deque()
+            self._thread = threading.Thread(
+                target=self._run, name=f"aiguard-provenance-{name}", daemon=True
+            )
+            self._thread.start()
+            atexit.register(_close_at_exit, weakref.ref(self))
 
-    def _resume_head(self) -> EventRecord | None:
+    # -- start-up ----------------------------------------------------------------------
+
+    def _resume(self) -> None:
+        head: EventRecord | None = None
         for sink in self.sinks:
             if isinstance(sink, ResumableSink):
                 head = sink.head()
                 if head is not None:
-                    return head
-        return None
+                    break
+        with self._lock:
+            if head is None:
+                if self._sequencer is None:
+                    self._write([self._prepare({"type": "genesis", **self._genesis_fields()})])
+                return
+            if head.document.get("log") != self.name:
+                raise ProvenanceError(
+                    f"the sink already holds log {head.document.get('log')!r}, not "
+                    f"{self.name!r}; use another file or the same log name"
+                )
+            if not record_intact(head):
+                raise ProvenanceError(
+                    f"the last record of log {self.name!r} (seq {head.seq}) does not match "
+                    "its digest; refusing to extend a damaged chain. Run `aiguard verify`."
+                )
+            self._seq, self._prev = head.seq, head.digest
+            if self.signer is not None:
+                self._rebuild_frontier()
+            recovered = [
+                getattr(sink, "recovered", None)
+                for sink in self.sinks
+                if getattr(sink, "recovered", None)
+            ]
+            for info in recovered:
+                self._write([self._prepare({"type": "recovery", "recovery": info})])
+
+    def _rebuild_frontier(self) -> None:
+        """Continue the Merkle tree: the last checkpoint stores its compact range."""
+        tail: list[EventRecord] | None = None
+        for sink in self.sinks:
+            reader = getattr(sink, "tail_from_checkpoint", None)
+            if callable(reader):
+                tail = list(reader())
+                break
+        if tail is None:
+            raise ProvenanceError(
+                "signed checkpoints on a resumed log need a sink that reads back its tail "
+                "(JsonlSink, InMemorySink)"
+            )
+        frontier = MerkleFrontier()
+        starts_at_checkpoint = bool(tail) and tail[0].document.get("type") == "checkpoint"
+        if starts_at_checkpoint:
+            frontier = MerkleFrontier.from_state(tail[0].document["checkpoint"]["frontier"])
+        elif tail and tail[0].seq != 0:
+            raise ProvenanceError("the sink's tail does not start at a checkpoint or genesis")
+        for record in tail:
+            frontier.append(bytes.fromhex(record.digest))
+        if frontier.size != self._seq + 1:
+            raise ProvenanceError(
+                f"log {self.name!r}: the tail read back ends at {frontier.size - 1}, "
+                f"not at the head {self._seq}; refusing to extend it"
+            )
+        self._frontier = frontier
+        self._since_checkpoint = len(tail) - 1 if starts_at_checkpoint else len(tail)
+
+    def _genesis_fields(self) -> dict[str, Any]:
+        fields: dict[str, Any] = {"nonce": os.urandom(16).hex()}
+        if self.signer is not None:
+            fields["signer"] = {
+                "name": self.signer.name,
+                "key_id": self.signer.key_id.hex(),
+                "vkey": self.signer.verifier.vkey,
+            }
+        return fields
+
+    # -- appending -----------------------------------------------------------------
 
     @property
     def head_seq(self) -> int:
         return self._seq
 
-    def append(self, fields: Mapping[str, Any]) -> EventRecord:
-        """Chain ``fields`` as the next record and emit it to every sink."""
-        with self._lock:
-            return self._append_locked(fields)
-
-    def _append_locked(self, fields: Mapping[str, Any]) -> EventRecord:
+    def _prepare(self, fields: Mapping[str, Any]) -> dict[str, Any]:
         document: dict[str, Any] = {
             key: value for key, value in fields.items() if value is not None and value != {}
         }
-        document.update(
-            schema=SCHEMA,
-            log=self.name,
-            seq=self._seq + 1,
-            prev=self._prev,
-            event_id=uuid7(),
-            time=rfc3339_now(),
-        )
         document.pop("digest", None)
-        digest = leaf_digest(canonical_bytes(document))
-        document["digest"] = digest
-        record = EventRecord(document, canonical_bytes(document))
-        failures = []
-        for sink in self.sinks:
-            try:
-                sink.emit(record)
-            except Exception as exc:
-                failures.append(f"{type(sink).__name__}: {type(exc).__name__}")
-                _log.error("provenance sink %s failed: %s", type(sink).__name__, exc)
-        if len(failures) < len(self.sinks) or not self.sinks:
-            # Some sink holds the record: the chain advances so those sinks stay valid;
-            # a failed sink shows a gap, which is exactly what happened to it.
-            self._seq += 1
-            self._prev = digest
-        if failures and self.required:
-            raise ProvenanceError(
-                "a required provenance sink did not record the event ("
-                + ", ".join(failures)
-                + "); the call was not completed. Check the sink, then retry."
-            )
-        return record
+        document["schema"] = SCHEMA
+        document["log"] = self.name
+        document["event_id"] = uuid7()
+        document["time"] = rfc3339_now()
+        return document
 
-    def flush(self) -> None:
-        for sink in self.sinks:
-            sink.flush()
+    def append(self, fields: Mapping[str, Any]) -> Receipt:
+        """Chain ``fields`` as the next record; the receipt tells when it is written.
+
+        A synchronous log raises `ProvenanceError` at once when a required sink did not
+        take the record (it stays in that sink's backlog and is delivered later).
+        """
+        if self._closed:
+            raise ProvenanceError(f"provenance log {self.name!r} is closed")
+        document = self._prepare(fields)
+        if self._queue is not None:
+            receipt = Receipt(self._written)
+            self._enqueue((document, receipt))
+            return receipt
+        receipt = Receipt()
+        with self._lock:
+            records = self._write([document])
+        error = self._required_failure()
+        receipt._resolve(records[0], error)
+        if error is not None:
+            raise ProvenanceError(error)
+        return receipt
+
+    def _enqueue(self, item: Any, *, force: bool = False) -> None:
+        assert self._queue is not None
+        with self._wakeup:
+            if len(self._queue) >= self._queue_size and not force:
+                if self._when_full == "fail":
+                    raise ProvenanceError(
+                        f"the provenance queue of log {self.name!r} is full; the call fails "
+                        "closed (when_full='fail'). A sink is slow or down."
+                    )
+                self._wakeup.wait_for(lambda: len(self._queue or ()) < self._queue_size)
+            self._queue.append(item)
+            self._wakeup.notify_all()
+
+    def check(self) -> None:
+        """Raise `ProvenanceError` while a required sink has records it has not taken."""
+        error = self._required_failure()
+        if error is not None and self._queue is None:
+            # Synchronous logs retry here; a background writer retries on its own timer.
+            with self._lock:
+                for state in self._states:
+                    self._drain(state)
+            error = self._required_failure()
+        if error is not None:
+            raise ProvenanceError(error + " New calls are refused until it recovers.")
+
+    @property
+    def healthy(self) -> bool:
+        return self._required_failure() is None
+
+    def _required_failure(self) -> str | None:
+        if self._writer_error is not None:
+            return f"the provenance writer stopped: {self._writer_error}"
+        for state in self._states:
+            if state.required and not state.healthy:
+                return (
+                    f"required provenance sink {state.label} has {len(state.backlog)} "
+                    f"undelivered record(s) ({state.last_error})"
+                )
+        return None
+
+    def _seal(self, document: dict[str, Any], seq: int, prev: str) -> EventRecord:
+        return seal_document(document, seq, prev)
+
+    def _write(self, documents: list[dict[str, Any]]) -> list[EventRecord]:
+        """Seal, deliver, and checkpoint when due. Caller holds the lock (or is the writer)."""
+        if self._sequencer is not None:
+            records = self._sequencer.append_unsealed(self.name, documents, self._seal)
+            if records:
+                self._seq, self._prev = records[-1].seq, records[-1].digest
+            self._deliver(records, skip=self._sequencer)
+            return records
+        records = []
+        for document in documents:
+            record = self._seal(document, self._seq + 1, self._prev)
+            self._seq, self._prev = record.seq, record.digest
+            self._frontier.append(bytes.fromhex(record.digest))
+            self._since_checkpoint += 1
+            records.append(record)
+        self._deliver(records)
+        if self.signer is not None and self._since_checkpoint >= self.checkpoint_every:
+            self._checkpoint()
+        return records
+
+    def _checkpoint(self) -> None:
+        assert self.signer is not None
+        if self._since_checkpoint == 0:
+            return
+        # Only records every sink already holds durably are covered by a signature.
+        self._flush_sinks()
+        size = self._seq + 1
+        state = self._frontier.state()
+        root = self._frontier.root()
+        note = self.signer.sign_checkpoint(self.name, size, root)
+        document = self._prepare(
+            {
+                "type": "checkpoint",
+                "checkpoint": {
+                    "size": size,
+                    "root": base64.b64encode(root).decode(),
+                    "frontier": state,
+                    "key_id": self.signer.key_id.hex(),
+                    "note": note,
+                },
+            }
+        )
+        record = self._seal(document, self._seq + 1, self._prev)
+        self._seq, self._prev = record.seq, record.digest
+        self._frontier.append(bytes.fromhex(record.digest))
+        self._since_checkpoint = 0
+        self._last_checkpoint = time.monotonic()
+        self._deliver([record])
+        self._flush_sinks()
+        self.latest_checkpoint = note
+        if self.checkpoint_file is not None and self._required_failure() is None:
+            tmp = self.checkpoint_file.with_name(self.checkpoint_file.name + ".tmp")
+            tmp.write_text(note, encoding="utf-8")
+            os.replace(tmp, self.checkpoint_file)
+
+    def _deliver(self, records: Sequence[EventRecord], skip: Sink | None = None) -> None:
+        for state in self._states:
+            if state.sink is skip:
+                continue
+            state.backlog.extend(records)
+            self._drain(state)
+
+    def _drain(self, state: _SinkState) -> None:
+        if not state.backlog:
+            return
+        pending = list(state.backlog)
+        try:
+            if state.batches:
+                state.sink.emit_batch(pending)  # type: ignore[attr-defined]
+            else:
+                for record in pending:
+                    state.sink.emit(record)
+                    state.backlog.popleft()
+        except Exception as exc:
+            state.failures += 1
+            state.last_error = f"{type(exc).__name__}: {exc}"
+            _log.error("provenance sink %s failed: %s", state.label, state.last_error)
+            return
+        state.backlog.clear()
+        state.last_error = None
+
+    def _flush_sinks(self) -> None:
+        for state in self._states:
+            if state.healthy:
+                try:
+                    state.sink.flush()
+                except Exception as exc:
+                    state.last_error = f"flush: {type(exc).__name__}: {exc}"
+                    _log.error("provenance sink %s failed to flush: %s", state.label, exc)
+
+    # -- the background writer --------------------------------------------------------
+
+    def _run(self) -> None:
+        pending = self._queue
+        assert pending is not None
+        while True:
+            timeout = self._retry_interval
+            if self.signer is not None and self.checkpoint_interval is not None:
+                due = self._last_checkpoint + self.checkpoint_interval - time.monotonic()
+                timeout = max(0.0, min(timeout, due))
+            with self._wakeup:
+                if not pending:
+                    self._wakeup.wait(timeout)
+                items = [pending.popleft() for _ in range(min(len(pending), self._batch_size))]
+                self._wakeup.notify_all()  # producers blocked on a full queue
+            batch: list[tuple[dict[str, Any], Receipt]] = []
+            markers: list[threading.Event] = []
+            stop = False
+            for item in items:
+                if item is _STOP:
+                    stop = True
+                elif isinstance(item, threading.Event):
+                    markers.append(item)
+                else:
+                    batch.append(item)
+            try:
+                with self._lock:
+                    self._tick(batch)
+            except Exception as exc:  # the writer must never die silently
+                self._writer_error = f"{type(exc).__name__}: {exc}"
+                _log.exception("provenance writer failed")
+                for _, receipt in batch:
+                    receipt._resolve(None, self._writer_error)
+            if batch:
+                with self._written:
+                    self._written.notify_all()
+            for marker in markers:
+                marker.set()
+            if stop and not pending:
+                return
+
+    def _tick(self, batch: list[tuple[dict[str, Any], Receipt]]) -> None:
+        for state in self._states:
+            self._drain(state)
+        if batch:
+            records = self._write([document for document, _ in batch])
+            error = self._required_failure()
+            for (_, receipt), record in zip(batch, records, strict=True):
+                receipt._resolve(record, error)
+        if (
+            self.signer is not None
+            and self.checkpoint_interval is not None
+            and time.monotonic() - self._last_checkpoint >= self.checkpoint_interval
+        ):
+            self._checkpoint()
+
+    # -- flushing and closing ---------------------------------------------------------
+
+    def flush(self, timeout: float | None = 30.0) -> None:
+        """Wait until everything appended so far is written, then flush every sink."""
+        if self._queue is not None and self._thread is not None and self._thread.is_alive():
+            if threading.current_thread() is self._thread:
+                return
+            marker = threading.Event()
+            self._enqueue(marker, force=True)
+            if not marker.wait(timeout):
+                raise ProvenanceError(f"provenance log {self.name!r} did not flush in {timeout} s")
+        with self._lock:
+            for state in self._states:
+                self._drain(state)
+            self._flush_sinks()
 
     def close(self) -> None:
-        for sink in self.sinks:
-            sink.close()
+        """Write what is queued, seal it with a final checkpoint, close the sinks."""
+        if self._closed:
+            return
+        if self._queue is not None and self._thread is not None:
+            self._enqueue(_STOP, force=True)
+            self._thread.join()
+        with self._lock:
+            for state in self._states:
+                self._drain(state)
+            if self.signer is not None:
+                self._checkpoint()
+            self._flush_sinks()
+            self._closed = True
+            for sink in self.sinks:
+                try:
+                    sink.close()
+                except Exception as exc:
+                    _log.error("provenance sink %s failed to close: %s", type(sink).__name__, exc)
+
+
+def _close_at_exit(ref: weakref.ReferenceType[ProvenanceLog]) -> None:
+    log = ref()
+    if log is not None:
+        log.close()

@@ -2,29 +2,58 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import sys
 import threading
-from collections.abc import Iterator
+import time
+import weakref
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ProvenanceError
 from .chain import EventRecord
 
+if TYPE_CHECKING:
+    from .chain import ProvenanceLog
+
 __all__ = ["InMemorySink", "JsonlSink"]
+
+FSYNC_POLICIES = ("never", "interval", "always")
 
 
 class InMemorySink:
-    """Keeps every record in a list; thread-safe. Made for tests and demos."""
+    """Keeps every record in a list; thread-safe. Made for tests and demos.
 
-    def __init__(self) -> None:
+    Reading it first waits for the log's background writer (if any), so a test sees
+    every event appended before the read.
+    """
+
+    def __init__(self, *, required: bool = True) -> None:
+        self.required = required
         self._lock = threading.Lock()
         self._records: list[EventRecord] = []
+        self._owner: weakref.ReferenceType[ProvenanceLog] | None = None
+
+    def attach(self, log: ProvenanceLog) -> None:
+        self._owner = weakref.ref(log)
+
+    def _settle(self) -> None:
+        owner = self._owner() if self._owner is not None else None
+        writer = owner._thread if owner is not None else None
+        if writer is not None and writer.is_alive() and threading.current_thread() is not writer:
+            assert owner is not None
+            owner.flush()
 
     def emit(self, record: EventRecord) -> None:
         with self._lock:
             self._records.append(record)
+
+    def emit_batch(self, records: Sequence[EventRecord]) -> None:
+        with self._lock:
+            self._records.extend(records)
 
     def flush(self) -> None:
         return None
@@ -36,8 +65,17 @@ class InMemorySink:
         with self._lock:
             return self._records[-1] if self._records else None
 
+    def tail_from_checkpoint(self) -> list[EventRecord]:
+        with self._lock:
+            records = list(self._records)
+        for index in range(len(records) - 1, -1, -1):
+            if records[index].document.get("type") == "checkpoint":
+                return records[index:]
+        return records
+
     @property
     def records(self) -> list[EventRecord]:
+        self._settle()
         with self._lock:
             return list(self._records)
 
@@ -54,33 +92,90 @@ class InMemorySink:
         return iter(self.events)
 
     def __len__(self) -> int:
-        with self._lock:
-            return len(self._records)
+        return len(self.records)
+
+
+def _lock_exclusively(handle: Any, path: Path) -> None:
+    if sys.platform == "win32":  # pragma: no cover - advisory locks are POSIX here
+        return
+    import fcntl
+
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise ProvenanceError(
+            f"{path} is being written by another process; a JSONL log has one writer. "
+            "Give each process its own file (e.g. provenance-{pid}.jsonl) and log name, "
+            "or use a shared sink (PostgreSQL)"
+        ) from None
 
 
 class JsonlSink:
-    """Appends one canonical JSON line per record to a file.
+    """Appends one canonical JSON line per record to a file; one writing process per file.
 
-    Opening an existing log continues its chain. ``fsync=True`` makes each record
-    durable before the call returns, at the cost of a disk flush per call.
+    ``fsync``: ``"always"`` makes every batch durable before the writer goes on (with a
+    background log that is group commit: one fsync per batch), ``"interval"`` syncs at
+    most every ``fsync_interval`` seconds, ``"never"`` leaves it to the OS (records
+    survive a killed process, not a power cut). Opening an existing log continues its
+    chain; a torn last record (the writer died mid-line) is moved to ``<file>.torn`` and
+    cut off, and the log records a ``recovery`` event. Damage anywhere else is never
+    repaired: the log refuses to extend it.
     """
 
-    def __init__(self, path: str | os.PathLike[str], *, fsync: bool = False) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        fsync: str | bool = "never",
+        fsync_interval: float = 1.0,
+        required: bool = True,
+    ) -> None:
+        if isinstance(fsync, bool):
+            fsync = "always" if fsync else "never"
+        if fsync not in FSYNC_POLICIES:
+            raise ValueError(f"fsync must be one of {', '.join(FSYNC_POLICIES)}")
         self.path = Path(path)
+        self.required = required
         self._fsync = fsync
+        self._fsync_interval = fsync_interval
+        self._last_sync = time.monotonic()
         self._lock = threading.Lock()
+        self.recovered: dict[str, Any] | None = None
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._file = open(self.path, "ab")  # noqa: SIM115 - kept open for the sink's life
+        _lock_exclusively(self._file, self.path)
+        self._repair_torn_tail()
+
+    def _repair_torn_tail(self) -> None:
+        size = self.path.stat().st_size
+        if size == 0:
+            return
+        with open(self.path, "rb") as handle:
+            handle.seek(size - 1)
+            if handle.read(1) == b"\n":
+                return
+            cut = _last_newline(handle, size)
+            handle.seek(cut)
+            torn = handle.read()
+        quarantine = self.path.with_name(self.path.name + ".torn")
+        with open(quarantine, "ab") as out:
+            out.write(torn + b"\n")
+            out.flush()
+            os.fsync(out.fileno())
+        os.truncate(self.path, cut)
+        self.recovered = {
+            "reason": "torn last record cut off at start-up",
+            "torn_bytes": len(torn),
+            "torn_sha256": hashlib.sha256(torn).hexdigest(),
+            "quarantine": quarantine.name,
+            "offset": cut,
+        }
 
     def head(self) -> EventRecord | None:
         last = _last_line(self.path)
         if last is None:
             return None
-        if not last.endswith(b"\n"):
-            raise ProvenanceError(
-                f"{self.path} ends with a torn (incomplete) record; run `aiguard verify "
-                f"{self.path}` and move the file aside before writing to it again"
-            )
         try:
             document = json.loads(last)
         except ValueError:
@@ -89,44 +184,87 @@ class JsonlSink:
             ) from None
         return EventRecord(document, last.rstrip(b"\n"))
 
+    def tail_from_checkpoint(self) -> list[EventRecord]:
+        """Records from the last checkpoint (inclusive) to the end, read backwards."""
+        lines: list[bytes] = []
+        for line in _lines_backwards(self.path):
+            lines.append(line)
+            if b'"type":"checkpoint"' in line:
+                break
+        lines.reverse()
+        return [EventRecord(json.loads(line), line) for line in lines]
+
     def emit(self, record: EventRecord) -> None:
+        self.emit_batch((record,))
+
+    def emit_batch(self, records: Sequence[EventRecord]) -> None:
+        data = b"".join(record.line + b"\n" for record in records)
         with self._lock:
-            self._file.write(record.line + b"\n")
+            self._file.write(data)
             self._file.flush()
-            if self._fsync:
+            if self._fsync == "always" or (
+                self._fsync == "interval"
+                and time.monotonic() - self._last_sync >= self._fsync_interval
+            ):
                 os.fsync(self._file.fileno())
+                self._last_sync = time.monotonic()
 
     def flush(self) -> None:
         with self._lock:
-            self._file.flush()
-            os.fsync(self._file.fileno())
+            if not self._file.closed:
+                self._file.flush()
+                os.fsync(self._file.fileno())
+                self._last_sync = time.monotonic()
 
     def close(self) -> None:
         with self._lock:
             if not self._file.closed:
                 self._file.flush()
+                os.fsync(self._file.fileno())
                 self._file.close()
 
 
-def _last_line(path: Path) -> bytes | None:
-    try:
-        size = path.stat().st_size
-    except FileNotFoundError:
-        return None
-    if size == 0:
-        return None
+def _last_newline(handle: Any, size: int) -> int:
+    """Offset just after the last newline before ``size`` (0 when there is none)."""
+    position = size
+    block = 4096
+    while position > 0:
+        step = min(block, position)
+        position -= step
+        handle.seek(position)
+        chunk = handle.read(step)
+        index = chunk.rfind(b"\n")
+        if index != -1:
+            return int(position + index + 1)
+    return 0
+
+
+def _lines_backwards(path: Path, block: int = 1 << 16) -> Iterator[bytes]:
+    """Complete lines of a file, last first, without the newline; reads in blocks."""
     with open(path, "rb") as handle:
-        block = 4096
-        data = b""
-        position = size
+        handle.seek(0, os.SEEK_END)
+        position = handle.tell()
+        rest = b""
         while position > 0:
             step = min(block, position)
             position -= step
             handle.seek(position)
-            data = handle.read(step) + data
-            # Look for the newline that ends the line *before* the last one.
-            cut = data.rfind(b"\n", 0, len(data) - 1)
-            if cut != -1:
-                return data[cut + 1 :]
-            block *= 2
-        return data
+            chunk = handle.read(step) + rest
+            parts = chunk.split(b"\n")
+            rest = parts[0]
+            for part in reversed(parts[1:]):
+                if part:
+                    yield part
+        if rest:
+            yield rest
+
+
+def _last_line(path: Path) -> bytes | None:
+    try:
+        if path.stat().st_size == 0:
+            return None
+    except FileNotFoundError:
+        return None
+    for line in _lines_backwards(path):
+        return line + b"\n"
+    return None

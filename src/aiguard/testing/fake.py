@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
@@ -57,7 +57,14 @@ class FakeModel:
     ``reply`` is None (echo the last user message), a string, a list of strings used in
     turn, or a callable receiving the request JSON. ``fail_next(n)`` makes the next ``n``
     calls fail with HTTP 500 (to exercise SDK retries). Streaming requests get server-sent
-    events with ``chunk_size`` characters of text per event.
+    events with ``chunk_size`` characters of text per event (OpenAI chat chunks, with a
+    usage chunk when ``stream_options.include_usage`` is set; Anthropic message events;
+    OpenAI Responses events on ``/responses``).
+
+    How the events travel is adjustable, to exercise stream parsers: ``stream_bytes``
+    cuts the body into pieces of that many bytes, anywhere (None: one piece per event);
+    ``keepalive`` puts a comment line between events; ``crlf`` ends lines with CRLF;
+    ``fail_stream_after`` drops the connection (a ``ReadError``) after that many pieces.
     """
 
     def __init__(
@@ -67,6 +74,10 @@ class FakeModel:
         model: str | None = None,
         chunk_size: int = 4,
         http: str = "auto",
+        stream_bytes: int | None = None,
+        keepalive: bool = False,
+        crlf: bool = False,
+        fail_stream_after: int | None = None,
     ) -> None:
         self._reply = reply
         self._script: list[str] | None = (
@@ -74,6 +85,10 @@ class FakeModel:
         )
         self.model = model
         self.chunk_size = max(1, chunk_size)
+        self.stream_bytes = stream_bytes
+        self.keepalive = keepalive
+        self.crlf = crlf
+        self.fail_stream_after = fail_stream_after
         self._lock = threading.Lock()
         self.requests: list[RecordedRequest] = []
         self._failures = 0
@@ -140,19 +155,79 @@ class FakeModel:
         text = self._answer(payload)
         anthropic = path.endswith("/messages")
         if payload.get("stream"):
-            events = (
-                _anthropic_stream(text, model, self.chunk_size)
-                if anthropic
-                else _openai_stream(text, model, self.chunk_size)
-            )
+            if anthropic:
+                events = _anthropic_stream(text, model, self.chunk_size)
+            elif path.endswith("/responses"):
+                events = _responses_stream(text, model, self.chunk_size)
+            else:
+                options = payload.get("stream_options")
+                usage = isinstance(options, dict) and bool(options.get("include_usage"))
+                events = _openai_stream(text, model, self.chunk_size, usage)
             return module.Response(
                 200,
                 headers={"content-type": "text/event-stream"},
-                content=b"".join(events),
+                stream=_piece_stream(module)(self._pieces(events), self.fail_stream_after),
             )
         if anthropic:
             return module.Response(200, json=_anthropic_message(text, model, payload))
         return module.Response(200, json=_chat_completion(text, model, payload))
+
+    def _pieces(self, events: list[bytes]) -> list[bytes]:
+        if self.keepalive:
+            events = [part for event in events for part in (b": keep-alive\n\n", event)]
+        if self.crlf:
+            events = [event.replace(b"\n", b"\r\n") for event in events]
+        size = self.stream_bytes
+        if size is None:
+            return events
+        body = b"".join(events)
+        return [body[i : i + size] for i in range(0, len(body), max(1, size))]
+
+
+class _Pieces:
+    """A response body delivered piece by piece, sync or async, that may break midway."""
+
+    def __init__(self, pieces: list[bytes], fail_after: int | None) -> None:
+        self._pieces = pieces
+        self._fail_after = fail_after
+
+    def _error(self) -> Exception:
+        error: type[Exception] = getattr(self, "read_error", OSError)
+        return error("fake upstream dropped the stream")
+
+    def __iter__(self) -> Iterator[bytes]:
+        for number, piece in enumerate(self._pieces):
+            if self._fail_after is not None and number >= self._fail_after:
+                raise self._error()
+            yield piece
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        import anyio.lowlevel
+
+        for number, piece in enumerate(self._pieces):
+            if self._fail_after is not None and number >= self._fail_after:
+                raise self._error()
+            # Let other tasks run between pieces, as a network would.
+            await anyio.lowlevel.checkpoint()
+            yield piece
+
+    def close(self) -> None:
+        return None
+
+    async def aclose(self) -> None:
+        return None
+
+
+_PIECE_TYPES: dict[str, type] = {}
+
+
+def _piece_stream(module: ModuleType) -> type:
+    found = _PIECE_TYPES.get(module.__name__)
+    if found is None:
+        bases = (_Pieces, module.SyncByteStream, module.AsyncByteStream)
+        found = type("FakeStream", bases, {"read_error": module.ReadError})
+        _PIECE_TYPES[module.__name__] = found
+    return found
 
 
 def _module(http: str) -> ModuleType:
@@ -241,7 +316,7 @@ def _sse(data: Any, event: str | None = None) -> bytes:
     return (prefix + "data: " + json.dumps(data) + "\n\n").encode("utf-8")
 
 
-def _openai_stream(text: str, model: str, size: int) -> list[bytes]:
+def _openai_stream(text: str, model: str, size: int, usage: bool = False) -> list[bytes]:
     base = {
         "id": "chatcmpl-fakestream",
         "object": "chat.completion.chunk",
@@ -254,6 +329,12 @@ def _openai_stream(text: str, model: str, size: int) -> list[bytes]:
     for piece in _chunks(text, size):
         events.append(_sse({**base, "choices": [{"index": 0, "delta": {"content": piece}}]}))
     events.append(_sse({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}))
+    if usage:
+        completion = max(1, len(text) // 4)
+        counts = {"prompt_tokens": 1, "completion_tokens": completion}
+        events.append(
+            _sse({**base, "choices": [], "usage": {**counts, "total_tokens": 1 + completion}})
+        )
     events.append(b"data: [DONE]\n\n")
     return events
 
@@ -309,3 +390,75 @@ def _anthropic_stream(text: str, model: str, size: int) -> list[bytes]:
     )
     events.append(_sse({"type": "message_stop"}, "message_stop"))
     return events
+
+
+def _responses_stream(text: str, model: str, size: int) -> list[bytes]:
+    """OpenAI Responses API events for one text output."""
+    created = int(time.time())
+    item_id = "msg_fake"
+    response: dict[str, Any] = {
+        "id": "resp_fake",
+        "object": "response",
+        "created_at": created,
+        "model": model,
+        "status": "in_progress",
+        "output": [],
+        "parallel_tool_calls": True,
+        "tool_choice": "auto",
+        "tools": [],
+    }
+    events: list[dict[str, Any]] = [
+        {"type": "response.created", "response": response},
+        {
+            "type": "response.output_item.added",
+            "output_index": 0,
+            "item": {
+                "id": item_id,
+                "type": "message",
+                "role": "assistant",
+                "status": "in_progress",
+                "content": [],
+            },
+        },
+        {
+            "type": "response.content_part.added",
+            "item_id": item_id,
+            "output_index": 0,
+            "content_index": 0,
+            "part": {"type": "output_text", "text": "", "annotations": []},
+        },
+    ]
+    where = {"item_id": item_id, "output_index": 0, "content_index": 0}
+    for piece in _chunks(text, size):
+        events.append({"type": "response.output_text.delta", **where, "delta": piece})
+    part = {"type": "output_text", "text": text, "annotations": []}
+    item = {
+        "id": item_id,
+        "type": "message",
+        "role": "assistant",
+        "status": "completed",
+        "content": [part],
+    }
+    completion = max(1, len(text) // 4)
+    events += [
+        {"type": "response.output_text.done", **where, "text": text},
+        {"type": "response.content_part.done", **where, "part": part},
+        {"type": "response.output_item.done", "output_index": 0, "item": item},
+        {
+            "type": "response.completed",
+            "response": {
+                **response,
+                "status": "completed",
+                "output": [item],
+                "usage": {
+                    "input_tokens": 1,
+                    "output_tokens": completion,
+                    "total_tokens": 1 + completion,
+                },
+            },
+        },
+    ]
+    return [
+        _sse({**event, "sequence_number": number}, event["type"])
+        for number, event in enumerate(events)
+    ]

@@ -1,40 +1,92 @@
 """pytest plugin (registered through the ``pytest11`` entry point): aiguard fixtures.
 
+Installed with aiguard, active in every pytest run; nothing to add to a conftest.
+
 * ``aiguard_fake_model`` — a fresh `FakeModel` (echo answers);
 * ``aiguard_sink`` — a fresh `InMemorySink`;
-* ``aiguard_guard`` — a `Guard` whose policy approves the fake's OpenAI destination for
-  inference, writing to ``aiguard_sink``.
+* ``aiguard_policy`` — the policy ``aiguard_guard`` enforces: destinations ``openai``
+  and ``anthropic`` (the SDKs' default URLs) approved for every built-in purpose, with
+  values above ``internal`` tokenized. Override this fixture to test your own policy;
+* ``aiguard_guard`` — a `Guard` over that policy with in-memory stores, writing its
+  events to ``aiguard_sink``; closed after the test;
+* ``aiguard_openai`` — an ``openai.OpenAI`` client that goes through ``aiguard_guard``
+  to ``aiguard_fake_model`` (skips the test when the ``openai`` package is missing).
+
+See docs/testing.md for an example to copy.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from typing import Any
+
 import pytest
 
 from ..guard import Guard
-from ..policy.model import DestinationPolicy, Policy
+from ..policy.model import BUILTIN_PURPOSES, DestinationPolicy, Policy
 from ..provenance.sinks import InMemorySink
 from .fake import FakeModel
 
-TEST_BASE_URL = "https://api.openai.com/v1"
+__all__ = ["ANTHROPIC_BASE_URL", "OPENAI_BASE_URL", "TEST_BASE_URL", "default_policy"]
+
+OPENAI_BASE_URL = "https://api.openai.com/v1"
+ANTHROPIC_BASE_URL = "https://api.anthropic.com"
+#: Kept for callers of the first version of the plugin.
+TEST_BASE_URL = OPENAI_BASE_URL
+
+
+def default_policy() -> Policy:
+    """The policy of ``aiguard_policy``: both SDK default destinations, every built-in purpose.
+
+    Every purpose is approved so that handlers decorated for any of them can be tested;
+    consent-requiring purposes still need a grant in ``guard.consent``, as in production.
+    """
+    purposes = sorted(BUILTIN_PURPOSES)
+    return Policy(
+        destinations={
+            "openai": DestinationPolicy(base_url=OPENAI_BASE_URL, approved=True, purposes=purposes),
+            "anthropic": DestinationPolicy(
+                base_url=ANTHROPIC_BASE_URL, approved=True, purposes=purposes
+            ),
+        }
+    )
 
 
 @pytest.fixture
 def aiguard_fake_model() -> FakeModel:
+    """A fresh fake model that echoes the last user message and records every request."""
     return FakeModel()
 
 
 @pytest.fixture
 def aiguard_sink() -> InMemorySink:
+    """A fresh in-memory sink; ``aiguard_guard`` writes its events here."""
     return InMemorySink()
 
 
 @pytest.fixture
-def aiguard_guard(aiguard_sink: InMemorySink) -> Guard:
-    policy = Policy(
-        destinations={
-            "openai": DestinationPolicy(
-                base_url=TEST_BASE_URL, approved=True, purposes=["inference"]
-            )
-        }
+def aiguard_policy() -> Policy:
+    """The policy of ``aiguard_guard``; override it in a conftest to use your own."""
+    return default_policy()
+
+
+@pytest.fixture
+def aiguard_guard(aiguard_policy: Policy, aiguard_sink: InMemorySink) -> Iterator[Guard]:
+    """A guard over ``aiguard_policy`` with in-memory stores, events in ``aiguard_sink``."""
+    guard = Guard(aiguard_policy, sinks=[aiguard_sink])
+    yield guard
+    guard.close()
+
+
+@pytest.fixture
+def aiguard_openai(aiguard_guard: Guard, aiguard_fake_model: FakeModel) -> Iterator[Any]:
+    """An ``openai.OpenAI`` client through ``aiguard_guard`` to ``aiguard_fake_model``."""
+    openai = pytest.importorskip("openai")
+    client = openai.OpenAI(
+        api_key="test-key",
+        base_url=OPENAI_BASE_URL,
+        max_retries=0,
+        http_client=aiguard_guard.http_client(transport=aiguard_fake_model.transport),
     )
-    return Guard(policy, sinks=[aiguard_sink])
+    yield client
+    client.close()

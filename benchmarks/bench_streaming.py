@@ -1,0 +1,138 @@
+"""Cost of streaming restore: time added per SSE chunk and peak memory per answer size.
+
+Run: ``python benchmarks/bench_streaming.py``. The upstream is a local mock that makes
+its events lazily, so the peak memory shown is what the guard itself keeps; with a
+constant peak across answer sizes, memory does not grow with the answer.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import time
+import tracemalloc
+from collections.abc import Iterator
+from typing import Any
+
+import aiguard
+from aiguard.streaming import StreamRestorer, TokenRestorer
+from aiguard.transport import module_for
+from aiguard.vault.tokens import TOKEN_RE
+
+URL = "https://api.openai.com/v1/chat/completions"
+EMAIL = "jane.doe@example.com"
+SENTENCE = "The customer {token} asked about the invoice; we replied within the hour. "
+
+
+def events(token: str, size: int, chars: int) -> Iterator[bytes]:
+    """A chat completion stream of ``size`` characters, ``chars`` characters per event."""
+    base = '{"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":'
+    text = SENTENCE.format(token=token)
+    produced = 0
+    offset = 0
+    while produced < size:
+        piece = (text * 2)[offset : offset + chars]
+        offset = (offset + chars) % len(text)
+        produced += len(piece)
+        delta = json.dumps({"content": piece})
+        yield f'data: {base}[{{"index":0,"delta":{delta}}}]}}\n\n'.encode()
+    yield f'data: {base}[{{"index":0,"delta":{{}},"finish_reason":"stop"}}]}}\n\n'.encode()
+    yield b"data: [DONE]\n\n"
+
+
+def make_transport(module: Any, size: int, chars: int) -> Any:
+    def handle(request: Any) -> Any:
+        found = TOKEN_RE.search(request.read().decode())
+        token = found.group(0) if found else EMAIL
+        return module.Response(
+            200,
+            headers={"content-type": "text/event-stream"},
+            content=events(token, size, chars),
+        )
+
+    return module.MockTransport(handle)
+
+
+def guard() -> aiguard.Guard:
+    policy = aiguard.Policy(
+        destinations={
+            "openai": aiguard.DestinationPolicy(
+                base_url="https://api.openai.com/v1", approved=True, purposes=["inference"]
+            )
+        }
+    )
+    return aiguard.Guard(policy, sinks=[aiguard.InMemorySink()])
+
+
+BODY = {"model": "m", "stream": True, "messages": [{"role": "user", "content": f"Hi {EMAIL}"}]}
+
+
+def run(client: Any) -> tuple[int, int]:
+    """Stream one answer; return (bytes, chunks) the caller received."""
+    total = chunks = 0
+    with client.stream("POST", URL, json=BODY) as response:
+        for chunk in response.iter_bytes():
+            total += len(chunk)
+            chunks += 1
+    return total, chunks
+
+
+def timed(size: int, chars: int, guarded: bool) -> tuple[float, int]:
+    g = guard()
+    module = module_for(None)
+    transport = make_transport(module, size, chars)
+    client = g.http_client(transport=transport) if guarded else module.Client(transport=transport)
+    n_events = -(-size // chars) + 2
+    start = time.perf_counter()
+    with g.context(subject="cust-1", purpose="inference"):
+        run(client)
+    return time.perf_counter() - start, n_events
+
+
+def core_cost(size: int, chars: int) -> float:
+    """The pure restorer alone, microseconds per event."""
+    token = "[EMAIL_7Q2K]"
+    stream = list(events(token, size, chars))
+    core = StreamRestorer(TokenRestorer({token: EMAIL}.get))
+    start = time.perf_counter()
+    for chunk in stream:
+        core.feed(chunk)
+    core.close()
+    return (time.perf_counter() - start) / len(stream) * 1e6
+
+
+def peak(size: int, chars: int) -> int:
+    g = guard()
+    client = g.http_client(transport=make_transport(module_for(None), size, chars))
+    gc.collect()
+    tracemalloc.start()
+    with g.context(subject="cust-1", purpose="inference"):
+        run(client)
+    _, top = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    return top
+
+
+def main() -> None:
+    mb = 1 << 20
+    print("Added cost per chunk, 1 MB streamed answer (sync client, mock upstream)")
+    print(
+        f"{'chars/event':>11} {'events':>8} {'plain us/chunk':>15} {'guarded us/chunk':>17}"
+        f" {'added us/chunk':>15} {'core us/chunk':>14}"
+    )
+    for chars in (4, 16, 64):
+        plain, n = min(timed(mb, chars, False) for _ in range(2))
+        guarded, _ = min(timed(mb, chars, True) for _ in range(2))
+        print(
+            f"{chars:>11} {n:>8} {plain / n * 1e6:>15.2f} {guarded / n * 1e6:>17.2f}"
+            f" {(guarded - plain) / n * 1e6:>15.2f} {core_cost(mb, chars):>14.2f}"
+        )
+    print()
+    print("Peak traced memory while streaming (guarded client, 16 chars/event)")
+    print(f"{'answer':>8} {'peak KiB':>9}")
+    for size in (mb // 4, mb, 4 * mb):
+        print(f"{size // 1024:>6}KB {peak(size, 16) / 1024:>9.1f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,110 @@
+"""Key material, normalization and token derivation shared by every vault backend.
+
+Each backend stores entries its own way, but all of them must give the same value the
+same token and bind ciphertexts to the same associated data; keeping that logic here
+means a value tokenized by one backend means the same thing in another.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import unicodedata
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from cryptography.hazmat.primitives.ciphers import aead
+
+from .tokens import MAX_SUFFIX, MIN_SUFFIX, Scope, format_token, keyed_suffix
+
+__all__ = [
+    "VaultKeys",
+    "blind_index",
+    "entry_aad",
+    "key_check",
+    "normalize",
+    "token_candidates",
+]
+
+
+def _make_cipher(key: bytes) -> aead.AESGCMSIV | aead.AESGCM:
+    try:
+        cipher = aead.AESGCMSIV(key)
+        cipher.encrypt(b"\x00" * 12, b"probe", None)
+    except Exception:  # OpenSSL < 3.2 has no GCM-SIV; GCM with random nonces is the fallback
+        return aead.AESGCM(key)
+    return cipher
+
+
+@dataclass(frozen=True)
+class VaultKeys:
+    """Secrets of one vault key version: data encryption, blind index and token keys."""
+
+    version: int
+    data_key: bytes
+    index_key: bytes
+    token_key: bytes
+
+    @classmethod
+    def generate(cls, version: int = 1) -> VaultKeys:
+        return cls(version, os.urandom(32), os.urandom(32), os.urandom(32))
+
+    @classmethod
+    def derive(cls, secret: bytes, version: int = 1) -> VaultKeys:
+        """Purpose-separated keys from one secret (HKDF-style expand with HMAC-SHA-256)."""
+        if len(secret) < 32:
+            raise ValueError("the vault secret must be at least 32 bytes")
+
+        def expand(label: str) -> bytes:
+            return hmac.new(secret, f"aiguard/v1/{label}/{version}".encode(), "sha256").digest()
+
+        return cls(version, expand("data"), expand("blind-index"), expand("token"))
+
+
+def normalize(kind: str, value: str) -> str:
+    """Values that mean the same get the same token: NFKC, and case-folded e-mail domains."""
+    value = unicodedata.normalize("NFKC", value).strip()
+    if kind == "email" and "@" in value:
+        local, _, domain = value.rpartition("@")
+        return f"{local}@{domain.lower()}"
+    if kind in {"credit_card", "phone", "us_ssn", "iban"}:
+        return "".join(ch for ch in value if ch.isalnum() or ch == "+")
+    if kind == "person":
+        return " ".join(value.casefold().split())
+    return value
+
+
+def _lp(*parts: str) -> bytes:
+    out = bytearray()
+    for part in parts:
+        raw = part.encode("utf-8")
+        out += len(raw).to_bytes(4, "big") + raw
+    return bytes(out)
+
+
+def blind_index(keys: VaultKeys, scope: Scope, kind: str, value: str, subject: str | None) -> bytes:
+    """The keyed lookup digest of a value: equal for equal (scope, kind, subject, value)."""
+    material = _lp(scope.key, kind, subject or "", normalize(kind, value))
+    return hmac.new(keys.index_key, material, hashlib.sha256).digest()
+
+
+def token_candidates(keys: VaultKeys, scope: Scope, kind: str, index: bytes) -> Iterator[str]:
+    """Tokens for a blind index, shortest first; a backend takes the first one still free.
+
+    Longer suffixes are prefixes-extended versions of the same keyed MAC, so two vaults
+    holding the same entries always settle on the same token.
+    """
+    mac = hmac.new(keys.token_key, _lp(scope.key) + index, hashlib.sha256).digest()
+    for length in range(MIN_SUFFIX, MAX_SUFFIX + 1, 2):
+        yield format_token(kind, keyed_suffix(mac, length))
+
+
+def entry_aad(scope: Scope, token: str, kind: str, key_version: int) -> bytes:
+    """Associated data binding a ciphertext to its row, so a moved ciphertext fails to open."""
+    return _lp(scope.key, token, kind, str(key_version))
+
+
+def key_check(keys: VaultKeys) -> bytes:
+    """A digest that identifies the keys without revealing them (stored beside entries)."""
+    return hmac.new(keys.index_key, b"aiguard/v1/key-check", hashlib.sha256).digest()
