@@ -94,3 +94,46 @@ class TestVerifyCommand:
         assert result.returncode == 2
         result = run("verify", "x", "--format", "xml")
         assert result.returncode == 2
+
+
+class TestVerifyDatabases:
+    def test_sqlite_log(self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        from aiguard.provenance import ProvenanceLog
+        from aiguard.provenance.sqlite_sink import SqliteSink
+
+        db = tmp_path / "events.db"
+        log = ProvenanceLog("db-log", [SqliteSink(db)])
+        for i in range(5):
+            log.append({"type": "call", "request_id": str(i)})
+        log.close()
+        assert main(["verify", f"sqlite:///{db}", "--format", "json"]) == 0
+        assert json.loads(capsys.readouterr().out)["records"] == 6
+        import sqlite3
+
+        with sqlite3.connect(db) as conn:
+            tables = [
+                r[0] for r in conn.execute("select name from sqlite_master where type='table'")
+            ]
+            table = next(t for t in tables if "event" in t)
+            conn.execute(f"delete from {table} where seq = 2")
+        assert main(["verify", f"sqlite:///{db}"]) == 1
+        assert "missing" in capsys.readouterr().out
+
+    def test_postgres_log(self, capsys: pytest.CaptureFixture[str]) -> None:
+        import os
+        import uuid
+
+        dsn = os.environ.get("AIGUARD_TEST_POSTGRES_DSN")
+        if not dsn:
+            pytest.skip("set AIGUARD_TEST_POSTGRES_DSN to run PostgreSQL tests")
+        from aiguard.provenance import ProvenanceLog
+        from aiguard.provenance.postgres import PostgresSink
+
+        name = f"cli-{uuid.uuid4().hex[:8]}"
+        sink = PostgresSink(dsn, log=name)
+        log = ProvenanceLog(name, [sink])
+        for i in range(3):
+            log.append({"type": "call", "request_id": str(i)})
+        log.close()
+        assert main(["verify", dsn, "--log", name]) == 0
+        assert capsys.readouterr().out.startswith("OK: ")

@@ -67,8 +67,15 @@ def _fail(message: str, output: str) -> int:
 def _verify(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from .errors import ProvenanceError
     from .provenance.checkpoint import Verifier
-    from .provenance.verify import VerifyOptions, verify_file, verify_records
+    from .provenance.verify import (
+        VerifyFailure,
+        VerifyOptions,
+        VerifyReport,
+        verify_file,
+        verify_records,
+    )
 
     output: str = args.format
     try:
@@ -97,6 +104,9 @@ def _verify(args: argparse.Namespace) -> int:
             report = verify_file(path, options, progress)
     except OSError as exc:
         return _fail(f"cannot read {path}: {exc.strerror or exc}", output)
+    except ProvenanceError as exc:
+        # A database reader that finds rows missing behind its head is a verify failure.
+        report = VerifyReport(ok=False, records=0, failure=VerifyFailure(0, None, exc.message))
     except Exception as exc:  # a database that cannot be reached is "cannot read" too
         return _fail(f"cannot read {path}: {type(exc).__name__}: {exc}", output)
     finally:
