@@ -336,7 +336,10 @@ class TestCrashRecovery:
                 stdout=subprocess.PIPE,
                 text=True,
             )
-            time.sleep(0.25 + rng.random() * 0.25)
+            assert proc.stdout is not None
+            # Wait until the writer is up (one durable record), then kill at a random moment.
+            acknowledged.append(proc.stdout.readline().strip())
+            time.sleep(rng.random() * 0.2)
             os.kill(proc.pid, signal.SIGKILL)
             out, _ = proc.communicate(timeout=30)
             acknowledged += out.split()

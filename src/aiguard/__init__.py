@@ -11,6 +11,7 @@ from . import errors
 from ._pipeline import Decision, ProtectedFinding
 from .classify.detectors import Detector, Finding, KnownValue, detect
 from .classify.levels import Classified, FieldClass, Level, classified_fields
+from .classify.structured import DepthLimitExceeded, JsonFinding, detect_json
 from .consent.sqlite import SQLiteConsentStore
 from .consent.store import ConsentRecord, ConsentStore, InMemoryConsentStore
 from .context import CallContext, current_context
@@ -49,6 +50,7 @@ __all__ = [
     "ConsentRequired",
     "ConsentStore",
     "Decision",
+    "DepthLimitExceeded",
     "DestinationPolicy",
     "DestinationRevoked",
     "Detector",
@@ -60,6 +62,7 @@ __all__ = [
     "InMemoryConsentStore",
     "InMemorySink",
     "InMemoryVault",
+    "JsonFinding",
     "JsonlSink",
     "KillSwitch",
     "KnownValue",
@@ -85,6 +88,7 @@ __all__ = [
     "classified_fields",
     "current_context",
     "detect",
+    "detect_json",
     "errors",
     "load_policy",
     "verify_file",

@@ -26,7 +26,7 @@ from .policy.killswitch import InMemoryKillSwitch, KillSwitch
 from .policy.loader import load_policy
 from .policy.model import Policy
 from .provenance.chain import ProvenanceLog, Receipt, Sink
-from .provenance.sinks import InMemorySink, JsonlSink
+from .provenance.sinks import InMemorySink
 from .vault.memory import InMemoryVault, Vault, VaultKeys
 from .vault.tokens import Scope, label_for
 
@@ -97,7 +97,11 @@ class Guard:
             self.sinks = list(log.sinks)
         else:
             self.log = ProvenanceLog(log_name, self.sinks)
-        base: list[Detector] = list(detectors) if detectors is not None else [builtin_detector()]
+        base: list[Detector] = (
+            list(detectors)
+            if detectors is not None
+            else [builtin_detector(locales=self.policy.locales, levels=self.policy.levels)]
+        )
         base.extend(
             RegexDetector(p.kind, p.level, p.regex, name="policy") for p in self.policy.patterns
         )
@@ -111,8 +115,9 @@ class Guard:
     def from_toml(cls, path: str | os.PathLike[str], **overrides: Any) -> Guard:
         """Build a guard from a policy file; keyword arguments override its stores and sinks.
 
-        ``[provenance] jsonl = "file"`` in the policy writes events to that file
-        (relative to the policy file); otherwise they are kept in memory.
+        ``[provenance]`` in the policy names the sinks (``jsonl = "file"`` or
+        ``[[provenance.sinks]]``), the signing key and checkpoint cadence, and whether a
+        background writer seals events; without it they are kept in memory.
         ``database = "aiguard.db"`` keeps the vault, consent records and kill switch in
         that SQLite file (relative to the policy file), shared by every process that
         opens it, with the secret in ``aiguard.key`` beside it; without it they are
@@ -124,13 +129,12 @@ class Guard:
 
             database = Path(path).resolve().parent / Path(policy.database).expanduser()
             overrides.update(embedded_stores(database, overrides))
-        if "sinks" not in overrides and policy.provenance is not None and policy.provenance.jsonl:
-            target = Path(policy.provenance.jsonl)
-            if not target.is_absolute():
-                target = Path(path).resolve().parent / target
-            overrides["sinks"] = [JsonlSink(target)]
-        if "log_name" not in overrides and policy.provenance is not None:
-            overrides["log_name"] = policy.provenance.log
+        if policy.provenance is not None and not {"sinks", "log"} & set(overrides):
+            from .provenance.config import build_log
+
+            overrides["log"] = build_log(
+                policy.provenance, Path(path).resolve().parent, overrides.pop("log_name", None)
+            )
         return cls(policy, **overrides)
 
     # -- context and control ------------------------------------------------------

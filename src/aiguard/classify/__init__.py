@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from ._engine import BuiltinDetector
 from .detectors import (
+    MIN_SCORE,
     Detector,
     Finding,
     KnownValue,
@@ -13,29 +15,42 @@ from .detectors import (
     detect,
     merge_findings,
 )
+from .kinds import DEFAULT_LEVELS, IdSpec, LocalePack, register_locale
 from .levels import (
     Classified,
     FieldClass,
     Level,
+    check_kind,
     classified_fields,
     classified_values,
     schema_fields,
 )
+from .structured import DepthLimitExceeded, JsonFinding, detect_json
 
 __all__ = [
+    "DEFAULT_LEVELS",
+    "MIN_SCORE",
+    "BuiltinDetector",
     "Classified",
+    "DepthLimitExceeded",
     "Detector",
     "FieldClass",
     "Finding",
+    "IdSpec",
+    "JsonFinding",
     "KnownValue",
     "KnownValuesDetector",
     "Level",
+    "LocalePack",
     "PatternDetector",
     "RegexDetector",
     "builtin_detector",
+    "check_kind",
     "classified_fields",
     "classified_values",
     "detect",
+    "detect_json",
     "merge_findings",
+    "register_locale",
     "schema_fields",
 ]

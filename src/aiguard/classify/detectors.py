@@ -1,23 +1,30 @@
 """Finding personal data and secrets in free text.
 
-A detector is anything with ``detect(text) -> list[Finding]``. The built-in pattern
-detector validates every candidate (Luhn for cards, valid ranges for SSNs, the stdlib
-``ipaddress`` parser for addresses) so codes and ordinary words are not flagged, and
-skips a pattern cheaply when the text cannot contain it.
+A detector is anything with ``detect(text) -> list[Finding]``. The built-in detector
+(:class:`BuiltinDetector`, see ``_engine``) finds candidates with one cheap pass per
+anchor class and validates each (Luhn and issuer ranges for cards, mod-97 for IBANs,
+python-stdnum for national ids, ``phonenumbers`` for phone numbers, the stdlib
+``ipaddress`` parser for addresses), so codes and ordinary words are not flagged.
+:class:`PatternDetector` and :class:`RegexDetector` run plain regular expressions,
+e.g. the policy's own ``[[patterns]]``.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import re
-from collections.abc import Callable, Iterable, Sequence
+from bisect import bisect_left
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Protocol, runtime_checkable
 
+from ._engine import MIN_SCORE, BuiltinDetector, _engine_for
+from ._finding import Detector, Finding
+from ._validators import luhn_valid
 from .levels import Level, check_kind
 
 __all__ = [
+    "MIN_SCORE",
+    "BuiltinDetector",
     "Detector",
     "Finding",
     "KnownValue",
@@ -27,31 +34,9 @@ __all__ = [
     "RegexDetector",
     "builtin_detector",
     "detect",
+    "luhn_valid",
     "merge_findings",
 ]
-
-
-@dataclass(frozen=True, slots=True)
-class Finding:
-    """A span ``text[start:end]`` of some kind and level. It holds no copy of the value."""
-
-    start: int
-    end: int
-    kind: str
-    level: Level
-    detector: str = "pattern"
-
-    def __len__(self) -> int:
-        return self.end - self.start
-
-
-@runtime_checkable
-class Detector(Protocol):
-    """Finds spans of personal data or secrets in a string."""
-
-    def detect(self, text: str) -> list[Finding]:
-        """Return findings in any order; overlaps are resolved by the caller."""
-        ...
 
 
 Validator = Callable[[str], bool]
@@ -72,170 +57,11 @@ class PatternSpec:
     group: int = 0
 
 
-def luhn_valid(number: str) -> bool:
-    digits = [int(c) for c in number if c.isdigit()]
-    if not 13 <= len(digits) <= 19:
-        return False
-    total = 0
-    for i, digit in enumerate(reversed(digits)):
-        doubled = digit * 2 if i % 2 == 1 else digit
-        total += doubled - 9 if doubled > 9 else doubled
-    return total % 10 == 0
-
-
-_CARD_PREFIXES = re.compile(
-    r"^(?:4|5[1-5]|2(?:2[2-9][1-9]|2[3-9]\d|[3-6]\d\d|7[01]\d|720)|3[47]|3(?:0[0-5]|[68])|"
-    r"6(?:011|5|4[4-9]|22)|35(?:2[89]|[3-8])|62|81|50|5[6-9]|6[37])"
-)
-
-
-def _card_valid(candidate: str) -> bool:
-    digits = re.sub(r"\D", "", candidate)
-    return bool(_CARD_PREFIXES.match(digits)) and luhn_valid(digits)
-
-
-def _ssn_valid(candidate: str) -> bool:
-    digits = re.sub(r"\D", "", candidate)
-    area, group, serial = digits[:3], digits[3:5], digits[5:]
-    return (
-        area not in {"000", "666"}
-        and not area.startswith("9")
-        and group != "00"
-        and serial != "0000"
-        and digits not in {"123456789", "078051120", "219099999"}
-    )
-
-
-def _ip_valid(candidate: str) -> bool:
-    try:
-        ipaddress.ip_address(candidate)
-    except ValueError:
-        return False
-    return True
-
-
-def _ipv6_valid(candidate: str) -> bool:
-    # "::" alone and clock times such as 12:30:45 are not addresses worth a token.
-    return sum(c.isalnum() for c in candidate) >= 3 and _ip_valid(candidate)
-
-
-_DATE_LIKE = re.compile(r"^(?:\d{4}[-./]\d{1,2}[-./]\d{1,2}|\d{1,2}[-./]\d{1,2}[-./]\d{2,4})$")
-
-
-def _phone_valid(candidate: str) -> bool:
-    if _DATE_LIKE.match(candidate):
-        return False
-    digits = re.sub(r"\D", "", candidate)
-    if not 7 <= len(digits) <= 15:
-        return False
-    # Long runs of one digit are placeholders, not numbers.
-    return len(set(digits)) > 2
-
-
-_PEM_END = re.compile(r"-----END [A-Z0-9 ]*PRIVATE KEY-----")
-
-_BUILTIN_SPECS: tuple[PatternSpec, ...] = (
-    PatternSpec(
-        "private_key",
-        Level.REGULATED,
-        # Bounded body: the END line is searched inside the match, so no lazy scan over 1 MB.
-        re.compile(
-            r"-----BEGIN [A-Z0-9 ]{0,40}PRIVATE KEY-----[A-Za-z0-9+/=\s:,.-]{0,16384}?"
-            r"-----END [A-Z0-9 ]{0,40}PRIVATE KEY-----"
-        ),
-        triggers=("-----BEGIN",),
-    ),
-    PatternSpec(
-        "email",
-        Level.SENSITIVE,
-        re.compile(
-            r"(?<![\w.%+-])[\w.%+-]{1,64}@(?:[^\W_](?:[\w-]{0,61}[^\W_])?\.){1,8}[^\W\d_]{2,63}(?![\w-])"
-        ),
-        triggers=("@",),
-    ),
-    PatternSpec(
-        "aws_access_key",
-        Level.REGULATED,
-        re.compile(r"(?<![A-Z0-9])(?:AKIA|ASIA|ABIA|ACCA)[A-Z2-7]{16}(?![A-Z0-9])"),
-        triggers=("AKIA", "ASIA", "ABIA", "ACCA"),
-    ),
-    PatternSpec(
-        "github_token",
-        Level.REGULATED,
-        re.compile(
-            r"(?<!\w)(?:gh[pousr]_[A-Za-z0-9]{36,255}|github_pat_[A-Za-z0-9_]{22,255})(?!\w)"
-        ),
-        triggers=("gh", "github_pat_"),
-    ),
-    PatternSpec(
-        "slack_token",
-        Level.REGULATED,
-        re.compile(
-            r"(?<![\w-])xox[abposre]-[A-Za-z0-9-]{10,250}(?![\w-])"
-            r"|https://hooks\.slack\.com/services/T[A-Z0-9]{6,12}/B[A-Z0-9]{6,12}/[A-Za-z0-9]{20,32}"
-        ),
-        triggers=("xox", "hooks.slack.com"),
-    ),
-    PatternSpec(
-        "anthropic_key",
-        Level.REGULATED,
-        re.compile(r"(?<![\w-])sk-ant-[A-Za-z0-9]{2,12}-[A-Za-z0-9_-]{32,255}(?![\w-])"),
-        triggers=("sk-ant-",),
-    ),
-    PatternSpec(
-        "openai_key",
-        Level.REGULATED,
-        re.compile(
-            r"(?<![\w-])sk-(?!ant-)(?:proj-|svcacct-|admin-)?[A-Za-z0-9_-]{20,255}(?![\w-])"
-        ),
-        triggers=("sk-",),
-    ),
-    PatternSpec(
-        "credit_card",
-        Level.REGULATED,
-        re.compile(r"(?<![\d-])\d(?:[ -]?\d){12,18}(?![\d-])"),
-        validate=_card_valid,
-        needs_digit=True,
-    ),
-    PatternSpec(
-        "us_ssn",
-        Level.REGULATED,
-        re.compile(r"(?<![\d-])\d{3}([- ])\d{2}\1\d{4}(?![\d-])"),
-        validate=_ssn_valid,
-        needs_digit=True,
-    ),
-    PatternSpec(
-        "ip_address",
-        Level.SENSITIVE,
-        re.compile(r"(?<![\d.])(?:\d{1,3}\.){3}\d{1,3}(?![\d.]|\.\d)"),
-        validate=_ip_valid,
-        needs_digit=True,
-    ),
-    PatternSpec(
-        "ip_address",
-        Level.SENSITIVE,
-        re.compile(r"(?<![\w:.])(?:[0-9A-Fa-f]{1,4}:|:){2,7}(?::|[0-9A-Fa-f]{1,4})(?![\w:])"),
-        validate=_ipv6_valid,
-        triggers=(":",),
-    ),
-    PatternSpec(
-        "phone",
-        Level.SENSITIVE,
-        re.compile(
-            r"(?<![\w+-])(?:\+\d{1,3}[ .-]?)?(?:\(\d{1,4}\)[ .-]?)?"
-            r"\d{2,4}(?:[ .-]\d{2,4}){1,4}(?![\w-])"
-            r"|(?<![\w+])\+\d{7,14}(?!\w)"
-        ),
-        validate=_phone_valid,
-        needs_digit=True,
-    ),
-)
-
 _DIGIT = re.compile(r"\d")
 
 
 class PatternDetector:
-    """Runs a fixed set of validated patterns over text."""
+    """Runs a fixed set of patterns over text, validating each match if a validator is set."""
 
     __slots__ = ("_specs", "name")
 
@@ -245,9 +71,11 @@ class PatternDetector:
 
     @property
     def kinds(self) -> frozenset[str]:
+        """The kinds this detector reports."""
         return frozenset(spec.kind for spec in self._specs)
 
     def detect(self, text: str) -> list[Finding]:
+        """Findings of every pattern, unresolved."""
         found: list[Finding] = []
         has_digit: bool | None = None
         for spec in self._specs:
@@ -320,6 +148,7 @@ class KnownValuesDetector:
         return self._regex is not None
 
     def detect(self, text: str) -> list[Finding]:
+        """Every occurrence of a known value."""
         if self._regex is None:
             return []
         found = []
@@ -343,31 +172,72 @@ def _variants(item: KnownValue) -> list[str]:
 
 
 def merge_findings(findings: Iterable[Finding]) -> list[Finding]:
-    """Resolve overlaps: a higher level wins, then the longer span, then the earlier one.
+    """Resolve overlaps: a higher level wins, then the longer span, the higher score, the earlier.
 
-    Returned in text order and never overlapping, so they can be replaced left to right.
+    Returned in text order and never overlapping, so they can be replaced left to right;
+    empty spans are dropped. Runs in O(n log n): the chosen spans are kept sorted and
+    only the neighbours of a new one are checked.
     """
-    ranked = sorted(findings, key=lambda f: (-f.level, -(f.end - f.start), f.start))
+    ranked = sorted(
+        (f for f in findings if f.end > f.start),
+        key=lambda f: (-f.level, f.start - f.end, -f.score, f.start),
+    )
+    starts: list[int] = []
     chosen: list[Finding] = []
     for finding in ranked:
-        if all(finding.end <= other.start or finding.start >= other.end for other in chosen):
-            chosen.append(finding)
-    chosen.sort(key=lambda f: f.start)
+        # Spans starting before this one ends; the last of them is the only one that can
+        # reach into it, because the chosen spans do not overlap each other.
+        i = bisect_left(starts, finding.end)
+        if i and chosen[i - 1].end > finding.start:
+            continue
+        starts.insert(i, finding.start)
+        chosen.insert(i, finding)
     return chosen
 
 
-_BUILTIN = PatternDetector(_BUILTIN_SPECS, "pattern")
+def builtin_detector(
+    *,
+    kinds: Iterable[str] | None = None,
+    locales: Iterable[str] | None = None,
+    levels: Mapping[str, Level | str] | None = None,
+) -> BuiltinDetector:
+    """The built-in detector (shared and compiled once per configuration).
+
+    ``kinds`` limits what it reports, ``locales`` which national ids and phone regions
+    it knows (None: every registered locale pack), ``levels`` overrides default levels
+    per kind (e.g. the policy's).
+    """
+    return _engine_for(
+        frozenset(kinds) if kinds is not None else None,
+        tuple(locales) if locales is not None else None,
+        tuple(sorted((k, Level.parse(lv)) for k, lv in (levels or {}).items())),
+    )
 
 
-def builtin_detector() -> PatternDetector:
-    """The shared built-in pattern detector (compiled once per process)."""
-    return _BUILTIN
+def detect(
+    text: str,
+    kinds: Iterable[str] | None = None,
+    locales: Iterable[str] | None = None,
+    *,
+    detectors: Sequence[Detector] | None = None,
+) -> list[Finding]:
+    """Find personal data and secrets in ``text``: sorted, non-overlapping findings.
 
+    Offsets index the Python string you passed, even when the value was written with
+    full-width digits or had invisible characters inside. ``kinds`` limits the result
+    to those kinds (``["email", "iban"]``), ``locales`` the national ids and phone
+    regions (``["de", "fr"]``; None means all). ``detectors`` replaces the built-in
+    detector, e.g. to add an NER plug-in::
 
-def detect(text: str, detectors: Sequence[Detector] | None = None) -> list[Finding]:
-    """Find personal data and secrets in ``text`` with the built-in (or given) detectors."""
-    active: Sequence[Detector] = detectors if detectors is not None else (_BUILTIN,)
+        detect(text, detectors=[builtin_detector(), PresidioDetector()])
+    """
+    active: Sequence[Detector] = (
+        (builtin_detector(kinds=kinds, locales=locales),) if detectors is None else detectors
+    )
     found: list[Finding] = []
     for detector in active:
         found.extend(detector.detect(text))
+    if detectors is not None and kinds is not None:
+        wanted = frozenset(kinds)
+        found = [f for f in found if f.kind in wanted]
     return merge_findings(found)

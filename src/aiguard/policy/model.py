@@ -25,6 +25,7 @@ __all__ = [
     "PatternPolicy",
     "Policy",
     "ProvenancePolicy",
+    "ProvenanceSinkPolicy",
     "PurposePolicy",
 ]
 
@@ -161,11 +162,51 @@ class PatternPolicy(_Strict):
         return value
 
 
+class ProvenanceSinkPolicy(_Strict):
+    """One sink in ``[[provenance.sinks]]``; ``required`` sinks fail calls closed."""
+
+    type: Literal["jsonl", "sqlite", "postgres", "logging", "otel", "http"]
+    path: str | None = None
+    dsn: str | None = None
+    url: str | None = None
+    spool_dir: str | None = None
+    required: bool = True
+    fsync: Literal["always", "interval", "never"] = "never"
+
+    @model_validator(mode="after")
+    def _target_named(self) -> ProvenanceSinkPolicy:
+        needs = {"jsonl": "path", "sqlite": "path", "postgres": "dsn", "http": "url"}
+        key = needs.get(self.type)
+        if key is not None and getattr(self, key) is None:
+            raise ValueError(f"a {self.type} sink needs {key} = ...")
+        if self.type == "http" and self.spool_dir is None:
+            raise ValueError(
+                "an http sink needs spool_dir = ... (nothing is lost while it is down)"
+            )
+        return self
+
+
 class ProvenancePolicy(_Strict):
-    """Where events go when the guard is built from a policy file."""
+    """Where events go, and how they are sealed, when the guard is built from a policy file.
+
+    Paths are relative to the policy file.
+    """
 
     jsonl: str | None = None
     log: str = "aiguard"
+    #: JSONL durability for the ``jsonl`` shorthand.
+    fsync: Literal["always", "interval", "never"] = "never"
+    sinks: list[ProvenanceSinkPolicy] = Field(default_factory=list)
+    #: Ed25519 key file for signed checkpoints (created 0600 on first use).
+    signing_key: str | None = None
+    checkpoint_every: int = Field(default=1000, ge=1)
+    checkpoint_seconds: int | None = Field(default=60, ge=1)
+    #: Where the latest checkpoint note is also written, to publish it elsewhere.
+    checkpoint_file: str | None = None
+    #: Seal and write on a background thread; the call path only hands events over.
+    background: bool = False
+    queue_size: int = Field(default=10_000, ge=1)
+    when_full: Literal["block", "fail"] = "block"
 
 
 class Policy(_Strict):
@@ -178,7 +219,20 @@ class Policy(_Strict):
     patterns: list[PatternPolicy] = Field(default_factory=list)
     #: Where the embedded stores live (later: SQLite); kept here so the name is stable.
     database: str | None = None
+    #: National-id and phone locale packs the detectors know (None: every registered pack).
+    locales: list[str] | None = None
+    #: Per-kind level overrides, e.g. ``[levels] email = "regulated"``.
+    levels: dict[str, Level] = Field(default_factory=dict)
     provenance: ProvenancePolicy | None = None
+
+    @field_validator("levels", mode="before")
+    @classmethod
+    def _levels(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            return {
+                check_kind(k): Level.parse(v) if isinstance(v, str) else v for k, v in value.items()
+            }
+        return value
 
     @model_validator(mode="after")
     def _purposes_known(self) -> Policy:

@@ -231,7 +231,8 @@ class _SinkState:
 
     @property
     def healthy(self) -> bool:
-        return not self.backlog
+        # Records in flight are not a failure; records a failed attempt left behind are.
+        return not (self.backlog and self.last_error is not None)
 
     @property
     def label(self) -> str:

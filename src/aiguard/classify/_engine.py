@@ -1,0 +1,735 @@
+"""The built-in detector: one cheap pass per anchor class, then validation.
+
+Scanning chat text is dominated by the text that contains nothing, so each anchor
+class gets one pass whose regex starts with a character class or a literal (the
+regex engine then skips ahead in C without trying every position):
+
+* digits: maximal runs of digits and in-value separators, with letters glued on,
+  cover cards, national ids, IBANs, phone numbers and IPv4 addresses;
+* ``@``: e-mail addresses and credentials in URLs;
+* secret prefixes (``AKIA``, ``ghp_``, ``sk-``, ``eyJ``, ...), each tried only when
+  its literal occurs;
+* ``:``: IPv6 and MAC addresses;
+* context words (``password=``, ``BIC``, ``date of birth``): assignments and values
+  that are only personal next to their label.
+
+Each candidate is validated cheapest first: compact length (a dict lookup), shape,
+checksum, and only then ``phonenumbers``. Text is folded first (full-width digits,
+look-alike letters, invisible characters: see ``_normalize``) and offsets are mapped
+back to the caller's string.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Mapping
+from functools import lru_cache
+
+import phonenumbers
+
+from . import _validators as v
+from ._finding import Finding
+from ._normalize import normalize
+from .kinds import DEFAULT_LEVELS, GLOBAL_IDS, IdSpec, LocalePack, locale_packs
+from .levels import Level
+
+__all__ = ["BuiltinDetector", "MIN_SCORE"]
+
+_FAR = 1 << 30
+
+#: Findings below this confidence are not reported (values that need a context word).
+MIN_SCORE = 0.5
+
+# A run of digits with letters glued on, and single separators between the groups:
+# "4111 1111 1111 1111", "(415) 555-0132", "85T10A562S", "192.168.0.1".
+# Bounded so a megabyte of digits is many short runs (each then seen as a fragment),
+# which keeps the regex engine's backtracking stack small and the scan linear.
+_CHUNK = re.compile(r"[0-9][0-9A-Za-z]{0,47}(?:(?:[ \-./]|\) ?| ?\()[0-9][0-9A-Za-z]{0,47}){0,15}")
+_SEPARATORS = re.compile(r"[ \-./()+]")
+_SPACE_GROUPS = re.compile(r"[^ ]+")
+_LETTERS_BEFORE = 16
+_MAX_GROUPS = 8
+
+_IBAN = re.compile(r"[A-Z]{2}[0-9]{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?", re.IGNORECASE)
+_IPV4 = re.compile(r"(?:[0-9]{1,3}\.){3}[0-9]{1,3}")
+_DATE_SHAPE = re.compile(
+    r"[0-9]{4}([-/.])[0-9]{1,2}\1[0-9]{1,2}|[0-9]{1,2}([-/.])[0-9]{1,2}\2[0-9]{2,4}"
+)
+_PHONE_CHARS = re.compile(r"\+?(?:\(?[0-9]+\)?[ \-.]?)+")
+_PHONE_EXTENSION = re.compile(r"x[0-9]{1,5}\Z")
+_ALNUM = frozenset("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
+_WORD = _ALNUM | {"_"}
+_LETTER = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
+
+_EMAIL_LOCAL = re.compile(r"[\w.%+-]{1,64}\Z")
+_EMAIL_DOMAIN = re.compile(
+    r"(?:[^\W_](?:[\w-]{0,61}[^\W_])?\.){1,8}(?:[^\W\d_]{2,63}|xn--[a-z0-9-]{1,59})(?![\w-])"
+)
+_URL_USERINFO = re.compile(
+    r"[A-Za-z][A-Za-z0-9+.-]{0,15}://([^\s/?#@:\"'<>]{1,128}):([^\s/?#@\"'<>]{1,256})@"
+)
+
+_HEX_COLON = frozenset("0123456789abcdefABCDEF:")
+_V6_TOKEN = re.compile(r"[0-9A-Fa-f:]{2,39}(?:\.[0-9]{1,3}){0,3}")
+_MAC_COLON = re.compile(r"[0-9A-Fa-f]{2}(?::[0-9A-Fa-f]{2}){5}")
+_MAC_DASH = re.compile(r"[0-9A-Fa-f]{2}(?:-[0-9A-Fa-f]{2}){5}")
+_MAC_DASH_START = re.compile(r"[0-9A-Fa-f]{2}-[0-9A-Fa-f]{2}-")
+
+_NOT_A_PHONE = re.compile(
+    r"(?:order|tracking|invoice|ref|reference|id|ticket|account|acct|po|sku|case|serial)"
+    r"(?:[ \t]*(?:no\.?|number|num|nr\.?))?[ \t]*[:#]?[ \t]*#?\Z",
+    re.IGNORECASE,
+)
+_PHONE_CONTEXT = ("phone", "call", "tel", "telephone", "mobile", "cell", "number", "whatsapp")
+
+
+def _strong_mix(value: str) -> bool:
+    """Keys are random: they mix upper case, lower case and digits."""
+    return (
+        any(c.isdigit() for c in value)
+        and any(c.isupper() for c in value)
+        and any(c.islower() for c in value)
+    )
+
+
+def _always(_: str) -> bool:
+    return True
+
+
+# Secrets with a recognisable prefix: (literals that must occur, kind, regex, validator).
+_SECRETS: tuple[tuple[tuple[str, ...], str, re.Pattern[str], Callable[[str], bool]], ...] = (
+    (
+        ("-----BEGIN",),
+        "private_key",
+        # Bounded body so a missing END line costs one bounded scan, not a quadratic one.
+        re.compile(
+            r"-----BEGIN [A-Z0-9 ]{0,40}PRIVATE KEY-----[A-Za-z0-9+/=\s:,.-]{0,16384}?"
+            r"-----END [A-Z0-9 ]{0,40}PRIVATE KEY-----"
+        ),
+        _always,
+    ),
+    (
+        ("AKIA", "ASIA", "ABIA", "ACCA"),
+        "aws_access_key",
+        re.compile(r"(?:AKIA|ASIA|ABIA|ACCA)[A-Z2-7]{16}"),
+        _always,
+    ),
+    (
+        ("ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_"),
+        "github_token",
+        re.compile(r"gh[pousr]_[A-Za-z0-9]{36,255}|github_pat_[A-Za-z0-9_]{22,255}"),
+        _always,
+    ),
+    (
+        ("xox",),
+        "slack_token",
+        re.compile(r"xox[abposre]-[A-Za-z0-9-]{10,250}"),
+        _always,
+    ),
+    (
+        ("hooks.slack.com",),
+        "slack_webhook",
+        re.compile(
+            r"https://hooks\.slack\.com/(?:services|workflows|triggers)/"
+            r"T[A-Z0-9]{6,12}/[A-Z0-9]{6,12}/[A-Za-z0-9]{16,40}"
+        ),
+        _always,
+    ),
+    (
+        ("sk-ant-",),
+        "anthropic_key",
+        re.compile(r"sk-ant-[A-Za-z0-9]{2,12}-[A-Za-z0-9_-]{32,255}"),
+        _always,
+    ),
+    (
+        ("sk-",),
+        "openai_key",
+        re.compile(r"sk-(?!ant-)(?:proj-|svcacct-|admin-)?[A-Za-z0-9_-]{20,255}"),
+        _strong_mix,
+    ),
+    (
+        ("sk_live_", "sk_test_", "rk_live_", "rk_test_"),
+        "stripe_key",
+        re.compile(r"[sr]k_(?:live|test)_[A-Za-z0-9]{16,99}"),
+        _always,
+    ),
+    (("AIza",), "google_api_key", re.compile(r"AIza[0-9A-Za-z_-]{35}"), _always),
+    (
+        ("eyJ",),
+        "jwt",
+        re.compile(r"eyJ[A-Za-z0-9_-]{8,4096}\.eyJ[A-Za-z0-9_-]{4,8192}\.[A-Za-z0-9_-]{0,1024}"),
+        v.jwt_valid,
+    ),
+)
+
+# Generic assignments: a key that names a secret, then = or :, then the value.
+_ASSIGN_GATE = ("pass", "pwd", "secret", "token", "key", "auth", "credential")
+# The key is looked for just before each '=' or ':', so text without them costs nothing.
+_ASSIGN_SEP = re.compile(r"[=:]")
+_ASSIGN_KEY = re.compile(
+    r"(?<![a-z0-9])(pass(?:word|wd|phrase)?|pwd"
+    r"|(?:client|app|api|aws|shared)?[_-]?secret(?:[_-]?(?:access)?[_-]?key)?"
+    r"|api[_-]?key|apikey|access[_-]?key|(?:access|auth|refresh|bearer|api)[_-]?token|token"
+    r"|credentials?)[\"']?[ \t]{0,4}\Z"
+)
+_ASSIGN_VALUE = re.compile(r"[ \t]{0,4}[\"']?([^\s\"'`,;]{6,256})")
+_PLACEHOLDER = re.compile(
+    r"\$\{|\{\{|%\(|%s|<[A-Za-z_ -]+>|\*{3,}|x{4,}|\.\.\.|(?:none|null|nil|true|false"
+    r"|required|optional|string|redacted|changeme|undefined|your[_-].*|example.*)\Z",
+    re.IGNORECASE,
+)
+_AWS_SECRET = re.compile(r"[A-Za-z0-9/+]{40}\Z")
+
+_BIC = re.compile(
+    r"(?<![A-Za-z0-9])(?:bic|swift)(?:[ /-]?code)?[ \t]*[:#]?[ \t]*"
+    r"([A-Z]{6}[A-Z0-9]{2}(?:[A-Z0-9]{3})?)(?![A-Za-z0-9])",
+    re.IGNORECASE,
+)
+
+_MONTH = (
+    r"(?:jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?"
+    r"|sep(?:t(?:ember)?)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)\.?"
+)
+_DOB = re.compile(
+    r"(?<![a-z])(?:date[ \t]of[ \t]birth|birth[ \t]?date|birthday|d\.?o\.?b\.?|born(?:[ \t]on)?)"
+    r"[ \t]*[:\-]?[ \t]*(?:is[ \t]+)?"
+    r"(?:(?P<y1>[0-9]{4})-(?P<m1>[0-9]{1,2})-(?P<d1>[0-9]{1,2})"
+    r"|(?P<a2>[0-9]{1,2})[/.](?P<b2>[0-9]{1,2})[/.](?P<y2>[0-9]{4}|[0-9]{2})"
+    r"|(?P<d3>[0-9]{1,2})(?:st|nd|rd|th)?[ \t]+(?P<m3>" + _MONTH + r"),?[ \t]+(?P<y3>[0-9]{4})"
+    r"|(?P<m4>" + _MONTH + r")[ \t]+(?P<d4>[0-9]{1,2})(?:st|nd|rd|th)?,?[ \t]+(?P<y4>[0-9]{4}))"
+    r"(?![0-9])",
+    re.IGNORECASE,
+)
+_AGE_BEFORE = re.compile(r"aged?[ \t]*:?[ \t]*([0-9]{1,3})(?![0-9])")
+_AGE_AFTER = re.compile(r"(?:years?|yrs?)[ \t-]old(?![a-z])")
+_AGE_NUMBER = re.compile(r"(?<![0-9])([0-9]{1,3})[ \t-]?\Z")
+_ASCII_LOWER = {c: c + 32 for c in range(ord("A"), ord("Z") + 1)}
+
+
+Raw = tuple[int, int, str, float]
+
+
+class BuiltinDetector:
+    """The built-in detector for a set of kinds and locales (see the module docstring).
+
+    Build it with :func:`aiguard.classify.builtin_detector`; instances are immutable
+    and safe to share between threads.
+    """
+
+    __slots__ = (
+        "_ids_by_length",
+        "_kinds",
+        "_letter_ids",
+        "_levels",
+        "_phone_re",
+        "_phone_regions",
+        "_secrets",
+        "name",
+    )
+
+    def __init__(
+        self,
+        kinds: Iterable[str] | None = None,
+        locales: Iterable[str] | None = None,
+        levels: Mapping[str, Level | str] | None = None,
+        name: str = "pattern",
+    ) -> None:
+        packs: tuple[LocalePack, ...] = locale_packs(locales)
+        specs: list[IdSpec] = list(GLOBAL_IDS)
+        for pack in packs:
+            specs.extend(pack.ids)
+        known = set(DEFAULT_LEVELS) | {spec.kind for spec in specs}
+        if kinds is None:
+            wanted = known
+        else:
+            wanted = set(kinds)
+            unknown = wanted - known
+            if unknown:
+                raise ValueError(
+                    f"unknown kinds {sorted(unknown)}; built-in kinds are {sorted(known)}"
+                )
+        self._kinds = frozenset(wanted)
+        resolved = dict(DEFAULT_LEVELS)
+        for spec in specs:
+            resolved.setdefault(spec.kind, spec.level)
+        for kind, level in (levels or {}).items():
+            resolved[kind] = Level.parse(level)
+        self._levels = resolved
+        by_length: dict[int, list[IdSpec]] = {}
+        letter_ids: dict[int, list[IdSpec]] = {}
+        for spec in specs:
+            if spec.kind not in wanted:
+                continue
+            if spec.letters:
+                letter_ids.setdefault(spec.letters, []).append(spec)
+            else:
+                for length in spec.lengths:
+                    by_length.setdefault(length, []).append(spec)
+        self._ids_by_length = {k: tuple(s) for k, s in by_length.items()}
+        self._letter_ids = {k: tuple(s) for k, s in letter_ids.items()}
+        regions: list[str] = []
+        words: list[str] = list(_PHONE_CONTEXT)
+        for pack in packs:
+            regions.extend(r for r in pack.phone_regions if r not in regions)
+            words.extend(w for w in pack.phone_words if w not in words)
+        self._phone_regions = tuple(regions) or ("US",)
+        alternation = "|".join(re.escape(w) for w in words)
+        self._phone_re = re.compile(rf"(?<![a-z0-9])(?:{alternation})(?![a-z0-9])")
+        self._secrets = tuple(rule for rule in _SECRETS if rule[1] in wanted)
+        self.name = name
+
+    @property
+    def kinds(self) -> frozenset[str]:
+        """The kinds this detector reports."""
+        return self._kinds
+
+    def level_of(self, kind: str) -> Level:
+        """The level this detector gives ``kind``."""
+        return self._levels[kind]
+
+    # -- the passes ------------------------------------------------------------------
+
+    def detect(self, text: str) -> list[Finding]:
+        """Findings in ``text``, possibly overlapping (``merge_findings`` resolves them)."""
+        if not text:
+            return []
+        folded = normalize(text)
+        t = folded.text
+        raw: list[Raw] = []
+        kinds = self._kinds
+        self._scan_digits(t, raw)
+        if "@" in t:
+            self._scan_at(t, raw)
+        for literals, kind, regex, validate in self._secrets:
+            for literal in literals:
+                if literal in t:
+                    self._scan_secret(t, kind, regex, validate, raw)
+                    break
+        if ":" in t and ("ip_address" in kinds or "mac_address" in kinds):
+            self._scan_colons(t, raw)
+        if "mac_address" in kinds and t.count("-") >= 5:
+            for m in _MAC_DASH.finditer(t):
+                if _bounded(t, m.start(), m.end(), _WORD | {"-"}):
+                    raw.append((m.start(), m.end(), "mac_address", 0.9))
+        self._scan_words(t, raw)
+        levels = self._levels
+        name = self.name
+        return [
+            Finding(folded.start(s), folded.end(e), kind, levels[kind], name, score)
+            for s, e, kind, score in raw
+            if kind in kinds
+        ]
+
+    def _context(self, t: str, start: int, regex: re.Pattern[str] | None) -> int:
+        """Characters between the nearest label word before ``start`` and it (_FAR if none)."""
+        if regex is None:
+            return _FAR
+        window = t[max(0, start - 40) : start].lower()
+        ends = [m.end() for m in regex.finditer(window)]
+        return len(window) - ends[-1] if ends else _FAR
+
+    def _scan_digits(self, t: str, raw: list[Raw]) -> None:
+        skip_until = 0
+        n = len(t)
+        pos = 0
+        while True:
+            m = _CHUNK.search(t, pos)
+            if m is None:
+                return
+            s, e = m.span()
+            pos = e
+            if s < skip_until:
+                continue  # inside a value already found
+            if e - s < 5:
+                # Too short for any kind, unless it is an IBAN's "GB82" before letter groups.
+                if s >= 2 and t[s - 1].isalpha() and t[s - 2].isalpha():
+                    skip_until = self._short_iban(t, s - 2, raw)
+                continue
+            # Letters glued in front: "DE89...", "ABCPE1234F", "RSSMRA85...".
+            ls = s
+            while ls > 0 and s - ls < _LETTERS_BEFORE and t[ls - 1] in _LETTER:
+                ls -= 1
+            before = t[ls - 1] if ls > 0 else " "
+            space = t.find(" ", s, e)
+            if before in _WORD or (before in "-." and ls > 1 and t[ls - 2] in _ALNUM):
+                # A fragment of a longer token (hash, uuid, identifier); what follows
+                # a space in the same run is looked at on its own.
+                if space != -1:
+                    pos = space + 1
+                continue
+            after = t[e] if e < n else " "
+            if after in "_@" or (after in "-." and e + 1 < n and t[e + 1] in _ALNUM):
+                last_space = t.rfind(" ", s, e)
+                if last_space == -1:
+                    continue
+                e = last_space  # the last group is glued to something else: drop it
+            if ls < s:
+                end = self._letter_id(t, ls, s, e, raw)
+                if end:
+                    skip_until = end
+                elif space != -1:
+                    pos = space + 1
+                continue
+            start = s - 1 if before in "+(" else s
+            if self._classify(t, start, e, raw):
+                continue
+            if e - s <= 9 and self._spaced_nino(t, s, e, raw):
+                continue
+            # Several values (or a value and a number) in one run: try prefixes, then suffixes.
+            if " " in t[s:e]:
+                self._sub_spans(t, start, e, raw)
+
+    def _letter_id(self, t: str, ls: int, s: int, e: int, raw: list[Raw]) -> int:
+        letters = s - ls
+        if letters == 2:
+            end = self._short_iban(t, ls, raw)
+            if end:
+                return end
+        specs = self._letter_ids.get(letters)
+        if specs:
+            token = t[ls:e]
+            end = e
+            # "AB 12 34 56 C": a lone check letter after a space
+            if (
+                e + 2 <= len(t)
+                and t[e] == " "
+                and t[e + 1].isalpha()
+                and (e + 2 == len(t) or t[e + 2] not in _WORD)
+            ):
+                token, end = t[ls : e + 2], e + 2
+            candidates = [(t[ls:e], e), (token, end)]
+            space = t.find(" ", s, e)
+            if space != -1:  # "WT971058A 929-..." : an id followed by another number
+                candidates.append((t[ls:space], space))
+            for candidate, cend in candidates:
+                if self._try_specs(t, ls, cend, candidate, specs, raw):
+                    return cend
+        return 0
+
+    def _short_iban(self, t: str, ls: int, raw: list[Raw]) -> int:
+        if "iban" not in self._kinds or (ls > 0 and t[ls - 1] in _WORD):
+            return 0
+        m = _IBAN.match(t, ls)
+        if m is None or (m.end() < len(t) and t[m.end()] in _WORD):
+            return 0
+        if not v.iban_valid(m.group().replace(" ", "").upper()):
+            return 0
+        raw.append((ls, m.end(), "iban", 0.99))
+        return m.end()
+
+    def _try_specs(
+        self,
+        t: str,
+        start: int,
+        end: int,
+        token: str,
+        specs: Iterable[IdSpec],
+        raw: list[Raw],
+        bare: bool = False,
+    ) -> bool:
+        compact: str | None = None
+        best: tuple[float, int, IdSpec] | None = None
+        for spec in specs:
+            if spec.compiled.fullmatch(token) is None:
+                continue
+            if compact is None:
+                compact = _SEPARATORS.sub("", token).upper()
+            if not spec.validate(compact):
+                continue
+            score = spec.bare_score if bare and spec.bare_score is not None else spec.score
+            distance = _FAR
+            if score < spec.context_score:
+                distance = self._context(t, start, spec.context_re)
+                if distance < _FAR:
+                    score = spec.context_score
+            # Several ids can share a shape (nine digits: SSN, routing, BSN): the one whose
+            # label is nearest wins.
+            if score >= MIN_SCORE and (best is None or (score, -distance) > (best[0], -best[1])):
+                best = (score, distance, spec)
+        if best is None:
+            return False
+        raw.append((start, end, best[2].kind, best[0]))
+        return True
+
+    def _classify(self, t: str, start: int, end: int, raw: list[Raw]) -> bool:
+        token = t[start:end]
+        compact_len = end - start - sum(token.count(c) for c in " -./()+")
+        bare = compact_len == end - start
+        if "." in token and _IPV4.fullmatch(token) is not None:
+            if "ip_address" in self._kinds and v.ip_valid(token) and not _version_like(t, start):
+                raw.append((start, end, "ip_address", 0.9))
+                return True
+            return False
+        specs = self._ids_by_length.get(compact_len)
+        if specs and self._try_specs(t, start, end, token, specs, raw, bare):
+            return True
+        if "phone" in self._kinds and 7 <= compact_len <= 15:
+            return self._phone(t, start, end, token, bare, raw)
+        if "phone" in self._kinds and compact_len > 15:
+            ext = _PHONE_EXTENSION.search(token)
+            if ext is not None:
+                return self._phone(t, start, start + ext.start(), token[: ext.start()], False, raw)
+        return False
+
+    def _phone(self, t: str, start: int, end: int, token: str, bare: bool, raw: list[Raw]) -> bool:
+        if not token[-1].isdigit():
+            ext = _PHONE_EXTENSION.search(token)
+            if ext is None:
+                return False
+            end = start + ext.start()
+            token = token[: ext.start()]
+        if _PHONE_CHARS.fullmatch(token) is None or "/" in token:
+            return False
+        plus = token[0] == "+"
+        if _DATE_SHAPE.search(token) is not None:
+            return False  # a date, or part of a timestamp "16 2024-01-05 10"
+        context = False
+        if _NOT_A_PHONE.search(t, max(0, start - 24), start) is not None:
+            return False  # "order #0529193", "tracking 943363709257"
+        if bare and not plus:
+            # Order numbers are bare digits too: only a phone word makes them a number.
+            context = self._phone_re.search(t[max(0, start - 30) : start].lower()) is not None
+            if not context:
+                return False
+        groups = [g for g in re.split(r"[ \-.()]+", token.lstrip("+")) if g]
+        if len(groups) > 6 or (len(groups) > 1 and max(len(g) for g in groups) > 8):
+            return False
+        if not plus and token.count(".") and len(groups) == 4:
+            return False  # dotted quads are addresses or versions
+        lengths = [len(g) for g in groups]
+        if lengths == [3, 2, 4] or (lengths.count(4) >= 3 and not plus):
+            return False  # the SSN shape whatever its ranges; card and tracking groupings
+        if len(groups) == 2 and "." in token:
+            return False  # a decimal number or a coordinate
+        regions: tuple[str | None, ...] = (None,) if plus else self._phone_regions
+        for region in regions:
+            try:
+                number = phonenumbers.parse(token, region)
+            except phonenumbers.NumberParseException:
+                continue
+            if phonenumbers.is_valid_number(number):
+                if not context:
+                    context = (
+                        self._phone_re.search(t[max(0, start - 30) : start].lower()) is not None
+                    )
+                score = 0.99 if plus or context else 0.9
+                raw.append((start, end, "phone", score))
+                return True
+        return False
+
+    def _spaced_nino(self, t: str, s: int, e: int, raw: list[Raw]) -> bool:
+        if (
+            s < 3
+            or t[s - 1] != " "
+            or not t[s - 3 : s - 1].isalpha()
+            or "uk_nino" not in self._kinds
+        ):
+            return False
+        if s > 3 and t[s - 4] in _WORD:
+            return False
+        return self._nino_at(t, s - 3, e, raw)
+
+    def _nino_at(self, t: str, ls: int, e: int, raw: list[Raw]) -> bool:
+        specs = [spec for spec in self._letter_ids.get(2, ()) if spec.kind == "uk_nino"]
+        if not specs:
+            return False
+        for end in (e + 2, e):
+            if end > len(t) or (end < len(t) and t[end] in _WORD):
+                continue
+            if self._try_specs(t, ls, end, t[ls:end], specs, raw):
+                return True
+        return False
+
+    def _sub_spans(self, t: str, start: int, end: int, raw: list[Raw]) -> None:
+        groups = [m.span() for m in _SPACE_GROUPS.finditer(t, start, end)]
+        count = len(groups)
+        if count < 2:
+            return
+        width = [ge - gs for gs, ge in groups]
+        # Left to right, longest first. A value's grouping that carries on past its edge
+        # ("9400 1234 5678 9012 3456 78") means the run is one longer number, not a value
+        # next to a number, so a split is only tried where the group width changes.
+        i = 0
+        while i < count:
+            if i and width[i - 1] == width[i]:
+                i += 1
+                continue
+            for j in range(min(count, i + _MAX_GROUPS), i, -1):
+                if (i == 0 and j == count) or (j < count and width[j] == width[j - 1]):
+                    continue
+                gs, ge = groups[i][0], groups[j - 1][1]
+                if ge - gs >= 5 and self._classify(t, gs, ge, raw):
+                    i = j
+                    break
+            else:
+                i += 1
+
+    def _scan_at(self, t: str, raw: list[Raw]) -> None:
+        userinfo_end = -1
+        if "://" in t and "url_credentials" in self._kinds:
+            for m in _URL_USERINFO.finditer(t):
+                raw.append((m.start(1), m.end(2), "url_credentials", 0.95))
+                userinfo_end = max(userinfo_end, m.end())
+        if "email" not in self._kinds:
+            return
+        at = t.find("@")
+        while at != -1:
+            nxt = t.find("@", at + 1)
+            local = _EMAIL_LOCAL.search(t, max(0, at - 64), at)
+            domain = _EMAIL_DOMAIN.match(t, at + 1) if local is not None else None
+            if local is not None and domain is not None:
+                ls = local.start()
+                while ls < at and t[ls] in ".-+":
+                    ls += 1
+                local_part = t[ls:at]
+                ok = (
+                    local_part
+                    and not local_part.endswith(".")
+                    and ".." not in local_part
+                    and (ls == 0 or t[ls - 1] not in ":/")  # URL userinfo, not a mailbox
+                    and ls != userinfo_end
+                    and len(domain.group()) <= 253
+                )
+                if ok:
+                    raw.append((ls, domain.end(), "email", 0.99))
+            at = nxt
+
+    def _scan_secret(
+        self,
+        t: str,
+        kind: str,
+        regex: re.Pattern[str],
+        validate: Callable[[str], bool],
+        raw: list[Raw],
+    ) -> None:
+        for m in regex.finditer(t):
+            s, e = m.span()
+            if (s > 0 and t[s - 1] in _WORD) or (e < len(t) and t[e] in _WORD):
+                continue
+            if (s > 0 and t[s - 1] == "-" and kind != "private_key") or not validate(m.group()):
+                continue
+            raw.append((s, e, kind, 0.99))
+
+    def _scan_colons(self, t: str, raw: list[Raw]) -> None:
+        n = len(t)
+        i = t.find(":")
+        while i != -1:
+            nxt_from = i + 1
+            left_ok = i > 0 and t[i - 1] in _HEX_COLON
+            right_ok = i + 1 < n and t[i + 1] in _HEX_COLON
+            if left_ok or right_ok:
+                s = i
+                while s > 0 and i - s < 40 and t[s - 1] in _HEX_COLON:
+                    s -= 1
+                m = _V6_TOKEN.match(t, s)
+                if m is not None:
+                    e = m.end()
+                    nxt_from = max(nxt_from, e)
+                    token = m.group()
+                    if (s == 0 or t[s - 1] not in _WORD) and (e == n or t[e] not in _WORD):
+                        self._hex_colon_token(token, s, e, raw)
+            i = t.find(":", nxt_from)
+
+    def _hex_colon_token(self, token: str, s: int, e: int, raw: list[Raw]) -> None:
+        if _MAC_COLON.fullmatch(token) is not None:
+            raw.append((s, e, "mac_address", 0.95))
+            return
+        if token.count(":") < 2 or sum(c not in ":." for c in token) < 3:
+            return
+        if not (token.count(":") == 7 or "::" in token):
+            return  # clock times "10:30:45" and ratios are not addresses
+        if v.ip_valid(token):
+            raw.append((s, e, "ip_address", 0.95))
+
+    def _scan_words(self, t: str, raw: list[Raw]) -> None:
+        kinds = self._kinds
+        # Offsets in ``lower`` must equal those in ``t``; str.lower() can lengthen non-ASCII.
+        lower = t.lower() if t.isascii() else t.translate(_ASCII_LOWER)
+        if ("=" in t or ":" in t) and any(w in lower for w in _ASSIGN_GATE):
+            for sep in _ASSIGN_SEP.finditer(t):
+                p = sep.start()
+                key = _ASSIGN_KEY.search(lower, max(0, p - 40), p)
+                if key is None:
+                    continue
+                after = p + 2 if t[p : p + 2] in (":=", "=>") else p + 1
+                value = _ASSIGN_VALUE.match(t, after)
+                if value is not None:
+                    self._assignment(key.group(1), value, raw)
+        if "swift_bic" in kinds and ("bic" in lower or "swift" in lower):
+            for m in _BIC.finditer(t):
+                code = m.group(1)
+                if code.isupper() and v.bic_valid(code):
+                    raw.append((m.start(1), m.end(1), "swift_bic", 0.9))
+        if "date_of_birth" in kinds and any(w in lower for w in ("birth", "dob", "d.o.b", "born")):
+            for m in _DOB.finditer(t):
+                if _dob_valid(m):
+                    first = next(i for i in range(1, len(m.groups()) + 1) if m.group(i) is not None)
+                    raw.append((m.start(first), m.end(), "date_of_birth", 0.9))
+        if "age" not in kinds:
+            return
+        if "age" in lower:
+            for m in _AGE_BEFORE.finditer(lower):
+                if (m.start() == 0 or not lower[m.start() - 1].isalpha()) and int(
+                    m.group(1)
+                ) <= 120:
+                    raw.append((m.start(1), m.end(1), "age", 0.8))
+        if " old" in lower or "-old" in lower:
+            for m in _AGE_AFTER.finditer(lower):
+                number = _AGE_NUMBER.search(lower, max(0, m.start() - 5), m.start())
+                if number is not None and int(number.group(1)) <= 120:
+                    raw.append((number.start(1), number.end(1), "age", 0.8))
+
+    def _assignment(self, key: str, m: re.Match[str], raw: list[Raw]) -> None:
+        value = m.group(1).rstrip(".")
+        if _PLACEHOLDER.match(value):
+            return
+        classes = (
+            any(c.islower() for c in value)
+            + any(c.isupper() for c in value)
+            + any(c.isdigit() for c in value)
+            + any(not c.isalnum() for c in value)
+        )
+        if classes < 2 or v.entropy(value) < 2.5:
+            return
+        s = m.start(1)
+        e = s + len(value)
+        aws = "aws" in key or "secret_access" in key.replace("-", "_")
+        if aws and _AWS_SECRET.match(value):
+            raw.append((s, e, "aws_secret_key", 0.95))
+            return
+        kind = "password" if key.startswith("pass") or key == "pwd" else "secret"
+        raw.append((s, e, kind, 0.8))
+
+
+def _bounded(t: str, s: int, e: int, word: frozenset[str]) -> bool:
+    return (s == 0 or t[s - 1] not in word) and (e == len(t) or t[e] not in word)
+
+
+_VERSION_WORD = re.compile(r"(?<![a-z])(?:version|ver\.?|release|build|v)[ \t]*\Z")
+
+
+def _version_like(t: str, start: int) -> bool:
+    """'v1.2.3.4' is caught by the glued letter; 'version 1.2.3.4' by the word before."""
+    return _VERSION_WORD.search(t[max(0, start - 12) : start].lower()) is not None
+
+
+def _dob_valid(m: re.Match[str]) -> bool:
+    g = m.groupdict()
+    if g["y1"] is not None:
+        return v.date_valid(int(g["y1"]), int(g["m1"]), int(g["d1"]))
+    if g["y2"] is not None:
+        a, b, year = int(g["a2"]), int(g["b2"]), int(g["y2"])
+        # Day-first or month-first: a date of birth either way is a date of birth.
+        return v.date_valid(year, b, a) or v.date_valid(year, a, b)
+    if g["y3"] is not None:
+        return v.date_valid(int(g["y3"]), g["m3"], int(g["d3"]))
+    return v.date_valid(int(g["y4"]), g["m4"], int(g["d4"]))
+
+
+@lru_cache(maxsize=64)
+def _engine_for(
+    kinds: frozenset[str] | None,
+    locales: tuple[str, ...] | None,
+    levels: tuple[tuple[str, Level], ...] = (),
+) -> BuiltinDetector:
+    return BuiltinDetector(kinds, locales, dict(levels))

@@ -1,0 +1,254 @@
+"""Checksums and structural checks for candidate values, cheapest first.
+
+Each function takes the compact value (separators removed, upper-cased where letters
+matter) and answers whether it is a real value of its kind. Where python-stdnum has
+the identifier, its validator is the authority; the hand-written checks are for
+identifiers it lacks (UK NINO) or where a faster path helps the hot loop (Luhn).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime
+import ipaddress
+import json
+import math
+import re
+from collections import Counter
+
+from stdnum import bic as _bic
+from stdnum import iban as _iban
+from stdnum import verhoeff as _verhoeff
+from stdnum.de import idnr as _idnr
+from stdnum.es import dni as _dni
+from stdnum.es import nie as _nie
+from stdnum.fr import nir as _nir
+from stdnum.in_ import pan as _pan
+from stdnum.it import codicefiscale as _cf
+from stdnum.nl import bsn as _bsn
+from stdnum.us import rtn as _rtn
+
+__all__ = [
+    "aadhaar_valid",
+    "aba_valid",
+    "bic_valid",
+    "bsn_valid",
+    "card_valid",
+    "codice_fiscale_valid",
+    "date_valid",
+    "dni_valid",
+    "entropy",
+    "iban_valid",
+    "idnr_valid",
+    "ip_valid",
+    "itin_valid",
+    "jwt_valid",
+    "luhn_valid",
+    "nie_valid",
+    "nino_valid",
+    "nir_valid",
+    "pan_valid",
+    "ssn_valid",
+]
+
+_LUHN_DOUBLE = (0, 2, 4, 6, 8, 1, 3, 5, 7, 9)
+
+
+def luhn_valid(digits: str) -> bool:
+    """Luhn (mod 10) over an all-digit string."""
+    total = 0
+    for i, char in enumerate(reversed(digits)):
+        d = ord(char) - 48
+        total += _LUHN_DOUBLE[d] if i & 1 else d
+    return total % 10 == 0
+
+
+# Issuer ranges of the card networks that issue personal cards (IIN prefixes).
+_CARD_IIN = re.compile(
+    r"4|5[1-5]|2(?:2(?:2[1-9]|[3-9]\d)|[3-6]\d\d|7(?:[01]\d|20))|3[47]|3(?:0[0-5]|09|[68])"
+    r"|6(?:011|5|4[4-9]|22)|35|2131|1800|62|81|50|5[06-9]|6[037]"
+)
+# Lengths by prefix where the network fixes them; Maestro (50, 56-69) runs 12 to 19.
+_CARD_LENGTHS = {
+    "4": (13, 16, 19),
+    "34": (15,),
+    "37": (15,),
+    "36": (14, 16, 19),
+    "2": (16,),
+    "5": (16,),
+    "21": (15,),
+    "18": (15,),
+}
+_MAESTRO = re.compile(r"5[06-9]|6")
+
+
+def card_valid(digits: str) -> bool:
+    """A payment card: a known issuer prefix, a length that issuer uses, and Luhn."""
+    if _CARD_IIN.match(digits) is None:
+        return False
+    lengths = _CARD_LENGTHS.get(digits[:2]) or _CARD_LENGTHS.get(digits[:1])
+    if lengths is not None and len(digits) not in lengths and _MAESTRO.match(digits) is None:
+        return False
+    if len(digits) < 13 and _MAESTRO.match(digits) is None:
+        return False
+    return luhn_valid(digits)
+
+
+def ssn_valid(digits: str) -> bool:
+    """US SSN: area not 000, 666 or 9xx, group not 00, serial not 0000."""
+    area, group, serial = digits[:3], digits[3:5], digits[5:]
+    return (
+        area not in ("000", "666")
+        and area[0] != "9"
+        and group != "00"
+        and serial != "0000"
+        # Numbers the SSA voided after they were printed on sample cards and ads.
+        and digits not in ("078051120", "219099999", "123456789")
+    )
+
+
+def itin_valid(digits: str) -> bool:
+    """US ITIN: 9xx-GG-xxxx with the group in the ranges the IRS issues."""
+    if digits[0] != "9":
+        return False
+    group = int(digits[3:5])
+    return 50 <= group <= 65 or 70 <= group <= 88 or 90 <= group <= 92 or 94 <= group <= 99
+
+
+def aba_valid(digits: str) -> bool:
+    """US bank routing transit number: weighted checksum 3-7-1 and a Fed district prefix."""
+    prefix = int(digits[:2])
+    if not (prefix <= 12 or 21 <= prefix <= 32 or 61 <= prefix <= 72 or prefix == 80):
+        return False
+    return bool(_rtn.is_valid(digits))
+
+
+# HMRC: first letter not D, F, I, Q, U, V; second not D, F, I, O, Q, U, V; some
+# prefixes never issued; the suffix is A to D.
+_NINO = re.compile(r"[A-CEGHJ-PR-TW-Z][A-CEGHJ-NPR-TW-Z][0-9]{6}[A-D]")
+_NINO_BAD_PREFIX = frozenset({"BG", "GB", "KN", "NK", "NT", "TN", "ZZ"})
+
+
+def nino_valid(value: str) -> bool:
+    """UK National Insurance number (python-stdnum does not have it)."""
+    return _NINO.fullmatch(value) is not None and value[:2] not in _NINO_BAD_PREFIX
+
+
+def idnr_valid(digits: str) -> bool:
+    """German tax id (Steuer-IdNr): digit distribution rule and ISO 7064 check digit."""
+    return bool(_idnr.is_valid(digits))
+
+
+def nir_valid(value: str) -> bool:
+    """French NIR (numéro de sécurité sociale): sex digit, month, and the mod-97 key."""
+    month = value[3:5]
+    if value[0] not in "12378" or not ("01" <= month <= "12" or "20" <= month <= "42"):
+        return False
+    return bool(_nir.is_valid(value))
+
+
+def dni_valid(value: str) -> bool:
+    """Spanish DNI: eight digits and the check letter."""
+    return bool(_dni.is_valid(value))
+
+
+def nie_valid(value: str) -> bool:
+    """Spanish NIE: X, Y or Z, seven digits and the check letter."""
+    return bool(_nie.is_valid(value))
+
+
+def codice_fiscale_valid(value: str) -> bool:
+    """Italian codice fiscale (16 characters) with its check character."""
+    return bool(_cf.is_valid(value))
+
+
+def bsn_valid(digits: str) -> bool:
+    """Dutch BSN: the eleven-test."""
+    return digits != "000000000" and bool(_bsn.is_valid(digits))
+
+
+def aadhaar_valid(digits: str) -> bool:
+    """Indian Aadhaar: twelve digits, not starting with 0 or 1, Verhoeff checksum."""
+    return digits[0] not in "01" and digits != digits[::-1] and bool(_verhoeff.is_valid(digits))
+
+
+def pan_valid(value: str) -> bool:
+    """Indian PAN: five letters (the fourth names the holder type), four digits, a letter."""
+    return bool(_pan.is_valid(value))
+
+
+def iban_valid(value: str) -> bool:
+    """IBAN: the country's length and format, and mod-97."""
+    return bool(_iban.is_valid(value))
+
+
+def bic_valid(value: str) -> bool:
+    """SWIFT/BIC: bank, ISO country, location and optional branch codes."""
+    return bool(_bic.is_valid(value))
+
+
+def ip_valid(value: str) -> bool:
+    """Anything the stdlib parses as an IPv4 or IPv6 address."""
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return False
+    return True
+
+
+def jwt_valid(value: str) -> bool:
+    """A JWT: the header decodes to a JSON object naming an algorithm."""
+    header = value.split(".", 1)[0]
+    try:
+        decoded = base64.urlsafe_b64decode(header + "=" * (-len(header) % 4))
+        parsed = json.loads(decoded)
+    except (binascii.Error, ValueError):
+        return False
+    return isinstance(parsed, dict) and "alg" in parsed
+
+
+def entropy(value: str) -> float:
+    """Shannon entropy in bits per character."""
+    n = len(value)
+    return -sum(c / n * math.log2(c / n) for c in Counter(value).values())
+
+
+_MONTHS = {
+    name: i
+    for i, names in enumerate(
+        (
+            ("jan", "january"),
+            ("feb", "february"),
+            ("mar", "march"),
+            ("apr", "april"),
+            ("may",),
+            ("jun", "june"),
+            ("jul", "july"),
+            ("aug", "august"),
+            ("sep", "sept", "september"),
+            ("oct", "october"),
+            ("nov", "november"),
+            ("dec", "december"),
+        ),
+        start=1,
+    )
+    for name in names
+}
+
+
+def date_valid(year: int, month: int | str, day: int) -> bool:
+    """A real calendar date in the last 130 years (a date of birth, not a due date)."""
+    if isinstance(month, str):
+        month_number = _MONTHS.get(month.lower().rstrip("."))
+        if month_number is None:
+            return False
+        month = month_number
+    if year < 100:
+        year += 1900 if year > datetime.date.today().year % 100 else 2000
+    try:
+        date = datetime.date(year, month, day)
+    except ValueError:
+        return False
+    today = datetime.date.today()
+    return today.year - 130 <= date.year and date <= today

@@ -1,0 +1,354 @@
+"""The built-in detector: kinds, precision against distractors, bad input, linear time."""
+
+from __future__ import annotations
+
+import itertools
+import time
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from aiguard.classify import (
+    Finding,
+    KnownValue,
+    KnownValuesDetector,
+    Level,
+    RegexDetector,
+    builtin_detector,
+    detect,
+    merge_findings,
+)
+from aiguard.classify.kinds import DEFAULT_LEVELS
+
+_JWT = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0In0.dBjftJeZ4CVPmB92K27uhbUJU1p1r_wW1gFWFOEjXk"
+_PEM = (
+    "-----BEGIN RSA PRIVATE KEY-----\n"
+    "MIIBOgIBAAJBAKj34GkxFhD90vcNLYLInFEX6Ppy1tPf9Cnzj4p4WGeKLs1Pt8Qu\n"
+    "-----END RSA PRIVATE KEY-----"
+)
+
+# One valid example per kind, with the text around it.
+EXAMPLES = [
+    ("email", "write to jane.doe@example.com today", "jane.doe@example.com"),
+    ("email", "IDN: ana@bücher.de ok", "ana@bücher.de"),
+    ("phone", "call (415) 555-0132 now", "(415) 555-0132"),
+    ("phone", "ring +44 20 7946 0958 please", "+44 20 7946 0958"),
+    ("phone", "Telefon 030 12345678 bitte", "030 12345678"),
+    ("url_credentials", "db https://bob:s3cretPw@db.example.com/x", "bob:s3cretPw"),
+    ("credit_card", "card 4111 1111 1111 1111 exp", "4111 1111 1111 1111"),
+    ("credit_card", "amex 3782-822463-10005 ok", "3782-822463-10005"),
+    ("iban", "IBAN DE89 3704 0044 0532 0130 00 thanks", "DE89 3704 0044 0532 0130 00"),
+    ("iban", "to GB82 WEST 1234 5698 7654 32.", "GB82 WEST 1234 5698 7654 32"),
+    ("iban", "NL91ABNA0417164300", "NL91ABNA0417164300"),
+    ("aba_routing", "routing number 011000015", "011000015"),
+    ("swift_bic", "BIC: DEUTDEFF500", "DEUTDEFF500"),
+    ("us_ssn", "SSN 078-05-1121 on file", "078-05-1121"),
+    ("us_ssn", "my ssn is 219099998", "219099998"),
+    ("us_itin", "ITIN 912-70-1234", "912-70-1234"),
+    ("uk_nino", "NI number AB 12 34 56 C.", "AB 12 34 56 C"),
+    ("uk_nino", "nino AB123456C", "AB123456C"),
+    ("de_tax_id", "Steuer-ID 36574261809", "36574261809"),
+    ("fr_nir", "NIR 2 95 10 99 126 111 93", "2 95 10 99 126 111 93"),
+    ("es_dni", "DNI 12345678Z", "12345678Z"),
+    ("es_nie", "NIE X1234567L", "X1234567L"),
+    ("it_codice_fiscale", "CF RSSMRA85T10A562S", "RSSMRA85T10A562S"),
+    ("nl_bsn", "BSN 111222333", "111222333"),
+    ("in_aadhaar", "aadhaar 2341 2341 2346", "2341 2341 2346"),
+    ("in_pan", "PAN ABCPE1234F", "ABCPE1234F"),
+    ("ip_address", "from 192.168.0.1 and", "192.168.0.1"),
+    ("ip_address", "v6 2001:db8::8a2e:370:7334 up", "2001:db8::8a2e:370:7334"),
+    ("mac_address", "mac 00:1A:2B:3C:4D:5E", "00:1A:2B:3C:4D:5E"),
+    ("mac_address", "mac 00-1A-2B-3C-4D-5E", "00-1A-2B-3C-4D-5E"),
+    ("aws_access_key", "key AKIAIOSFODNN7EXAMPLE here", "AKIAIOSFODNN7EXAMPLE"),
+    (
+        "aws_secret_key",
+        "aws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+        "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+    ),
+    ("github_token", "tok ghp_" + "aB3" * 12, "ghp_" + "aB3" * 12),
+    ("github_token", "github_pat_" + "A1b" * 20, "github_pat_" + "A1b" * 20),
+    ("slack_token", "xoxb-123456789012-abcdefABCDEF", "xoxb-123456789012-abcdefABCDEF"),
+    (
+        "slack_webhook",
+        "post https://hooks.slack.com/services/T0123ABCD/B0123ABCD/abcdefghij1234567890ABCD",
+        "https://hooks.slack.com/services/T0123ABCD/B0123ABCD/abcdefghij1234567890ABCD",
+    ),
+    (
+        "openai_key",
+        "OPENAI_API_KEY=sk-proj-Ab3dEf6hIj9kLm2nOp5qRs8t",
+        "sk-proj-Ab3dEf6hIj9kLm2nOp5qRs8t",
+    ),
+    ("anthropic_key", "sk-ant-api03-" + "Ab1_" * 10, "sk-ant-api03-" + "Ab1_" * 10),
+    ("stripe_key", "sk_live_4eC39HqLyjWDarjtT1zdp7dc", "sk_live_4eC39HqLyjWDarjtT1zdp7dc"),
+    (
+        "google_api_key",
+        "AIzaSyA1b2C3d4E5f6G7h8I9j0KlMnOpQrStUvW",
+        "AIzaSyA1b2C3d4E5f6G7h8I9j0KlMnOpQrStUvW",
+    ),
+    ("jwt", "Bearer " + _JWT, _JWT),
+    ("private_key", "key:\n" + _PEM + "\nend", _PEM),
+    ("password", "password=Hunter2xyz!", "Hunter2xyz!"),
+    ("secret", 'api_key: "q8Fz2LmP9xK3"', "q8Fz2LmP9xK3"),
+    ("date_of_birth", "born on 12 March 1985, ok", "12 March 1985"),
+    ("date_of_birth", "DOB: 1985-03-12", "1985-03-12"),
+    ("age", "she is 42 years old", "42"),
+]
+
+
+class TestKinds:
+    @pytest.mark.parametrize(("kind", "text", "value"), EXAMPLES)
+    def test_each_kind_is_found_with_its_span_and_level(
+        self, kind: str, text: str, value: str
+    ) -> None:
+        """Every built-in kind is found, spans the value exactly, and has its default level."""
+        found = [f for f in detect(text) if f.kind == kind]
+        assert [text[f.start : f.end] for f in found] == [value]
+        assert found[0].level is DEFAULT_LEVELS[kind]
+        assert 0.5 <= found[0].score <= 1.0
+
+    def test_every_default_kind_has_an_example(self) -> None:
+        """The table above covers every kind the detector knows."""
+        assert {k for k, _, _ in EXAMPLES} == set(DEFAULT_LEVELS)
+
+    def test_kinds_filter(self) -> None:
+        """``kinds`` limits what is reported."""
+        text = "jane@example.com 4111 1111 1111 1111"
+        assert [f.kind for f in detect(text, kinds=["credit_card"])] == ["credit_card"]
+        with pytest.raises(ValueError, match="unknown kinds"):
+            detect(text, kinds=["nope"])
+
+    def test_locales_filter(self) -> None:
+        """National ids come from locale packs; other locales do not see them."""
+        text = "DNI 12345678Z"
+        assert [f.kind for f in detect(text, locales=["es"])] == ["es_dni"]
+        assert detect(text, locales=["us"]) == []
+        with pytest.raises(ValueError, match="unknown locale"):
+            detect(text, locales=["xx"])
+
+    def test_level_override(self) -> None:
+        """A policy can override a kind's level."""
+        detector = builtin_detector(levels={"email": "regulated"})
+        (finding,) = detector.detect("a@example.com")
+        assert finding.level is Level.REGULATED
+
+    def test_reserved_example_values_are_still_values(self) -> None:
+        """example.com, 555-01xx and published test cards are detected like any other."""
+        kinds = {f.kind for f in detect("x@example.com, (212) 555-0123, 4242 4242 4242 4242")}
+        assert kinds == {"email", "phone", "credit_card"}
+
+
+DISTRACTORS = [
+    "order #48213907 shipped",
+    "invoice INV-2024-004512 paid",
+    "tracking 1Z999AA10123456784",
+    "tracking 9400 1000 0000 0000 0000 00",
+    "id 550e8400-e29b-41d4-a716-446655440000",
+    "{6F9619FF-8B86-D011-B42D-00C04FC964FF}",
+    "version 4.2.1.0 and v1.2.3.4 and release 16.16.8.12",
+    "at 2024-03-05T10:30:00Z and 2024-03-05 10:30:45",
+    "costs $1,299.99 or €49,90 or 1,234,567.89",
+    "card 4111 1111 1111 1112",  # fails Luhn
+    "IBAN DE88 3704 0044 0532 0130 00",  # fails mod-97
+    "SSN 000-12-3456 and 666-12-3456 and 123-00-4567",
+    "INTRODUCTORY offer on S3, C4, H1 and D3",
+    "public policy on licences",
+    "sha 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08 and a1b2c3d",
+    "std::vector<int> and a::b::c and 10:30:45",
+    "gpt-4o-2024-08-06 and claude-3-5-sonnet-20241022",
+    "sk-learn-compatible-estimator-thing",
+    "password: required, token = None, password=${DB_PASSWORD}",
+    "ratio 1920x1080 at 59.94 fps, 12.5% off",
+    "coordinates -77.069009, 99.610916",
+    "user_id_12345 MAX_RETRIES_3",
+    "bare 123456789 and 36574261809 and 111222333",  # checksum-valid ids, but no label
+]
+
+
+class TestPrecision:
+    @pytest.mark.parametrize("text", DISTRACTORS)
+    def test_distractors_do_not_fire(self, text: str) -> None:
+        """Codes, versions, timestamps, prices, bad checksums and identifiers are not values."""
+        assert [(text[f.start : f.end], f.kind) for f in detect(text)] == []
+
+    def test_context_words_are_whole_words(self) -> None:
+        """A context word inside another word ("ssn" in "lessnuanced") does not count."""
+        assert detect("ssn 219099998")[0].kind == "us_ssn"
+        assert detect("lessnuanced 219099998") == []
+
+    def test_order_number_is_not_a_phone_even_near_a_phone_word(self) -> None:
+        """The label right before a number wins over a phone word further back."""
+        assert detect("my cell broke, order #0529193 please") == []
+
+
+def _check_invariants(text: str, found: list[Finding]) -> None:
+    last = 0
+    for f in found:
+        assert 0 <= f.start < f.end <= len(text)
+        assert f.start >= last
+        last = f.end
+
+
+_FULL_WIDTH = {ord(c): ord(c) + 0xFEE0 for c in "0123456789"}
+_ARABIC_INDIC = {ord(c): ord(c) - ord("0") + 0x0660 for c in "0123456789"}
+
+
+class TestBadInput:
+    def test_empty(self) -> None:
+        """An empty string has no findings."""
+        assert detect("") == []
+
+    def test_nul_surrogates_rtl_mixed_scripts(self) -> None:
+        """NUL bytes, lone surrogates and right-to-left text neither crash nor hide values."""
+        text = "\x00\ud800 مرحبا jane@example.com \u202e4111 1111 1111 1111\u202c 你好 \udfff"
+        found = detect(text)
+        assert {f.kind for f in found} == {"email", "credit_card"}
+        _check_invariants(text, found)
+
+    def test_full_width_and_arabic_indic_digits(self) -> None:
+        """Digits of other scripts are folded before matching; offsets stay in the original."""
+        card = "4111 1111 1111 1111".translate(_FULL_WIDTH)
+        ssn = "078-05-1121".translate(_ARABIC_INDIC)
+        text = f"card {card}, ssn {ssn}"
+        found = detect(text)
+        assert [(text[f.start : f.end], f.kind) for f in found] == [
+            (card, "credit_card"),
+            (ssn, "us_ssn"),
+        ]
+        assert card != "4111 1111 1111 1111"
+
+    def test_zero_width_and_lookalikes_inside_values(self) -> None:
+        """Invisible characters and Cyrillic look-alikes inside a value do not hide it."""
+        card = "4111\u200b1111\u200d1111\ufeff1111"
+        email = "j\u043ehn@ex\u0430mple.com"  # Cyrillic o and a
+        text = f"pay {card} or mail {email}\u200b."
+        found = detect(text)
+        assert [(text[f.start : f.end], f.kind) for f in found] == [
+            (card, "credit_card"),
+            (email, "email"),
+        ]
+
+    def test_ten_megabytes(self) -> None:
+        """A 10 MB text is scanned and every planted value is found."""
+        chunk = "lorem ipsum dolor sit amet, consectetur 12 adipiscing. " * 18
+        text = (chunk + "mail a@example.com ") * 1000
+        text = text * (10_000_000 // len(text) + 1)
+        found = detect(text)
+        assert len(found) == text.count("a@example.com")
+        _check_invariants(text, found)
+
+    @settings(max_examples=200, deadline=None)
+    @given(
+        prefix=st.text(max_size=30),
+        noise=st.lists(
+            st.sampled_from(["\u200b", "\u200d", "\u00ad", "\u2060", "\ufeff"]), max_size=16
+        ),
+        seed=st.integers(0, 10**6),
+        suffix=st.text(max_size=30),
+    )
+    def test_offsets_map_back_under_normalization(
+        self, prefix: str, noise: list[str], seed: int, suffix: str
+    ) -> None:
+        """With invisible characters anywhere inside a value, the finding covers exactly it."""
+        value = "4111111111111111"
+        chars = list(value)
+        for i, mark in enumerate(noise):
+            pos = (seed + i * 7) % (len(chars) - 1) + 1
+            chars.insert(pos, mark)
+        written = "".join(chars)
+        text = f"{prefix} {written} {suffix}"
+        found = detect(text)
+        _check_invariants(text, found)
+        cards = [f for f in found if f.kind == "credit_card"]
+        start = len(prefix) + 1
+        if any(f.start < start + len(written) and f.end > start for f in found if f not in cards):
+            return  # a random prefix or suffix made a longer value around it
+        assert [(f.start, f.end) for f in cards] == [(start, start + len(written))]
+
+    @settings(max_examples=300, deadline=None)
+    @given(st.text(max_size=300))
+    def test_any_text_gives_sorted_non_overlapping_in_bounds_findings(self, text: str) -> None:
+        """Arbitrary Unicode never crashes detection or breaks the output contract."""
+        _check_invariants(text, detect(text))
+
+
+ADVERSARIAL = {
+    "digits": "1",
+    "spaced digits": "1 ",
+    "dashed": "12-",
+    "dotted": "1.",
+    "at signs": "a@",
+    "email-ish": "a.b@c.",
+    "colons": "a:",
+    "hex colons": "ab:",
+    "letters and digits": "A1",
+    "prefixes": "sk-",
+    "jwt-ish": "eyJ.",
+    "pem": "-----BEGIN RSA PRIVATE KEY-----a",
+    "assignments": "password=",
+    "parens": "(1) ",
+    "full-width": "\uff11 ",
+    "zero-width": "1\u200b",
+}
+
+
+class TestLinearTime:
+    @pytest.mark.parametrize("unit", list(ADVERSARIAL.values()), ids=list(ADVERSARIAL))
+    def test_one_megabyte_costs_at_most_fifteen_times_100_kilobytes(self, unit: str) -> None:
+        """No pattern backtracks catastrophically: time grows linearly with the input."""
+        small = unit * (100_000 // len(unit))
+        large = unit * (1_000_000 // len(unit))
+
+        def best(text: str) -> float:
+            times = []
+            for _ in range(3):
+                t0 = time.perf_counter()
+                detect(text)
+                times.append(time.perf_counter() - t0)
+            return min(times)
+
+        t_small, t_large = best(small), best(large)
+        assert t_large / max(t_small, 1e-4) <= 15
+
+
+class TestMerge:
+    def test_higher_level_then_longer_wins(self) -> None:
+        """Overlaps resolve by level, then length; output is sorted and disjoint."""
+        a = Finding(0, 10, "phone", Level.SENSITIVE)
+        b = Finding(5, 15, "credit_card", Level.REGULATED)
+        c = Finding(16, 20, "email", Level.SENSITIVE)
+        d = Finding(16, 30, "email", Level.SENSITIVE)
+        assert merge_findings([a, b, c, d]) == [b, d]
+
+    @settings(max_examples=200)
+    @given(st.lists(st.tuples(st.integers(0, 50), st.integers(0, 10), st.integers(0, 3))))
+    def test_merge_output_is_disjoint_and_sorted(self, spans: list[tuple[int, int, int]]) -> None:
+        """Whatever goes in, what comes out never overlaps and is in text order."""
+        findings = [Finding(s, s + n, "k", Level(lv)) for s, n, lv in spans]
+        merged = merge_findings(findings)
+        assert all(f.end > f.start for f in merged)
+        for x, y in itertools.pairwise(merged):
+            assert x.end <= y.start
+        for f in findings:  # everything dropped is empty or overlaps something kept
+            if f not in merged and f.end > f.start:
+                assert any(f.start < g.end and g.start < f.end for g in merged)
+
+    def test_positional_finding_construction_still_works(self) -> None:
+        """Finding(start, end, kind, level, detector) keeps working; score defaults to 1.0."""
+        f = Finding(1, 2, "email", Level.SENSITIVE, "x")
+        assert (f.detector, f.score) == ("x", 1.0)
+
+
+class TestOtherDetectors:
+    def test_regex_and_known_values_merge_with_builtins(self) -> None:
+        """Policy patterns and known values go through the same detectors argument."""
+        text = "ACC-12345678 for Jane Doe, jane@example.com"
+        found = detect(
+            text,
+            detectors=[
+                builtin_detector(),
+                RegexDetector("account", "sensitive", r"ACC-[0-9]{8}"),
+                KnownValuesDetector([KnownValue("Jane Doe", "person", Level.SENSITIVE)]),
+            ],
+        )
+        assert [f.kind for f in found] == ["account", "person", "email"]
