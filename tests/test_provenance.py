@@ -353,3 +353,39 @@ class TestCrashRecovery:
         assert report.ok, report.summary()
         written = {json.loads(line).get("request_id") for line in path.read_text().splitlines()}
         assert acknowledged and set(acknowledged) <= written
+
+
+class TestRotation:
+    def write(self, path: Path, count: int, signer: Signer) -> None:
+        log = ProvenanceLog(
+            "rotating", [JsonlSink(path, max_bytes=4096)], signer=signer, checkpoint_every=7
+        )
+        for i in range(count):
+            log.append({"type": "call", "request_id": f"r{i}", "reasons": ["x" * 40]})
+        log.close()
+
+    def test_segments_verify_as_one_chain_across_restarts(self, tmp_path: Path) -> None:
+        path = tmp_path / "events.jsonl"
+        signer = Signer.generate("rot")
+        self.write(path, 60, signer)
+        self.write(path, 60, signer)
+        segments = sorted(tmp_path.glob("events.*.jsonl"))
+        assert len(segments) >= 3
+        assert all(p.stat().st_size < 4096 + 2048 for p in segments)
+        report = verify_file(path, VerifyOptions(public_key=signer.verifier))
+        assert report.ok, report.summary()
+        assert report.records == sum(len(p.read_bytes().splitlines()) for p in [*segments, path])
+
+    def test_a_missing_or_edited_segment_is_caught(self, tmp_path: Path) -> None:
+        path = tmp_path / "events.jsonl"
+        signer = Signer.generate("rot")
+        self.write(path, 80, signer)
+        segments = sorted(tmp_path.glob("events.*.jsonl"))
+        middle = segments[1]
+        data = middle.read_bytes()
+        middle.write_bytes(data.replace(b'"r', b'"R', 1))
+        assert not verify_file(path).ok
+        middle.unlink()
+        report = verify_file(path)
+        assert not report.ok
+        assert report.failure is not None and "missing" in report.failure.reason

@@ -19,7 +19,7 @@ from .chain import EventRecord
 if TYPE_CHECKING:
     from .chain import ProvenanceLog
 
-__all__ = ["InMemorySink", "JsonlSink"]
+__all__ = ["InMemorySink", "JsonlSink", "log_segments"]
 
 FSYNC_POLICIES = ("never", "interval", "always")
 
@@ -129,16 +129,20 @@ class JsonlSink:
         *,
         fsync: str | bool = "never",
         fsync_interval: float = 1.0,
+        max_bytes: int | None = None,
         required: bool = True,
     ) -> None:
         if isinstance(fsync, bool):
             fsync = "always" if fsync else "never"
         if fsync not in FSYNC_POLICIES:
             raise ValueError(f"fsync must be one of {', '.join(FSYNC_POLICIES)}")
+        if max_bytes is not None and max_bytes < 1024:
+            raise ValueError("max_bytes must be at least 1024")
         self.path = Path(path)
         self.required = required
         self._fsync = fsync
         self._fsync_interval = fsync_interval
+        self._max_bytes = max_bytes
         self._last_sync = time.monotonic()
         self._lock = threading.Lock()
         self.recovered: dict[str, Any] | None = None
@@ -146,6 +150,27 @@ class JsonlSink:
         self._file = open(self.path, "ab")  # noqa: SIM115 - kept open for the sink's life
         _lock_exclusively(self._file, self.path)
         self._repair_torn_tail()
+
+    @property
+    def segments(self) -> list[Path]:
+        """Rotated files of this log, oldest first (the active file is not among them)."""
+        return log_segments(self.path)[:-1]
+
+    def _rotate(self) -> None:
+        """Close the active file under the next segment name and start an empty one.
+
+        The chain simply continues: the new file's first record links to the old file's
+        last, so the segments verify as one log (`verify_file` finds them).
+        """
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        numbers = [_segment_number(p, self.path) for p in self.segments]
+        target = _segment_path(self.path, max(numbers, default=0) + 1)
+        os.replace(self.path, target)
+        old = self._file
+        self._file = open(self.path, "ab")  # noqa: SIM115 - kept open for the sink's life
+        _lock_exclusively(self._file, self.path)
+        old.close()
 
     def _repair_torn_tail(self) -> None:
         size = self.path.stat().st_size
@@ -173,7 +198,11 @@ class JsonlSink:
         }
 
     def head(self) -> EventRecord | None:
-        last = _last_line(self.path)
+        last = None
+        for candidate in reversed(log_segments(self.path)):
+            last = _last_line(candidate)
+            if last is not None:
+                break
         if last is None:
             return None
         try:
@@ -187,9 +216,14 @@ class JsonlSink:
     def tail_from_checkpoint(self) -> list[EventRecord]:
         """Records from the last checkpoint (inclusive) to the end, read backwards."""
         lines: list[bytes] = []
-        for line in _lines_backwards(self.path):
-            lines.append(line)
-            if b'"type":"checkpoint"' in line:
+        found = False
+        for segment in reversed(log_segments(self.path)):
+            for line in _lines_backwards(segment):
+                lines.append(line)
+                if b'"type":"checkpoint"' in line:
+                    found = True
+                    break
+            if found:
                 break
         lines.reverse()
         return [EventRecord(json.loads(line), line) for line in lines]
@@ -200,6 +234,8 @@ class JsonlSink:
     def emit_batch(self, records: Sequence[EventRecord]) -> None:
         data = b"".join(record.line + b"\n" for record in records)
         with self._lock:
+            if self._max_bytes is not None and self._file.tell() >= self._max_bytes:
+                self._rotate()
             self._file.write(data)
             self._file.flush()
             if self._fsync == "always" or (
@@ -222,6 +258,28 @@ class JsonlSink:
                 self._file.flush()
                 os.fsync(self._file.fileno())
                 self._file.close()
+
+
+def _segment_path(active: Path, number: int) -> Path:
+    return active.with_name(f"{active.stem}.{number:06d}{active.suffix}")
+
+
+def _segment_number(segment: Path, active: Path) -> int:
+    middle = segment.name[len(active.stem) + 1 : len(segment.name) - len(active.suffix)]
+    return int(middle) if middle.isdigit() else -1
+
+
+def log_segments(active: str | os.PathLike[str]) -> list[Path]:
+    """A JSONL log's files in chain order: rotated segments oldest first, then the active
+    file (``events.jsonl`` rotates to ``events.000001.jsonl``, ``events.000002.jsonl``…)."""
+    path = Path(active)
+    rotated = [
+        p
+        for p in path.parent.glob(f"{path.stem}.*{path.suffix}")
+        if _segment_number(p, path) >= 0 and p != path
+    ]
+    rotated.sort(key=lambda p: _segment_number(p, path))
+    return [*rotated, path] if path.exists() or not rotated else rotated
 
 
 def _last_newline(handle: Any, size: int) -> int:

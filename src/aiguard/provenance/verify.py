@@ -302,9 +302,15 @@ def verify_lines(
     return checker.report(checker.finish())
 
 
-def _file_lines(path: Path) -> Iterator[bytes]:
-    with open(path, "rb") as handle:
-        yield from handle
+def _file_lines(paths: list[Path]) -> Iterator[bytes]:
+    for index, path in enumerate(paths):
+        with open(path, "rb") as handle:
+            for line in handle:
+                if index < len(paths) - 1 and not line.endswith(b"\n"):
+                    # A segment closed by rotation ends on a full line; this one was cut.
+                    yield line + b"\n"
+                else:
+                    yield line
 
 
 def verify_file(
@@ -312,11 +318,16 @@ def verify_file(
     options: VerifyOptions | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> VerifyReport:
-    """Verify a JSONL provenance file, streaming; raises OSError when it cannot be read."""
+    """Verify a JSONL provenance log, streaming; rotated segments of it are included.
+
+    Raises OSError when the file cannot be read.
+    """
+    from .sinks import log_segments
+
     target = Path(path)
     with open(target, "rb"):
         pass  # surface a missing or unreadable file as OSError before verifying
-    return verify_lines(_file_lines(target), options, progress)
+    return verify_lines(_file_lines(log_segments(target)), options, progress)
 
 
 def verify_records(
