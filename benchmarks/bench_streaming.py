@@ -89,11 +89,40 @@ def timed(size: int, chars: int, guarded: bool) -> tuple[float, int]:
     return time.perf_counter() - start, n_events
 
 
-def core_cost(size: int, chars: int) -> float:
-    """The pure restorer alone, microseconds per event."""
+def core_cost(size: int, chars: int, rule: bool = False) -> float:
+    """The pure restorer alone, microseconds per event; ``rule`` adds the output rule
+    (detectors over each channel's held tail, as the transport runs it)."""
+    from aiguard._pipeline import Call
+    from aiguard.context import CallContext
+
     token = "[EMAIL_7Q2K]"
     stream = list(events(token, size, chars))
-    core = StreamRestorer(TokenRestorer({token: EMAIL}.get))
+    output_rule = Call(guard(), CallContext(), "openai") if rule else None
+    core = StreamRestorer(TokenRestorer({token: EMAIL}.get, output_rule))
+    start = time.perf_counter()
+    for chunk in stream:
+        core.feed(chunk)
+    core.close()
+    return (time.perf_counter() - start) / len(stream) * 1e6
+
+
+def tool_core_cost(size: int, chars: int) -> float:
+    """Tool-call argument deltas (JSON text, escaped originals) with the output rule."""
+    from aiguard._pipeline import Call
+    from aiguard.context import CallContext
+
+    token = "[EMAIL_7Q2K]"
+    args = json.dumps({"to": token, "note": SENTENCE.format(token=token)})
+    base = '{"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":'
+    stream = []
+    produced = 0
+    while produced < size:
+        for i in range(0, len(args), chars):
+            piece = json.dumps(args[i : i + chars])
+            stream.append(f"data: {base}{piece}}}}}]}}}}]}}\n\n".encode())
+            produced += chars
+    stream.append(b"data: [DONE]\n\n")
+    core = StreamRestorer(TokenRestorer({token: EMAIL}.get, Call(guard(), CallContext(), "openai")))
     start = time.perf_counter()
     for chunk in stream:
         core.feed(chunk)
@@ -118,7 +147,7 @@ def main() -> None:
     print("Added cost per chunk, 1 MB streamed answer (sync client, mock upstream)")
     print(
         f"{'chars/event':>11} {'events':>8} {'plain us/chunk':>15} {'guarded us/chunk':>17}"
-        f" {'added us/chunk':>15} {'core us/chunk':>14}"
+        f" {'added us/chunk':>15} {'core us/chunk':>14} {'core+rule':>10} {'tool+rule':>10}"
     )
     for chars in (4, 16, 64):
         plain, n = min(timed(mb, chars, False) for _ in range(2))
@@ -126,6 +155,7 @@ def main() -> None:
         print(
             f"{chars:>11} {n:>8} {plain / n * 1e6:>15.2f} {guarded / n * 1e6:>17.2f}"
             f" {(guarded - plain) / n * 1e6:>15.2f} {core_cost(mb, chars):>14.2f}"
+            f" {core_cost(mb, chars, rule=True):>10.2f} {tool_core_cost(mb, chars):>10.2f}"
         )
     print()
     print("Peak traced memory while streaming (guarded client, 16 chars/event)")

@@ -15,6 +15,7 @@ from .classify.structured import DepthLimitExceeded, JsonFinding, detect_json
 from .consent.sqlite import SQLiteConsentStore
 from .consent.store import ConsentRecord, ConsentStore, InMemoryConsentStore
 from .context import CallContext, current_context
+from .dsr import DataSubjectRights, Principal, ReidentificationDenied
 from .errors import (
     AIGuardError,
     ConsentRequired,
@@ -27,6 +28,7 @@ from .errors import (
     VaultError,
 )
 from .guard import Guard, Protected
+from .keys import KeyProvider
 from .policy.killswitch import KillSwitch, SQLiteKillSwitch
 from .policy.loader import load_policy
 from .policy.model import Action, DestinationPolicy, Policy, PurposePolicy
@@ -49,6 +51,7 @@ __all__ = [
     "ConsentRecord",
     "ConsentRequired",
     "ConsentStore",
+    "DataSubjectRights",
     "Decision",
     "DepthLimitExceeded",
     "DestinationPolicy",
@@ -64,6 +67,7 @@ __all__ = [
     "InMemoryVault",
     "JsonFinding",
     "JsonlSink",
+    "KeyProvider",
     "KillSwitch",
     "KnownValue",
     "Level",
@@ -71,10 +75,12 @@ __all__ = [
     "Policy",
     "PolicyDenied",
     "PolicyError",
+    "Principal",
     "Protected",
     "ProtectedFinding",
     "ProvenanceError",
     "PurposePolicy",
+    "ReidentificationDenied",
     "SQLiteConsentStore",
     "SQLiteKillSwitch",
     "SQLiteVault",

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import re
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
@@ -32,8 +33,14 @@ from .vault.tokens import TOKEN_RE, Scope
 if TYPE_CHECKING:
     from .consent.store import ConsentRecord
     from .guard import Guard
+    from .providers.base import Adapter
 
 __all__ = ["Call", "Decision", "ProtectedFinding"]
+
+# Text aiguard itself put into a payload: tokens, pseudonyms, redaction markers.
+_SURROGATE_RE = re.compile(
+    TOKEN_RE.pattern + r"|\[[A-Z][A-Z0-9_]*~[0-9a-f]{12}\]|\[REDACTED:[a-z0-9_]+\]"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,9 +76,11 @@ def decide(
     """Default deny: every check must pass, and the first one that fails names the fix."""
     policy = guard.policy
     purpose = context.purpose
+    # The policy's mode until the destination is known; then the destination's own.
+    mode = policy.mode
 
     def deny(error: AIGuardError, legal_basis: str | None = None) -> Decision:
-        if policy.mode == "monitor":
+        if mode == "monitor":
             return Decision(True, destination, purpose, legal_basis, ("monitor: " + error.message,))
         return Decision(False, destination, purpose, legal_basis, (error.message,), None, error)
 
@@ -83,6 +92,7 @@ def decide(
             )
         )
     target = policy.destinations[destination]
+    mode = policy.mode_for(destination)
     try:
         revocation = guard.killswitch.revoked(destination)
     except Exception as exc:  # fail closed: an unreadable kill switch is not "not revoked"
@@ -145,12 +155,29 @@ def decide(
             ),
             spec.legal_basis,
         )
+    if target.stage == "internal" and not policy.rollout.is_internal(context.principal):
+        return deny(
+            PolicyDenied(
+                f"destination {destination!r} is in stage 'internal': only principals matching "
+                "[rollout] internal_principals may call it, and this call's principal "
+                f"({context.principal!r}) does not; pass guard.context(principal=...) or "
+                "widen the stage"
+            ),
+            spec.legal_basis,
+        )
+    # Stage opt_in: only subjects with a valid consent record for the purpose, even when
+    # the purpose itself does not need consent.
+    needs = (
+        f"purpose {purpose!r} needs"
+        if spec.requires_consent
+        else f"destination {destination!r} is in stage 'opt_in' and needs"
+    )
     consent: ConsentRecord | None = None
-    if spec.requires_consent:
+    if spec.requires_consent or target.stage == "opt_in":
         if context.subject is None:
             return deny(
                 ConsentRequired(
-                    f"purpose {purpose!r} needs the data subject's consent, but the call names "
+                    f"{needs} the data subject's consent, but the call names "
                     "no subject; pass guard.context(subject=...)"
                 ),
                 spec.legal_basis,
@@ -161,14 +188,15 @@ def decide(
             return deny(
                 ConsentRequired(
                     f"the consent store could not be read ({type(exc).__name__}); "
-                    f"purpose {purpose!r} needs consent, so the call is refused"
+                    f"{needs} consent, so the call is refused"
                 ),
                 spec.legal_basis,
             )
         if consent is None:
             return deny(
                 ConsentRequired(
-                    f"the subject has no valid consent for purpose {purpose!r}; record it "
+                    f"the subject has no valid consent for purpose {purpose!r} ({needs} it); "
+                    "record it "
                     f"with guard.consent.grant(subject, {purpose!r}, terms_version=...)"
                 ),
                 spec.legal_basis,
@@ -198,6 +226,8 @@ class Call:
     #: What actually left the process; a value sent raw is not a leak when it comes back.
     sent_text: str = ""
     _detectors: Sequence[Detector] | None = None
+    #: Hashes of withheld values already counted (see `record_leak`).
+    _leaked: set[bytes] = field(default_factory=set, repr=False)
 
     @property
     def scope(self) -> Scope:
@@ -282,57 +312,132 @@ class Call:
         self.findings.append(ProtectedFinding(path, start, end, kind, level, action, token))
         return replacement
 
-    def protect_json(self, body: Any) -> Any:
-        from .providers.walk import map_strings
+    def protect_json(self, body: Any, adapter: Adapter | None = None) -> Any:
+        """Protect every non-structural string of a JSON body (the safety net).
 
-        return map_strings(body, self.protect_text)
+        Strings that are JSON text themselves (tool and function-call arguments, tool
+        results) are parsed, protected value by value and written back as JSON, so a
+        value is found whole and its token sits inside a valid JSON string. Strings
+        under the adapter's ``keep`` paths pass untouched.
+        """
+        from .providers.base import parse_json_text
+        from .providers.walk import map_all_strings, map_strings
+
+        keep = adapter.keep if adapter is not None else None
+        free = adapter.free if adapter is not None else None
+
+        def transform(path: str, text: str) -> str:
+            if keep and path in keep:
+                return text
+            inner = parse_json_text(text)
+            if inner is not None:
+                protected = map_all_strings(inner, self.protect_text, path)
+                if protected == inner:
+                    return text
+                return json.dumps(protected, ensure_ascii=False)
+            return self.protect_text(path, text)
+
+        return map_strings(body, transform, free=free)
 
     # -- restoring ----------------------------------------------------------------
 
     def restore_text(self, path: str, text: str) -> str:
-        """Replace tokens issued in this call's scope; redact secrets the model invented."""
+        """Replace tokens issued in this call's scope; redact values the output rule withholds.
+
+        When the text is JSON (tool arguments, structured output), originals are
+        JSON-escaped so that it stays valid JSON and decodes to the originals.
+        """
+        from .providers.base import parse_json_text
+
+        inner = parse_json_text(text) if "[" in text or "{" in text else None
+        if inner is not None:
+            if self.withheld(text):
+                # Redacting spans of the raw JSON could cut an escape; work per value.
+                from .providers.walk import map_all_strings
+
+                restored = map_all_strings(inner, self.restore_text, path)
+                return json.dumps(restored, ensure_ascii=False)
+            return TOKEN_RE.sub(self._swap_escaped, text) if "[" in text else text
         text = self.redact_leaks(text)
         if "[" not in text:
             return text
+        return TOKEN_RE.sub(self._swap, text)
 
-        def swap(match: Any) -> str:
-            token = str(match.group(0))
-            original = self.lookup(token)
-            return original if original is not None else token
+    def _swap(self, match: re.Match[str]) -> str:
+        token = match.group(0)
+        original = self.lookup(token)
+        return original if original is not None else token
 
-        return TOKEN_RE.sub(swap, text)
+    def _swap_escaped(self, match: re.Match[str]) -> str:
+        token = match.group(0)
+        original = self.lookup(token)
+        return token if original is None else json.dumps(original, ensure_ascii=False)[1:-1]
 
     def lookup(self, token: str) -> str | None:
         """The original of a token the caller may see: issued by this call, else in its scope."""
         original = self.issued.get(token)
         return original if original is not None else self.guard.vault.detokenize(self.scope, token)
 
-    def redact_leaks(self, text: str) -> str:
-        """Redact REGULATED values and secrets in an answer that were never sent."""
+    def withheld(self, text: str) -> list[tuple[int, int, str]]:
+        """Spans of ``text`` the output rule withholds: secrets and REGULATED values the
+        call never sent. The scope's tokens and surrogates (pseudonyms, redactions) are
+        recognized first and never count as new values.
+        """
         found: list[Finding] = []
         for detector in self.guard.detectors:
             found.extend(detector.detect(text))
-        leaks = [
-            f
-            for f in merge_findings(found)
-            if f.level >= Level.REGULATED and text[f.start : f.end] not in self.sent_text
-        ]
-        if not leaks:
+        if not found:
+            return []
+        surrogates = [m.span() for m in _SURROGATE_RE.finditer(text)] if "[" in text else []
+        spans: list[tuple[int, int, str]] = []
+        for finding in merge_findings(found):
+            if finding.level < Level.REGULATED:
+                continue
+            start, end = finding.start, finding.end
+            if text[start:end] in self.sent_text:
+                continue
+            if any(s < end and start < e for s, e in surrogates):
+                continue
+            spans.append((start, end, finding.kind))
+        return spans
+
+    def record_leak(self, kind: str, value: str) -> None:
+        """Count a withheld value once per call, however often the answer repeats it."""
+        # Only a hash is kept: the raw value must not linger in the call object.
+        key = hashlib.blake2b(f"{kind}\x00{value}".encode(), digest_size=16).digest()
+        if key not in self._leaked:
+            self._leaked.add(key)
+            self.leaks[kind] += 1
+
+    def redact_leaks(self, text: str) -> str:
+        """Redact what the output rule withholds (see `withheld`) and count it."""
+        spans = self.withheld(text)
+        if not spans:
             return text
         pieces: list[str] = []
         cursor = 0
-        for finding in leaks:
-            pieces.append(text[cursor : finding.start])
-            pieces.append(redact(finding.kind))
-            cursor = finding.end
-            self.leaks[finding.kind] += 1
+        for start, end, kind in spans:
+            pieces.append(text[cursor:start])
+            pieces.append(redact(kind))
+            self.record_leak(kind, text[start:end])
+            cursor = end
         pieces.append(text[cursor:])
         return "".join(pieces)
 
-    def restore_json(self, body: Any) -> Any:
+    def restore_json(self, body: Any, adapter: Adapter | None = None) -> Any:
+        """Restore every string of an answer (or only the adapter's ``restore`` paths;
+        the others are still scanned by the output rule)."""
         from .providers.walk import map_strings
 
-        return map_strings(body, self.restore_text)
+        only = adapter.restore if adapter is not None else None
+        free = adapter.free if adapter is not None else None
+        if not only:
+            return map_strings(body, self.restore_text, free=free)
+
+        def transform(path: str, text: str) -> str:
+            return self.restore_text(path, text) if path in only else self.redact_leaks(text)
+
+        return map_strings(body, transform, free=free)
 
     # -- recording ----------------------------------------------------------------
 
@@ -378,6 +483,10 @@ class Call:
             "leaks": dict(self.leaks),
             "input_digest": self.input_digest,
             "output_digest": self.output_digest,
+            "dataset_version": ctx.dataset_version,
+            "model_version": ctx.model_version,
+            "explanation_ref": ctx.explanation_ref,
+            "gen_ai.provider.name": guard.provider_name(self.destination),
             "gen_ai.operation.name": self.operation,
             "gen_ai.request.model": self.request_model,
             "latency_us": (time.perf_counter_ns() - self.started_ns) // 1000,

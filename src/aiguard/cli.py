@@ -9,6 +9,8 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from . import _cli_compliance
+
 __all__ = ["main"]
 
 
@@ -42,6 +44,10 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="accept records after the last checkpoint (a log still being written)",
     )
+    _cli_compliance.register(sub)
+    from ._cli_ops import register
+
+    register(sub)
     return parser
 
 
@@ -51,8 +57,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .demo import run_demo
 
         return run_demo(args.out, sys.stdout)
+    if args.command in _cli_compliance.COMMANDS:
+        return _cli_compliance.run(args)
     if args.command == "verify":
         return _verify(args)
+    if args.command in {"dsr", "keys"}:
+        from ._cli_ops import run
+
+        return run(args)
     return 2  # pragma: no cover - argparse rejects unknown commands
 
 

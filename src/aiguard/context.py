@@ -36,6 +36,11 @@ class CallContext:
     destination: str | None = None
     #: Values the application knows are personal (tagged fields of its inputs).
     known: tuple[KnownValue, ...] = field(default=())
+    #: The dataset or model version a call feeds or uses (training lineage, audits).
+    dataset_version: str | None = None
+    model_version: str | None = None
+    #: Where an explanation of an automated decision is kept (an id or URL, not the text).
+    explanation_ref: str | None = None
 
 
 _CURRENT: contextvars.ContextVar[CallContext | None] = contextvars.ContextVar(

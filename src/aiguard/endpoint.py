@@ -291,7 +291,8 @@ def _argument_models(signature: inspect.Signature) -> Iterator[ArgumentModel]:
 
 
 def _models_of(annotation: Any) -> Iterator[type[BaseModel]]:
-    if isinstance(annotation, type):
+    # On 3.9 and 3.10, `list[M]` passes isinstance(x, type); its origin tells it apart.
+    if isinstance(annotation, type) and typing.get_origin(annotation) is None:
         if issubclass(annotation, BaseModel):
             yield annotation
         return

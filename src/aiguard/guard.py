@@ -4,13 +4,14 @@ provenance event per attempt."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import hmac
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import BaseModel
 
@@ -29,6 +30,9 @@ from .provenance.chain import ProvenanceLog, Receipt, Sink
 from .provenance.sinks import InMemorySink
 from .vault.memory import InMemoryVault, Vault, VaultKeys
 from .vault.tokens import Scope, label_for
+
+if TYPE_CHECKING:
+    from .dsr import DataSubjectRights, Principal
 
 __all__ = ["Guard", "Protected"]
 
@@ -110,6 +114,12 @@ class Guard:
 
         self.router = Router(self.policy.destinations)
         self.attempts = _Attempts()
+        from .alerts import AlertEngine
+
+        # Alert rules from [alerts], evaluated on every event `finish` writes.
+        self.alerts = AlertEngine.for_policy(
+            self.policy, revoked=lambda d: self.killswitch.revoked(d) is not None
+        )
 
     @classmethod
     def from_toml(cls, path: str | os.PathLike[str], **overrides: Any) -> Guard:
@@ -124,6 +134,17 @@ class Guard:
         kept in memory.
         """
         policy = load_policy(os.fspath(path))
+        if policy.keys is not None and overrides.get("vault") is None:
+            from .vault.factory import vault_from_policy
+
+            vault = vault_from_policy(policy, Path(path).resolve().parent)
+            if vault is not None:
+                overrides["vault"] = vault
+        if policy.keys is not None and policy.keys.vault == "postgres":
+            # Consent and kill switch shared through PostgreSQL too (the vault's pool).
+            from .vault.factory import postgres_stores
+
+            overrides.update(postgres_stores(policy, overrides))
         if policy.database is not None:
             from ._sqlite import embedded_stores
 
@@ -150,6 +171,9 @@ class Guard:
         use_for_training: bool = UNSET,
         destination: str | None = UNSET,
         known: Sequence[Any] = UNSET,
+        dataset_version: str | None = UNSET,
+        model_version: str | None = UNSET,
+        explanation_ref: str | None = UNSET,
     ) -> ContextScope:
         """A ``with`` / ``async with`` block in which calls carry this context.
 
@@ -166,6 +190,9 @@ class Guard:
             use_for_training=use_for_training,
             destination=destination,
             known=known,
+            dataset_version=dataset_version,
+            model_version=model_version,
+            explanation_ref=explanation_ref,
         )
 
     def endpoint(
@@ -333,7 +360,32 @@ class Guard:
 
     def finish(self, call: Call, event_type: str, status: str, **extra: Any) -> Receipt:
         """Record the one event of this attempt."""
-        return self.log.append(call.event_fields(type=event_type, status=status, **extra))
+        fields = call.event_fields(type=event_type, status=status, **extra)
+        receipt = self.log.append(fields)
+        if self.alerts is not None:
+            # Into the same chain and sinks as the event that fired them.
+            for alert in self.alerts.observe(fields):
+                self.log.append(alert.event())
+        if status == "ok" and call.context.purpose == "model_training" and call.context.subject:
+            # The training-use ledger answers "which datasets and models hold this person".
+            self.dsr.record_training(
+                {call.context.subject: 1},
+                tenant=call.context.tenant,
+                destination=call.destination,
+                model=call.request_model,
+                request_id=call.request_id,
+            )
+        return receipt
+
+    def provider_name(self, destination: str | None) -> str | None:
+        """OpenTelemetry's ``gen_ai.provider.name`` for a destination, from its host."""
+        if destination is None or destination not in self.policy.destinations:
+            return None
+        host = self.router.host_of(destination)
+        for suffix, name in _PROVIDERS:
+            if host == suffix or host.endswith("." + suffix):
+                return name
+        return destination
 
     def digest(self, label: str, tenant: str, value: str) -> str:
         """A keyed digest of an identifier (subject, conversation); never the raw id."""
@@ -351,6 +403,33 @@ class Guard:
         """One-way keyed pseudonym: stable for a value, never restorable."""
         mac = hmac.new(self._pseudonym_key, f"{kind}\x00{value}".encode(), hashlib.sha256)
         return f"[{label_for(kind)}~{mac.hexdigest()[:12]}]"
+
+    # -- data-subject rights and re-identification ---------------------------------
+
+    @functools.cached_property
+    def dsr(self) -> DataSubjectRights:
+        """Export and erasure requests, retention purge, the training-use ledger."""
+        from .dsr import DataSubjectRights
+
+        return DataSubjectRights(self)
+
+    def detokenize(
+        self,
+        text: str,
+        *,
+        principal: Principal,
+        reason: str,
+        tenant: str = "default",
+        conversation: str | None = None,
+    ) -> str:
+        """Restore one scope's tokens outside the call that issued them (audited).
+
+        Needs a `aiguard.dsr.Principal` holding the ``aiguard:detokenize`` scope and a
+        stated reason; records a ``reidentify`` event either way.
+        """
+        return self.dsr.detokenize(
+            text, principal=principal, reason=reason, tenant=tenant, conversation=conversation
+        )
 
     # -- the HTTP door ----------------------------------------------------------------
 
@@ -391,6 +470,19 @@ class Guard:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+#: Well-known hosts and their ``gen_ai.provider.name`` (OpenTelemetry GenAI conventions).
+_PROVIDERS = (
+    ("api.openai.com", "openai"),
+    ("openai.azure.com", "azure.ai.openai"),
+    ("api.anthropic.com", "anthropic"),
+    ("generativelanguage.googleapis.com", "gcp.gemini"),
+    ("api.mistral.ai", "mistral_ai"),
+    ("api.groq.com", "groq"),
+    ("api.deepseek.com", "deepseek"),
+    ("api.x.ai", "x_ai"),
+)
 
 
 class IncrementalDigest:

@@ -14,35 +14,42 @@ The contract of `StreamRestorer`:
 * memory is bounded by one SSE frame plus the held text of each channel, whatever the
   length of the answer.
 
-Leak redaction (values of level REGULATED that the model produced but the call never
-sent) runs on each released segment. A value that the model streams across two released
-segments is not seen whole, so it is not redacted; holding text long enough to be sure
-would cost the time to first token this module exists to keep. Whole (non-streamed)
-answers do not have this limitation.
+The output rule (secrets and REGULATED values the call never sent are redacted) runs on
+the text of each channel as one piece, not per released segment: text is also held back
+while its tail could still be the start of such a value, and a value the model streams
+across any number of chunks is redacted whole. Values are runs of non-space characters,
+joined across single spaces between digit groups (card and phone numbers, IBANs), or a
+PEM block; so the held tail is usually the word being written. It is bounded by
+``hold_limit`` characters (default 8 KB): past it the held text is redacted, never
+released, and so is the rest of that run (fail closed). Without an output rule only the
+token grammar holds text.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from ._pipeline import usage_of
 from .providers.walk import map_strings
 from .vault.tokens import MAX_SUFFIX, TOKEN_RE
 
 __all__ = [
+    "DEFAULT_HOLD_LIMIT",
     "MAX_HOLD",
     "MAX_TOKEN_LENGTH",
     "HoldBack",
+    "OutputRule",
     "SSEDecoder",
     "SSEFrame",
     "StreamRestorer",
     "TokenRestorer",
     "encode_frame",
     "held_tail_start",
+    "value_tail_start",
 ]
 
 MAX_LABEL = 64
@@ -58,6 +65,84 @@ _PREFIX_RE = re.compile(
 
 Lookup = Callable[[str], "str | None"]
 Transform = Callable[[str], str]
+
+#: Characters of one channel held for the output rule before it fails closed.
+DEFAULT_HOLD_LIMIT = 8192
+#: Released text kept as context for detectors that look behind a value ("SSN: ...").
+_CONTEXT = 64
+_OVERLONG = "[REDACTED:held_text]"
+_DIGITS = frozenset("0123456789")
+_UPPER = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ")
+_PEM_BEGIN = "-----BEGIN"
+_PEM_END = "-----END"
+
+
+class OutputRule(Protocol):
+    """What a stream asks of the call about the model's text (`aiguard._pipeline.Call`)."""
+
+    def withheld(self, text: str) -> Sequence[tuple[int, int, str]]:
+        """Spans (start, end, kind) of ``text`` that must not reach the caller."""
+        ...
+
+    def record_leak(self, kind: str, value: str) -> None:
+        """Count one withheld value for the event (never logged raw)."""
+        ...
+
+
+def _joins(before: str, after: str | None) -> bool:
+    """Whether a single space between these characters can lie inside one value.
+
+    Digit groups (``4111 1111``, ``+1 (415) 555``), and letters next to digits
+    (``GB82 WEST``, ``AB 12 34 56 C``); ``after`` None means not seen yet.
+    """
+    if before in _DIGITS or before == ")":
+        return after is None or after in _DIGITS or after in _UPPER or after in "(+"
+    if before in _UPPER:
+        return after is None or after in _DIGITS
+    return False
+
+
+def value_tail_start(text: str) -> int:
+    """Where the tail of ``text`` that could still grow into a withheld value begins.
+
+    That is the last run of non-space characters (joined across single spaces as
+    `_joins` allows; a trailing space that may still join is part of it), or an
+    unfinished PEM block. ``len(text)`` when the text ends in a space that ends a run.
+    """
+    size = len(text)
+    i = size
+    while i > 0:
+        ch = text[i - 1]
+        if not ch.isspace():
+            i -= 1
+            continue
+        if ch == " " and i >= 2 and _joins(text[i - 2], text[i] if i < size else None):
+            i -= 1
+            continue
+        break
+    pem = text.rfind(_PEM_BEGIN)
+    if 0 <= pem < i:
+        end = text.find(_PEM_END, pem)
+        if end < 0 or text.find("-----", end + len(_PEM_END)) < 0:
+            return pem
+    return i
+
+
+def _run_end(text: str, pem: bool) -> int | None:
+    """Where the run that ``text`` starts in ends, or None if it has not ended yet."""
+    if pem:
+        end = text.find(_PEM_END)
+        close = text.find("-----", end + len(_PEM_END)) if end >= 0 else -1
+        return None if close < 0 else close + 5
+    for i, ch in enumerate(text):
+        if ch.isspace():
+            if ch == " " and i > 0 and _joins(text[i - 1], None):
+                if i + 1 >= len(text):
+                    return None
+                if _joins(text[i - 1], text[i + 1]):
+                    continue
+            return i
+    return None
 
 
 def held_tail_start(text: str) -> int:
@@ -75,33 +160,44 @@ class TokenRestorer:
     """Replaces tokens by their originals; unknown token-shaped text passes unchanged.
 
     ``lookup`` maps a token to its original (None when the caller may not see one);
-    ``redact`` runs first on every piece of text (leak redaction). `json_text` is for
-    strings that are themselves JSON (tool arguments), where originals must be escaped.
+    ``rule`` is the output rule, applied to whole strings by `text` / `json_text` and
+    to streamed text by `HoldBack`. `json_text` is for strings that are themselves JSON
+    (tool arguments, structured output), where originals must be escaped.
     """
 
-    __slots__ = ("_lookup", "_redact")
+    __slots__ = ("_lookup", "rule")
 
-    def __init__(self, lookup: Lookup, redact: Transform | None = None) -> None:
+    def __init__(self, lookup: Lookup, rule: OutputRule | None = None) -> None:
         self._lookup = lookup
-        self._redact = redact
+        self.rule = rule
 
-    def text(self, text: str) -> str:
-        if self._redact is not None:
-            text = self._redact(text)
+    def redact(self, text: str) -> str:
+        """``text`` with what the output rule withholds redacted (and counted)."""
+        if self.rule is None or not text:
+            return text
+        return _redact_spans(text, self.rule.withheld(text), self.rule, 0, len(text), 0)
+
+    def swap(self, text: str) -> str:
+        """Tokens to originals, nothing else."""
         if "[" not in text:
             return text
         return TOKEN_RE.sub(self._swap, text)
 
-    def json_text(self, text: str) -> str:
-        if self._redact is not None:
-            text = self._redact(text)
+    def swap_json(self, text: str) -> str:
+        """Tokens to JSON-escaped originals, nothing else."""
         if "[" not in text:
             return text
         return TOKEN_RE.sub(self._swap_escaped, text)
 
+    def text(self, text: str) -> str:
+        return self.swap(self.redact(text))
+
+    def json_text(self, text: str) -> str:
+        return self.swap_json(self.redact(text))
+
     def value(self, path: str, text: str) -> str:
         """For `map_strings`: JSON-in-a-string fields get escaped originals."""
-        if path.endswith((".arguments", ".partial_json")):
+        if path.endswith((".arguments", ".partial_json")) or _looks_json(text):
             return self.json_text(text)
         return self.text(text)
 
@@ -116,36 +212,134 @@ class TokenRestorer:
         return token if original is None else json.dumps(original, ensure_ascii=False)[1:-1]
 
 
+def _looks_json(text: str) -> bool:
+    stripped = text.strip()
+    if len(stripped) < 2 or (stripped[0], stripped[-1]) not in {("{", "}"), ("[", "]")}:
+        return False
+    try:
+        return isinstance(json.loads(stripped), (dict, list))
+    except ValueError:
+        return False
+
+
+def _redact_spans(
+    text: str,
+    spans: Sequence[tuple[int, int, str]],
+    rule: OutputRule,
+    lo: int,
+    hi: int,
+    shift: int,
+) -> str:
+    """``text[lo:hi]`` with every span inside redacted; span offsets are ``shift`` ahead.
+
+    A span that began before ``lo`` (in text already released) is redacted from ``lo``.
+    """
+    pieces: list[str] = []
+    cursor = lo
+    for span_start, span_end, kind in spans:
+        end = span_end - shift
+        if end <= lo or span_start - shift >= hi:
+            continue
+        start = max(span_start - shift, lo)
+        pieces.append(text[cursor:start])
+        pieces.append(f"[REDACTED:{kind}]")
+        rule.record_leak(kind, text[start:end])
+        cursor = end
+    if not pieces:
+        return text[lo:hi]
+    pieces.append(text[cursor:hi])
+    return "".join(pieces)
+
+
 class HoldBack:
     """One text channel (a choice's content, a tool call's arguments, a content block).
 
-    `feed` returns at once every character that can no longer be part of a token,
-    restored; it keeps at most `MAX_HOLD` characters, and only while they still match a
-    prefix of the token grammar. `flush` releases what is held (end of the channel).
+    `feed` returns at once every character that can no longer be part of a token (nor,
+    with an output ``rule``, of a value the rule withholds), redacted and restored. Held
+    text is at most `MAX_HOLD` characters without a rule, ``limit`` with one. `flush`
+    releases what is held (end of the channel).
     """
 
-    __slots__ = ("_held", "_restore")
+    __slots__ = ("_context", "_held", "_limit", "_restore", "_rule", "_suppress")
 
-    def __init__(self, restore: Transform) -> None:
+    def __init__(
+        self, restore: Transform, rule: OutputRule | None = None, limit: int = DEFAULT_HOLD_LIMIT
+    ) -> None:
         self._restore = restore
+        self._rule = rule
+        self._limit = limit
         self._held = ""
+        self._context = ""
+        #: After an overlong run was redacted: drop text until that run ends.
+        #: None: not suppressing; False: a plain run; True: a PEM block.
+        self._suppress: bool | None = None
 
     @property
     def held(self) -> str:
         return self._held
 
     def feed(self, text: str) -> str:
-        if self._held:
-            text = self._held + text
-        elif "[" not in text:
-            return self._restore(text) if text else text
-        cut = held_tail_start(text)
-        self._held = text[cut:]
-        return self._restore(text[:cut]) if cut else ""
+        rule = self._rule
+        if rule is None:
+            if self._held:
+                text = self._held + text
+            elif "[" not in text:
+                return self._restore(text) if text else text
+            cut = held_tail_start(text)
+            self._held = text[cut:]
+            return self._restore(text[:cut]) if cut else ""
+        buf = self._held + text
+        if self._suppress is not None:
+            end = _run_end(buf, self._suppress)
+            if end is None:
+                # Keep a trailing space and the character before it: they may still join.
+                self._held = buf[-2:] if buf.endswith(" ") else ""
+                return ""
+            self._suppress = None
+            buf = buf[end:]
+        cut = min(held_tail_start(buf), value_tail_start(buf))
+        context = self._context
+        window = context + buf if context else buf
+        spans = rule.withheld(window)
+        shift = len(context)
+        # A withheld value that reaches into the held tail is held whole.
+        for start, end, _kind in reversed(spans):
+            if end - shift > cut:
+                cut = min(cut, max(start - shift, 0))
+        released = _redact_spans(buf, spans, rule, 0, cut, shift) if spans else buf[:cut]
+        held = buf[cut:]
+        if len(held) > self._limit:
+            # Fail closed: whatever the held run is, it does not go out.
+            rule.record_leak("held_text", held)
+            released += _OVERLONG
+            self._suppress = held.startswith(_PEM_BEGIN)
+            end = _run_end(held, self._suppress)
+            if end is None:
+                held = ""
+            else:
+                self._suppress = None
+                held = held[end:]
+        self._held = held
+        if released:
+            self._context = (context + released)[-_CONTEXT:]
+            return self._restore(released)
+        return ""
 
     def flush(self) -> str:
         held, self._held = self._held, ""
-        return self._restore(held) if held else ""
+        if not held:
+            return ""
+        rule = self._rule
+        if rule is not None:
+            if self._suppress is not None:
+                self._suppress = None
+                return ""
+            context = self._context
+            spans = rule.withheld(context + held)
+            if spans:
+                held = _redact_spans(held, spans, rule, 0, len(held), len(context))
+            self._context = (context + held)[-_CONTEXT:]
+        return self._restore(held)
 
 
 @dataclass(frozen=True, slots=True)
@@ -349,6 +543,10 @@ class StreamRestorer:
     done: bool = False
     #: The upstream's own error type when it reported one inside the stream.
     upstream_error: str | None = None
+    #: The request asked for JSON answers (structured output): text channels are JSON.
+    json_content: bool = False
+    #: Per channel, the most text held for the output rule (see the module docstring).
+    hold_limit: int = DEFAULT_HOLD_LIMIT
     _decoder: SSEDecoder = field(default_factory=SSEDecoder)
     _channels: dict[Key, _Channel] = field(default_factory=dict)
 
@@ -416,8 +614,10 @@ class StreamRestorer:
     ) -> _Channel:
         channel = self._channels.get(key)
         if channel is None:
-            restore = self.restorer.json_text if json_text else self.restorer.text
-            channel = _Channel(HoldBack(restore), make, event)
+            restorer = self.restorer
+            json_text = json_text or self.json_content
+            restore = restorer.swap_json if json_text else restorer.swap
+            channel = _Channel(HoldBack(restore, restorer.rule, self.hold_limit), make, event)
             self._channels[key] = channel
         return channel
 

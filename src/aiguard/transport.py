@@ -9,7 +9,10 @@ which module's Request and Response classes to build.
 from __future__ import annotations
 
 import dataclasses
+import email.utils
+import random
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import AsyncGenerator, AsyncIterator, Generator, Iterator, Mapping
 from types import ModuleType
@@ -21,11 +24,14 @@ import httpx
 from ._pipeline import Call, dump_json, parse_json_body, usage_of
 from .context import CallContext, current_context
 from .errors import AIGuardError, MalformedPayload
-from .providers.walk import map_strings
-from .streaming import StreamRestorer, TokenRestorer
+from .providers import Adapter, adapter_for
+from .streaming import DEFAULT_HOLD_LIMIT, StreamRestorer, TokenRestorer
 
 if TYPE_CHECKING:
+    from tenacity import RetryCallState
+
     from .guard import Guard
+    from .policy.model import DestinationPolicy, RetryPolicy
 
 __all__ = ["AsyncGuardTransport", "GuardTransport", "Router", "build_client"]
 
@@ -52,6 +58,12 @@ class Router:
         routes.sort(key=lambda r: len(r[3]), reverse=True)
         self._routes = routes
 
+    def host_of(self, destination: str) -> str:
+        for _scheme, host, _port, _path, name in self._routes:
+            if name == destination:
+                return host
+        return ""
+
     def route(self, url: str) -> str | None:
         parts = urlsplit(url)
         host = (parts.hostname or "").lower()
@@ -69,27 +81,36 @@ class Router:
 
 
 class _Attempts:
-    """Links the SDK's retries of one logical call to one request id.
+    """Links the retries of one logical call to one request id and numbers its attempts.
 
     The SDK retries above the transport with ``x-stainless-retry-count`` set; an attempt
     whose count is above zero and whose body is the same as a recent one shares its id.
+    aiguard's own retries (`RetryPolicy`) run below, and `bump` keeps the numbering
+    going so that an SDK retry after them does not reuse an attempt number.
     """
 
     def __init__(self, capacity: int = 4096) -> None:
         self._lock = threading.Lock()
-        self._recent: OrderedDict[str, str] = OrderedDict()
+        self._recent: OrderedDict[str, list[Any]] = OrderedDict()
         self._capacity = capacity
 
-    def resolve(self, key: str, retry_count: int, new_id: str) -> str:
+    def resolve(self, key: str, retry_count: int, new_id: str) -> tuple[str, int]:
         with self._lock:
             known = self._recent.get(key)
             if retry_count > 0 and known is not None:
                 self._recent.move_to_end(key)
-                return known
-            self._recent[key] = new_id
+                known[1] += 1
+                return str(known[0]), int(known[1])
+            self._recent[key] = [new_id, retry_count + 1]
             if len(self._recent) > self._capacity:
                 self._recent.popitem(last=False)
-            return new_id
+            return new_id, retry_count + 1
+
+    def bump(self, key: str, attempt: int) -> None:
+        with self._lock:
+            known = self._recent.get(key)
+            if known is not None:
+                known[1] = max(int(known[1]), attempt)
 
 
 def _operation(path: str) -> str:
@@ -106,13 +127,23 @@ def _operation(path: str) -> str:
 
 
 class _Exchange:
-    """One request through the guard; shared by the sync and async transports."""
+    """One attempt of one request through the guard; shared by the sync and async transports.
 
-    def __init__(self, guard: Guard, module: ModuleType, request: Any) -> None:
+    ``follows`` is the previous attempt of the same call when aiguard itself retries:
+    the new attempt shares its request id and takes the next attempt number.
+    """
+
+    def __init__(
+        self, guard: Guard, module: ModuleType, request: Any, follows: _Exchange | None = None
+    ) -> None:
         self.guard = guard
         self.module = module
         self.request = request
         self.call: Call | None = None
+        self.adapter: Adapter | None = None
+        self.json_content = False
+        self.key = ""
+        self._follows = follows
 
     def prepare(self, raw: bytes) -> Any:
         """Decide and protect; return the request to send upstream (or raise, recorded)."""
@@ -121,6 +152,7 @@ class _Exchange:
         ctx = current_context() or CallContext()
         url = str(request.url)
         destination = guard.router.route(url)
+        target = guard.policy.destinations.get(destination) if destination else None
         headers = request.headers
         try:
             retry_count = int(headers.get("x-stainless-retry-count", "0"))
@@ -129,50 +161,79 @@ class _Exchange:
         extra: dict[str, Any] = {"server.address": request.url.host}
         body: Any = None
         malformed: MalformedPayload | None = None
+        unread: str | None = None
+        path = request.url.path
+        adapter: Adapter | None = None
         if raw:
-            if headers.get("content-encoding"):
-                malformed = MalformedPayload(
-                    "the request body is compressed (content-encoding); aiguard cannot inspect "
-                    "it, so it was not sent. Send it uncompressed"
-                )
-            elif "json" not in headers.get("content-type", "application/json"):
-                malformed = MalformedPayload(
-                    f"the request body is {headers.get('content-type')!r}, which aiguard cannot "
-                    "inspect yet, so it was not sent"
-                )
+            what = _unreadable(headers)
+            if what is not None:
+                if target is not None and target.forward_unreadable:
+                    unread = f"forwarded unread: the request body is {what} (forward_unreadable)"
+                else:
+                    malformed = MalformedPayload(
+                        f"the request body is {what}, which aiguard cannot inspect, so it was "
+                        "not sent. Send it as uncompressed JSON, or, to send such bodies "
+                        f"unread, set forward_unreadable = true under [destinations."
+                        f"{destination or '<name>'}] (every such event says so)"
+                    )
             else:
                 try:
                     body = parse_json_body(raw, "request")
                 except MalformedPayload as exc:
                     malformed = exc
+                adapter = adapter_for(path, target)
+                if adapter is None and malformed is None:
+                    if target is not None and target.unknown_paths == "protect":
+                        adapter = _EVERY_STRING
+                    else:
+                        malformed = MalformedPayload(
+                            f"no payload adapter reads requests to {path!r}, so it was not "
+                            "sent. Describe it with [[destinations."
+                            f"{destination or '<name>'}.adapters]] (path, protect, keep, "
+                            'restore), or set unknown_paths = "protect" there to protect '
+                            "every string of its JSON"
+                        )
+        self.adapter = adapter
+        self.json_content = adapter is not None and adapter.json_answer(body)
         model = body.get("model") if isinstance(body, dict) else None
         model = model if isinstance(model, str) else None
-        key = guard.digest_bytes(
+        self.key = guard.digest_bytes(
             b"\x00".join(
                 [ctx.tenant.encode(), (ctx.conversation or "").encode(), url.encode(), raw]
             )
         )
-        request_id = headers.get("idempotency-key") or guard.attempts.resolve(
-            key, retry_count, _new_request_id()
-        )
+        follows = self._follows
+        if follows is not None and follows.call is not None:
+            request_id = follows.call.request_id or _new_request_id()
+            attempt = follows.call.attempt + 1
+            guard.attempts.bump(self.key, attempt)
+        else:
+            request_id, attempt = guard.attempts.resolve(self.key, retry_count, _new_request_id())
+            idempotency = headers.get("idempotency-key")
+            if idempotency:
+                request_id = idempotency
         call = guard.begin(
             ctx,
             destination,
             model=model,
-            operation=_operation(request.url.path),
+            operation=adapter.operation if adapter is not None else _operation(path),
             request_id=request_id,
-            attempt=retry_count + 1,
+            attempt=attempt,
             extra=extra,
         )
         self.call = call
         call.input_digest = guard.digest_bytes(raw) if raw else None
+        if unread is not None and call.decision is not None:
+            call.decision = dataclasses.replace(
+                call.decision, reasons=(*call.decision.reasons, unread)
+            )
         try:
             if malformed is not None:
                 raise malformed
             if body is None:
                 new_raw = raw
             else:
-                protected = call.protect_json(body)
+                protected = call.protect_json(body, adapter)
                 new_raw = dump_json(protected)
                 call.sent_text = new_raw.decode("utf-8")
         except AIGuardError as exc:
@@ -217,7 +278,7 @@ class _Exchange:
                 else:
                     if isinstance(body, dict):
                         extra.update(usage_of(body))
-                    new_raw = dump_json(map_strings(body, call.restore_text))
+                    new_raw = dump_json(call.restore_json(body, self.adapter))
             else:
                 new_raw = call.restore_text("$", text).encode("utf-8")
         ok = 200 <= response.status_code < 300
@@ -274,8 +335,13 @@ class _StreamSession:
         assert call is not None
         self._exchange = exchange
         self._call = call
-        # Same restore as Call.restore_text, split so tool arguments get JSON escaping.
-        self.restorer = StreamRestorer(TokenRestorer(call.lookup, call.redact_leaks))
+        # Same restore and output rule as Call.restore_text, applied channel by channel.
+        target = call.guard.policy.destinations.get(call.destination or "")
+        self.restorer = StreamRestorer(
+            TokenRestorer(call.lookup, call),
+            json_content=exchange.json_content,
+            hold_limit=target.stream_hold_limit if target is not None else DEFAULT_HOLD_LIMIT,
+        )
         self._mac = exchange.guard.digester()
         self._received = 0
         self.finished = False
@@ -452,6 +518,21 @@ def _stream_type(module: ModuleType, asynchronous: bool) -> type:
     return found
 
 
+#: For ``unknown_paths = "protect"``: no special handling, every string is data.
+_EVERY_STRING = Adapter("json", "other")
+
+
+def _unreadable(headers: Any) -> str | None:
+    """What makes a request body unreadable for aiguard, or None when it is JSON."""
+    encoding = headers.get("content-encoding", "").strip().lower()
+    if encoding and encoding != "identity":
+        return f"compressed (content-encoding {encoding})"
+    content_type = headers.get("content-type", "application/json")
+    if "json" not in content_type.lower():
+        return repr(content_type.split(";")[0].strip() or content_type)
+    return None
+
+
 def _decode(raw: bytes) -> str | None:
     try:
         return raw.decode("utf-8")
@@ -465,8 +546,83 @@ def _new_request_id() -> str:
     return "req_" + uuid7().replace("-", "")
 
 
+def _retry_after(headers: Any) -> float | None:
+    """Seconds the server asked to wait (``retry-after-ms``, ``retry-after`` seconds or date)."""
+    value = headers.get("retry-after-ms")
+    if value:
+        try:
+            return max(0.0, float(value) / 1000)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def _retry_policy(guard: Guard, request: Any) -> RetryPolicy | None:
+    destination = guard.router.route(str(request.url))
+    target: DestinationPolicy | None = (
+        guard.policy.destinations.get(destination) if destination else None
+    )
+    if target is None or target.retries.max_attempts <= 1:
+        return None
+    return target.retries
+
+
+def _retrying_options(policy: RetryPolicy, module: ModuleType) -> dict[str, Any]:
+    """tenacity options for one call: what is retried, how long to wait, when to stop."""
+    from tenacity import stop_after_attempt, stop_before_delay
+
+    statuses = frozenset(policy.statuses)
+    errors: tuple[type[BaseException], ...] = (module.TransportError,)
+
+    def retry(state: RetryCallState) -> bool:
+        outcome = state.outcome
+        if outcome is None:
+            return False
+        if outcome.failed:
+            return policy.connection_errors and isinstance(outcome.exception(), errors)
+        return bool(outcome.result().status_code in statuses)
+
+    def wait(state: RetryCallState) -> float:
+        backoff = min(policy.max_wait, 0.25 * 2 ** (state.attempt_number - 1))
+        delay = backoff * (0.5 + random.random() / 2)
+        outcome = state.outcome
+        if outcome is not None and not outcome.failed:
+            asked = _retry_after(outcome.result().headers)
+            if asked is not None:
+                delay = asked
+        return float(min(delay, policy.max_wait))
+
+    def give_up(state: RetryCallState) -> Any:
+        # Out of attempts or time: the caller gets the last answer, or the last error.
+        assert state.outcome is not None
+        return state.outcome.result()
+
+    return {
+        "retry": retry,
+        "wait": wait,
+        "stop": stop_after_attempt(policy.max_attempts) | stop_before_delay(policy.max_seconds),
+        "retry_error_callback": give_up,
+    }
+
+
 class GuardTransport(httpx.BaseTransport):
-    """Sync transport: protect, send through ``inner``, restore, record."""
+    """Sync transport: protect, send through ``inner``, restore, record.
+
+    With ``retries`` set on the destination, 429, 5xx and connection errors are retried
+    here (tenacity, honouring ``Retry-After``), each attempt its own event under the
+    call's request id.
+    """
 
     def __init__(self, guard: Guard, inner: Any, module: ModuleType = httpx) -> None:
         self._guard = guard
@@ -474,21 +630,36 @@ class GuardTransport(httpx.BaseTransport):
         self._module = module
 
     def handle_request(self, request: Any) -> Any:
-        exchange = _Exchange(self._guard, self._module, request)
-        upstream = exchange.prepare(request.read())
+        raw = request.read()
+        policy = _retry_policy(self._guard, request)
+        if policy is None:
+            return self._attempt(_Exchange(self._guard, self._module, request), raw)
+        from tenacity import Retrying
+
+        last: list[_Exchange] = []
+
+        def attempt() -> Any:
+            exchange = _Exchange(self._guard, self._module, request, last[-1] if last else None)
+            last.append(exchange)
+            return self._attempt(exchange, raw)
+
+        return Retrying(**_retrying_options(policy, self._module))(attempt)
+
+    def _attempt(self, exchange: _Exchange, raw: bytes) -> Any:
+        upstream = exchange.prepare(raw)
         try:
             response = self._inner.handle_request(upstream)
             if _is_stream(response):
                 stream = _stream_type(self._module, False)(_StreamSession(exchange), response)
                 return exchange.streamed(response, stream)
             try:
-                raw = response.read()
+                body = response.read()
             finally:
                 response.close()
         except BaseException as exc:
             exchange.failed(exc)
             raise
-        return exchange.complete(response, raw)
+        return exchange.complete(response, body)
 
     def close(self) -> None:
         self._inner.close()
@@ -503,21 +674,38 @@ class AsyncGuardTransport(httpx.AsyncBaseTransport):
         self._module = module
 
     async def handle_async_request(self, request: Any) -> Any:
-        exchange = _Exchange(self._guard, self._module, request)
-        upstream = exchange.prepare(await request.aread())
+        raw = await request.aread()
+        policy = _retry_policy(self._guard, request)
+        if policy is None:
+            return await self._attempt(_Exchange(self._guard, self._module, request), raw)
+        import anyio
+        from tenacity import AsyncRetrying
+
+        last: list[_Exchange] = []
+
+        async def attempt() -> Any:
+            exchange = _Exchange(self._guard, self._module, request, last[-1] if last else None)
+            last.append(exchange)
+            return await self._attempt(exchange, raw)
+
+        options = _retrying_options(policy, self._module)
+        return await AsyncRetrying(sleep=anyio.sleep, **options)(attempt)
+
+    async def _attempt(self, exchange: _Exchange, raw: bytes) -> Any:
+        upstream = exchange.prepare(raw)
         try:
             response = await self._inner.handle_async_request(upstream)
             if _is_stream(response):
                 stream = _stream_type(self._module, True)(_StreamSession(exchange), response)
                 return exchange.streamed(response, stream)
             try:
-                raw = await response.aread()
+                body = await response.aread()
             finally:
                 await response.aclose()
         except BaseException as exc:
             exchange.failed(exc)
             raise
-        return exchange.complete(response, raw)
+        return exchange.complete(response, body)
 
     async def aclose(self) -> None:
         await self._inner.aclose()

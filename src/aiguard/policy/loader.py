@@ -3,19 +3,10 @@
 from __future__ import annotations
 
 import re
-import sys
 from pathlib import Path
-from typing import Any
-
-from pydantic import ValidationError
 
 from ..errors import PolicyError
 from .model import Policy
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - exercised on 3.10 only
-    import tomli as tomllib
 
 __all__ = ["load_policy", "parse_policy"]
 
@@ -36,35 +27,18 @@ def load_policy(path: str | Path) -> Policy:
 
 
 def parse_policy(text: str, *, source: str = "<policy>") -> Policy:
-    """Validate policy TOML given as text."""
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        match = re.search(r"line (\d+)", str(exc))
-        line = int(match.group(1)) if match else None
-        raise PolicyError(f"{source}: not valid TOML: {exc}", line=line, source=source) from None
-    try:
-        return Policy.model_validate(data)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        key = ".".join(str(part) for part in first["loc"])
-        line = _line_of(text, [str(part) for part in first["loc"]])
-        where = f"{source}:{line}" if line else source
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or '(top level)'}: {_describe(err)}"
-            for err in exc.errors()
-        )
-        raise PolicyError(
-            f"{where}: invalid policy at '{key}': {problems}", key=key, line=line, source=source
-        ) from None
+    """Validate policy TOML given as text.
 
+    Every error is collected (syntax, schema and meaning; see `aiguard.policy.lint`) and
+    raised together as one `PolicyLintError` (a `PolicyError`) whose ``key`` and ``line``
+    name the first and whose ``issues`` hold them all. Warnings do not raise.
+    """
+    from .lint import PolicyLintError, lint_text
 
-def _describe(error: Any) -> str:
-    if error["type"] == "extra_forbidden":
-        return "unknown key (check its spelling against docs/policy.md)"
-    if error["type"] == "missing":
-        return "required key is missing"
-    return str(error["msg"]).removeprefix("Value error, ")
+    result = lint_text(text, source=source)
+    if result.policy is None:
+        raise PolicyLintError(source, result.errors)
+    return result.policy
 
 
 def _line_of(text: str, loc: list[str]) -> int | None:

@@ -20,13 +20,25 @@ __all__ = [
     "BUILTIN_PURPOSES",
     "Action",
     "ActionsPolicy",
+    "AlertsPolicy",
+    "CompliancePolicy",
+    "DenialSpikeAlert",
     "DestinationPolicy",
+    "JsonAdapterPolicy",
+    "KeysPolicy",
+    "KillSwitchAlert",
     "LegalBasis",
     "PatternPolicy",
     "Policy",
     "ProvenancePolicy",
     "ProvenanceSinkPolicy",
     "PurposePolicy",
+    "ReidentificationAlert",
+    "RegulatedBurstAlert",
+    "RetryPolicy",
+    "RolloutPolicy",
+    "Stage",
+    "TrainingConsentAlert",
 ]
 
 
@@ -50,6 +62,15 @@ LegalBasis = Literal[
     "vital_interest",
     "public_task",
 ]
+
+
+Mode = Literal["enforce", "monitor"]
+
+#: Rollout stage of a destination: who may reach it (see `RolloutPolicy`).
+Stage = Literal["internal", "opt_in", "general"]
+
+#: Destination facts a policy can require under ``[compliance] require``.
+DestinationInfo = Literal["retention_days", "region", "processor"]
 
 
 class _Strict(BaseModel):
@@ -78,6 +99,43 @@ BUILTIN_PURPOSES: Mapping[str, PurposePolicy] = {
 }
 
 
+class RetryPolicy(_Strict):
+    """aiguard's own retries of one call to a destination (429, 5xx, connection errors).
+
+    Off by default (``max_attempts = 1``): the OpenAI and Anthropic SDKs already retry
+    above the transport, and both layers retrying would multiply the attempts. Turn it on
+    for clients that do not retry (plain httpx, the gateway) or with ``max_retries=0``.
+    """
+
+    #: Attempts in all, the first included; 1 means no retries.
+    max_attempts: int = Field(default=1, ge=1, le=20)
+    #: No new attempt starts once this much time has passed (or would pass waiting).
+    max_seconds: float = Field(default=30.0, gt=0)
+    #: Upper bound of one wait, also when ``Retry-After`` asks for longer.
+    max_wait: float = Field(default=8.0, ge=0)
+    #: HTTP statuses that are retried.
+    statuses: list[int] = Field(default_factory=lambda: [408, 409, 429, 500, 502, 503, 504])
+    #: Retry connection errors and timeouts (nothing was answered).
+    connection_errors: bool = True
+
+
+class JsonAdapterPolicy(_Strict):
+    """The generic JSON adapter: a path at a destination and the JSON paths that matter.
+
+    Paths look like ``$.prompt``, ``$.history[*].text``, ``$.options.*``. Every string of
+    the request is protected except those under ``keep`` (``protect`` documents the
+    fields that carry data; strings in neither list are protected anyway, the safety
+    net). In the answer only strings under ``restore`` get their originals back; every
+    string is scanned by the output rule.
+    """
+
+    #: URL path below the destination's base_url, a glob (``/generate``, ``/v2/*``).
+    path: str
+    protect: list[str] = Field(default_factory=lambda: ["$"])
+    keep: list[str] = Field(default_factory=list)
+    restore: list[str] = Field(default_factory=list)
+
+
 class DestinationPolicy(_Strict):
     """A model endpoint the application may call, and on what terms."""
 
@@ -93,6 +151,22 @@ class DestinationPolicy(_Strict):
     #: When the vault is unreachable, send the call with values redacted instead of failing.
     #: Off by default (fail closed); the choice is recorded in every event it affects.
     fail_open: bool = False
+    #: None follows the policy's ``mode``; "monitor" here watches one destination only.
+    mode: Mode | None = None
+    #: internal: internal principals only; opt_in: subjects with consent; general: everyone.
+    stage: Stage = "general"
+    #: aiguard-level retries; off by default because the SDKs retry (see docs/payloads.md).
+    retries: RetryPolicy = Field(default_factory=RetryPolicy)
+    #: Bodies aiguard cannot read (multipart uploads, binary, compressed) are refused;
+    #: true forwards them unread, and every such event says so.
+    forward_unreadable: bool = False
+    #: JSON to a path no adapter knows: "refuse" (default), or "protect" every string.
+    unknown_paths: Literal["refuse", "protect"] = "refuse"
+    #: Generic JSON adapters for paths the built-in ones do not cover.
+    adapters: list[JsonAdapterPolicy] = Field(default_factory=list)
+    #: Streamed text held back while it could still be a withheld value, at most this
+    #: many characters per channel; past it the held text is redacted, never released.
+    stream_hold_limit: int = Field(default=8192, ge=256)
 
     @field_validator("base_url")
     @classmethod
@@ -162,6 +236,80 @@ class PatternPolicy(_Strict):
         return value
 
 
+class RolloutPolicy(_Strict):
+    """Who counts as internal for destinations in stage ``internal``."""
+
+    #: Glob patterns matched against the call context's principal (``"staff:*"``).
+    internal_principals: list[str] = Field(default_factory=list)
+
+    def is_internal(self, principal: str | None) -> bool:
+        if principal is None:
+            return False
+        return any(fnmatch.fnmatchcase(principal, p) for p in self.internal_principals)
+
+
+class CompliancePolicy(_Strict):
+    """Facts every approved destination must state (checked by lint and ``aiguard check``)."""
+
+    require: list[DestinationInfo] = Field(default_factory=list)
+
+
+class ReidentificationAlert(_Strict):
+    """A principal re-identifying (detokenizing) more than ``max_values`` values in a window."""
+
+    max_values: int = Field(default=100, ge=1)
+    window_seconds: int = Field(default=3600, ge=1)
+
+
+class RegulatedBurstAlert(_Strict):
+    """More than ``max_findings`` REGULATED findings toward one destination in a window."""
+
+    max_findings: int = Field(default=50, ge=1)
+    window_seconds: int = Field(default=60, ge=1)
+
+
+class TrainingConsentAlert(_Strict):
+    """A training-purpose call for a subject whose consent record changed since the last one."""
+
+    enabled: bool = True
+
+
+class DenialSpikeAlert(_Strict):
+    """More than ``max_denials`` refused calls in a window."""
+
+    max_denials: int = Field(default=20, ge=1)
+    window_seconds: int = Field(default=60, ge=1)
+
+
+class KillSwitchAlert(_Strict):
+    """A call that went out to a destination after its kill switch was thrown."""
+
+    enabled: bool = True
+
+
+class AlertsPolicy(_Strict):
+    """Alert rules; a rule is on when its table is present (``[alerts.denial_spike]``)."""
+
+    reidentification: ReidentificationAlert | None = None
+    regulated_burst: RegulatedBurstAlert | None = None
+    training_consent_change: TrainingConsentAlert | None = None
+    denial_spike: DenialSpikeAlert | None = None
+    after_kill_switch: KillSwitchAlert | None = None
+
+    @property
+    def any(self) -> bool:
+        return any(
+            rule is not None and getattr(rule, "enabled", True)
+            for rule in (
+                self.reidentification,
+                self.regulated_burst,
+                self.training_consent_change,
+                self.denial_spike,
+                self.after_kill_switch,
+            )
+        )
+
+
 class ProvenanceSinkPolicy(_Strict):
     """One sink in ``[[provenance.sinks]]``; ``required`` sinks fail calls closed."""
 
@@ -209,10 +357,29 @@ class ProvenancePolicy(_Strict):
     when_full: Literal["block", "fail"] = "block"
 
 
+class KeysPolicy(_Strict):
+    """``[keys]``: where the vault's root key comes from (docs/keys.md).
+
+    ``provider = "file"`` reads (or creates, mode 0600) ``file``, relative to the policy
+    file; ``provider = "env"`` reads the base64 key in the variable ``env``.
+    ``vault`` picks the backend: ``"sqlite"`` (the policy's ``database``),
+    ``"postgres"`` (``dsn``, or the variable ``dsn_env``) or ``"memory"``.
+    """
+
+    provider: Literal["file", "env"] = "file"
+    file: str = "aiguard.root.key"
+    env: str = "AIGUARD_ROOT_KEY"
+    vault: Literal["sqlite", "postgres", "memory"] = "sqlite"
+    dsn: str | None = None
+    dsn_env: str = "AIGUARD_POSTGRES_DSN"
+    #: Vault entries expire after this many days; `aiguard dsr purge` deletes them.
+    retention_days: int | None = Field(default=None, ge=1)
+
+
 class Policy(_Strict):
     """The whole policy; build it in code or load it with `load_policy` / `Guard.from_toml`."""
 
-    mode: Literal["enforce", "monitor"] = "enforce"
+    mode: Mode = "enforce"
     destinations: dict[str, DestinationPolicy] = Field(default_factory=dict)
     purposes: dict[str, PurposePolicy] = Field(default_factory=dict)
     actions: ActionsPolicy = Field(default_factory=ActionsPolicy)
@@ -224,6 +391,11 @@ class Policy(_Strict):
     #: Per-kind level overrides, e.g. ``[levels] email = "regulated"``.
     levels: dict[str, Level] = Field(default_factory=dict)
     provenance: ProvenancePolicy | None = None
+    #: The vault's root key and backend; without it the vault keys derive from aiguard.key.
+    keys: KeysPolicy | None = None
+    rollout: RolloutPolicy = Field(default_factory=RolloutPolicy)
+    compliance: CompliancePolicy = Field(default_factory=CompliancePolicy)
+    alerts: AlertsPolicy = Field(default_factory=AlertsPolicy)
 
     @field_validator("levels", mode="before")
     @classmethod
@@ -254,6 +426,13 @@ class Policy(_Strict):
         if name is None:
             return None
         return self.all_purposes.get(name)
+
+    def mode_for(self, destination: str | None) -> Mode:
+        """A destination's own ``mode`` when it sets one, else the policy's."""
+        target = self.destinations.get(destination) if destination is not None else None
+        if target is not None and target.mode is not None:
+            return target.mode
+        return self.mode
 
     def action_for(self, destination: DestinationPolicy, level: Level, kind: str) -> Action:
         """The kind's rule wins; else values up to ``max_raw_level`` are kept; else the level's."""

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 from ..provenance.sinks import InMemorySink
 from .assertions import assert_chain_valid, assert_no_raw_values
-from .fake import FakeModel, RecordedRequest
+from .fake import Answer, FakeModel, RecordedRequest, ToolCall
 
 __all__ = [
+    "Answer",
     "FakeModel",
     "InMemorySink",
     "RecordedRequest",
+    "ToolCall",
     "assert_chain_valid",
     "assert_no_raw_values",
 ]

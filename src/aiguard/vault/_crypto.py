@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
+import struct
 import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -75,18 +76,23 @@ def normalize(kind: str, value: str) -> str:
     return value
 
 
+_LENGTH = struct.Struct(">I")
+
+
 def _lp(*parts: str) -> bytes:
-    out = bytearray()
+    """Length-prefixed concatenation: no two part lists share an encoding."""
+    out: list[bytes] = []
     for part in parts:
         raw = part.encode("utf-8")
-        out += len(raw).to_bytes(4, "big") + raw
-    return bytes(out)
+        out.append(_LENGTH.pack(len(raw)))
+        out.append(raw)
+    return b"".join(out)
 
 
 def blind_index(keys: VaultKeys, scope: Scope, kind: str, value: str, subject: str | None) -> bytes:
     """The keyed lookup digest of a value: equal for equal (scope, kind, subject, value)."""
     material = _lp(scope.key, kind, subject or "", normalize(kind, value))
-    return hmac.new(keys.index_key, material, hashlib.sha256).digest()
+    return hmac.digest(keys.index_key, material, "sha256")
 
 
 def token_candidates(keys: VaultKeys, scope: Scope, kind: str, index: bytes) -> Iterator[str]:
@@ -95,7 +101,7 @@ def token_candidates(keys: VaultKeys, scope: Scope, kind: str, index: bytes) -> 
     Longer suffixes are prefixes-extended versions of the same keyed MAC, so two vaults
     holding the same entries always settle on the same token.
     """
-    mac = hmac.new(keys.token_key, _lp(scope.key) + index, hashlib.sha256).digest()
+    mac = hmac.digest(keys.token_key, _lp(scope.key) + index, "sha256")
     for length in range(MIN_SUFFIX, MAX_SUFFIX + 1, 2):
         yield format_token(kind, keyed_suffix(mac, length))
 

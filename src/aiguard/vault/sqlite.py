@@ -1,187 +1,549 @@
 """The SQLite vault: the embedded default, shared by every thread and process on a host.
 
 Tokens are the ones `InMemoryVault` issues for the same keys (same blind index, same
-token derivation, same associated data), so switching backends changes where entries
-live, not what they look like. What is stored per entry: the scope key, the token, a
-keyed blind index, the kind, the key version, a random nonce, the AEAD ciphertext, and
-a keyed reference to the subject. Never a plaintext value or a raw subject id.
+token derivation), so switching backends changes where entries live, not what they
+look like. What is stored per entry: the scope key, the token, a keyed blind index,
+the kind, the data-key version, a random nonce, the AEAD ciphertext, the owner of the
+data key and a keyed reference to the subject. Never a plaintext value or a raw
+subject id. Keys live wrapped in ``aiguard_vault_key`` (see docs/keys.md).
 
-Every process that opens the file must use the same keys; `Guard.from_toml` reads
-them from ``aiguard.key`` beside the database, and the vault refuses a file written
-under other keys instead of issuing tokens nobody can restore.
+Every process that opens the file must use the same root; the vault refuses a file
+written under other keys instead of issuing tokens nobody can restore.
 """
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import os
 import sqlite3
-from datetime import datetime, timezone
-
-from cryptography.exceptions import InvalidTag
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from datetime import timedelta
+from typing import Any
 
 from .._sqlite import SQLiteDatabase
 from ..errors import VaultError
-from ._crypto import (
-    VaultKeys,
-    _lp,
-    _make_cipher,
-    blind_index,
-    entry_aad,
-    key_check,
-    token_candidates,
+from ..keys import KeyProvider
+from ._core import EntryRow, IssueRequest, KeyedVault, KeyRow, NewEntry, Replay
+from ._crypto import VaultKeys, key_check
+from ._retry import retrying
+
+__all__ = ["VAULT_MIGRATIONS", "SQLiteVault"]
+
+# The key hierarchy's schema, versioned in its own table so the shared migrations in
+# aiguard._sqlite (and the files older aiguard versions opened) stay as they are.
+VAULT_MIGRATIONS: tuple[tuple[int, str, tuple[str, ...]], ...] = (
+    (
+        1,
+        "data keys per subject and scope, retention, erasure tombstones",
+        (
+            "ALTER TABLE aiguard_vault_entry ADD COLUMN dek_owner TEXT",
+            "ALTER TABLE aiguard_vault_entry ADD COLUMN expires_at TEXT",
+            "ALTER TABLE aiguard_vault_entry ADD COLUMN erased INTEGER NOT NULL DEFAULT 0",
+            "CREATE INDEX aiguard_vault_by_expiry ON aiguard_vault_entry (expires_at)"
+            " WHERE expires_at IS NOT NULL",
+            """CREATE TABLE aiguard_vault_key (
+                tenant     TEXT    NOT NULL,
+                purpose    TEXT    NOT NULL,
+                owner      TEXT    NOT NULL,
+                version    INTEGER NOT NULL,
+                wrapped    BLOB    NOT NULL,
+                wrapped_by TEXT    NOT NULL,
+                created_at TEXT    NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+                PRIMARY KEY (tenant, purpose, owner, version)
+            )""",
+            "CREATE INDEX aiguard_vault_key_by_owner ON aiguard_vault_key (owner)",
+            "INSERT OR IGNORE INTO aiguard_meta (name, value) VALUES ('vault.data_version', 1)",
+        ),
+    ),
+    (
+        2,
+        "erasure generation (lets processes cache decrypted originals safely)",
+        ("INSERT OR IGNORE INTO aiguard_meta (name, value) VALUES ('vault.generation', 0)",),
+    ),
 )
-from .tokens import Scope
 
-__all__ = ["SQLiteVault"]
+# Raised in the transaction of every erasure, scope drop and purge (see _s_generation).
+_BUMP = "UPDATE aiguard_meta SET value = value + 1 WHERE name = 'vault.generation'"
+# SQLite's default limit on bound parameters is 32766 (999 before 3.32); stay far below.
+_CHUNK = 400
+
+_TRANSIENT = (sqlite3.OperationalError,)
+_ENTRY = "kind, key_version, nonce, ciphertext, dek_owner, erased, created_at"
 
 
-class SQLiteVault:
+def _migrate_vault(db: SQLiteDatabase) -> int:
+    conn = db.connection()
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS aiguard_vault_schema (version INTEGER PRIMARY KEY, "
+        "description TEXT NOT NULL, applied_at TEXT NOT NULL)"
+    )
+    known = VAULT_MIGRATIONS[-1][0]
+    current = int(
+        conn.execute("SELECT COALESCE(MAX(version), 0) FROM aiguard_vault_schema").fetchone()[0]
+    )
+    if current > known:
+        raise VaultError(
+            f"the vault schema is version {current}, this aiguard knows up to {known}; "
+            "upgrade aiguard"
+        )
+    if current == known:
+        return current
+    with db.write() as conn:
+        current = int(
+            conn.execute("SELECT COALESCE(MAX(version), 0) FROM aiguard_vault_schema").fetchone()[0]
+        )
+        for version, description, statements in VAULT_MIGRATIONS:
+            if version > current:
+                for statement in statements:
+                    conn.execute(statement)
+                conn.execute(
+                    "INSERT INTO aiguard_vault_schema VALUES (?, ?, "
+                    "strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))",
+                    (version, description),
+                )
+                current = version
+    return current
+
+
+def _entry(row: tuple[Any, ...]) -> EntryRow:
+    kind, version, nonce, ciphertext, owner, erased, created = row
+    return EntryRow(
+        str(kind), int(version), bytes(nonce), bytes(ciphertext), owner, bool(erased), str(created)
+    )
+
+
+def _key(row: tuple[Any, ...]) -> KeyRow:
+    tenant, purpose, owner, version, wrapped, wrapped_by = row
+    return KeyRow(
+        str(tenant), str(purpose), str(owner), int(version), bytes(wrapped), str(wrapped_by)
+    )
+
+
+_KEY = "tenant, purpose, owner, version, wrapped, wrapped_by"
+
+
+class SQLiteVault(KeyedVault):
     """A `Vault` in a SQLite file: deterministic tokens per scope, shared across processes.
 
-    >>> vault = SQLiteVault("aiguard.db", VaultKeys.derive(secret))
-    >>> token = vault.tokenize(Scope("acme"), "email", "jane@example.com")
+    >>> vault = SQLiteVault("aiguard.db", LocalKeyFileProvider("aiguard.root.key"))
+    >>> token = vault.tokenize(Scope("acme"), "email", "jane@example.com", "cust-42")
 
-    ``database`` is a path or an open `SQLiteDatabase` shared with the other stores.
-    Errors are raised, never swallowed: the pipeline turns them into a refused call.
+    ``database`` is a path or an open `SQLiteDatabase` shared with the other stores;
+    ``keys`` a `KeyProvider` root key or the `VaultKeys` of a shared secret.
+    ``retention`` makes new entries expire (see `purge_expired`). Known tokens are
+    cached in process (erasure in this process clears the cache; see docs/keys.md).
     """
 
-    def __init__(self, database: SQLiteDatabase | str | os.PathLike[str], keys: VaultKeys) -> None:
+    def __init__(
+        self,
+        database: SQLiteDatabase | str | os.PathLike[str],
+        keys: VaultKeys | KeyProvider,
+        *,
+        retention: timedelta | None = None,
+    ) -> None:
+        super().__init__(keys, retention=retention)
         self._owns_db = not isinstance(database, SQLiteDatabase)
         self._db = database if isinstance(database, SQLiteDatabase) else SQLiteDatabase(database)
-        self._keys = keys
-        self._cipher = _make_cipher(keys.data_key)
-        self._subject_key = hmac.new(
-            keys.index_key, b"aiguard/v1/subject-ref", hashlib.sha256
-        ).digest()
-        self._check_keys()
+        self._seen = threading.local()  # per thread: (PRAGMA data_version, generation)
+        _migrate_vault(self._db)
+        if isinstance(keys, VaultKeys):
+            self._check_keys(keys)
+        self._open_keys()
 
     @property
     def database(self) -> SQLiteDatabase:
         return self._db
 
-    @property
-    def key_version(self) -> int:
-        return self._keys.version
-
-    def _check_keys(self) -> None:
-        name = f"vault.key_check.v{self._keys.version}"
-        expected = key_check(self._keys)
+    def _check_keys(self, keys: VaultKeys) -> None:
+        name = f"vault.key_check.v{keys.version}"
+        expected = key_check(keys)
         conn = self._db.connection()
         row = conn.execute("SELECT value FROM aiguard_meta WHERE name = ?", (name,)).fetchone()
         if row is None:
             with self._db.write() as conn:
+                conn.execute(
+                    "INSERT OR IGNORE INTO aiguard_meta (name, value) VALUES (?, ?)",
+                    (name, expected),
+                )
                 row = conn.execute(
                     "SELECT value FROM aiguard_meta WHERE name = ?", (name,)
                 ).fetchone()
-                if row is None:
-                    conn.execute(
-                        "INSERT INTO aiguard_meta (name, value) VALUES (?, ?)", (name, expected)
-                    )
-                    return
         if not hmac.compare_digest(bytes(row[0]), expected):
             raise VaultError(
                 f"the vault in {self._db.path} was written with other keys; open it with the "
                 "key file that belongs to it (aiguard.key beside the database)"
             )
 
-    def _subject_ref(self, subject: str | None) -> bytes | None:
-        if subject is None:
-            return None
-        return hmac.new(self._subject_key, _lp(subject), hashlib.sha256).digest()
+    def _read(self, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+        return retrying(_TRANSIENT, lambda: self._db.connection().execute(sql, params).fetchall())
 
-    def tokenize(self, scope: Scope, kind: str, value: str, subject: str | None = None) -> str:
-        index = blind_index(self._keys, scope, kind, value, subject)
-        found = self._lookup(self._db.connection(), scope, index)
-        if found is not None:
-            return found
-        with self._db.write() as conn:
-            # Another process or thread may have issued it since the read above.
-            found = self._lookup(conn, scope, index)
+    def _write(self, work: Callable[[sqlite3.Connection], Any]) -> Any:
+        def attempt() -> Any:
+            with self._db.write() as conn:
+                return work(conn)
+
+        return retrying(_TRANSIENT, attempt)
+
+    # -- storage ---------------------------------------------------------------------
+
+    def _s_get_key(self, tenant: str, purpose: str, owner: str, version: int) -> KeyRow | None:
+        rows = self._read(
+            f"SELECT {_KEY} FROM aiguard_vault_key WHERE tenant = ? AND purpose = ? "
+            "AND owner = ? AND version = ?",
+            (tenant, purpose, owner, version),
+        )
+        return _key(rows[0]) if rows else None
+
+    def _s_add_key(self, row: KeyRow) -> KeyRow:
+        def work(conn: sqlite3.Connection) -> KeyRow:
+            conn.execute(
+                f"INSERT OR IGNORE INTO aiguard_vault_key ({_KEY}) VALUES (?, ?, ?, ?, ?, ?)",
+                tuple(row),
+            )
+            stored = conn.execute(
+                f"SELECT {_KEY} FROM aiguard_vault_key WHERE tenant = ? AND purpose = ? "
+                "AND owner = ? AND version = ?",
+                (row.tenant, row.purpose, row.owner, row.version),
+            ).fetchone()
+            return _key(stored)
+
+        result: KeyRow = self._write(work)
+        return result
+
+    def _s_latest_kek(self, tenant: str) -> KeyRow | None:
+        rows = self._read(
+            f"SELECT {_KEY} FROM aiguard_vault_key WHERE tenant = ? AND purpose = 'kek' "
+            "ORDER BY version DESC LIMIT 1",
+            (tenant,),
+        )
+        return _key(rows[0]) if rows else None
+
+    def _s_transform_keys(
+        self, plan: Callable[[list[KeyRow], int], tuple[list[KeyRow], list[KeyRow], int]]
+    ) -> int:
+        def work(conn: sqlite3.Connection) -> int:
+            rows = [_key(r) for r in conn.execute(f"SELECT {_KEY} FROM aiguard_vault_key")]
+            version = self._version_in(conn)
+            writes, deletes, new_version = plan(rows, version)
+            for row in deletes:
+                conn.execute(
+                    "DELETE FROM aiguard_vault_key WHERE tenant = ? AND purpose = ? "
+                    "AND owner = ? AND version = ?",
+                    (row.tenant, row.purpose, row.owner, row.version),
+                )
+            for row in writes:
+                conn.execute(
+                    f"INSERT OR REPLACE INTO aiguard_vault_key ({_KEY}) VALUES (?, ?, ?, ?, ?, ?)",
+                    tuple(row),
+                )
+            conn.execute(
+                "UPDATE aiguard_meta SET value = ? WHERE name = 'vault.data_version'",
+                (new_version,),
+            )
+            return len(writes)
+
+        count: int = self._write(work)
+        return count
+
+    @staticmethod
+    def _version_in(conn: sqlite3.Connection) -> int:
+        row = conn.execute(
+            "SELECT value FROM aiguard_meta WHERE name = 'vault.data_version'"
+        ).fetchone()
+        return 1 if row is None else int(row[0])
+
+    def _s_data_version(self) -> int:
+        return retrying(_TRANSIENT, lambda: self._version_in(self._db.connection()))
+
+    def _s_find(self, scope_key: str, index: bytes) -> str | None:
+        rows = self._read(
+            "SELECT token FROM aiguard_vault_entry WHERE scope = ? AND blind_index = ?",
+            (scope_key, index),
+        )
+        return str(rows[0][0]) if rows else None
+
+    def _s_entry(self, scope_key: str, token: str) -> EntryRow | None:
+        rows = self._read(
+            f"SELECT {_ENTRY} FROM aiguard_vault_entry WHERE scope = ? AND token = ?",
+            (scope_key, token),
+        )
+        return _entry(rows[0]) if rows else None
+
+    def _s_issue(
+        self,
+        scope_key: str,
+        index: bytes,
+        candidates: Iterable[str],
+        make: Callable[[str], NewEntry],
+    ) -> str:
+        candidates = Replay(iter(candidates))  # a retried transaction starts over
+
+        def work(conn: sqlite3.Connection) -> str:
+            # Another process or thread may have issued it since the caller's read.
+            found = conn.execute(
+                "SELECT token FROM aiguard_vault_entry WHERE scope = ? AND blind_index = ?",
+                (scope_key, index),
+            ).fetchone()
             if found is not None:
-                return found
-            for token in token_candidates(self._keys, scope, kind, index):
+                return str(found[0])
+            for token in candidates:
                 taken = conn.execute(
                     "SELECT 1 FROM aiguard_vault_entry WHERE scope = ? AND token = ?",
-                    (scope.key, token),
+                    (scope_key, token),
                 ).fetchone()
                 if taken is None:
                     break
             else:  # pragma: no cover - 2^-130 territory
                 raise VaultError("could not issue a unique token in this scope")
-            nonce = os.urandom(12)
-            aad = entry_aad(scope, token, kind, self._keys.version)
-            ciphertext = self._cipher.encrypt(nonce, value.encode("utf-8"), aad)
+            new = make(token)
             conn.execute(
                 "INSERT INTO aiguard_vault_entry (scope, token, blind_index, kind, key_version,"
-                " nonce, ciphertext, created_at, subject_ref) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " nonce, ciphertext, created_at, subject_ref, dek_owner, expires_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
-                    scope.key,
+                    scope_key,
                     token,
                     index,
-                    kind,
-                    self._keys.version,
-                    nonce,
-                    ciphertext,
-                    datetime.now(timezone.utc).isoformat(),
-                    self._subject_ref(subject),
+                    new.kind,
+                    new.key_version,
+                    new.nonce,
+                    new.ciphertext,
+                    new.created_at,
+                    new.subject_ref,
+                    new.dek_owner,
+                    new.expires_at,
                 ),
             )
+            return token
+
+        token: str = self._write(work)
         return token
 
-    @staticmethod
-    def _lookup(conn: sqlite3.Connection, scope: Scope, index: bytes) -> str | None:
-        row = conn.execute(
-            "SELECT token FROM aiguard_vault_entry WHERE scope = ? AND blind_index = ?",
-            (scope.key, index),
-        ).fetchone()
-        return None if row is None else str(row[0])
-
-    def detokenize(self, scope: Scope, token: str) -> str | None:
-        row = (
-            self._db.connection()
-            .execute(
-                "SELECT kind, key_version, nonce, ciphertext FROM aiguard_vault_entry "
-                "WHERE scope = ? AND token = ?",
-                (scope.key, token),
+    def _s_find_many(self, scope_key: str, indexes: Sequence[bytes]) -> dict[bytes, str]:
+        found: dict[bytes, str] = {}
+        for start in range(0, len(indexes), _CHUNK):
+            chunk = indexes[start : start + _CHUNK]
+            rows = self._read(
+                "SELECT blind_index, token FROM aiguard_vault_entry WHERE scope = ? "
+                f"AND blind_index IN ({', '.join('?' * len(chunk))})",
+                (scope_key, *chunk),
             )
-            .fetchone()
-        )
-        if row is None:
-            return None
-        kind, version, nonce, ciphertext = row
-        if version != self._keys.version:
-            raise VaultError(
-                f"a vault entry was written with key version {version}, but this vault holds "
-                f"version {self._keys.version}; open it with the keys of that version"
-            )
-        aad = entry_aad(scope, token, str(kind), int(version))
-        try:
-            return self._cipher.decrypt(bytes(nonce), bytes(ciphertext), aad).decode("utf-8")
-        except InvalidTag:
-            raise VaultError(
-                "a vault entry failed authentication; the vault may have been tampered with"
-            ) from None
+            found.update((bytes(index), str(token)) for index, token in rows)
+        return found
 
-    def erase_subject(self, subject: str) -> int:
-        """Delete every entry issued for ``subject`` (erasure request); returns how many.
+    def _s_issue_many(self, scope_key: str, requests: Sequence[IssueRequest]) -> dict[bytes, str]:
+        """All of a batch's new entries in one transaction, one ``executemany`` per round.
 
-        Their tokens then stay literal wherever they appear. Entries written before schema
-        version 2 carry no subject reference and are not found here.
+        Each round inserts every pending value under its next candidate token (``INSERT
+        OR IGNORE``), then reads back the tokens stored for the batch's blind indexes:
+        a value another writer stored first keeps that writer's token; a value whose
+        candidate belonged to another value goes to the next round, one size longer.
         """
-        with self._db.write() as conn:
-            cursor = conn.execute(
-                "DELETE FROM aiguard_vault_entry WHERE subject_ref = ?",
-                (self._subject_ref(subject),),
+        # A retry after a transient error redoes the whole transaction (nothing was
+        # committed), so the candidate tokens must be iterable again from the start.
+        replayable = [(index, Replay(candidates), make) for index, candidates, make in requests]
+
+        def work(conn: sqlite3.Connection) -> dict[bytes, str]:
+            issued: dict[bytes, str] = {}
+            pending = [(index, iter(candidates), make) for index, candidates, make in replayable]
+            while pending:
+                rows = []
+                for index, tokens, make in pending:
+                    token = next(tokens, None)
+                    if token is None:  # pragma: no cover - 2^-130 territory
+                        raise VaultError("could not issue a unique token in this scope")
+                    rows.append(_entry_params(scope_key, index, make(token)))
+                conn.executemany(_INSERT_ENTRY, rows)
+                wanted = [index for index, _tokens, _make in pending]
+                for start in range(0, len(wanted), _CHUNK):
+                    chunk = wanted[start : start + _CHUNK]
+                    issued.update(
+                        (bytes(index), str(token))
+                        for index, token in conn.execute(
+                            "SELECT blind_index, token FROM aiguard_vault_entry WHERE scope = ?"
+                            f" AND blind_index IN ({', '.join('?' * len(chunk))})",
+                            (scope_key, *chunk),
+                        )
+                    )
+                pending = [request for request in pending if request[0] not in issued]
+            return issued
+
+        result: dict[bytes, str] = self._write(work)
+        return result
+
+    def _s_get_keys(
+        self, tenant: str, purpose: str, owners: Sequence[str], version: int
+    ) -> dict[str, KeyRow]:
+        found: dict[str, KeyRow] = {}
+        for start in range(0, len(owners), _CHUNK):
+            chunk = owners[start : start + _CHUNK]
+            rows = self._read(
+                f"SELECT {_KEY} FROM aiguard_vault_key WHERE tenant = ? AND purpose = ? "
+                f"AND version = ? AND owner IN ({', '.join('?' * len(chunk))})",
+                (tenant, purpose, version, *chunk),
             )
-            return cursor.rowcount
+            found.update((row.owner, row) for row in map(_key, rows))
+        return found
+
+    def _s_add_keys(self, rows: Sequence[KeyRow]) -> dict[str, KeyRow]:
+        if not rows:
+            return {}
+
+        def work(conn: sqlite3.Connection) -> dict[str, KeyRow]:
+            conn.executemany(
+                f"INSERT OR IGNORE INTO aiguard_vault_key ({_KEY}) VALUES (?, ?, ?, ?, ?, ?)",
+                [tuple(row) for row in rows],
+            )
+            stored: dict[str, KeyRow] = {}
+            first = rows[0]
+            for start in range(0, len(rows), _CHUNK):
+                owners = [row.owner for row in rows[start : start + _CHUNK]]
+                for found in conn.execute(
+                    f"SELECT {_KEY} FROM aiguard_vault_key WHERE tenant = ? AND purpose = ? "
+                    f"AND version = ? AND owner IN ({', '.join('?' * len(owners))})",
+                    (first.tenant, first.purpose, first.version, *owners),
+                ):
+                    row = _key(found)
+                    stored[row.owner] = row
+            return stored
+
+        result: dict[str, KeyRow] = self._write(work)
+        return result
+
+    def _s_generation(self) -> int | None:
+        # PRAGMA data_version changes when another connection commits to the file, so
+        # the stored generation is only read again after someone else wrote something.
+        conn = self._db.connection()
+        data_version = int(conn.execute("PRAGMA data_version").fetchone()[0])
+        seen = getattr(self._seen, "state", None)
+        if seen is not None and seen[0] == data_version and seen[2] is conn:
+            return int(seen[1])
+        row = conn.execute("SELECT value FROM aiguard_meta WHERE name = 'vault.generation'")
+        found = row.fetchone()
+        generation = 0 if found is None else int(found[0])
+        self._seen.state = (data_version, generation, conn)
+        return generation
+
+    def _s_subject_rows(self, subject_ref: bytes) -> list[tuple[str, str, EntryRow]]:
+        rows = self._read(
+            f"SELECT scope, token, {_ENTRY} FROM aiguard_vault_entry WHERE subject_ref = ? "
+            "ORDER BY created_at",
+            (subject_ref,),
+        )
+        return [(str(r[0]), str(r[1]), _entry(r[2:])) for r in rows]
+
+    def _s_erase(self, subject_ref: bytes, owner: str, marker: bool) -> int:
+        def work(conn: sqlite3.Connection) -> int:
+            conn.execute(_BUMP)
+            conn.execute(
+                "DELETE FROM aiguard_vault_key WHERE purpose = 'dek' AND owner = ?", (owner,)
+            )
+            if marker:
+                # A tombstone keeps only scope, token and kind: the blind index becomes
+                # random bytes, so nothing left can confirm a guessed value.
+                cursor = conn.execute(
+                    "UPDATE aiguard_vault_entry SET erased = 1, nonce = x'', ciphertext = x'',"
+                    " blind_index = randomblob(32), subject_ref = NULL, dek_owner = NULL,"
+                    " expires_at = NULL WHERE subject_ref = ?",
+                    (subject_ref,),
+                )
+            else:
+                cursor = conn.execute(
+                    "DELETE FROM aiguard_vault_entry WHERE subject_ref = ?", (subject_ref,)
+                )
+            return int(cursor.rowcount)
+
+        count: int = self._write(work)
+        self._vacuum_hint()
+        return count
+
+    def _vacuum_hint(self) -> None:
+        # Deleted pages may keep old bytes until they are reused; the values were only
+        # ever ciphertext, but the WAL is checkpointed so the freed pages are rewritten.
+        self._db.connection().execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    def _s_drop_scope(self, scope_key: str, owner: str) -> int:
+        def work(conn: sqlite3.Connection) -> int:
+            conn.execute(_BUMP)
+            conn.execute(
+                "DELETE FROM aiguard_vault_key WHERE purpose = 'dek' AND owner = ?", (owner,)
+            )
+            return int(
+                conn.execute(
+                    "DELETE FROM aiguard_vault_entry WHERE scope = ?", (scope_key,)
+                ).rowcount
+            )
+
+        count: int = self._write(work)
+        return count
+
+    def _s_purge(self, now: str) -> int:
+        def work(conn: sqlite3.Connection) -> int:
+            conn.execute(_BUMP)
+            return int(
+                conn.execute(
+                    "DELETE FROM aiguard_vault_entry WHERE expires_at IS NOT NULL "
+                    "AND expires_at <= ?",
+                    (now,),
+                ).rowcount
+            )
+
+        count: int = self._write(work)
+        return count
 
     def __len__(self) -> int:
-        row = self._db.connection().execute("SELECT COUNT(*) FROM aiguard_vault_entry").fetchone()
-        return int(row[0])
+        rows = self._read("SELECT COUNT(*) FROM aiguard_vault_entry WHERE erased = 0", ())
+        return int(rows[0][0])
 
     def close(self) -> None:
         """Close the database if this vault opened it (a shared one is closed by its owner)."""
         if self._owns_db:
             self._db.close()
+
+
+_INSERT_ENTRY = (
+    "INSERT OR IGNORE INTO aiguard_vault_entry (scope, token, blind_index, kind, key_version,"
+    " nonce, ciphertext, created_at, subject_ref, dek_owner, expires_at)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+def _entry_params(scope_key: str, index: bytes, new: NewEntry) -> tuple[Any, ...]:
+    return (
+        scope_key,
+        new.token,
+        index,
+        new.kind,
+        new.key_version,
+        new.nonce,
+        new.ciphertext,
+        new.created_at,
+        new.subject_ref,
+        new.dek_owner,
+        new.expires_at,
+    )
+
+
+def _insert_first_free(
+    conn: sqlite3.Connection,
+    scope_key: str,
+    index: bytes,
+    candidates: Iterable[str],
+    make: Callable[[str], NewEntry],
+) -> str:
+    """Insert under the first candidate token still free; another writer's token wins."""
+    for token in candidates:
+        new = make(token)
+        cursor = conn.execute(_INSERT_ENTRY, _entry_params(scope_key, index, new))
+        if cursor.rowcount == 1:
+            return token
+        # The blind index is stored already (use its token), or the token belongs to
+        # another value (try the next, longer candidate).
+        found = conn.execute(
+            "SELECT token FROM aiguard_vault_entry WHERE scope = ? AND blind_index = ?",
+            (scope_key, index),
+        ).fetchone()
+        if found is not None:
+            return str(found[0])
+    raise VaultError("could not issue a unique token in this scope")  # pragma: no cover

@@ -1,0 +1,166 @@
+"""Vault throughput and restore latency. Run: python benchmarks/bench_vault.py [--postgres DSN].
+
+Targets (issue 6): existing values >= 100,000/s (memory, SQLite cache); new values
+>= 20,000/s into SQLite with batched transactions, >= 5,000/s into PostgreSQL from one
+client and more with 4; restoring 20 same-call tokens < 20 µs, 20 earlier-turn tokens
+from the vault < 200 µs warm.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import os
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from aiguard.keys import SecretKeyProvider
+from aiguard.vault import InMemoryVault, Scope, SQLiteVault
+
+SCOPE = Scope("acme", "conv-1")
+BATCH = 1_000
+PG_ROOT = b"r" * 32  # the tests' root key: a database holds one root
+
+
+def rate(label: str, n: int, work: Callable[[], Any]) -> float:
+    start = time.perf_counter()
+    work()
+    per_second = n / (time.perf_counter() - start)
+    print(f"{label:<56} {per_second:>12,.0f} /s")
+    return per_second
+
+
+def micros(label: str, reps: int, work: Callable[[], Any]) -> float:
+    start = time.perf_counter()
+    for _ in range(reps):
+        work()
+    each = (time.perf_counter() - start) / reps * 1e6
+    print(f"{label:<56} {each:>12,.1f} µs")
+    return each
+
+
+def batched(vault: Any, scope: Scope, values: Sequence[str]) -> None:
+    for start in range(0, len(values), BATCH):
+        vault.tokenize_many(scope, [("email", v, "s") for v in values[start : start + BATCH]])
+
+
+def restore_twenty(vault: Any, values: Sequence[str]) -> None:
+    tokens = [vault.tokenize(SCOPE, "email", v, "s") for v in values[:20]]
+
+    def restore() -> None:
+        for token in tokens:
+            vault.detokenize(SCOPE, token)
+
+    restore()  # warm: connection, statements, data keys
+    micros(f"{type(vault).__name__}: restore 20 earlier-turn tokens (warm)", 500, restore)
+    ttl = vault.restore_cache_ttl
+    vault.restore_cache_ttl = 0
+    micros(f"{type(vault).__name__}:   the same, restore cache off", 500, restore)
+    vault.restore_cache_ttl = ttl
+
+
+def _pg_client(args: tuple[str, str, list[str], Any]) -> float:
+    from aiguard.vault.postgres import PostgresVault
+
+    dsn, tenant, values, barrier = args
+    vault = PostgresVault(dsn, SecretKeyProvider(PG_ROOT), max_connections=2)
+    vault.tokenize(Scope(tenant), "email", "warm-up@example.com", "s")
+    barrier.wait()
+    start = time.perf_counter()
+    batched(vault, Scope(tenant), values)
+    elapsed = time.perf_counter() - start
+    vault.close()
+    return elapsed
+
+
+def postgres(dsn: str, values: Sequence[str], n: int) -> None:
+    from aiguard.vault.postgres import PostgresVault
+
+    pg = PostgresVault(dsn, SecretKeyProvider(PG_ROOT))
+    run = f"bench-{os.getpid()}-{time.time_ns()}"
+    m = min(n, 2_000)
+    rate(
+        f"postgres: new values, one client, one at a time (n={m})",
+        m,
+        lambda: [pg.tokenize(Scope(run + "-a"), "email", v, "s") for v in values[:m]],
+    )
+    rate(
+        f"postgres: new values, one client, batches of {BATCH} (n={n})",
+        n,
+        lambda: batched(pg, Scope(run + "-b"), values),
+    )
+    rate(
+        "postgres: existing values (in-process cache)",
+        n,
+        lambda: batched(pg, Scope(run + "-b"), values),
+    )
+    pg.close()
+    clients = 4
+    context = multiprocessing.get_context("spawn")
+    with context.Manager() as manager:
+        barrier = manager.Barrier(clients)
+        jobs = [
+            (dsn, f"{run}-c{i}", [f"c{i}-{v}" for v in values], barrier) for i in range(clients)
+        ]
+        with context.Pool(clients) as pool:
+            elapsed = pool.map(_pg_client, jobs)
+    total = clients * len(values) / max(elapsed)
+    print(
+        f"{f'postgres: new values, {clients} clients, batches of {BATCH} (n={clients}x{n})':<56} {total:>12,.0f} /s"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--postgres", default=os.environ.get("AIGUARD_TEST_POSTGRES_DSN"))
+    parser.add_argument("-n", type=int, default=20_000)
+    args = parser.parse_args()
+    n = args.n
+    root = SecretKeyProvider(os.urandom(32))
+    values = [f"user{i}@example.com" for i in range(n)]
+    memory = InMemoryVault(root)
+    rate("memory: new values", n, lambda: [memory.tokenize(SCOPE, "email", v, "s") for v in values])
+    rate(
+        "memory: existing values",
+        n,
+        lambda: [memory.tokenize(SCOPE, "email", v, "s") for v in values],
+    )
+    restore_twenty(memory, values)
+    with tempfile.TemporaryDirectory() as tmp:
+        vault = SQLiteVault(Path(tmp) / "b.db", root)
+        m = min(n, 2_000)
+        rate(
+            f"sqlite: new values, one transaction each (n={m})",
+            m,
+            lambda: [vault.tokenize(Scope("one"), "email", v, "s") for v in values[:m]],
+        )
+        rate(
+            f"sqlite: new values, batches of {BATCH} (n={n})",
+            n,
+            lambda: batched(vault, SCOPE, values),
+        )
+        rate(
+            "sqlite: existing values (in-process cache)",
+            n * 5,
+            lambda: [vault.tokenize(SCOPE, "email", v, "s") for _ in range(5) for v in values],
+        )
+        restore_twenty(vault, values)
+        tokens = [vault.tokenize(SCOPE, "email", v, "s") for v in values[:20]]
+        issued = dict(zip(tokens, values[:20], strict=True))
+        micros(
+            "same call: 20 tokens from the call's own mapping",
+            5_000,
+            lambda: [issued.get(t) for t in tokens],
+        )
+        vault.close()
+    if args.postgres:
+        postgres(args.postgres, values, n)
+    else:
+        print("postgres: skipped (pass --postgres DSN or set AIGUARD_TEST_POSTGRES_DSN)")
+
+
+if __name__ == "__main__":
+    main()

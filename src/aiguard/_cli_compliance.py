@@ -1,0 +1,237 @@
+"""The compliance commands of ``aiguard``: inventory, check, policy lint, report.
+
+Kept apart from cli.py so the command module stays small: `register` adds the
+subcommands to the parser and `run` handles them. Exit codes: 0 fine, 1 the thing
+checked failed (violations, lint errors, a log that does not verify), 2 the command
+could not run (bad arguments, an application that does not import, unreadable files).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TextIO
+
+__all__ = ["COMMANDS", "register", "run"]
+
+COMMANDS = frozenset({"inventory", "check", "policy", "report"})
+
+
+def register(sub: Any) -> None:
+    """Add the compliance subcommands to ``aiguard``'s subparsers."""
+    inventory = sub.add_parser(
+        "inventory",
+        help="list every endpoint that touches a model, its fields and the policy's actions",
+        description="Import MODULE[:ATTR] (a FastAPI app or a module using @guard.endpoint) "
+        "and list its endpoints: destinations, purpose, fields with levels and kinds, "
+        "consent requirements and the actions the policy applies.",
+    )
+    inventory.add_argument("app", metavar="MODULE[:ATTR]")
+    inventory.add_argument("--policy", metavar="FILE", help="default: the app's own Guard")
+    inventory.add_argument("--format", choices=("json", "markdown"), default="json")
+    inventory.add_argument("--out", metavar="FILE", help="write here instead of stdout")
+
+    check = sub.add_parser(
+        "check",
+        help="CI gate: exit 1 when the app can send personal data where the policy forbids",
+        description="Check MODULE[:ATTR] against a policy (rules AIG001-AIG008, see "
+        "docs/ci.md). Exit 1 on any error (or warning with --strict).",
+    )
+    check.add_argument("app", metavar="MODULE[:ATTR]")
+    check.add_argument("--policy", metavar="FILE", required=True)
+    check.add_argument("--format", choices=("table", "json", "sarif"), default="table")
+    check.add_argument("--out", metavar="FILE", help="write here instead of stdout")
+    check.add_argument("--strict", action="store_true", help="fail on warnings too")
+
+    policy = sub.add_parser("policy", help="policy tools: lint")
+    policy_sub = policy.add_subparsers(dest="policy_command", required=True, metavar="COMMAND")
+    lint = policy_sub.add_parser(
+        "lint",
+        help="report every mistake in a policy file with its key path and line",
+        description="Lint policy files: syntax, unknown keys, levels, purposes, "
+        "destination contradictions. Exit 1 on errors (or warnings with --strict).",
+    )
+    lint.add_argument("files", metavar="FILE", nargs="+")
+    lint.add_argument("--format", choices=("text", "json"), default="text")
+    lint.add_argument("--strict", action="store_true", help="fail on warnings too")
+
+    report = sub.add_parser(
+        "report",
+        help="evidence report from a provenance log: calls, denials, consent, checklist",
+        description="Read a provenance log (JSONL) and write an evidence report: calls per "
+        "destination and purpose over time, denials, consent rates, data-subject requests, "
+        "kill-switch events, alerts, chain verification and the pre-deployment checklist.",
+    )
+    report.add_argument("--log", metavar="PATH", required=True, help="provenance JSONL file")
+    report.add_argument("--policy", metavar="FILE", required=True)
+    report.add_argument("--out", metavar="FILE", help="default: stdout")
+    report.add_argument("--format", choices=("html", "markdown", "json"), default="html")
+    report.add_argument(
+        "--check", metavar="FILE", help="output of `aiguard check --format json` as evidence"
+    )
+    report.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="progress bar on stderr (default: when stderr is a terminal)",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the compliance command ``args.command``."""
+    handlers: dict[str, Callable[[argparse.Namespace], int]] = {
+        "inventory": _inventory,
+        "check": _check,
+        "policy": _lint,
+        "report": _report,
+    }
+    return handlers[args.command](args)
+
+
+def _write(text: str, out: str | None) -> None:
+    if out:
+        Path(out).write_text(text, encoding="utf-8")
+    else:
+        sys.stdout.write(text)
+
+
+def _error(command: str, message: str) -> int:
+    print(f"aiguard {command}: {message}", file=sys.stderr)
+    return 2
+
+
+def _load(command: str, spec: str) -> Any:
+    from .inventory import load_app
+
+    try:
+        return load_app(spec)
+    except Exception as exc:  # an app that fails to import is the user's error to see
+        _error(command, f"cannot import {spec}: {type(exc).__name__}: {exc}")
+        return None
+
+
+def _inventory(args: argparse.Namespace) -> int:
+    from .inventory import build_inventory, render_markdown
+    from .policy.lint import lint_file
+
+    app = _load("inventory", args.app)
+    if app is None:
+        return 2
+    policy = None
+    if args.policy:
+        result = lint_file(args.policy)
+        if result.policy is None:
+            for issue in result.errors:
+                print(issue.format(result.source), file=sys.stderr)
+            return _error("inventory", f"the policy {args.policy} has errors")
+        policy = result.policy
+    document = build_inventory(app, policy, policy_source=args.policy)
+    if args.format == "markdown":
+        _write(render_markdown(document), args.out)
+    else:
+        _write(json.dumps(document, indent=2) + "\n", args.out)
+    return 0
+
+
+def _check(args: argparse.Namespace) -> int:
+    from . import __version__
+    from .check import render_json, render_sarif, render_table, run_check
+    from .policy.lint import lint_file
+
+    lint = lint_file(args.policy)
+    if any(issue.code == "io" for issue in lint.issues):
+        return _error("check", lint.issues[0].message)
+    app = _load("check", args.app)
+    if app is None:
+        return 2
+    result = run_check(app, lint)
+    if args.format == "json":
+        _write(json.dumps(render_json(result, strict=args.strict), indent=2) + "\n", args.out)
+    elif args.format == "sarif":
+        _write(json.dumps(render_sarif(result, __version__), indent=2) + "\n", args.out)
+    else:
+        _write(render_table(result, strict=args.strict) + "\n", args.out)
+    if args.out and args.format != "table":
+        # The file is for tools; the job log still says why the gate failed.
+        print(render_table(result, strict=args.strict), file=sys.stderr)
+    return 1 if result.failed(strict=args.strict) else 0
+
+
+def _lint(args: argparse.Namespace) -> int:
+    from .policy.lint import lint_file
+
+    results = [lint_file(path) for path in args.files]
+    if args.format == "json":
+        print(json.dumps({"files": [r.as_dict() for r in results]}, indent=2))
+    else:
+        for result in results:
+            for issue in result.issues:
+                print(issue.format(result.source))
+            errors, warnings = len(result.errors), len(result.warnings)
+            verdict = "OK" if result.ok and not (args.strict and warnings) else "FAILED"
+            print(f"{verdict}: {result.source}: {errors} error(s), {warnings} warning(s)")
+    if any(issue.code == "io" for r in results for issue in r.issues):
+        return 2
+    failed = any(not r.ok or (args.strict and r.warnings) for r in results)
+    return 1 if failed else 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from .policy.lint import lint_file
+    from .report import build_report, render_html, render_markdown
+
+    lint = lint_file(args.policy)
+    if lint.policy is None:
+        for issue in lint.errors:
+            print(issue.format(lint.source), file=sys.stderr)
+        return _error("report", f"the policy {args.policy} has errors")
+    check: dict[str, Any] | None = None
+    if args.check:
+        try:
+            check = json.loads(Path(args.check).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            return _error("report", f"cannot read {args.check}: {exc}")
+    show = args.progress if args.progress is not None else sys.stderr.isatty()
+    bar = _ProgressBar(sys.stderr) if show else None
+    try:
+        report = build_report(args.log, lint.policy, check=check, progress=bar)
+    except OSError as exc:
+        return _error("report", f"cannot read {args.log}: {exc.strerror or exc}")
+    finally:
+        if bar is not None:
+            bar.done()
+    if args.format == "json":
+        _write(json.dumps(report.as_dict(), indent=2) + "\n", args.out)
+    elif args.format == "markdown":
+        _write(render_markdown(report), args.out)
+    else:
+        _write(render_html(report), args.out)
+    return 0 if report.chain_ok else 1
+
+
+class _ProgressBar:
+    """``[#####.....]  48%  120,000 records`` on one terminal line, redrawn in place."""
+
+    def __init__(self, stream: TextIO, width: int = 30) -> None:
+        self.stream = stream
+        self.width = width
+        self.shown = -1
+
+    def __call__(self, phase: str, done: int, total: int, records: int) -> None:
+        percent = 100 * done // total if total else 100
+        if percent == self.shown:
+            return
+        self.shown = percent
+        filled = self.width * percent // 100
+        bar = "#" * filled + "." * (self.width - filled)
+        self.stream.write(f"\r{phase:<9} [{bar}] {percent:3d}%  {records:,} records")
+        self.stream.flush()
+        if percent == 100:
+            self.shown = -1  # the next phase starts its own bar
+
+    def done(self) -> None:
+        self.stream.write("\n")
+        self.stream.flush()

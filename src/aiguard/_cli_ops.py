@@ -1,0 +1,235 @@
+"""``aiguard dsr``, ``aiguard keys`` and ``aiguard dataset``: data-subject requests, key
+rotation and training-data preparation from a shell."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+__all__ = ["COMMANDS", "register", "run"]
+
+COMMANDS = frozenset({"dsr", "keys", "dataset"})
+
+
+def register(sub: Any) -> None:
+    """Add the ``dsr`` and ``keys`` commands to the ``aiguard`` parser's subparsers."""
+    dsr = sub.add_parser("dsr", help="data-subject requests: export, erase, purge")
+    dsr_sub = dsr.add_subparsers(dest="dsr_command", required=True, metavar="ACTION")
+    for name, text in (
+        ("export", "print everything held about SUBJECT as one JSON document"),
+        ("erase", "crypto-shred SUBJECT's data, withdraw consent, record the erasure"),
+    ):
+        action = dsr_sub.add_parser(name, help=text)
+        action.add_argument("subject", metavar="SUBJECT")
+        action.add_argument("--policy", default="aiguard.toml", metavar="FILE")
+        if name == "erase":
+            action.add_argument("--request-ref", metavar="REF", help="your ticket id")
+    purge = dsr_sub.add_parser("purge", help="delete vault entries past their retention")
+    purge.add_argument("--policy", default="aiguard.toml", metavar="FILE")
+    keys = sub.add_parser("keys", help="vault key management")
+    keys_sub = keys.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
+    rotate = keys_sub.add_parser(
+        "rotate", help="new data-key version, re-wrap stored keys (no value is re-encrypted)"
+    )
+    rotate.add_argument("--policy", default="aiguard.toml", metavar="FILE")
+    rotate.add_argument(
+        "--new-key-file", metavar="FILE", help="also move to this new root key file"
+    )
+    _register_dataset(sub)
+
+
+def _register_dataset(sub: Any) -> None:
+    dataset = sub.add_parser("dataset", help="prepare training data: consent filter, protection")
+    dataset_sub = dataset.add_subparsers(dest="dataset_command", required=True, metavar="ACTION")
+    prepare = dataset_sub.add_parser(
+        "prepare",
+        help="keep consented records, protect them by policy, write a manifest",
+        description="Read JSON Lines, keep the records whose subject consented to the "
+        "purpose and destination, protect them as the policy protects a call to the "
+        "destination, and write OUT plus OUT.manifest.json. Exit 0 on success (dropped "
+        "records are listed on stderr), 2 when the run was refused or failed.",
+    )
+    prepare.add_argument("input", metavar="IN.jsonl")
+    prepare.add_argument("--out", required=True, metavar="OUT.jsonl")
+    prepare.add_argument("--destination", required=True, metavar="D")
+    prepare.add_argument("--purpose", default="model_training")
+    prepare.add_argument("--policy", default="aiguard.toml", metavar="FILE")
+    prepare.add_argument("--tenant", default="default")
+    prepare.add_argument(
+        "--subject-field",
+        action="append",
+        metavar="FIELD",
+        help="field naming the record's subject (repeatable; default: subject, customer_id)",
+    )
+    prepare.add_argument(
+        "--subject-action", choices=("pseudonymize", "keep", "drop"), default="pseudonymize"
+    )
+    prepare.add_argument(
+        "--drop-field", action="append", default=[], metavar="FIELD", help="remove (repeatable)"
+    )
+    prepare.add_argument("--dataset", metavar="NAME", help="dataset name/version (ledger)")
+    prepare.add_argument("--model", metavar="NAME", help="model the data trains (ledger)")
+    prepare.add_argument("--principal", metavar="ID", help="who runs it (recorded)")
+    prepare.add_argument(
+        "--progress",
+        choices=("auto", "always", "never"),
+        default="auto",
+        help="progress bar on stderr (auto: when stderr is a terminal and the input is large)",
+    )
+    # `aiguard.cli.main` hands only the commands it knows to `run`; route "dataset"
+    # through one of them until it dispatches on `COMMANDS` (the real command is kept).
+    dataset.set_defaults(command="dsr", ops_command="dataset")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run a ``dsr`` / ``keys`` / ``dataset`` command; 0 on success, 2 with a message on failure."""
+    from .errors import AIGuardError
+    from .guard import Guard
+
+    if getattr(args, "ops_command", None) == "dataset" or args.command == "dataset":
+        return _dataset(args)
+
+    try:
+        guard = Guard.from_toml(args.policy)
+    except (OSError, AIGuardError, ValueError) as exc:
+        print(f"aiguard {args.command}: cannot open {args.policy}: {exc}", file=sys.stderr)
+        return 2
+    try:
+        if args.command == "dsr":
+            if args.dsr_command == "export":
+                print(json.dumps(guard.dsr.export(args.subject), indent=2, ensure_ascii=False))
+            elif args.dsr_command == "erase":
+                summary = guard.dsr.erase(args.subject, request_ref=args.request_ref)
+                print(json.dumps(summary, indent=2))
+            else:
+                print(json.dumps({"purged": guard.dsr.purge()}))
+            return 0
+        from .keys import LocalKeyFileProvider
+
+        rotate = getattr(guard.vault, "rotate", None)
+        if not callable(rotate):
+            print("aiguard keys: this vault cannot rotate keys", file=sys.stderr)
+            return 2
+        new_root = LocalKeyFileProvider(args.new_key_file) if args.new_key_file else None
+        report = rotate(new_root)
+        print(
+            json.dumps(
+                {
+                    "data_version": report.data_version,
+                    "tenants": report.tenants,
+                    "rewrapped": report.rewrapped,
+                    "root_key_id": report.root_key_id,
+                }
+            )
+        )
+        return 0
+    except (AIGuardError, ValueError) as exc:
+        # Typed errors never carry raw values, so they are safe to print.
+        print(f"aiguard {args.command}: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        guard.close()
+
+
+#: Inputs at least this large get a progress bar in ``--progress auto``.
+LARGE_INPUT = 8 * 1024 * 1024
+
+
+def _dataset(args: argparse.Namespace) -> int:
+    import os
+
+    from .dataset import DEFAULT_SUBJECT_FIELDS, prepare_dataset
+    from .errors import AIGuardError
+    from .guard import Guard
+
+    try:
+        size = os.stat(args.input).st_size
+    except OSError as exc:
+        print(f"aiguard dataset: cannot read {args.input}: {exc.strerror}", file=sys.stderr)
+        return 2
+    try:
+        guard = Guard.from_toml(args.policy)
+    except (OSError, AIGuardError, ValueError) as exc:
+        print(f"aiguard dataset: cannot open {args.policy}: {exc}", file=sys.stderr)
+        return 2
+    show = args.progress == "always" or (
+        args.progress == "auto" and sys.stderr.isatty() and size >= LARGE_INPUT
+    )
+    bar = _ProgressBar() if show else None
+    try:
+        report = prepare_dataset(
+            guard,
+            args.input,
+            args.out,
+            destination=args.destination,
+            purpose=args.purpose,
+            tenant=args.tenant,
+            subject_fields=args.subject_field or DEFAULT_SUBJECT_FIELDS,
+            subject_action=args.subject_action,
+            drop_fields=args.drop_field,
+            dataset=args.dataset,
+            model=args.model,
+            principal=args.principal,
+            progress=bar,
+        )
+    except (AIGuardError, ValueError, OSError) as exc:
+        if bar is not None:
+            bar.done()
+        # Typed errors and line problems never carry record content.
+        print(f"aiguard dataset: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        guard.close()
+    if bar is not None:
+        bar.done()
+    for problem in report.problems:
+        print(f"aiguard dataset: {args.input}: {problem}", file=sys.stderr)
+    total = report.manifest["problems_total"]
+    if total > len(report.problems):
+        print(
+            f"aiguard dataset: ... {total - len(report.problems)} more (counted in the manifest)",
+            file=sys.stderr,
+        )
+    counts = report.manifest["counts"]
+    print(
+        json.dumps(
+            {
+                "output": str(report.output),
+                "manifest": str(report.manifest_file),
+                "read": counts["read"],
+                "kept": counts["kept"],
+                "dropped": counts["dropped"],
+            }
+        )
+    )
+    return 0
+
+
+class _ProgressBar:
+    """``[#########-----------]  45%  120.3/260.0 MB  1,234,567 records`` on stderr."""
+
+    WIDTH = 30
+
+    def __init__(self) -> None:
+        self._last = -1
+
+    def __call__(self, done: int, total: int, records: int) -> None:
+        permille = 1000 if total <= 0 else min(1000, done * 1000 // total)
+        if permille == self._last:
+            return
+        self._last = permille
+        filled = self.WIDTH * permille // 1000
+        bar = "#" * filled + "-" * (self.WIDTH - filled)
+        print(
+            f"\r[{bar}] {permille / 10:5.1f}%  {done / 1e6:,.1f}/{total / 1e6:,.1f} MB  "
+            f"{records:,} records",
+            end="",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    def done(self) -> None:
+        if self._last >= 0:
+            print(file=sys.stderr, flush=True)

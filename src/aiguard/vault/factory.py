@@ -1,0 +1,82 @@
+"""Build the root-key provider and the vault a policy's ``[keys]`` section names."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from datetime import timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..keys import EnvKeyProvider, KeyProvider, KeyProviderError, LocalKeyFileProvider
+
+if TYPE_CHECKING:
+    from ..policy.model import KeysPolicy, Policy
+
+__all__ = ["postgres_stores", "provider_from_policy", "vault_from_policy"]
+
+
+def provider_from_policy(keys: KeysPolicy, base: Path) -> KeyProvider:
+    if keys.provider == "env":
+        return EnvKeyProvider(keys.env)
+    target = Path(keys.file).expanduser()
+    return LocalKeyFileProvider(target if target.is_absolute() else base / target)
+
+
+def _dsn(keys: KeysPolicy) -> str:
+    dsn = keys.dsn or os.environ.get(keys.dsn_env)
+    if not dsn:
+        raise KeyProviderError(
+            f"[keys] vault = 'postgres' needs dsn, or the variable {keys.dsn_env}"
+        )
+    return dsn
+
+
+def postgres_stores(policy: Policy, overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """The consent store and kill switch in PostgreSQL when ``[keys] vault = 'postgres'``.
+
+    They share the vault's connection pool when the vault is a `PostgresVault`, so one
+    process opens one pool. Only what ``overrides`` leaves unset (missing or None) is
+    returned; nothing when the policy's vault is not PostgreSQL.
+    """
+    keys = policy.keys
+    wanted = [name for name in ("consent", "killswitch") if overrides.get(name) is None]
+    if keys is None or keys.vault != "postgres" or not wanted:
+        return {}
+    from ..consent.postgres import PostgresConsentStore
+    from ..policy.killswitch_pg import PostgresKillSwitch
+    from .postgres import PostgresPool, PostgresVault
+
+    vault = overrides.get("vault")
+    pool = vault.pool if isinstance(vault, PostgresVault) else PostgresPool(_dsn(keys))
+    out: dict[str, Any] = {}
+    if "consent" in wanted:
+        out["consent"] = PostgresConsentStore(pool)
+    if "killswitch" in wanted:
+        out["killswitch"] = PostgresKillSwitch(pool)
+    return out
+
+
+def vault_from_policy(policy: Policy, base: Path) -> Any:
+    """The vault of ``[keys]``, or None when it names none (the default vault is used)."""
+    keys = policy.keys
+    if keys is None:
+        return None
+    provider = provider_from_policy(keys, base)
+    retention = None if keys.retention_days is None else timedelta(days=keys.retention_days)
+    if keys.vault == "memory":
+        from .memory import InMemoryVault
+
+        return InMemoryVault(provider, retention=retention)
+    if keys.vault == "postgres":
+        from .postgres import PostgresVault
+
+        return PostgresVault(_dsn(keys), provider, retention=retention)
+    if policy.database is None:
+        raise KeyProviderError("[keys] vault = 'sqlite' needs database = '...' in the policy")
+    from .sqlite import SQLiteVault
+
+    database = Path(policy.database).expanduser()
+    return SQLiteVault(
+        database if database.is_absolute() else base / database, provider, retention=retention
+    )

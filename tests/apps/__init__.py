@@ -1,0 +1,1 @@
+"""Example applications for the compliance tests (inventory, check); not a test module."""

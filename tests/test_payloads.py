@@ -1,0 +1,552 @@
+"""Every payload kind through the real OpenAI and Anthropic SDKs, sync and async,
+streaming and not, against the fake model on a mock transport and on a loopback server:
+the model never receives a detected raw value and the caller gets exactly the answer."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+import aiguard
+from aiguard.policy.model import JsonAdapterPolicy, PatternPolicy
+from aiguard.testing import FakeModel, InMemorySink, assert_chain_valid, assert_no_raw_values
+from aiguard.testing.fake import Answer, ToolCall
+from aiguard.vault.tokens import TOKEN_RE
+
+openai = pytest.importorskip("openai")
+anthropic = pytest.importorskip("anthropic")
+
+EMAIL = "jane.doe@example.com"
+PHONE = "+1 415 555 0134"
+ACCOUNT = "ACC-12345678"
+NAME_IN_ARGS = 'O\'Hara "JD" \\ jane.roe@example.com'
+RAW = [EMAIL, PHONE, ACCOUNT, "jane.roe@example.com"]
+
+
+def tokens_in(text: str) -> list[str]:
+    return [m.group(0) for m in TOKEN_RE.finditer(text)]
+
+
+@dataclass
+class World:
+    guard: aiguard.Guard
+    sink: InMemorySink
+    fake: FakeModel
+    openai_url: str
+    anthropic_url: str
+    loopback: bool
+
+    def oa(self, asynchronous: bool = False, **kwargs: Any) -> Any:
+        kwargs.setdefault("max_retries", 0)
+        transport = None if self.loopback else self.fake.transport
+        if asynchronous:
+            return openai.AsyncOpenAI(
+                http_client=self.guard.async_http_client(transport=transport),
+                base_url=self.openai_url,
+                api_key="test",
+                **kwargs,
+            )
+        return openai.OpenAI(
+            http_client=self.guard.http_client(transport=transport),
+            base_url=self.openai_url,
+            api_key="test",
+            **kwargs,
+        )
+
+    def an(self, asynchronous: bool = False) -> Any:
+        transport = None if self.loopback else self.fake.transport
+        if asynchronous:
+            return anthropic.AsyncAnthropic(
+                http_client=self.guard.async_http_client(transport=transport),
+                base_url=self.anthropic_url,
+                api_key="test",
+                max_retries=0,
+            )
+        return anthropic.Anthropic(
+            http_client=self.guard.http_client(transport=transport),
+            base_url=self.anthropic_url,
+            api_key="test",
+            max_retries=0,
+        )
+
+    def context(self) -> Any:
+        return self.guard.context(subject="cust-1", tenant="acme", purpose="inference")
+
+
+POLICY_PATTERNS = [PatternPolicy(kind="account", level="sensitive", regex="ACC-[0-9]{8}")]
+
+
+def make_world(fake: FakeModel, base: str | None, **destination: Any) -> World:
+    openai_url = f"{base}/v1" if base else "https://api.openai.com/v1"
+    anthropic_url = base or "https://api.anthropic.com"
+    sink = InMemorySink()
+    spec = {"approved": True, "purposes": ["inference"], **destination}
+    policy = aiguard.Policy(
+        destinations={
+            "openai": aiguard.DestinationPolicy(base_url=openai_url, **spec),
+            # On loopback both SDKs talk to the same server; the longer path wins.
+            "anthropic": aiguard.DestinationPolicy(base_url=anthropic_url, **spec),
+        },
+        patterns=POLICY_PATTERNS,
+    )
+    return World(
+        aiguard.Guard(policy, sinks=[sink]), sink, fake, openai_url, anthropic_url, bool(base)
+    )
+
+
+@contextlib.contextmanager
+def world_for(kind: str, fake: FakeModel, **destination: Any) -> Iterator[World]:
+    if kind == "loopback":
+        with fake.serve() as base:
+            yield make_world(fake, base, **destination)
+    else:
+        yield make_world(fake, None, **destination)
+
+
+@pytest.fixture(params=["mock", "loopback"])
+def kind(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+def sent_args(answer_args: dict[str, Any]) -> Callable[[dict[str, Any]], Answer]:
+    """A model that calls a tool with the tokens it received (and the given extras)."""
+
+    def reply(payload: dict[str, Any]) -> Answer:
+        found = [t for t in tokens_in(json.dumps(payload)) if t.startswith("[EMAIL_")]
+        args = {"to": found[0] if found else "nobody", **answer_args}
+        return Answer(
+            "Calling a tool for " + (found[0] if found else "?"),
+            (ToolCall("send", json.dumps(args)),),
+        )
+
+    return reply
+
+
+# -- OpenAI Chat Completions ------------------------------------------------------------
+
+CHAT_MESSAGES: list[dict[str, Any]] = [
+    {"role": "system", "content": f"Support desk. Escalations go to {EMAIL}."},
+    {"role": "developer", "content": [{"type": "text", "text": f"Account {ACCOUNT}."}]},
+    {
+        "role": "user",
+        "name": "jane",
+        "content": [{"type": "text", "text": f"Call me at {PHONE} or mail {EMAIL}."}],
+    },
+    {
+        "role": "assistant",
+        "content": None,
+        "tool_calls": [
+            {
+                "id": "call_1",
+                "type": "function",
+                "function": {
+                    "name": "lookup",
+                    "arguments": json.dumps({"email": EMAIL, "id": ACCOUNT, "who": NAME_IN_ARGS}),
+                },
+            }
+        ],
+    },
+    {"role": "tool", "tool_call_id": "call_1", "content": json.dumps({"phone": PHONE})},
+]
+TOOLS = [
+    {
+        "type": "function",
+        "function": {
+            "name": "send",
+            "description": f"Send mail, e.g. to {EMAIL}",
+            "parameters": {"type": "object", "properties": {"to": {"type": "string"}}},
+        },
+    }
+]
+
+
+class TestChat:
+    @pytest.mark.parametrize("stream", [False, True])
+    def test_every_field_is_protected_and_tool_arguments_restored(
+        self, kind: str, stream: bool
+    ) -> None:
+        """System, developer, parts, tool history, tool descriptions, user and metadata."""
+        fake = FakeModel(sent_args({"note": NAME_IN_ARGS}), chunk_size=3)
+        with world_for(kind, fake) as w, w.context():
+            client = w.oa()
+            kwargs: dict[str, Any] = {
+                "model": "gpt-4o",
+                "messages": CHAT_MESSAGES,
+                "tools": TOOLS,
+                "user": EMAIL,
+                "metadata": {"id": ACCOUNT, "contact": PHONE},
+                "stream": stream,
+            }
+            if stream:
+                text, args = "", ""
+                for chunk in client.chat.completions.create(**kwargs):
+                    for choice in chunk.choices:
+                        text += choice.delta.content or ""
+                        for call in choice.delta.tool_calls or []:
+                            args += call.function.arguments or ""
+            else:
+                reply = client.chat.completions.create(**kwargs)
+                message = reply.choices[0].message
+                text = message.content
+                args = message.tool_calls[0].function.arguments
+        assert_no_raw_values(fake, RAW)
+        assert json.loads(args) == {"to": EMAIL, "note": NAME_IN_ARGS}
+        assert text == "Calling a tool for " + EMAIL
+        body = fake.bodies[0]
+        inner = json.loads(body["messages"][3]["tool_calls"][0]["function"]["arguments"])
+        assert set(inner) == {"email", "id", "who"} and all(
+            TOKEN_RE.search(v) for v in inner.values()
+        )
+        event = w.sink.calls()[-1]
+        assert event["type"] == "call" and event["findings"]["email"] >= 3
+        assert_chain_valid(w.sink)
+
+    def test_n_choices_are_restored_separately(self, kind: str) -> None:
+        """n > 1: every choice gets its originals back, streamed and not."""
+        fake = FakeModel(chunk_size=2)
+        with world_for(kind, fake) as w, w.context():
+            client = w.oa()
+            msgs = [{"role": "user", "content": f"mail {EMAIL}"}]
+            reply = client.chat.completions.create(model="gpt-4o", messages=msgs, n=2)
+            assert [c.message.content for c in reply.choices] == [f"Echo: mail {EMAIL}"] * 2
+            texts = ["", ""]
+            for chunk in client.chat.completions.create(
+                model="gpt-4o", messages=msgs, n=2, stream=True
+            ):
+                for choice in chunk.choices:
+                    texts[choice.index] += choice.delta.content or ""
+            assert texts == [f"Echo: mail {EMAIL}"] * 2
+        assert_no_raw_values(fake, RAW)
+
+    def test_structured_output_is_restored_inside_its_json(self, kind: str) -> None:
+        """A JSON answer holding a token stays valid JSON with the escaped original."""
+
+        def reply(payload: dict[str, Any]) -> str:
+            email = [t for t in tokens_in(json.dumps(payload)) if t.startswith("[EMAIL_")]
+            return json.dumps({"customer": email[0], "ok": True})
+
+        fake = FakeModel(reply, chunk_size=5)
+        fmt = {"type": "json_schema", "json_schema": {"name": "r", "schema": {"type": "object"}}}
+        with world_for(kind, fake) as w, w.context():
+            client = w.oa()
+            msgs = [{"role": "user", "content": f"I am {EMAIL}"}]
+            reply_ = client.chat.completions.create(
+                model="gpt-4o", messages=msgs, response_format=fmt
+            )
+            assert json.loads(reply_.choices[0].message.content) == {
+                "customer": EMAIL,
+                "ok": True,
+            }
+            text = "".join(
+                c.choices[0].delta.content or ""
+                for c in client.chat.completions.create(
+                    model="gpt-4o", messages=msgs, response_format=fmt, stream=True
+                )
+                if c.choices
+            )
+            assert json.loads(text) == {"customer": EMAIL, "ok": True}
+
+    def test_multi_turn_history_gets_the_same_tokens(self, kind: str) -> None:
+        """Restored values sent back as history are tokenized again identically."""
+        fake = FakeModel(sent_args({}))
+        with world_for(kind, fake) as w, w.context():
+            client = w.oa()
+            history: list[dict[str, Any]] = [{"role": "user", "content": f"mail {EMAIL}"}]
+            first = (
+                client.chat.completions.create(model="gpt-4o", messages=history).choices[0].message
+            )
+            history.append(first.model_dump(exclude_none=True))
+            history.append(
+                {
+                    "role": "tool",
+                    "tool_call_id": "call_fake_1",
+                    "content": json.dumps({"sent_to": EMAIL}),
+                }
+            )
+            client.chat.completions.create(model="gpt-4o", messages=history)
+        assert_no_raw_values(fake, RAW)
+        first_token = tokens_in(json.dumps(fake.bodies[0]))[0]
+        second = json.dumps(fake.bodies[1])
+        assert set(tokens_in(second)) == {first_token}
+        assert second.count(first_token) == 4  # user turn, content, tool arguments, tool result
+
+
+# -- OpenAI Responses ------------------------------------------------------------------
+
+
+class TestResponses:
+    @pytest.mark.parametrize("stream", [False, True])
+    def test_items_instructions_and_function_calls(self, kind: str, stream: bool) -> None:
+        """input items, instructions and function call outputs; function call answers."""
+        fake = FakeModel(sent_args({"who": NAME_IN_ARGS}), chunk_size=4)
+        items: list[dict[str, Any]] = [
+            {"role": "user", "content": [{"type": "input_text", "text": f"Call {PHONE}"}]},
+            {
+                "type": "function_call",
+                "call_id": "c1",
+                "name": "lookup",
+                "arguments": json.dumps({"email": EMAIL}),
+            },
+            {
+                "type": "function_call_output",
+                "call_id": "c1",
+                "output": json.dumps({"account": ACCOUNT}),
+            },
+        ]
+        with world_for(kind, fake) as w, w.context():
+            client = w.oa()
+            kwargs = {"model": "gpt-4o", "input": items, "instructions": f"Escalate to {EMAIL}"}
+            if stream:
+                args = text = ""
+                final = None
+                for event in client.responses.create(**kwargs, stream=True):
+                    if event.type == "response.function_call_arguments.delta":
+                        args += event.delta
+                    elif event.type == "response.output_text.delta":
+                        text += event.delta
+                    elif event.type == "response.completed":
+                        final = event.response
+                assert final is not None and final.output[1].arguments == args
+            else:
+                response = client.responses.create(**kwargs)
+                text = response.output_text
+                args = response.output[1].arguments
+        assert_no_raw_values(fake, RAW)
+        assert json.loads(args) == {"to": EMAIL, "who": NAME_IN_ARGS}
+        assert text == "Calling a tool for " + EMAIL
+
+    def test_string_input(self, kind: str) -> None:
+        fake = FakeModel()
+        with world_for(kind, fake) as w, w.context():
+            response = w.oa().responses.create(model="gpt-4o", input=f"mail {EMAIL}")
+        assert response.output_text == f"Echo: mail {EMAIL}"
+        assert_no_raw_values(fake, RAW)
+
+
+# -- OpenAI Embeddings -----------------------------------------------------------------
+
+
+class TestEmbeddings:
+    def test_string_and_array_inputs_share_tokens(self, kind: str) -> None:
+        """Deterministic tokens: the same value is the same token in every input."""
+        fake = FakeModel()
+        with world_for(kind, fake) as w, w.context():
+            client = w.oa()
+            one = client.embeddings.create(model="text-embedding-3-small", input=f"mail {EMAIL}")
+            many = client.embeddings.create(
+                model="text-embedding-3-small", input=[f"mail {EMAIL}", f"call {PHONE}"]
+            )
+        assert_no_raw_values(fake, RAW)
+        assert fake.bodies[0]["input"] == fake.bodies[1]["input"][0]
+        assert one.data[0].embedding == many.data[0].embedding
+        assert w.sink.calls()[-1]["gen_ai.operation.name"] == "embeddings"
+
+
+# -- Anthropic Messages ----------------------------------------------------------------
+
+ANTHROPIC_MESSAGES: list[dict[str, Any]] = [
+    {"role": "user", "content": [{"type": "text", "text": f"I'm at {PHONE}"}]},
+    {
+        "role": "assistant",
+        "content": [
+            {
+                "type": "tool_use",
+                "id": "toolu_1",
+                "name": "lookup",
+                "input": {"id": ACCOUNT, "email": EMAIL},
+            }
+        ],
+    },
+    {
+        "role": "user",
+        "content": [
+            {
+                "type": "tool_result",
+                "tool_use_id": "toolu_1",
+                "content": [{"type": "text", "text": f"found {EMAIL}"}],
+            }
+        ],
+    },
+]
+
+
+class TestAnthropic:
+    @pytest.mark.parametrize("stream", [False, True])
+    def test_system_blocks_tool_use_and_tool_results(self, kind: str, stream: bool) -> None:
+        """tool_use input keys named id are data too; tool_use answers come back restored."""
+        fake = FakeModel(sent_args({"who": NAME_IN_ARGS}), chunk_size=3)
+        with world_for(kind, fake) as w, w.context():
+            client = w.an()
+            kwargs: dict[str, Any] = {
+                "model": "claude-opus-4-1",
+                "max_tokens": 100,
+                "system": [{"type": "text", "text": f"Escalate to {EMAIL}"}],
+                "messages": ANTHROPIC_MESSAGES,
+                "metadata": {"user_id": EMAIL},
+            }
+            if stream:
+                with client.messages.stream(**kwargs) as events:
+                    message = events.get_final_message()
+            else:
+                message = client.messages.create(**kwargs)
+        assert_no_raw_values(fake, RAW)
+        assert message.content[0].text == "Calling a tool for " + EMAIL
+        assert message.content[1].input == {"to": EMAIL, "who": NAME_IN_ARGS}
+        assert fake.bodies[0]["messages"][1]["content"][0]["input"]["id"] != ACCOUNT
+
+    def test_system_string(self, kind: str) -> None:
+        fake = FakeModel("ok")
+        with world_for(kind, fake) as w, w.context():
+            w.an().messages.create(
+                model="claude-opus-4-1",
+                max_tokens=10,
+                system=f"Customer {EMAIL}",
+                messages=[{"role": "user", "content": "hi"}],
+            )
+        assert_no_raw_values(fake, RAW)
+
+
+# -- async twins -------------------------------------------------------------------------
+
+
+class TestAsync:
+    def test_chat_tools_responses_and_anthropic_streams(self, kind: str) -> None:
+        """The async clients, streaming every format with tool arguments."""
+        fake = FakeModel(sent_args({"who": NAME_IN_ARGS}), chunk_size=3)
+
+        async def main(w: World) -> None:
+            async with w.context():
+                oa = w.oa(asynchronous=True)
+                args = ""
+                stream = await oa.chat.completions.create(
+                    model="gpt-4o", messages=CHAT_MESSAGES, stream=True
+                )
+                async for chunk in stream:
+                    for choice in chunk.choices:
+                        for call in choice.delta.tool_calls or []:
+                            args += call.function.arguments or ""
+                assert json.loads(args)["who"] == NAME_IN_ARGS
+                response = await oa.responses.create(model="gpt-4o", input=f"mail {EMAIL}")
+                assert json.loads(response.output[1].arguments)["to"] == EMAIL
+                an = w.an(asynchronous=True)
+                async with an.messages.stream(
+                    model="claude-opus-4-1", max_tokens=10, messages=ANTHROPIC_MESSAGES
+                ) as events:
+                    message = await events.get_final_message()
+                assert message.content[1].input["who"] == NAME_IN_ARGS
+
+        with world_for(kind, fake) as w:
+            asyncio.run(main(w))
+        assert_no_raw_values(fake, RAW)
+        assert [e["type"] for e in w.sink.calls()] == ["call"] * 3
+
+
+# -- what no adapter reads -------------------------------------------------------------
+
+
+class TestUnreadable:
+    def test_unknown_path_is_refused_with_the_way_out(self) -> None:
+        fake = FakeModel()
+        with world_for("mock", fake) as w, w.context():
+            client = w.oa()
+            with pytest.raises(aiguard.MalformedPayload, match='unknown_paths = "protect"'):
+                client.post("/vendor/extract", body={"text": EMAIL}, cast_to=object)
+        assert fake.requests == []
+        assert w.sink.records[-1].document["type"] == "refusal"
+
+    def test_unknown_path_protected_when_allowed(self) -> None:
+        fake = FakeModel()
+        with world_for("mock", fake, unknown_paths="protect") as w, w.context():
+            w.oa().post("/vendor/extract", body={"text": EMAIL, "id": "x"}, cast_to=object)
+        assert_no_raw_values(fake, RAW)
+
+    def test_generic_adapter_keeps_and_restores_named_paths(self) -> None:
+        """The policy's paths: keep passes a field raw, restore limits what is restored."""
+
+        def reply(request: Any) -> Any:
+            body = json.loads(request.read())
+            return fake._module.Response(
+                200, json={"output": {"text": body["prompt"]}, "echo": body["prompt"]}
+            )
+
+        fake = FakeModel()
+        adapter = JsonAdapterPolicy(
+            path="/generate",
+            protect=["$.prompt"],
+            keep=["$.options.mode"],
+            restore=["$.output.text"],
+        )
+        transport = fake._module.MockTransport(reply)
+        with world_for("mock", fake, adapters=[adapter]) as w, w.context():
+            client = w.guard.http_client(transport=transport)
+            answer = client.post(
+                "https://api.openai.com/v1/generate",
+                json={"prompt": f"mail {EMAIL}", "options": {"mode": EMAIL}},
+            ).json()
+        assert answer["output"]["text"] == f"mail {EMAIL}"
+        assert TOKEN_RE.search(answer["echo"])
+
+    def test_multipart_is_refused_unless_forwarded_explicitly(self) -> None:
+        fake = FakeModel()
+        files = {"file": ("a.txt", EMAIL.encode(), "text/plain")}
+        with world_for("mock", fake) as w, w.context():
+            client = w.guard.http_client(transport=fake.transport)
+            with pytest.raises(aiguard.MalformedPayload, match="forward_unreadable = true"):
+                client.post("https://api.openai.com/v1/files", files=files)
+        assert fake.requests == []
+        with world_for("mock", fake, forward_unreadable=True) as w, w.context():
+            client = w.guard.http_client(transport=fake.transport)
+            client.post("https://api.openai.com/v1/files", files=files)
+        assert len(fake.requests) == 1
+        event = w.sink.calls()[-1]
+        assert any("forwarded unread" in r for r in event["reasons"])
+
+    def test_compressed_body_is_refused(self) -> None:
+        fake = FakeModel()
+        with world_for("mock", fake) as w, w.context():
+            client = w.guard.http_client(transport=fake.transport)
+            with pytest.raises(aiguard.MalformedPayload, match="content-encoding gzip"):
+                client.post(
+                    "https://api.openai.com/v1/chat/completions",
+                    content=b"\x1f\x8b...",
+                    headers={"content-encoding": "gzip", "content-type": "application/json"},
+                )
+        assert fake.requests == []
+
+
+class TestAzureAndCompatible:
+    def test_azure_deployment_paths(self) -> None:
+        """Azure OpenAI: /openai/deployments/<name>/chat/completions?api-version=..."""
+        fake = FakeModel()
+        policy = aiguard.Policy(
+            destinations={
+                "azure": aiguard.DestinationPolicy(
+                    base_url="https://acme.openai.azure.com/openai",
+                    approved=True,
+                    purposes=["inference"],
+                )
+            }
+        )
+        sink = InMemorySink()
+        guard = aiguard.Guard(policy, sinks=[sink])
+        client = openai.AzureOpenAI(
+            azure_endpoint="https://acme.openai.azure.com",
+            api_version="2024-10-21",
+            api_key="k",
+            http_client=guard.http_client(transport=fake.transport),
+            max_retries=0,
+        )
+        with guard.context(purpose="inference"):
+            reply = client.chat.completions.create(
+                model="gpt4o-deploy", messages=[{"role": "user", "content": f"mail {EMAIL}"}]
+            )
+        assert reply.choices[0].message.content == f"Echo: mail {EMAIL}"
+        assert "/deployments/gpt4o-deploy/chat/completions" in fake.requests[0].url
+        assert_no_raw_values(fake, RAW)
+        assert sink.calls()[0]["gen_ai.operation.name"] == "chat"

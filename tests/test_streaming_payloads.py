@@ -1,0 +1,257 @@
+"""Streamed payloads beyond chat text: tool-call arguments, Responses events, Anthropic
+tool input, and the output rule held across chunks (no partial leak, fail closed)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import aiguard
+from aiguard._pipeline import Call
+from aiguard.context import CallContext
+from aiguard.streaming import HoldBack, SSEDecoder, StreamRestorer, TokenRestorer, value_tail_start
+from aiguard.testing.fake import (
+    Answer,
+    ToolCall,
+    _anthropic_stream,
+    _openai_stream,
+    _responses_stream,
+)
+
+ORIGINALS = {"[EMAIL_7Q2K]": "jane.doe@example.com", "[PERSON_AB12CD]": 'Jane "JD" Doe'}
+SSN = "123-45-6780"
+CARD = "4111 1111 1111 1111"
+KEY = "sk-proj-abcdefghijklmnopqrstuvwxyz0123456789ABCD"
+SECRETS = (SSN, CARD, KEY)
+
+
+def rule() -> Call:
+    """The real output rule of a call that sent none of the secrets."""
+    return Call(aiguard.Guard(), CallContext(), None)
+
+
+def fragments(value: str, size: int = 4) -> set[str]:
+    return {value[i : i + size] for i in range(len(value) - size + 1)}
+
+
+FRAGMENTS = set().union(*(fragments(s) for s in SECRETS))
+
+
+def assert_nothing_withheld(pieces: Iterable[str]) -> None:
+    for piece in pieces:
+        for fragment in FRAGMENTS:
+            assert fragment not in piece, f"{piece!r} holds part of a withheld value"
+
+
+def feed(chunks: Iterable[str], call: Call | None = None) -> list[str]:
+    call = call or rule()
+    hold = HoldBack(TokenRestorer(ORIGINALS.get).swap, call)
+    out = [hold.feed(c) for c in chunks]
+    out.append(hold.flush())
+    return [o for o in out if o]
+
+
+def cuts(text: str, positions: list[int]) -> list[str]:
+    out, start = [], 0
+    for cut in sorted(positions):
+        out.append(text[start:cut])
+        start = cut
+    out.append(text[start:])
+    return out
+
+
+class TestValueTail:
+    def test_the_last_word_is_held(self) -> None:
+        """Only the run that is still being written can grow into a value."""
+        assert value_tail_start("hello wor") == 6
+        assert value_tail_start("hello world ") == len("hello world ")
+
+    def test_digit_groups_stay_together(self) -> None:
+        """A space after a digit group may continue a card or phone number."""
+        assert value_tail_start("card 4111 1111 ") == 5
+        assert value_tail_start("card 4111 1111 x") == len("card 4111 1111 ")
+
+    def test_an_open_pem_block_is_held(self) -> None:
+        """A private key spans lines; it is held from its BEGIN line until its END line."""
+        text = "key:\n-----BEGIN PRIVATE KEY-----\nMIIEv\nabc"
+        assert value_tail_start(text) == text.index("-----BEGIN")
+
+
+class TestOutputRuleAcrossChunks:
+    TEXT = f"SSN {SSN}, card {CARD}, key {KEY}; mail [EMAIL_7Q2K]."
+    EXPECTED = (
+        "SSN [REDACTED:us_ssn], card [REDACTED:credit_card], key [REDACTED:openai_key]; "
+        "mail jane.doe@example.com."
+    )
+
+    def test_every_one_and_two_cut(self) -> None:
+        """Any split of the text: the caller gets it redacted whole, never a fragment."""
+        text = self.TEXT
+        for i in range(len(text) + 1):
+            out = feed(cuts(text, [i]))
+            assert "".join(out) == self.EXPECTED, i
+            assert_nothing_withheld(out)
+        short = f"a {SSN} b"
+        for i in range(len(short) + 1):
+            for j in range(i, len(short) + 1):
+                out = feed(cuts(short, [i, j]))
+                assert "".join(out) == "a [REDACTED:us_ssn] b", (i, j)
+                assert_nothing_withheld(out)
+
+    def test_one_character_per_chunk_and_counted_once(self) -> None:
+        """A leak fed character by character is redacted once and counted once."""
+        call = rule()
+        out = feed(list(self.TEXT + " again " + SSN + "."), call)
+        assert "".join(out).endswith("again [REDACTED:us_ssn].")
+        assert_nothing_withheld(out)
+        assert dict(call.leaks) == {"us_ssn": 1, "credit_card": 1, "openai_key": 1}
+
+    def test_plain_text_is_released_word_by_word(self) -> None:
+        """Holding lasts only while the tail could still be a value: a finished word goes."""
+        hold = HoldBack(TokenRestorer(ORIGINALS.get).swap, rule())
+        assert hold.feed("Hello wor") == "Hello "
+        assert hold.feed("ld, how") == "world, "
+        assert hold.flush() == "how"
+
+    def test_past_the_bound_the_held_text_is_redacted(self) -> None:
+        """An endless run is never released: redacted at the bound, and its rest dropped."""
+        call = rule()
+        hold = HoldBack(str, call, limit=300)
+        out = [hold.feed("start " + "A" * 200)]
+        out += [hold.feed("B" * 200) for _ in range(5)]
+        out.append(hold.feed("C end"))
+        out.append(hold.flush())
+        text = "".join(out)
+        assert text == "start [REDACTED:held_text] end"
+        assert "held_text" in call.leaks
+
+    def test_values_the_call_sent_are_not_withheld(self) -> None:
+        """A value that went out raw may come back."""
+        call = rule()
+        call.sent_text = f"my SSN is {SSN}"
+        assert "".join(feed(cuts(f"yes {SSN}.", [6]), call)) == f"yes {SSN}."
+
+
+# -- re-framed formats: every cut gives the restored, redacted channels -------------------
+
+ARGS = json.dumps({"name": "[PERSON_AB12CD]", "to": "[EMAIL_7Q2K]", "ssn": SSN})
+ARGS_EXPECTED = json.dumps({"name": 'Jane "JD" Doe', "to": "jane.doe@example.com", "ssn": SSN})
+ARGS_REDACTED = ARGS_EXPECTED.replace(SSN, "[REDACTED:us_ssn]")
+TEXT = "Dear [PERSON_AB12CD], ok."
+TEXT_EXPECTED = 'Dear Jane "JD" Doe, ok.'
+ANSWER = Answer(TEXT, (ToolCall("send", ARGS),))
+
+
+def run(stream: bytes, positions: list[int], json_content: bool = False) -> list[bytes]:
+    core = StreamRestorer(TokenRestorer(ORIGINALS.get, rule()), json_content=json_content)
+    out, start = [], 0
+    for cut in [*sorted(positions), len(stream)]:
+        out.append(core.feed(stream[start:cut]))
+        start = cut
+    out.append(core.close())
+    return [o for o in out if o]
+
+
+def events(chunks: list[bytes]) -> list[dict[str, object]]:
+    decoder = SSEDecoder()
+    out = []
+    for chunk in chunks:
+        for frame in decoder.feed(chunk):
+            if frame.data and frame.data != "[DONE]":
+                out.append(json.loads(frame.data))
+    return out
+
+
+def chat_channels(chunks: list[bytes]) -> tuple[list[str], list[str]]:
+    text, args = [], []
+    for event in events(chunks):
+        for choice in event["choices"]:  # type: ignore[attr-defined]
+            delta = choice.get("delta", {})
+            if delta.get("content"):
+                text.append(delta["content"])
+            for call in delta.get("tool_calls", []):
+                piece = call.get("function", {}).get("arguments")
+                if piece:
+                    args.append(piece)
+    return text, args
+
+
+def responses_channels(chunks: list[bytes]) -> tuple[list[str], list[str]]:
+    text, args = [], []
+    for event in events(chunks):
+        if event["type"] == "response.output_text.delta":
+            text.append(str(event["delta"]))
+        elif event["type"] == "response.function_call_arguments.delta":
+            args.append(str(event["delta"]))
+        elif event["type"] == "response.function_call_arguments.done":
+            assert event["arguments"] == ARGS_REDACTED
+        elif event["type"] == "response.output_text.done":
+            assert event["text"] == TEXT_EXPECTED
+    return text, args
+
+
+def anthropic_channels(chunks: list[bytes]) -> tuple[list[str], list[str]]:
+    text, args = [], []
+    for event in events(chunks):
+        if event["type"] == "content_block_delta":
+            delta = event["delta"]
+            assert isinstance(delta, dict)
+            if delta["type"] == "text_delta":
+                text.append(delta["text"])
+            else:
+                args.append(delta["partial_json"])
+    return text, args
+
+
+FORMATS: dict[str, tuple[bytes, Callable[[list[bytes]], tuple[list[str], list[str]]]]] = {
+    "chat": (b"".join(_openai_stream(ANSWER, "m", 7)), chat_channels),
+    "responses": (b"".join(_responses_stream(ANSWER, "m", 7)), responses_channels),
+    "anthropic": (b"".join(_anthropic_stream(ANSWER, "m", 7)), anthropic_channels),
+}
+
+
+def check(name: str, positions: list[int]) -> None:
+    stream, channels = FORMATS[name]
+    text, args = channels(run(stream, positions))
+    assert "".join(text) == TEXT_EXPECTED, (name, positions)
+    joined = "".join(args)
+    assert joined == ARGS_REDACTED, (name, positions)
+    assert json.loads(joined)["name"] == 'Jane "JD" Doe'
+    assert_nothing_withheld(args)
+    for piece in text + args:
+        assert "[PERSON_" not in piece and "[EMAIL_" not in piece
+
+
+class TestFormatsEveryCut:
+    def test_every_single_cut(self) -> None:
+        """Each format, cut at every byte: exact restored text and valid restored JSON."""
+        for name, (stream, _) in FORMATS.items():
+            for i in range(len(stream) + 1):
+                check(name, [i])
+
+    @settings(max_examples=200, deadline=None)
+    @given(st.sampled_from(sorted(FORMATS)), st.lists(st.integers(0, 100_000), max_size=8))
+    def test_any_cuts(self, name: str, raw: list[int]) -> None:
+        """Two and more cuts anywhere in any format."""
+        size = len(FORMATS[name][0]) + 1
+        check(name, [c % size for c in raw])
+
+    def test_two_cuts_around_the_arguments(self) -> None:
+        """Exhaustive pairs of cuts over the bytes that carry the tool arguments (chat)."""
+        stream, _ = FORMATS["chat"]
+        first = stream.index(b'"arguments": "{')
+        positions = range(first, min(len(stream), first + 160), 3)
+        for i in positions:
+            for j in positions:
+                if j >= i:
+                    check("chat", [i, j])
+
+    def test_structured_output_content_is_json_escaped(self) -> None:
+        """With response_format JSON, originals in the content are escaped as JSON."""
+        content = json.dumps({"customer": "[PERSON_AB12CD]"})
+        stream = b"".join(_openai_stream(content, "m", 5))
+        text, _ = chat_channels(run(stream, [], json_content=True))
+        assert json.loads("".join(text)) == {"customer": 'Jane "JD" Doe'}
