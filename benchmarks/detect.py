@@ -84,21 +84,55 @@ def timing(texts: list[Text], detect: Detect, repeat: int) -> tuple[float, float
 
 
 def _peers() -> dict[str, Detect]:
+    """Peers installed in this interpreter (``pip install -e ".[bench]"`` plus the peers).
+
+    Presidio runs its predefined pattern recognizers only (no spaCy model, which it would
+    otherwise try to download); pii-anon runs its default regex engine.
+    """
     peers: dict[str, Detect] = {}
     try:
-        from presidio_analyzer import AnalyzerEngine  # type: ignore[import-not-found]
-        from presidio_analyzer.nlp_engine import NlpArtifacts  # type: ignore[import-not-found]
+        from presidio_analyzer import RecognizerRegistry  # type: ignore[import-not-found]
     except ImportError:
         print("presidio-analyzer is not installed: comparison skipped")
     else:
-        engine = AnalyzerEngine(nlp_engine=None, supported_languages=["en"])  # pattern recognizers
-        empty = NlpArtifacts([], [], [], [], None, "en")
+        registry = RecognizerRegistry()
+        registry.load_predefined_recognizers(languages=["en"])
+        nlp_based = ("Spacy", "Stanza", "Transformers", "GLiNER", "Lm")
+        recognizers = [
+            r for r in registry.recognizers if not type(r).__name__.startswith(nlp_based)
+        ]
 
         def presidio(text: str) -> list[tuple[int, int, str]]:
-            results = engine.analyze(text, language="en", nlp_artifacts=empty)
-            return [(r.start, r.end, r.entity_type.lower()) for r in results]
+            found = []
+            for recognizer in recognizers:
+                for r in recognizer.analyze(text, recognizer.supported_entities, None) or ():
+                    found.append((r.start, r.end, r.entity_type.lower()))
+            return found
 
         peers["presidio (patterns)"] = presidio
+    try:
+        import pii_anon  # type: ignore[import-not-found]
+        from pii_anon.types import (  # type: ignore[import-not-found]
+            ProcessingProfileSpec,
+            SegmentationPlan,
+        )
+    except ImportError:
+        print("pii-anon is not installed: comparison skipped")
+    else:
+        orchestrator = pii_anon.PIIOrchestrator("bench-key-" + "0" * 22)
+        profile = ProcessingProfileSpec(profile_id="bench")
+        plan = SegmentationPlan()
+
+        def pii_anon_detect(text: str) -> list[tuple[int, int, str]]:
+            result = orchestrator.detect_only(
+                {"text": text}, profile=profile, segmentation=plan, scope="bench", token_version=1
+            )
+            return [
+                (f["span"]["start"], f["span"]["end"], str(f["entity_type"]).lower())
+                for f in result.get("ensemble_findings", [])
+            ]
+
+        peers["pii-anon"] = pii_anon_detect
     return peers
 
 

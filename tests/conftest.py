@@ -78,3 +78,7 @@ def make_client(guard: aiguard.Guard) -> Callable[..., object]:
         )
 
     return build
+
+
+# -- leak scan (tests/_leakscan.py): raw test values never in logs, errors or files ------
+from _leakscan import _leakscan, leak_values, pytest_configure  # noqa: E402, F401

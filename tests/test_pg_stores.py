@@ -121,3 +121,45 @@ def test_unreachable_database_fails_with_an_error() -> None:
     with pytest.raises(Exception) as info:
         PostgresVault(pool, SecretKeyProvider(ROOT))
     assert "example.com" not in str(info.value)
+
+
+def test_from_toml_wires_postgres_consent_killswitch_and_ledger(
+    tmp_path: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import base64
+    from pathlib import Path
+
+    import aiguard
+    from aiguard.consent.postgres import PostgresConsentStore
+    from aiguard.dsr import PostgresTrainingLedger
+    from aiguard.policy.killswitch_pg import PostgresKillSwitch
+    from aiguard.vault.postgres import PostgresVault
+
+    assert DSN is not None and isinstance(tmp_path, Path)
+    monkeypatch.setenv("AIGUARD_ROOT_KEY", base64.b64encode(ROOT).decode())
+    monkeypatch.setenv("AIGUARD_POSTGRES_DSN", DSN)
+    destination = f"d{uuid.uuid4().hex[:8]}"
+    policy = tmp_path / "aiguard.toml"
+    policy.write_text(
+        f'[destinations.{destination}]\nbase_url = "https://x.example"\napproved = true\n'
+        'purposes = ["model_training"]\n[keys]\nprovider = "env"\nvault = "postgres"\n'
+    )
+    first, second = aiguard.Guard.from_toml(policy), aiguard.Guard.from_toml(policy)
+    assert isinstance(first.vault, PostgresVault)
+    assert isinstance(first.consent, PostgresConsentStore)
+    assert isinstance(first.killswitch, PostgresKillSwitch)
+    assert isinstance(first.dsr.ledger, PostgresTrainingLedger)
+    subject = f"subj-{uuid.uuid4().hex}"
+    first.consent.grant(subject, "model_training")
+    assert second.consent.current(subject, "model_training") is not None
+    first.revoke(destination, "test")
+    assert second.killswitch.revoked(destination) is not None
+    second.reinstate(destination)
+    assert first.killswitch.revoked(destination) is None
+    with first.context(subject=subject, purpose="model_training", use_for_training=True):
+        first.protect("hello", destination=destination)
+    # Without a shared secret each guard has its own digest key: look up by first's.
+    uses = second.dsr.ledger.for_subject(first.digest("subject", "default", subject))
+    assert [u.destination for u in uses] == [destination]
+    first.close()
+    second.close()

@@ -15,6 +15,7 @@ from .classify.structured import DepthLimitExceeded, JsonFinding, detect_json
 from .consent.sqlite import SQLiteConsentStore
 from .consent.store import ConsentRecord, ConsentStore, InMemoryConsentStore
 from .context import CallContext, current_context
+from .dataset import DatasetReport, prepare_dataset
 from .dsr import DataSubjectRights, Principal, ReidentificationDenied
 from .errors import (
     AIGuardError,
@@ -52,6 +53,7 @@ __all__ = [
     "ConsentRequired",
     "ConsentStore",
     "DataSubjectRights",
+    "DatasetReport",
     "Decision",
     "DepthLimitExceeded",
     "DestinationPolicy",
@@ -97,5 +99,6 @@ __all__ = [
     "detect_json",
     "errors",
     "load_policy",
+    "prepare_dataset",
     "verify_file",
 ]

@@ -78,9 +78,6 @@ def _register_dataset(sub: Any) -> None:
         default="auto",
         help="progress bar on stderr (auto: when stderr is a terminal and the input is large)",
     )
-    # `aiguard.cli.main` hands only the commands it knows to `run`; route "dataset"
-    # through one of them until it dispatches on `COMMANDS` (the real command is kept).
-    dataset.set_defaults(command="dsr", ops_command="dataset")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -88,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
     from .errors import AIGuardError
     from .guard import Guard
 
-    if getattr(args, "ops_command", None) == "dataset" or args.command == "dataset":
+    if args.command == "dataset":
         return _dataset(args)
 
     try:

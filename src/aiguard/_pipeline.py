@@ -28,6 +28,7 @@ from .errors import (
     VaultError,
 )
 from .policy.model import Action, DestinationPolicy, Policy
+from .vault.surrogates import SURROGATE_RE, from_surrogate, to_surrogate
 from .vault.tokens import TOKEN_RE, Scope
 
 if TYPE_CHECKING:
@@ -192,6 +193,16 @@ def decide(
                 ),
                 spec.legal_basis,
             )
+        if consent is not None and not _is_grant(consent):
+            # A store answering something other than a grant record (a bug, a schema
+            # mismatch, garbage) is not a yes.
+            return deny(
+                ConsentRequired(
+                    f"the consent store answered {type(consent).__name__}, not a consent "
+                    f"grant; {needs} consent, so the call is refused"
+                ),
+                spec.legal_basis,
+            )
         if consent is None:
             return deny(
                 ConsentRequired(
@@ -202,6 +213,12 @@ def decide(
                 spec.legal_basis,
             )
     return Decision(True, destination, purpose, spec.legal_basis, (), consent)
+
+
+def _is_grant(record: object) -> bool:
+    from .consent.store import ConsentRecord
+
+    return isinstance(record, ConsentRecord) and record.action == "grant"
 
 
 @dataclass
@@ -303,6 +320,9 @@ class Call:
                 # Case variants of a name share a token; the first spelling seen wins.
                 self.issued.setdefault(token, value)
                 replacement = token
+                if kind in self.guard.policy.surrogates:
+                    # Same token, written in the value's shape for prompts that need it.
+                    replacement = to_surrogate(token) or token
         elif action is Action.PSEUDONYMIZE:
             replacement = self.guard.pseudonym(kind, value)
         elif action is Action.MASK:
@@ -349,6 +369,8 @@ class Call:
         """
         from .providers.base import parse_json_text
 
+        if self.guard.policy.surrogates:
+            text = self._surrogates_to_tokens(text)
         inner = parse_json_text(text) if "[" in text or "{" in text else None
         if inner is not None:
             if self.withheld(text):
@@ -363,6 +385,17 @@ class Call:
             return text
         return TOKEN_RE.sub(self._swap, text)
 
+    def _surrogates_to_tokens(self, text: str) -> str:
+        """Realistic surrogates of the scope's tokens back to the tokens they encode."""
+
+        def swap(match: re.Match[str]) -> str:
+            token = from_surrogate(match)
+            if token is not None and self.lookup(token) is not None:
+                return token
+            return match.group(0)
+
+        return SURROGATE_RE.sub(swap, text)
+
     def _swap(self, match: re.Match[str]) -> str:
         token = match.group(0)
         original = self.lookup(token)
@@ -376,12 +409,30 @@ class Call:
     def lookup(self, token: str) -> str | None:
         """The original of a token the caller may see: issued by this call, else in its scope."""
         original = self.issued.get(token)
-        return original if original is not None else self.guard.vault.detokenize(self.scope, token)
+        if original is not None:
+            return original
+        try:
+            return self.guard.vault.detokenize(self.scope, token)
+        except AIGuardError:
+            raise
+        except Exception as exc:  # typed, and never the driver's text (it can quote values)
+            raise VaultError(
+                f"the vault could not restore a token ({type(exc).__name__}); the answer "
+                "was not returned. Check the vault"
+            ) from None
+
+    @property
+    def output_rule_level(self) -> Level:
+        """The lowest level the output rule withholds (the destination's
+        ``output_rule_level``; REGULATED when the call has no destination)."""
+        target = self.guard.policy.destinations.get(self.destination or "")
+        return target.output_rule_level if target is not None else Level.REGULATED
 
     def withheld(self, text: str) -> list[tuple[int, int, str]]:
-        """Spans of ``text`` the output rule withholds: secrets and REGULATED values the
-        call never sent. The scope's tokens and surrogates (pseudonyms, redactions) are
-        recognized first and never count as new values.
+        """Spans of ``text`` the output rule withholds: values at or above
+        `output_rule_level` (secrets and REGULATED ids by default) the call never
+        sent. The scope's tokens and surrogates (pseudonyms, redactions) are recognized
+        first and never count as new values.
         """
         found: list[Finding] = []
         for detector in self.guard.detectors:
@@ -389,9 +440,17 @@ class Call:
         if not found:
             return []
         surrogates = [m.span() for m in _SURROGATE_RE.finditer(text)] if "[" in text else []
+        # Realistic surrogates of the scope's own tokens look like values; they are not.
+        if self.guard.policy.surrogates:
+            surrogates += [
+                m.span()
+                for m in SURROGATE_RE.finditer(text)
+                if (token := from_surrogate(m)) is not None and self.lookup(token) is not None
+            ]
         spans: list[tuple[int, int, str]] = []
+        threshold = self.output_rule_level
         for finding in merge_findings(found):
-            if finding.level < Level.REGULATED:
+            if finding.level < threshold:
                 continue
             start, end = finding.start, finding.end
             if text[start:end] in self.sent_text:

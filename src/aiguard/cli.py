@@ -9,7 +9,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from . import _cli_compliance
+from . import _cli_compliance, _cli_ops
 
 __all__ = ["main"]
 
@@ -45,9 +45,8 @@ def _parser() -> argparse.ArgumentParser:
         help="accept records after the last checkpoint (a log still being written)",
     )
     _cli_compliance.register(sub)
-    from ._cli_ops import register
-
-    register(sub)
+    _cli_ops.register(sub)
+    importlib.import_module("aiguard.gateway.cli").register(sub)  # argparse only; lazy deps
     return parser
 
 
@@ -61,10 +60,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _cli_compliance.run(args)
     if args.command == "verify":
         return _verify(args)
-    if args.command in {"dsr", "keys"}:
-        from ._cli_ops import run
-
-        return run(args)
+    if args.command in _cli_ops.COMMANDS:
+        return _cli_ops.run(args)
+    if args.command == "gateway":
+        return int(importlib.import_module("aiguard.gateway.cli").run(args))
     return 2  # pragma: no cover - argparse rejects unknown commands
 
 

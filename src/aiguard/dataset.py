@@ -214,7 +214,8 @@ def prepare_dataset(
     out_bytes = 0
     partial = out_path.with_name(f".{out_path.name}.{os.getpid()}.partial")
     manifest_file = manifest_path(out_path)
-    fields_found: dict[int, tuple[str, ...]] = {}  # line -> where its subject was
+    # line -> where its subject was, and the value as it was there
+    fields_found: dict[int, tuple[tuple[str, ...], Any]] = {}
 
     def protect_batch(batch: list[tuple[int, str, dict[str, Any]]]) -> list[str]:
         deferred = _Deferred() if batch_vault else None
@@ -245,10 +246,11 @@ def prepare_dataset(
                 continue
             tally.findings.update(f.kind for f in call.findings)
             tally.actions.update(f.action.value for f in call.findings)
+            where, original = fields_found[number]
             if subject_action == "pseudonymize":
-                _set_path(protected, fields_found[number], guard.pseudonym("subject", subject))
+                _set_path(protected, where, guard.pseudonym("subject", subject))
             elif subject_action == "keep":
-                _set_path(protected, fields_found[number], subject)
+                _set_path(protected, where, original)
             lines.append(json.dumps(protected, ensure_ascii=False, separators=(",", ":")))
             subjects[subject] += 1
         if deferred is not None and deferred.requests:
@@ -304,10 +306,10 @@ def prepare_dataset(
                 if verdict is not None:
                     tally.drop(number, verdict, _CONSENT_DETAIL[verdict])
                     continue
+                fields_found[number] = (where, _get_path(parsed, where))
                 _remove_path(parsed, where)
                 for path in drops:
                     _remove_path(parsed, path)
-                fields_found[number] = where
                 batch.append((number, subject, parsed))
                 if len(batch) >= batch_size:
                     out_bytes += _write(writer, out_hash, protect_batch(batch))
@@ -568,7 +570,7 @@ def _remove_path(node: Any, path: Sequence[str]) -> None:
         node.pop(path[-1], None)
 
 
-def _set_path(node: dict[str, Any], path: Sequence[str], value: str) -> None:
+def _set_path(node: dict[str, Any], path: Sequence[str], value: Any) -> None:
     for part in path[:-1]:
         child = node.get(part)
         if not isinstance(child, dict):

@@ -35,6 +35,7 @@ from typing import Any, Protocol
 
 from ._pipeline import usage_of
 from .providers.walk import map_strings
+from .vault.surrogates import restore_surrogates
 from .vault.tokens import MAX_SUFFIX, TOKEN_RE
 
 __all__ = [
@@ -178,16 +179,22 @@ class TokenRestorer:
         return _redact_spans(text, self.rule.withheld(text), self.rule, 0, len(text), 0)
 
     def swap(self, text: str) -> str:
-        """Tokens to originals, nothing else."""
+        """Tokens (and realistic surrogates of them) to originals, nothing else."""
+        text = restore_surrogates(text, self._lookup)
         if "[" not in text:
             return text
         return TOKEN_RE.sub(self._swap, text)
 
     def swap_json(self, text: str) -> str:
-        """Tokens to JSON-escaped originals, nothing else."""
+        """Tokens (and surrogates) to JSON-escaped originals, nothing else."""
+        text = restore_surrogates(text, self._lookup_escaped)
         if "[" not in text:
             return text
         return TOKEN_RE.sub(self._swap_escaped, text)
+
+    def _lookup_escaped(self, token: str) -> str | None:
+        original = self._lookup(token)
+        return None if original is None else json.dumps(original, ensure_ascii=False)[1:-1]
 
     def text(self, text: str) -> str:
         return self.swap(self.redact(text))

@@ -258,6 +258,22 @@ class _Exchange:
                 **{"server.address": self.request.url.host},
             )
 
+    def _restore(self, call: Call, raw: bytes, content_type: str, extra: dict[str, Any]) -> bytes:
+        if not raw:
+            return raw
+        text = _decode(raw)
+        if text is None:
+            return raw
+        if "json" in content_type or text.lstrip()[:1] in ("{", "["):
+            try:
+                body = parse_json_body(raw, "response")
+            except MalformedPayload:
+                return call.restore_text("$", text).encode("utf-8")
+            if isinstance(body, dict):
+                extra.update(usage_of(body))
+            return dump_json(call.restore_json(body, self.adapter))
+        return call.restore_text("$", text).encode("utf-8")
+
     def complete(self, response: Any, raw: bytes) -> Any:
         """Restore the answer and record the event; returns the response for the caller."""
         call = self.call
@@ -265,22 +281,20 @@ class _Exchange:
         call.output_digest = self.guard.digest_bytes(raw) if raw else None
         content_type = response.headers.get("content-type", "")
         extra: dict[str, Any] = {"server.address": self.request.url.host}
-        new_raw = raw
-        if raw:
-            text = _decode(raw)
-            if text is None:
-                new_raw = raw
-            elif "json" in content_type or text.lstrip()[:1] in ("{", "["):
-                try:
-                    body = parse_json_body(raw, "response")
-                except MalformedPayload:
-                    new_raw = call.restore_text("$", text).encode("utf-8")
-                else:
-                    if isinstance(body, dict):
-                        extra.update(usage_of(body))
-                    new_raw = dump_json(call.restore_json(body, self.adapter))
-            else:
-                new_raw = call.restore_text("$", text).encode("utf-8")
+        try:
+            new_raw = self._restore(call, raw, content_type, extra)
+        except AIGuardError as exc:
+            # The model was called: the attempt is recorded even when its answer cannot
+            # be given back (the vault is down), and the caller gets the typed error.
+            self.guard.finish(
+                call,
+                "error",
+                "error",
+                http_status=response.status_code,
+                error=exc.code,
+                **extra,
+            )
+            raise
         ok = 200 <= response.status_code < 300
         self.guard.finish(
             call,

@@ -167,6 +167,10 @@ class DestinationPolicy(_Strict):
     #: Streamed text held back while it could still be a withheld value, at most this
     #: many characters per channel; past it the held text is redacted, never released.
     stream_hold_limit: int = Field(default=8192, ge=256)
+    #: The output rule: values at or above this level that the call never sent are
+    #: redacted in answers. The default withholds secrets and REGULATED ids; "sensitive"
+    #: also withholds contact details and other personal data (the gateway's default).
+    output_rule_level: Level = Level.REGULATED
 
     @field_validator("base_url")
     @classmethod
@@ -175,7 +179,7 @@ class DestinationPolicy(_Strict):
             raise ValueError("must be an absolute http(s) URL such as 'https://api.openai.com/v1'")
         return value.rstrip("/")
 
-    @field_validator("max_raw_level", mode="before")
+    @field_validator("max_raw_level", "output_rule_level", mode="before")
     @classmethod
     def _level(cls, value: Any) -> Any:
         return Level.parse(value) if isinstance(value, str) else value
@@ -388,6 +392,9 @@ class Policy(_Strict):
     database: str | None = None
     #: National-id and phone locale packs the detectors know (None: every registered pack).
     locales: list[str] | None = None
+    #: Kinds sent as realistic surrogates instead of ``[KIND_XXXX]`` placeholders:
+    #: an address in ``aiguard.invalid``, a ``+999`` phone, a Luhn-valid 4000 test card.
+    surrogates: list[Literal["email", "phone", "credit_card"]] = Field(default_factory=list)
     #: Per-kind level overrides, e.g. ``[levels] email = "regulated"``.
     levels: dict[str, Level] = Field(default_factory=dict)
     provenance: ProvenancePolicy | None = None

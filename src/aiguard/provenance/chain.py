@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from ..errors import ProvenanceError
-from .canonical import canonical_bytes
+from .canonical import _encoder, canonical_bytes
 from .checkpoint import MerkleFrontier, Signer
 from .events import SCHEMA
 
@@ -56,20 +56,34 @@ def leaf_digest(canonical_without_digest: bytes) -> str:
 _DIGEST_SUFFIX_LEN = len(',"digest":"') + 64 + len('"}')
 
 
-def seal_document(document: Mapping[str, Any], seq: int, prev: str) -> EventRecord:
+def seal_document(
+    document: Mapping[str, Any], seq: int, prev: str, *, checked: bool = False
+) -> EventRecord:
     """Place a document at ``seq`` after ``prev``: the record and its exact line.
 
     The line is the RFC 8785 bytes that were hashed with the digest appended as the
     last member: ``{...canonical body...,"digest":"<hex>"}``. So the hashed bytes are
     the line without that member, recoverable exactly, and encoding happens once.
+    ``checked`` skips the domain check for documents built only from strings, integers
+    in range, booleans and None (aiguard's own events), where it cannot fail.
     """
     body = {key: value for key, value in document.items() if key != "digest"}
+    return _seal_in_place(body, seq, prev, checked)
+
+
+def _seal_in_place(body: dict[str, Any], seq: int, prev: str, checked: bool) -> EventRecord:
+    # The log owns the documents it prepared, so it seals them without copying.
+    body.pop("digest", None)
     body["seq"] = seq
     body["prev"] = prev
-    hashed = canonical_bytes(body)
+    hashed = _encode_trusted(body) if checked else canonical_bytes(body)
     digest = leaf_digest(hashed)
     body["digest"] = digest
     return EventRecord(body, hashed[:-1] + b',"digest":"' + digest.encode() + b'"}')
+
+
+def _encode_trusted(body: dict[str, Any]) -> bytes:
+    return _encoder.encode(body).encode("utf-8")
 
 
 def hashed_bytes(line: bytes) -> bytes | None:
@@ -240,6 +254,9 @@ class _SinkState:
 
 
 _STOP = object()
+#: Marks a document as built by aiguard itself; a non-string key, so it can never come
+#: from JSON or collide with a field, and it is removed before sealing.
+_TRUSTED: Any = object()
 
 
 class ProvenanceLog:
@@ -288,6 +305,8 @@ class ProvenanceLog:
         if len(sequencers) > 1:
             raise ValueError("a log can have at most one sequencing (shared) sink")
         self._sequencer = sequencers[0] if sequencers else None
+        #: Set while the shared sink's last append failed; `check` probes it again.
+        self._sequencer_error: str | None = None
         if self._sequencer is not None and signer is not None:
             raise ValueError(
                 "signed checkpoints need one writer per chain; a shared (sequencing) sink "
@@ -313,6 +332,8 @@ class ProvenanceLog:
         self._queue: deque[Any] | None = None
         self._queue_size = queue_size
         self._wakeup = threading.Condition()
+        self._writer_idle = False
+        self._producers_waiting = 0
         self._written = threading.Condition()
         self._thread: threading.Thread | None = None
         for sink in self.sinks:
@@ -418,15 +439,19 @@ class ProvenanceLog:
         document["time"] = rfc3339_now()
         return document
 
-    def append(self, fields: Mapping[str, Any]) -> Receipt:
+    def append(self, fields: Mapping[str, Any], *, trusted: bool = False) -> Receipt:
         """Chain ``fields`` as the next record; the receipt tells when it is written.
 
         A synchronous log raises `ProvenanceError` at once when a required sink did not
         take the record (it stays in that sink's backlog and is delivered later).
+        ``trusted`` is for aiguard's own events, whose values are strings, safe integers,
+        booleans and None by construction: they skip the canonical-domain check.
         """
         if self._closed:
             raise ProvenanceError(f"provenance log {self.name!r} is closed")
         document = self._prepare(fields)
+        if trusted:
+            document[_TRUSTED] = True
         if self._queue is not None:
             receipt = Receipt(self._written)
             self._enqueue((document, receipt))
@@ -449,9 +474,15 @@ class ProvenanceLog:
                         f"the provenance queue of log {self.name!r} is full; the call fails "
                         "closed (when_full='fail'). A sink is slow or down."
                     )
-                self._wakeup.wait_for(lambda: len(self._queue or ()) < self._queue_size)
+                self._producers_waiting += 1
+                try:
+                    self._wakeup.wait_for(lambda: len(self._queue or ()) < self._queue_size)
+                finally:
+                    self._producers_waiting -= 1
             self._queue.append(item)
-            self._wakeup.notify_all()
+            if self._writer_idle:
+                # Waking the writer costs a context switch; only pay it when it sleeps.
+                self._wakeup.notify_all()
 
     def check(self) -> None:
         """Raise `ProvenanceError` while a required sink has records it has not taken."""
@@ -462,6 +493,17 @@ class ProvenanceLog:
                 for state in self._states:
                     self._drain(state)
             error = self._required_failure()
+        if error is None and self._sequencer_error is not None:
+            # A shared (sequencing) sink keeps no backlog: the record of a failed append
+            # was never sealed. Probe it; while it is down, refuse before sending.
+            probe = getattr(self._sequencer, "head", None)
+            try:
+                if callable(probe):
+                    probe()
+            except Exception as exc:
+                error = f"the shared provenance sink is unreachable ({type(exc).__name__})."
+            else:
+                self._sequencer_error = None
         if error is not None:
             raise ProvenanceError(error + " New calls are refused until it recovers.")
 
@@ -481,21 +523,30 @@ class ProvenanceLog:
         return None
 
     def _seal(self, document: dict[str, Any], seq: int, prev: str) -> EventRecord:
-        return seal_document(document, seq, prev)
+        checked = document.pop(_TRUSTED, False) is True
+        return _seal_in_place(document, seq, prev, checked)
 
     def _write(self, documents: list[dict[str, Any]]) -> list[EventRecord]:
         """Seal, deliver, and checkpoint when due. Caller holds the lock (or is the writer)."""
         if self._sequencer is not None:
-            records = self._sequencer.append_unsealed(self.name, documents, self._seal)
+            try:
+                records = self._sequencer.append_unsealed(self.name, documents, self._seal)
+            except Exception as exc:
+                # Remembered so that `check` refuses new calls before they are sent.
+                self._sequencer_error = f"{type(exc).__name__}: {exc}"
+                raise
+            self._sequencer_error = None
             if records:
                 self._seq, self._prev = records[-1].seq, records[-1].digest
             self._deliver(records, skip=self._sequencer)
             return records
         records = []
+        signer = self.signer
         for document in documents:
             record = self._seal(document, self._seq + 1, self._prev)
             self._seq, self._prev = record.seq, record.digest
-            self._frontier.append(bytes.fromhex(record.digest))
+            if signer is not None:
+                self._frontier.append(bytes.fromhex(record.digest))
             self._since_checkpoint += 1
             records.append(record)
         self._deliver(records)
@@ -585,9 +636,12 @@ class ProvenanceLog:
                 timeout = max(0.0, min(timeout, due))
             with self._wakeup:
                 if not pending:
+                    self._writer_idle = True
                     self._wakeup.wait(timeout)
+                    self._writer_idle = False
                 items = [pending.popleft() for _ in range(min(len(pending), self._batch_size))]
-                self._wakeup.notify_all()  # producers blocked on a full queue
+                if self._producers_waiting:
+                    self._wakeup.notify_all()  # producers blocked on a full queue
             batch: list[tuple[dict[str, Any], Receipt]] = []
             markers: list[threading.Event] = []
             stop = False

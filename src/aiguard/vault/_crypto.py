@@ -13,7 +13,7 @@ import os
 import struct
 import unicodedata
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from cryptography.hazmat.primitives.ciphers import aead
 
@@ -43,9 +43,10 @@ class VaultKeys:
     """Secrets of one vault key version: data encryption, blind index and token keys."""
 
     version: int
-    data_key: bytes
-    index_key: bytes
-    token_key: bytes
+    # Never in a repr (a log line, a traceback's locals, an error tracker).
+    data_key: bytes = field(repr=False)
+    index_key: bytes = field(repr=False)
+    token_key: bytes = field(repr=False)
 
     @classmethod
     def generate(cls, version: int = 1) -> VaultKeys:

@@ -1,0 +1,192 @@
+"""``aiguard gateway``: serve the gateway with uvicorn.
+
+`register` only touches argparse, so ``aiguard demo`` and friends work without the
+``gateway`` extra; `run` reports a missing extra before importing it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import sys
+from pathlib import Path
+from types import FrameType
+from typing import IO, TYPE_CHECKING, Any
+
+from .config import DEFAULT_DESTINATION, GatewayConfig, default_policy, hash_key, load_config
+
+if TYPE_CHECKING:
+    from ..guard import Guard
+
+__all__ = ["build_guard", "register", "run"]
+
+
+def register(sub: Any) -> None:
+    """Add the ``gateway`` subcommand to the ``aiguard`` parser."""
+    parser = sub.add_parser(
+        "gateway",
+        help="serve an OpenAI-compatible proxy that protects every call",
+        description="Serve an OpenAI-compatible proxy in front of --upstream: every request "
+        "is decided, minimized (values tokenized) and recorded; answers are restored. "
+        "The upstream API key is read from the environment (AIGUARD_UPSTREAM_API_KEY by "
+        "default), never from the command line.",
+    )
+    parser.add_argument(
+        "--upstream", metavar="URL", help="base URL, e.g. https://api.openai.com/v1"
+    )
+    parser.add_argument("--host", help="address to listen on (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, help="port to listen on (default 8080)")
+    parser.add_argument(
+        "--policy", metavar="FILE", help="aiguard.toml (default: the safe default policy)"
+    )
+    parser.add_argument("--config", metavar="FILE", help="gateway.toml: API keys, limits, timeouts")
+    parser.add_argument(
+        "--hash-key",
+        action="store_true",
+        help="read a gateway API key on stdin and print the sha256 to put in gateway.toml",
+    )
+
+
+def _missing_extra() -> list[str]:
+    return [
+        name
+        for name in ("starlette", "uvicorn", "prometheus_client")
+        if importlib.util.find_spec(name) is None
+    ]
+
+
+def build_guard(config: GatewayConfig, cwd: Path | None = None) -> tuple[Guard, list[str]]:
+    """The guard the gateway runs, and what to say about it at start-up.
+
+    With a policy file: `Guard.from_toml`, with provenance in the working directory when
+    the policy sets none. Without one: `default_policy` and a JSONL chain in the working
+    directory, written by a background writer off the event loop.
+    """
+    from ..guard import Guard
+    from ..policy.loader import load_policy
+    from ..provenance.chain import ProvenanceLog
+    from ..provenance.sinks import JsonlSink
+
+    where = (cwd or Path.cwd()) / config.provenance
+    notes: list[str] = []
+    if config.policy is not None:
+        policy = load_policy(config.policy)
+        overrides: dict[str, Any] = {}
+        if policy.provenance is None:
+            overrides["log"] = ProvenanceLog(
+                "aiguard-gateway", [JsonlSink(where, fsync="interval")], background=True
+            )
+            notes.append(f"the policy sets no [provenance]; events go to {where}")
+        guard = Guard.from_toml(config.policy, **overrides)
+        notes.insert(0, f"policy {config.policy}")
+        return guard, notes
+    if config.upstream is None:
+        raise ValueError("--upstream URL is required without a policy naming the upstream")
+    log = ProvenanceLog("aiguard-gateway", [JsonlSink(where, fsync="interval")], background=True)
+    guard = Guard(default_policy(config.upstream), log=log)
+    notes += [
+        "no --policy given: running the safe default policy",
+        f"  destination {DEFAULT_DESTINATION!r} = {config.upstream}, approved for purpose "
+        "'inference' only",
+        "  personal data and secrets (every kind above 'internal') are tokenized on the way "
+        "out and restored in answers",
+        "  personal data and secrets in an answer that were never sent are redacted "
+        "(output_rule_level = 'sensitive')",
+        f"  provenance: {where}",
+        "  the vault is in memory: tokens restore within this process's lifetime",
+    ]
+    return guard, notes
+
+
+def run(args: argparse.Namespace, out: IO[str] | None = None) -> int:
+    """Run the server until SIGINT / SIGTERM; 2 on a configuration error."""
+    err = out or sys.stderr
+    if args.hash_key:
+        key = sys.stdin.readline().strip()
+        if not key:
+            print("aiguard gateway: no key on stdin", file=err)
+            return 2
+        print(hash_key(key))
+        return 0
+    missing = _missing_extra()
+    if missing:
+        print(
+            f"aiguard gateway: {', '.join(missing)} not installed; "
+            "install the extra: pip install 'aiguard[gateway]'",
+            file=err,
+        )
+        return 2
+    from ..errors import AIGuardError
+
+    overrides = {
+        "upstream": args.upstream,
+        "host": args.host,
+        "port": args.port,
+        "policy": str(Path(args.policy).resolve()) if args.policy else None,
+    }
+    try:
+        if args.config:
+            config = load_config(args.config, **overrides)
+        else:
+            config = GatewayConfig(**{k: v for k, v in overrides.items() if v is not None})
+        guard, notes = build_guard(config)
+    except (AIGuardError, ValueError, OSError) as exc:
+        print(f"aiguard gateway: {getattr(exc, 'message', exc)}", file=err)
+        return 2
+    if not config.keys and not config.anonymous_allowed():
+        print(
+            f"aiguard gateway: no API keys configured and {config.host} is not a loopback "
+            "address; add [[keys]] to gateway.toml (or allow_anonymous = true)",
+            file=err,
+        )
+        guard.close()
+        return 2
+    from .app import create_app
+
+    try:
+        app = create_app(guard, config, owns_guard=True)
+    except ValueError as exc:
+        print(f"aiguard gateway: {exc}", file=err)
+        guard.close()
+        return 2
+    gateway = app.state.gateway
+    for note in notes:
+        print(f"aiguard gateway: {note}", file=err)
+    callers = (
+        f"{len(config.keys)} API key(s)"
+        if config.keys
+        else "no API keys: any caller on this loopback address"
+    )
+    print(
+        f"aiguard gateway: http://{config.host}:{config.port}/v1 -> {gateway.upstream} "
+        f"(destination {gateway.destination!r}); callers: {callers}; upstream key from "
+        f"${config.upstream_key_env}: {'set' if gateway.upstream_key else 'not set'}",
+        file=err,
+    )
+    return _serve(app, config)
+
+
+def _serve(app: Any, config: GatewayConfig) -> int:
+    import uvicorn
+
+    gateway = app.state.gateway
+
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+            # Refuse new calls at once; uvicorn then waits for streams in flight
+            # (timeout_graceful_shutdown) before the lifespan closes the sinks.
+            gateway.draining = True
+            super().handle_exit(sig, frame)
+
+    server = Server(
+        uvicorn.Config(
+            app,
+            host=config.host,
+            port=config.port,
+            lifespan="on",
+            timeout_graceful_shutdown=int(config.drain_seconds) or None,
+            log_level="info",
+        )
+    )
+    server.run()
+    return 0
