@@ -1,15 +1,20 @@
 """What the guard adds to one call: protect + restore + one chained event.
 
-Run: python benchmarks/bench_call.py
+Run: python benchmarks/bench_call.py [--json]
 Prints microseconds per operation (median of repeated batches) for
   - detection alone on a typical support message,
   - Guard.protect on the message (decision, detection, tokenization, event),
   - a full OpenAI-SDK chat call through the guard's transport against the fake model,
     minus the same SDK call straight to the fake (the guard's added cost).
+With ``--json`` the table goes to stderr and stdout gets the figures as one JSON object
+(what benchmarks/run_all.py reads).
 """
 
 from __future__ import annotations
 
+import argparse
+import contextlib
+import json
 import statistics
 import sys
 import time
@@ -35,7 +40,21 @@ def per_op_us(fn: Callable[[], object], batch: int, rounds: int = 7) -> float:
     return statistics.median(samples)
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--json", action="store_true", help="figures as JSON on stdout")
+    args = parser.parse_args(argv)
+    if not args.json:
+        measure()
+        return 0
+    with contextlib.redirect_stdout(sys.stderr):
+        figures = measure()
+    print(json.dumps(figures))
+    return 0
+
+
+def measure() -> dict[str, float]:
+    """Run the benchmark, print its table and return the figures (µs per operation)."""
     policy = aiguard.policy.parse_policy(
         '[destinations.openai]\nbase_url = "https://api.openai.com/v1"\napproved = true\n'
         'purposes = ["inference"]\n[[patterns]]\nkind = "account"\nlevel = "sensitive"\n'
@@ -98,7 +117,8 @@ def main() -> int:
     print(f"{'operation'.ljust(width)}  µs/op")
     for name, value in rows:
         print(f"{name.ljust(width)}  {value:8.1f}")
-    return 0
+    keys = ("detect_us", "protect_us", "sdk_guarded_us", "sdk_plain_us", "added_us")
+    return dict(zip(keys, (value for _, value in rows), strict=False))
 
 
 if __name__ == "__main__":

@@ -3,12 +3,19 @@
 Run: ``python benchmarks/bench_streaming.py``. The upstream is a local mock that makes
 its events lazily, so the peak memory shown is what the guard itself keeps; with a
 constant peak across answer sizes, memory does not grow with the answer.
+
+``--size-kb N`` sets the answer size of the per-chunk table (default 1024, the 1 MB
+answer); ``--json`` sends the tables to stderr and prints the figures as one JSON
+object on stdout (what benchmarks/run_all.py reads).
 """
 
 from __future__ import annotations
 
+import argparse
+import contextlib
 import gc
 import json
+import sys
 import time
 import tracemalloc
 from collections.abc import Iterator
@@ -142,26 +149,55 @@ def peak(size: int, chars: int) -> int:
     return top
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size-kb", type=int, default=1024, help="answer size per-chunk table")
+    parser.add_argument("--json", action="store_true", help="figures as JSON on stdout")
+    args = parser.parse_args(argv)
+    if not args.json:
+        measure(args.size_kb * 1024)
+        return
+    with contextlib.redirect_stdout(sys.stderr):
+        figures = measure(args.size_kb * 1024)
+    print(json.dumps(figures))
+
+
+def measure(answer: int = 1 << 20) -> dict[str, Any]:
+    """Run the benchmark, print its tables and return the figures."""
     mb = 1 << 20
-    print("Added cost per chunk, 1 MB streamed answer (sync client, mock upstream)")
+    figures: dict[str, Any] = {"answer_bytes": answer, "per_chunk": {}, "peak_bytes": {}}
+    size = "1 MB" if answer == mb else f"{answer // 1024} KB"
+    print(f"Added cost per chunk, {size} streamed answer (sync client, mock upstream)")
     print(
         f"{'chars/event':>11} {'events':>8} {'plain us/chunk':>15} {'guarded us/chunk':>17}"
         f" {'added us/chunk':>15} {'core us/chunk':>14} {'core+rule':>10} {'tool+rule':>10}"
     )
     for chars in (4, 16, 64):
-        plain, n = min(timed(mb, chars, False) for _ in range(2))
-        guarded, _ = min(timed(mb, chars, True) for _ in range(2))
+        plain, n = min(timed(answer, chars, False) for _ in range(2))
+        guarded, _ = min(timed(answer, chars, True) for _ in range(2))
+        row = {
+            "events": n,
+            "plain_us": plain / n * 1e6,
+            "guarded_us": guarded / n * 1e6,
+            "added_us": (guarded - plain) / n * 1e6,
+            "core_us": core_cost(answer, chars),
+            "core_rule_us": core_cost(answer, chars, rule=True),
+            "tool_rule_us": tool_core_cost(answer, chars),
+        }
+        figures["per_chunk"][str(chars)] = row
         print(
-            f"{chars:>11} {n:>8} {plain / n * 1e6:>15.2f} {guarded / n * 1e6:>17.2f}"
-            f" {(guarded - plain) / n * 1e6:>15.2f} {core_cost(mb, chars):>14.2f}"
-            f" {core_cost(mb, chars, rule=True):>10.2f} {tool_core_cost(mb, chars):>10.2f}"
+            f"{chars:>11} {n:>8} {row['plain_us']:>15.2f} {row['guarded_us']:>17.2f}"
+            f" {row['added_us']:>15.2f} {row['core_us']:>14.2f}"
+            f" {row['core_rule_us']:>10.2f} {row['tool_rule_us']:>10.2f}"
         )
     print()
     print("Peak traced memory while streaming (guarded client, 16 chars/event)")
     print(f"{'answer':>8} {'peak KiB':>9}")
     for size in (mb // 4, mb, 4 * mb):
-        print(f"{size // 1024:>6}KB {peak(size, 16) / 1024:>9.1f}")
+        top = peak(size, 16)
+        figures["peak_bytes"][str(size)] = top
+        print(f"{size // 1024:>6}KB {top / 1024:>9.1f}")
+    return figures
 
 
 if __name__ == "__main__":

@@ -4,13 +4,19 @@ Targets (issue 6): existing values >= 100,000/s (memory, SQLite cache); new valu
 >= 20,000/s into SQLite with batched transactions, >= 5,000/s into PostgreSQL from one
 client and more with 4; restoring 20 same-call tokens < 20 µs, 20 earlier-turn tokens
 from the vault < 200 µs warm.
+
+With ``--json`` the table goes to stderr and stdout gets the figures as one JSON object
+keyed by stable names (what benchmarks/run_all.py reads).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
 import multiprocessing
 import os
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -23,22 +29,26 @@ from aiguard.vault import InMemoryVault, Scope, SQLiteVault
 SCOPE = Scope("acme", "conv-1")
 BATCH = 1_000
 PG_ROOT = b"r" * 32  # the tests' root key: a database holds one root
+#: Every figure printed, by a stable name (for ``--json``).
+FIGURES: dict[str, float] = {}
 
 
-def rate(label: str, n: int, work: Callable[[], Any]) -> float:
+def rate(label: str, n: int, work: Callable[[], Any], key: str | None = None) -> float:
     start = time.perf_counter()
     work()
     per_second = n / (time.perf_counter() - start)
     print(f"{label:<56} {per_second:>12,.0f} /s")
+    FIGURES[key or label] = per_second
     return per_second
 
 
-def micros(label: str, reps: int, work: Callable[[], Any]) -> float:
+def micros(label: str, reps: int, work: Callable[[], Any], key: str | None = None) -> float:
     start = time.perf_counter()
     for _ in range(reps):
         work()
     each = (time.perf_counter() - start) / reps * 1e6
     print(f"{label:<56} {each:>12,.1f} µs")
+    FIGURES[key or label] = each
     return each
 
 
@@ -55,10 +65,11 @@ def restore_twenty(vault: Any, values: Sequence[str]) -> None:
             vault.detokenize(SCOPE, token)
 
     restore()  # warm: connection, statements, data keys
-    micros(f"{type(vault).__name__}: restore 20 earlier-turn tokens (warm)", 500, restore)
+    name = type(vault).__name__
+    micros(f"{name}: restore 20 earlier-turn tokens (warm)", 500, restore, f"{name}.restore20_us")
     ttl = vault.restore_cache_ttl
     vault.restore_cache_ttl = 0
-    micros(f"{type(vault).__name__}:   the same, restore cache off", 500, restore)
+    micros(f"{name}:   the same, restore cache off", 500, restore, f"{name}.restore20_nocache_us")
     vault.restore_cache_ttl = ttl
 
 
@@ -86,16 +97,19 @@ def postgres(dsn: str, values: Sequence[str], n: int) -> None:
         f"postgres: new values, one client, one at a time (n={m})",
         m,
         lambda: [pg.tokenize(Scope(run + "-a"), "email", v, "s") for v in values[:m]],
+        "postgres.new_single_per_s",
     )
     rate(
         f"postgres: new values, one client, batches of {BATCH} (n={n})",
         n,
         lambda: batched(pg, Scope(run + "-b"), values),
+        "postgres.new_batched_per_s",
     )
     rate(
         "postgres: existing values (in-process cache)",
         n,
         lambda: batched(pg, Scope(run + "-b"), values),
+        "postgres.existing_per_s",
     )
     pg.close()
     clients = 4
@@ -108,25 +122,41 @@ def postgres(dsn: str, values: Sequence[str], n: int) -> None:
         with context.Pool(clients) as pool:
             elapsed = pool.map(_pg_client, jobs)
     total = clients * len(values) / max(elapsed)
-    print(
-        f"{f'postgres: new values, {clients} clients, batches of {BATCH} (n={clients}x{n})':<56} {total:>12,.0f} /s"
-    )
+    label = f"postgres: new values, {clients} clients, batches of {BATCH} (n={clients}x{n})"
+    print(f"{label:<56} {total:>12,.0f} /s")
+    FIGURES[f"postgres.new_batched_{clients}_clients_per_s"] = total
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--postgres", default=os.environ.get("AIGUARD_TEST_POSTGRES_DSN"))
     parser.add_argument("-n", type=int, default=20_000)
+    parser.add_argument("--json", action="store_true", help="figures as JSON on stdout")
     args = parser.parse_args()
+    if not args.json:
+        measure(args)
+        return
+    with contextlib.redirect_stdout(sys.stderr):
+        measure(args)
+    print(json.dumps(FIGURES))
+
+
+def measure(args: argparse.Namespace) -> None:
     n = args.n
     root = SecretKeyProvider(os.urandom(32))
     values = [f"user{i}@example.com" for i in range(n)]
     memory = InMemoryVault(root)
-    rate("memory: new values", n, lambda: [memory.tokenize(SCOPE, "email", v, "s") for v in values])
+    rate(
+        "memory: new values",
+        n,
+        lambda: [memory.tokenize(SCOPE, "email", v, "s") for v in values],
+        "memory.new_per_s",
+    )
     rate(
         "memory: existing values",
         n,
         lambda: [memory.tokenize(SCOPE, "email", v, "s") for v in values],
+        "memory.existing_per_s",
     )
     restore_twenty(memory, values)
     with tempfile.TemporaryDirectory() as tmp:
@@ -136,16 +166,19 @@ def main() -> None:
             f"sqlite: new values, one transaction each (n={m})",
             m,
             lambda: [vault.tokenize(Scope("one"), "email", v, "s") for v in values[:m]],
+            "sqlite.new_single_per_s",
         )
         rate(
             f"sqlite: new values, batches of {BATCH} (n={n})",
             n,
             lambda: batched(vault, SCOPE, values),
+            "sqlite.new_batched_per_s",
         )
         rate(
             "sqlite: existing values (in-process cache)",
             n * 5,
             lambda: [vault.tokenize(SCOPE, "email", v, "s") for _ in range(5) for v in values],
+            "sqlite.existing_per_s",
         )
         restore_twenty(vault, values)
         tokens = [vault.tokenize(SCOPE, "email", v, "s") for v in values[:20]]
@@ -154,6 +187,7 @@ def main() -> None:
             "same call: 20 tokens from the call's own mapping",
             5_000,
             lambda: [issued.get(t) for t in tokens],
+            "same_call.restore20_us",
         )
         vault.close()
     if args.postgres:

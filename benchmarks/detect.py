@@ -1,6 +1,6 @@
 """Detection quality and speed on a generated labelled corpus (see corpus.py).
 
-    python benchmarks/detect.py [--texts 2000] [--repeat 5] [--kind-table]
+    python benchmarks/detect.py [--texts 2000] [--repeat 5] [--kind-table] [--json]
 
 Reports, per density (dense: a value or distractor every ~200 characters; sparse:
 about one per kilobyte): per-kind precision, recall and F1 (a finding matches a label
@@ -8,12 +8,15 @@ of the same kind when their spans overlap), the share of distractors any finding
 touched, throughput in MB/s (characters of text per second, best of --repeat runs, one
 core), and the median and p99 time per text in microseconds. When Presidio or
 pii-anon import in this interpreter, they run on the same texts and the ratio is
-printed; they are not installed by default.
+printed; they are not installed by default. With ``--json`` the report goes to stderr
+and stdout gets the figures as one JSON object (what benchmarks/run_all.py reads).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
 import statistics
 import sys
 import time
@@ -142,9 +145,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--seed", type=int, default=20240501)
     parser.add_argument("--distractor-table", action="store_true")
+    parser.add_argument("--json", action="store_true", help="figures as JSON on stdout")
     args = parser.parse_args(argv)
+    if not args.json:
+        measure(args)
+        return 0
+    with contextlib.redirect_stdout(sys.stderr):
+        figures = measure(args)
+    print(json.dumps(figures))
+    return 0
+
+
+def measure(args: argparse.Namespace) -> dict[str, object]:
+    """Run the benchmark, print its report and return the figures."""
+    figures: dict[str, object] = {"texts": args.texts, "repeat": args.repeat}
     detect = aiguard_detect()
     peers = _peers()
+    figures["peers"] = sorted(peers)
     for density in ("dense", "sparse"):
         texts = generate(args.seed, density, args.texts)
         chars = sum(len(t.text) for t in texts)
@@ -158,25 +175,41 @@ def main(argv: list[str] | None = None) -> int:
         )
         print("| kind | values | found | precision | recall | F1 |")
         print("| --- | ---: | ---: | ---: | ---: | ---: |")
+        kinds: dict[str, dict[str, float]] = {}
         for kind in sorted(per_kind):
             c = per_kind[kind]
             p = c["tp_precision"] / c["found"] if c["found"] else float("nan")
             r = c["tp_recall"] / c["labels"] if c["labels"] else float("nan")
             f1 = 2 * p * r / (p + r) if p + r else 0.0
             print(f"| {kind} | {c['labels']} | {c['found']} | {p:.3f} | {r:.3f} | {f1:.3f} |")
+            kinds[kind] = {"labels": c["labels"], "found": c["found"], "precision": p, "recall": r}
         print(f"\ndistractor hit rate: {dhit:.2%}")
         if args.distractor_table and hits_by_type:
             print(
                 "distractors hit: " + ", ".join(f"{k}={n}" for k, n in hits_by_type.most_common())
             )
         print(f"aiguard: {mbs:.1f} MB/s, median {median:.0f} µs/text, p99 {p99:.0f} µs/text")
+        found = {
+            "texts": len(texts),
+            "mb": chars / 1e6,
+            "labels": labels,
+            "distractors": distractors,
+            "distractor_hit_rate": dhit,
+            "mb_per_s": mbs,
+            "median_us": median,
+            "p99_us": p99,
+            "kinds": kinds,
+            "peers": {},
+        }
         for name, peer in peers.items():
             pmbs, pmed, pp99 = timing(texts[: max(50, len(texts) // 20)], peer, 1)
             print(
                 f"{name}: {pmbs:.2f} MB/s, median {pmed:.0f} µs/text, p99 {pp99:.0f} µs/text "
                 f"(aiguard is {mbs / pmbs:.0f}x faster)"
             )
-    return 0
+            found["peers"][name] = {"mb_per_s": pmbs, "median_us": pmed, "p99_us": pp99}
+        figures[density] = found
+    return figures
 
 
 if __name__ == "__main__":

@@ -203,3 +203,28 @@ class TestLive:
         assert [e["alert"]["rule"] for e in sink.events if e["type"] == "alert"] == [
             "after_kill_switch"
         ]
+
+
+def test_reidentification_alert_fires_on_live_detokenize_calls() -> None:
+    """Audited detokenization feeds the alert rules like calls do."""
+    import aiguard
+    from aiguard.policy import parse_policy
+    from aiguard.testing import InMemorySink, assert_chain_valid
+
+    policy = parse_policy(
+        '[destinations.openai]\nbase_url = "https://api.openai.com/v1"\napproved = true\n'
+        'purposes = ["inference"]\n[alerts.reidentification]\nmax_values = 3\n'
+        "window_seconds = 3600\n"
+    )
+    sink = InMemorySink()
+    guard = aiguard.Guard(policy, sinks=[sink])
+    ctx = aiguard.CallContext(subject="s", tenant="acme", purpose="inference", destination="openai")
+    protected = guard.protect("a@example.com b@example.com c@example.com d@example.com", ctx)
+    analyst = aiguard.Principal("analyst-1", frozenset({"aiguard:detokenize"}))
+    restored = guard.detokenize(
+        protected.payload, principal=analyst, reason="ticket 9", tenant="acme"
+    )
+    assert "d@example.com" in restored
+    alerts = [e for e in sink.events if e["type"] == "alert"]
+    assert len(alerts) == 1 and "analyst-1" in str(alerts[0])
+    assert_chain_valid(sink)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -192,3 +193,48 @@ class TestContextInTasks:
         inside, outside = asyncio.run(main())
         assert inside == ["cust-1", "cust-1", "cust-1", "cust-2"]
         assert outside is None
+
+
+def test_blocking_stores_run_off_the_event_loop(tmp_path: Path) -> None:
+    """With an SQLite vault, the async client protects and restores in a worker thread."""
+    import threading
+
+    import openai
+
+    import aiguard
+    from aiguard.testing import FakeModel, assert_no_raw_values
+
+    (tmp_path / "aiguard.toml").write_text(
+        'database = "aiguard.db"\n[destinations.openai]\nbase_url = "https://api.openai.com/v1"\n'
+        'approved = true\npurposes = ["inference"]\n'
+    )
+    guard = aiguard.Guard.from_toml(tmp_path / "aiguard.toml")
+    assert guard.stores_block
+    threads: list[threading.Thread] = []
+    inner = guard.vault.tokenize
+
+    def spy(*args: object, **kwargs: object) -> str:
+        threads.append(threading.current_thread())
+        return inner(*args, **kwargs)  # type: ignore[arg-type]
+
+    guard.vault.tokenize = spy  # type: ignore[method-assign]
+    fake = FakeModel()
+
+    async def run() -> str:
+        client = openai.AsyncOpenAI(
+            http_client=guard.async_http_client(transport=fake.transport),
+            base_url="https://api.openai.com/v1",
+            api_key="k",
+            max_retries=0,
+        )
+        async with guard.context(subject="s", tenant="acme", purpose="inference"):
+            reply = await client.chat.completions.create(
+                model="gpt-4o", messages=[{"role": "user", "content": "mail jane@example.com"}]
+            )
+        return reply.choices[0].message.content or ""
+
+    loop_thread = threading.current_thread()
+    assert asyncio.run(run()) == "Echo: mail jane@example.com"
+    assert threads and all(t is not loop_thread for t in threads)
+    assert_no_raw_values(fake, ["jane@example.com"])
+    guard.close()

@@ -208,3 +208,20 @@ def test_tampered_wrapped_key_and_legacy_keys(tmp_path: Path) -> None:
     with pytest.raises(aiguard.VaultError) as info:
         reopened.detokenize(Scope("acme"), token)
     assert JANE not in str(info.value)
+
+
+def test_vault_entries_expire_with_the_longest_destination_retention(tmp_path: Path) -> None:
+    """Retention comes from the policy's destinations unless the vault sets its own."""
+    from datetime import timedelta
+
+    import aiguard
+    from aiguard.policy import parse_policy
+
+    policy = parse_policy(
+        '[destinations.a]\nbase_url = "https://a.test/v1"\napproved = true\n'
+        'purposes = ["inference"]\nretention_days = 30\n'
+        '[destinations.b]\nbase_url = "https://b.test/v1"\napproved = true\n'
+        'purposes = ["inference"]\nretention_days = 90\n'
+    )
+    guard = aiguard.Guard(policy)
+    assert guard.vault.retention == timedelta(days=90)  # type: ignore[attr-defined]

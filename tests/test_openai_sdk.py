@@ -346,3 +346,16 @@ class TestPolicyOutcomes:
         assert len(fake.requests) == 1
         assert sink.calls()[0]["reasons"][0].startswith("monitor: ")
         assert_no_raw_values(fake, [RAW["email"], RAW["card"], RAW["ssn"]])
+
+
+def test_unsent_personal_data_below_the_output_rule_is_flagged(
+    guard: aiguard.Guard, sink: InMemorySink, make_client: Callable[..., Any]
+) -> None:
+    """An answer naming an address the caller never sent keeps it, and the event says so."""
+    chatty = FakeModel("Also ask bob.other@example.org, and mail it twice: bob.other@example.org")
+    with guard.context(subject="a", tenant="acme", purpose="inference"):
+        reply = chat(make_client(chatty), "hello")
+    assert "bob.other@example.org" in reply.choices[0].message.content
+    event = sink.calls()[-1]
+    assert event["unsent_findings"] == {"email": 1}
+    assert "leaks" not in event or event["leaks"] == {}

@@ -245,6 +245,9 @@ class Call:
     _detectors: Sequence[Detector] | None = None
     #: Hashes of withheld values already counted (see `record_leak`).
     _leaked: set[bytes] = field(default_factory=set, repr=False)
+    #: Values below the output rule's level that the answer holds and the call never sent.
+    unsent: Counter[str] = field(default_factory=Counter)
+    _flagged: set[bytes] = field(default_factory=set, repr=False)
 
     @property
     def scope(self) -> Scope:
@@ -450,15 +453,24 @@ class Call:
         spans: list[tuple[int, int, str]] = []
         threshold = self.output_rule_level
         for finding in merge_findings(found):
-            if finding.level < threshold:
-                continue
             start, end = finding.start, finding.end
             if text[start:end] in self.sent_text:
                 continue
             if any(s < end and start < e for s, e in surrogates):
                 continue
+            if finding.level < threshold:
+                # Not withheld, but the answer holds personal data the call never sent
+                # (memorized or injected): flagged in the event.
+                self._flag_unsent(finding.kind, text[start:end])
+                continue
             spans.append((start, end, finding.kind))
         return spans
+
+    def _flag_unsent(self, kind: str, value: str) -> None:
+        key = hashlib.blake2b(f"{kind}\x00{value}".encode(), digest_size=16).digest()
+        if key not in self._flagged:
+            self._flagged.add(key)
+            self.unsent[kind] += 1
 
     def record_leak(self, kind: str, value: str) -> None:
         """Count a withheld value once per call, however often the answer repeats it."""
@@ -540,6 +552,7 @@ class Call:
             "actions": dict(actions),
             "tokens": sorted({t.strip("[]") for t in self.issued}),
             "leaks": dict(self.leaks),
+            "unsent_findings": dict(self.unsent),
             "input_digest": self.input_digest,
             "output_digest": self.output_digest,
             "dataset_version": ctx.dataset_version,

@@ -17,6 +17,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
+from .alerts import append_observed
 from .errors import PolicyDenied, VaultError
 from .vault.tokens import TOKEN_RE, Scope
 
@@ -287,7 +288,8 @@ class DataSubjectRights:
             len(self.ledger.for_subject(guard.digest("subject", t, subject))) for t in tenants
         )
         for tenant in tenants:
-            guard.log.append(
+            append_observed(
+                guard,
                 {
                     "type": "erasure",
                     "tenant": tenant,
@@ -299,7 +301,7 @@ class DataSubjectRights:
                         "training_uses": uses,
                     },
                     "status": "ok",
-                }
+                },
             )
         return {
             "subject_digests": [guard.digest("subject", t, subject) for t in tenants],
@@ -378,13 +380,14 @@ class DataSubjectRights:
                 if not allowed
                 else "no reason was given"
             )
-            guard.log.append(
+            append_observed(
+                guard,
                 {
                     **fields,
                     "decision": "deny",
                     "status": "denied",
                     "error": ReidentificationDenied.code,
-                }
+                },
             )
             raise ReidentificationDenied(
                 f"detokenization refused: {why}; re-identification needs a principal with "
@@ -398,7 +401,7 @@ class DataSubjectRights:
             return match.group(0) if original is None else original
 
         restored = TOKEN_RE.sub(swap, text)
-        guard.log.append({**fields, "decision": "allow", "status": "ok"})
+        append_observed(guard, {**fields, "decision": "allow", "status": "ok"})
         return restored
 
 

@@ -93,8 +93,16 @@ class Guard:
             if vault is not None
             else InMemoryVault(VaultKeys.derive(self._secret) if secret is not None else None)
         )
+        _apply_retention(self.vault, self.policy)
+        #: True when a store does disk or network I/O: async doors then run the pipeline
+        #: in a worker thread instead of on the event loop.
+        self.stores_block = not isinstance(self.vault, InMemoryVault)
         self.consent: ConsentStore = consent if consent is not None else InMemoryConsentStore()
         self.killswitch: KillSwitch = killswitch if killswitch is not None else InMemoryKillSwitch()
+        self.stores_block = self.stores_block or not (
+            isinstance(self.consent, InMemoryConsentStore)
+            and isinstance(self.killswitch, InMemoryKillSwitch)
+        )
         self.sinks: list[Sink] = list(sinks) if sinks is not None else [InMemorySink()]
         if log is not None:
             self.log = log
@@ -500,6 +508,20 @@ class IncrementalDigest:
 
     def result(self) -> str:
         return f"hmac-sha256:{self._key_id}:{self._mac.hexdigest()}"
+
+
+def _apply_retention(vault: Vault, policy: Policy) -> None:
+    """Vault entries expire with the destinations' retention, unless the vault sets its own.
+
+    A token may go to several destinations, so an entry lives as long as the longest
+    retention among them: the mapping must outlive every copy of the prompt a provider
+    keeps. ``aiguard dsr purge`` (or ``purge_expired``) deletes what has run out.
+    """
+    days = [d.retention_days for d in policy.destinations.values() if d.retention_days]
+    if days and getattr(vault, "retention", False) is None:
+        from datetime import timedelta
+
+        vault.retention = timedelta(days=max(days))  # type: ignore[attr-defined]
 
 
 def _with_known(ctx: CallContext, model: BaseModel) -> CallContext:

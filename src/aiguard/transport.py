@@ -8,13 +8,22 @@ which module's Request and Response classes to build.
 
 from __future__ import annotations
 
+import contextvars
 import dataclasses
 import email.utils
+import functools
 import random
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import AsyncGenerator, AsyncIterator, Generator, Iterator, Mapping
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Callable,
+    Generator,
+    Iterator,
+    Mapping,
+)
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -706,7 +715,13 @@ class AsyncGuardTransport(httpx.AsyncBaseTransport):
         return await AsyncRetrying(sleep=anyio.sleep, **options)(attempt)
 
     async def _attempt(self, exchange: _Exchange, raw: bytes) -> Any:
-        upstream = exchange.prepare(raw)
+        blocking = self._guard.stores_block
+        # SQLite and PostgreSQL stores do real I/O: run the pipeline in a worker thread
+        # (the call context travels with it) so the event loop is never blocked.
+        if blocking:
+            upstream = await _to_thread(_in_context(exchange.prepare, raw))
+        else:
+            upstream = exchange.prepare(raw)
         try:
             response = await self._inner.handle_async_request(upstream)
             if _is_stream(response):
@@ -719,10 +734,24 @@ class AsyncGuardTransport(httpx.AsyncBaseTransport):
         except BaseException as exc:
             exchange.failed(exc)
             raise
+        if blocking:
+            return await _to_thread(_in_context(exchange.complete, response, body))
         return exchange.complete(response, body)
 
     async def aclose(self) -> None:
         await self._inner.aclose()
+
+
+async def _to_thread(fn: Callable[[], Any]) -> Any:
+    import anyio.to_thread
+
+    return await anyio.to_thread.run_sync(fn)
+
+
+def _in_context(fn: Callable[..., Any], *args: Any) -> Callable[[], Any]:
+    """``fn(*args)`` bound to the caller's contextvars, for a worker thread."""
+    context = contextvars.copy_context()
+    return functools.partial(context.run, fn, *args)
 
 
 def _httpx2() -> ModuleType | None:

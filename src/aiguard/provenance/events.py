@@ -76,7 +76,13 @@ class ProvenanceEvent(BaseModel):
     actions: dict[str, int] = Field(default_factory=dict, description="Count per action.")
     tokens: list[str] = Field(default_factory=list, description="Token ids issued or used.")
     leaks: dict[str, int] = Field(
-        default_factory=dict, description="Values in the answer never sent, per kind."
+        default_factory=dict,
+        description="Values in the answer never sent and redacted by the output rule, per kind.",
+    )
+    unsent_findings: dict[str, int] = Field(
+        default_factory=dict,
+        description="Values in the answer never sent, below the output rule's level "
+        "(left in the answer, flagged), per kind.",
     )
     input_digest: str | None = Field(default=None, description="hmac-sha256:<kid>:<hex>.")
     output_digest: str | None = Field(default=None, description="hmac-sha256:<kid>:<hex>.")
