@@ -145,3 +145,19 @@ def test_secret_comparisons_are_constant_time() -> None:
         if suspicious.search(line) and "compare_digest" not in line and "kind" not in line
     ]
     assert hits == [], hits
+
+
+def test_http_sink_repr_hides_credentials_in_its_url(tmp_path: Path) -> None:
+    """A collector URL with a password or a token in it never shows up in a repr."""
+    from aiguard.provenance.http_sink import HttpSink
+
+    sink = HttpSink(
+        "https://user:s3cr3t-pass@127.0.0.1:8443/ingest?token=abc123secret",
+        spool_dir=tmp_path / "spool",
+    )
+    try:
+        text = repr(sink)
+        assert "s3cr3t-pass" not in text and "abc123secret" not in text
+        assert "127.0.0.1:8443" in text
+    finally:
+        sink.close()

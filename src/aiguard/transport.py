@@ -313,28 +313,23 @@ class _Exchange:
             error=None if ok else f"http_{response.status_code}",
             **extra,
         )
-        headers = [
-            (k, v) for k, v in response.headers.multi_items() if k.lower() not in _HOP_HEADERS
-        ]
-        return self.module.Response(
-            response.status_code,
-            headers=headers,
-            content=new_raw,
-            request=self.request,
-            extensions=response.extensions,
-        )
+        return self._response(response, content=new_raw)
 
     def streamed(self, response: Any, stream: Any) -> Any:
         """The caller's response for a server-sent event stream: restored as it is read."""
+        return self._response(response, stream=stream)
+
+    def _response(self, upstream: Any, **body: Any) -> Any:
+        # Length and encoding change with restoring; the library sets them anew.
         headers = [
-            (k, v) for k, v in response.headers.multi_items() if k.lower() not in _HOP_HEADERS
+            (k, v) for k, v in upstream.headers.multi_items() if k.lower() not in _HOP_HEADERS
         ]
         return self.module.Response(
-            response.status_code,
+            upstream.status_code,
             headers=headers,
-            stream=stream,
             request=self.request,
-            extensions=response.extensions,
+            extensions=upstream.extensions,
+            **body,
         )
 
 

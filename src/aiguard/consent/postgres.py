@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from ..vault.postgres import PostgresPool, pg_migrate
-from .store import ConsentRecord, _check_ids, effective_grant, utcnow
+from .store import AppendOnlyConsentStore, ConsentRecord, effective_grant, utcnow
 
 __all__ = ["CONSENT_PG_MIGRATIONS", "PostgresConsentStore"]
 
@@ -40,7 +40,7 @@ CONSENT_PG_MIGRATIONS: tuple[tuple[int, str, tuple[str, ...]], ...] = (
 _COLUMNS = "record_id, action, subject, purpose, tenant, at, expires_at, terms_version, proof"
 
 
-class PostgresConsentStore:
+class PostgresConsentStore(AppendOnlyConsentStore):
     """A `ConsentStore` in PostgreSQL (a DSN, or a `PostgresPool` shared with other stores)."""
 
     def __init__(self, dsn: str | PostgresPool) -> None:
@@ -66,35 +66,6 @@ class PostgresConsentStore:
             )
         )
         return record
-
-    def grant(
-        self,
-        subject: str,
-        purpose: str,
-        *,
-        tenant: str | None = None,
-        expires_at: datetime | None = None,
-        terms_version: str | None = None,
-        **proof: str,
-    ) -> ConsentRecord:
-        _check_ids(subject, purpose)
-        return self._append(
-            ConsentRecord(
-                action="grant",
-                subject=subject,
-                purpose=purpose,
-                tenant=tenant,
-                expires_at=expires_at,
-                terms_version=terms_version,
-                proof=dict(proof),
-            )
-        )
-
-    def withdraw(self, subject: str, purpose: str, *, tenant: str | None = None) -> ConsentRecord:
-        _check_ids(subject, purpose)
-        return self._append(
-            ConsentRecord(action="withdraw", subject=subject, purpose=purpose, tenant=tenant)
-        )
 
     def current(
         self, subject: str, purpose: str, *, tenant: str | None = None, at: datetime | None = None

@@ -15,14 +15,14 @@ from datetime import datetime
 from typing import Any
 
 from .._sqlite import SQLiteDatabase
-from .store import ConsentRecord, _check_ids, effective_grant, utcnow
+from .store import AppendOnlyConsentStore, ConsentRecord, effective_grant, utcnow
 
 __all__ = ["SQLiteConsentStore"]
 
 _COLUMNS = "record_id, action, subject, purpose, tenant, at, expires_at, terms_version, proof"
 
 
-class SQLiteConsentStore:
+class SQLiteConsentStore(AppendOnlyConsentStore):
     """A `ConsentStore` in a SQLite file (a path, or a `SQLiteDatabase` shared with others)."""
 
     def __init__(self, database: SQLiteDatabase | str | os.PathLike[str]) -> None:
@@ -50,35 +50,6 @@ class SQLiteConsentStore:
                 ),
             )
         return record
-
-    def grant(
-        self,
-        subject: str,
-        purpose: str,
-        *,
-        tenant: str | None = None,
-        expires_at: datetime | None = None,
-        terms_version: str | None = None,
-        **proof: str,
-    ) -> ConsentRecord:
-        _check_ids(subject, purpose)
-        return self._append(
-            ConsentRecord(
-                action="grant",
-                subject=subject,
-                purpose=purpose,
-                tenant=tenant,
-                expires_at=expires_at,
-                terms_version=terms_version,
-                proof=dict(proof),
-            )
-        )
-
-    def withdraw(self, subject: str, purpose: str, *, tenant: str | None = None) -> ConsentRecord:
-        _check_ids(subject, purpose)
-        return self._append(
-            ConsentRecord(action="withdraw", subject=subject, purpose=purpose, tenant=tenant)
-        )
 
     def current(
         self, subject: str, purpose: str, *, tenant: str | None = None, at: datetime | None = None

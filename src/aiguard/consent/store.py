@@ -73,17 +73,11 @@ class ConsentStore(Protocol):
         ...
 
 
-class InMemoryConsentStore:
-    """Thread-safe in-memory consent store (tests, demos, single-process apps)."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._records: dict[str, list[ConsentRecord]] = {}
+class AppendOnlyConsentStore:
+    """Shared ``grant`` / ``withdraw``: a store only has to append records durably."""
 
     def _append(self, record: ConsentRecord) -> ConsentRecord:
-        with self._lock:
-            self._records.setdefault(record.subject, []).append(record)
-        return record
+        raise NotImplementedError
 
     def grant(
         self,
@@ -113,6 +107,19 @@ class InMemoryConsentStore:
         return self._append(
             ConsentRecord(action="withdraw", subject=subject, purpose=purpose, tenant=tenant)
         )
+
+
+class InMemoryConsentStore(AppendOnlyConsentStore):
+    """Thread-safe in-memory consent store (tests, demos, single-process apps)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._records: dict[str, list[ConsentRecord]] = {}
+
+    def _append(self, record: ConsentRecord) -> ConsentRecord:
+        with self._lock:
+            self._records.setdefault(record.subject, []).append(record)
+        return record
 
     def current(
         self, subject: str, purpose: str, *, tenant: str | None = None, at: datetime | None = None

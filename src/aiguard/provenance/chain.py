@@ -123,10 +123,23 @@ def rfc3339_now() -> str:
     return f"{prefix}{micro:06d}Z"
 
 
+_entropy = threading.local()
+
+
+def _random_bytes(count: int) -> bytes:
+    """OS randomness drawn in blocks: a syscall per event would release the GIL on the
+    call path and hand it to the writer thread, thousands of times a second."""
+    pool: bytes = getattr(_entropy, "pool", b"")
+    if len(pool) < count:
+        pool = os.urandom(4096)
+    _entropy.pool = pool[count:]
+    return pool[:count]
+
+
 def uuid7() -> str:
     """A time-ordered UUIDv7 string, so event ids sort by creation time."""
     ms = time.time_ns() // 1_000_000
-    rand = int.from_bytes(os.urandom(10), "big")
+    rand = int.from_bytes(_random_bytes(10), "big")
     value = (ms & ((1 << 48) - 1)) << 80
     value |= 0x7 << 76
     value |= ((rand >> 62) & 0xFFF) << 64

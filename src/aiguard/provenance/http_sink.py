@@ -31,6 +31,7 @@ import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
+from urllib.parse import urlsplit
 
 import httpx
 import tenacity
@@ -391,7 +392,12 @@ class HttpSink:
         self._lock_file.close()
 
     def __repr__(self) -> str:
-        return f"HttpSink({self.url!r}, spool_dir={os.fspath(self.spool_dir)!r})"
+        # A collector URL can carry credentials (user:password@, ?token=): show the origin.
+        parts = urlsplit(str(self.url))
+        origin = f"{parts.scheme}://{parts.hostname or ''}" + (
+            f":{parts.port}" if parts.port else ""
+        )
+        return f"HttpSink({origin!r}, spool_dir={os.fspath(self.spool_dir)!r})"
 
 
 def _cut_torn_tail(path: Path, size: int) -> int:
