@@ -40,6 +40,14 @@ class TestCanonical:
         with pytest.raises(CanonicalError):
             canonical_bytes(bad)
 
+    def test_shared_parts_encode_and_cycles_are_refused(self) -> None:
+        shared = [1, "x"]
+        assert canonical_bytes({"a": shared, "b": shared}) == b'{"a":[1,"x"],"b":[1,"x"]}'
+        loop: list[object] = []
+        loop.append(loop)
+        with pytest.raises(CanonicalError, match="circular"):
+            canonical_bytes({"x": loop})
+
 
 def write_log(path: Path, count: int = 8) -> list[bytes]:
     log = ProvenanceLog("test-log", [JsonlSink(path)])

@@ -28,37 +28,57 @@ class CanonicalError(ValueError):
 
 
 _SCALARS = (str, bool, type(None))
+#: Events are shallow; a deeper document is a mistake (or refers to itself).
+MAX_DEPTH = 64
 
 
 def _check(value: Any, path: str) -> None:
     """Refuse floats, unsafe integers, non-ASCII keys and foreign types.
 
-    Iterative and path-free on the hot path; the path is rebuilt only for the error.
+    Iterative and path-free on the hot path (the path is rebuilt only for an error);
+    strings, booleans, None and safe integers are settled where they are met, so only
+    containers and odd types go through the stack.
     """
-    stack = [value]
+    stack: list[tuple[Any, int]] = [(value, 0)]
     while stack:
-        item = stack.pop()
+        item, depth = stack.pop()
         kind = type(item)
-        if kind is str or kind is bool or item is None:
-            continue
-        if kind is int:
-            if not -MAX_SAFE_INT <= item <= MAX_SAFE_INT:
-                raise CanonicalError(f"{_find(value, path, item)}: integer outside ±(2^53-1)")
-        elif kind is dict:
-            for key in item:
-                if type(key) is not str or not key.isascii():
-                    raise CanonicalError(f"{path}: keys must be ASCII strings")
-            stack.extend(item.values())
+        if kind is dict:
+            try:
+                ascii_keys = "".join(item).isascii()
+            except TypeError:
+                ascii_keys = False
+            if not ascii_keys:
+                raise CanonicalError(f"{path}: keys must be ASCII strings")
+            children: Any = item.values()
         elif kind is list or kind is tuple:
-            stack.extend(item)
-        elif kind is float:
-            raise CanonicalError(f"{_find(value, path, item)}: floats are not allowed in events")
-        elif isinstance(item, _SCALARS):
-            continue
-        elif isinstance(item, int):
-            stack.append(int(item))
+            children = item
         else:
-            raise CanonicalError(f"{path}: unsupported type {type(item).__name__}")
+            children = (item,)
+        for child in children:
+            child_kind = type(child)
+            if child_kind is str or child_kind is bool or child is None:
+                continue
+            if child_kind is int:
+                if not -MAX_SAFE_INT <= child <= MAX_SAFE_INT:
+                    raise CanonicalError(f"{_find(value, path, child)}: integer outside ±(2^53-1)")
+                continue
+            if child_kind is dict or child_kind is list or child_kind is tuple:
+                if depth >= MAX_DEPTH:
+                    raise CanonicalError(f"{path}: nested deeper than {MAX_DEPTH} (or circular)")
+                stack.append((child, depth + 1))
+                continue
+            if child_kind is float:
+                raise CanonicalError(
+                    f"{_find(value, path, child)}: floats are not allowed in events"
+                )
+            if isinstance(child, _SCALARS):
+                continue
+            if isinstance(child, int):
+                if not -MAX_SAFE_INT <= int(child) <= MAX_SAFE_INT:
+                    raise CanonicalError(f"{_find(value, path, child)}: integer outside ±(2^53-1)")
+                continue
+            raise CanonicalError(f"{path}: unsupported type {type(child).__name__}")
 
 
 def _find(root: Any, path: str, target: Any) -> str:
