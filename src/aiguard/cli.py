@@ -16,7 +16,9 @@ __all__ = ["main"]
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="aiguard", description="Compliant calls to AI models: demo and log verification."
+        prog="aiguard",
+        description="Compliant calls to AI models: demo, verification, evidence, "
+        "data-subject rights, gateway.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     demo = sub.add_parser("demo", help="play the customer-support scenario against a fake model")
