@@ -359,3 +359,26 @@ def test_unsent_personal_data_below_the_output_rule_is_flagged(
     event = sink.calls()[-1]
     assert event["unsent_findings"] == {"email": 1}
     assert "leaks" not in event or event["leaks"] == {}
+
+
+def test_observers_see_every_attempt_and_cannot_break_a_call(
+    guard: aiguard.Guard, fake: FakeModel, make_client: Callable[..., Any]
+) -> None:
+    """Metrics and tracing hook in at `Guard.observers`; a failing observer is contained."""
+    seen: list[tuple[str, str]] = []
+
+    def count(call: Any, event_type: str, status: str, extra: Any) -> None:
+        seen.append((event_type, status))
+
+    def broken(call: Any, event_type: str, status: str, extra: Any) -> None:
+        raise RuntimeError("observer bug")
+
+    guard.observers += [broken, count]
+    with guard.context(subject="a", tenant="acme", purpose="inference"):
+        reply = chat(make_client(fake), "hello")
+        with pytest.raises(aiguard.PolicyDenied):
+            make_client(fake).chat.completions.create(
+                model="o3", messages=[{"role": "user", "content": "x"}]
+            )
+    assert reply.choices[0].message.content == "Echo: hello"
+    assert seen == [("call", "ok"), ("refusal", "denied")]

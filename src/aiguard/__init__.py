@@ -28,7 +28,7 @@ from .errors import (
     UnknownDestination,
     VaultError,
 )
-from .guard import Guard, Protected
+from .guard import CallObserver, Guard, Protected
 from .keys import KeyProvider
 from .policy.killswitch import KillSwitch, SQLiteKillSwitch
 from .policy.loader import load_policy
@@ -48,6 +48,7 @@ __all__ = [
     "Action",
     "AsyncGuardTransport",
     "CallContext",
+    "CallObserver",
     "Classified",
     "ConsentRecord",
     "ConsentRequired",

@@ -7,8 +7,9 @@ import contextlib
 import functools
 import hashlib
 import hmac
+import logging
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -34,7 +35,12 @@ from .vault.tokens import Scope, label_for
 if TYPE_CHECKING:
     from .dsr import DataSubjectRights, Principal
 
-__all__ = ["Guard", "Protected"]
+__all__ = ["CallObserver", "Guard", "Protected"]
+
+_log = logging.getLogger("aiguard")
+
+#: ``observer(call, event_type, status, extra)``, see `Guard.observers`.
+CallObserver = Callable[[Call, str, str, Mapping[str, Any]], None]
 
 T = TypeVar("T")
 
@@ -118,6 +124,9 @@ class Guard:
             RegexDetector(p.kind, p.level, p.regex, name="policy") for p in self.policy.patterns
         )
         self.detectors: tuple[Detector, ...] = tuple(base)
+        #: Called with (call, event type, status, extra fields) after every attempt's
+        #: event is written, whichever door the call came by (metrics, tracing).
+        self.observers: list[CallObserver] = []
         from .transport import Router, _Attempts
 
         self.router = Router(self.policy.destinations)
@@ -367,7 +376,19 @@ class Guard:
         return call
 
     def finish(self, call: Call, event_type: str, status: str, **extra: Any) -> Receipt:
-        """Record the one event of this attempt."""
+        """Record the one event of this attempt, then tell the `observers`."""
+        try:
+            return self._record(call, event_type, status, extra)
+        finally:
+            for observer in self.observers:
+                try:
+                    observer(call, event_type, status, extra)
+                except Exception:  # an observer (metrics, tracing) never breaks a call
+                    _log.exception("call observer %r failed", observer)
+
+    def _record(
+        self, call: Call, event_type: str, status: str, extra: Mapping[str, Any]
+    ) -> Receipt:
         fields = call.event_fields(type=event_type, status=status, **extra)
         # Built from strings, counts and safe integers only: no canonical-domain check.
         receipt = self.log.append(fields, trusted=True)

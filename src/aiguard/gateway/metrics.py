@@ -7,8 +7,7 @@ anything a caller controls freely, and never a raw value.
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import (
@@ -23,7 +22,6 @@ from prometheus_client import (
 if TYPE_CHECKING:
     from .._pipeline import Call
     from ..guard import Guard
-    from ..provenance.chain import Receipt
 
 __all__ = ["GatewayMetrics"]
 
@@ -77,7 +75,9 @@ class GatewayMetrics:
             "aiguard_gateway_active_streams", "Streamed answers in flight", registry=r
         )
 
-    def observe_call(self, call: Call, event_type: str, status: str, extra: dict[str, Any]) -> None:
+    def observe_call(
+        self, call: Call, event_type: str, status: str, extra: Mapping[str, Any]
+    ) -> None:
         """Count one recorded attempt: its decision, findings and output redactions."""
         self.calls.labels(call.operation or "other", event_type, status).inc()
         decision = call.decision
@@ -100,22 +100,11 @@ class GatewayMetrics:
 
 
 def instrument(guard: Guard, metrics: GatewayMetrics) -> None:
-    """Have every event ``guard.finish`` records also counted in ``metrics``.
+    """Have every attempt ``guard.finish`` records also counted in ``metrics``.
 
     `Guard.finish` is the one place each attempt passes through with its `Call`
-    (decision, findings, leaks), whichever door it came by; wrapping it on this instance
-    is how the gateway sees them without a second pass over the event stream.
+    (decision, findings, leaks), whichever door it came by; the gateway observes it
+    there instead of making a second pass over the event stream.
     """
-    current: Callable[..., Receipt] = guard.finish
-    if getattr(current, "__aiguard_metrics__", None) is metrics:
-        return  # already counted into these metrics (create_app called twice)
-
-    @functools.wraps(current)
-    def finish(call: Call, event_type: str, status: str, **extra: Any) -> Receipt:
-        try:
-            return current(call, event_type, status, **extra)
-        finally:
-            metrics.observe_call(call, event_type, status, extra)
-
-    finish.__aiguard_metrics__ = metrics  # type: ignore[attr-defined]
-    guard.finish = finish  # type: ignore[method-assign]
+    if metrics.observe_call not in guard.observers:  # create_app called twice
+        guard.observers.append(metrics.observe_call)
