@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 import aiguard
+from _sdk_policy import openai_and_anthropic_policy
 from aiguard.context import current_context
 from aiguard.testing import FakeModel, InMemorySink, assert_chain_valid, assert_no_raw_values
 
@@ -20,25 +21,8 @@ QUESTION = f"Mail {EMAIL} today."
 
 
 @pytest.fixture
-def sink() -> InMemorySink:
-    return InMemorySink()
-
-
-@pytest.fixture
 def guard(sink: InMemorySink) -> aiguard.Guard:
-    return aiguard.Guard(
-        aiguard.Policy(
-            destinations={
-                "openai": aiguard.DestinationPolicy(
-                    base_url="https://api.openai.com/v1", approved=True, purposes=["inference"]
-                ),
-                "anthropic": aiguard.DestinationPolicy(
-                    base_url="https://api.anthropic.com", approved=True, purposes=["inference"]
-                ),
-            }
-        ),
-        sinks=[sink],
-    )
+    return aiguard.Guard(openai_and_anthropic_policy(), sinks=[sink])
 
 
 def aoa(guard: aiguard.Guard, fake: FakeModel) -> Any:
