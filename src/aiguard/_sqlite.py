@@ -264,23 +264,7 @@ class SQLiteDatabase:
         self._local = threading.local()
 
     def _enable_wal(self, conn: sqlite3.Connection) -> None:
-        # Switching the journal mode needs a moment with no other connection active and
-        # does not always go through the busy handler, so retry for up to ``timeout``.
-        deadline = time.monotonic() + self.timeout
-        while True:
-            try:
-                mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-            except sqlite3.OperationalError:
-                if time.monotonic() >= deadline:
-                    raise
-                time.sleep(0.01)
-                continue
-            if str(mode).lower() != "wal":
-                raise sqlite3.OperationalError(
-                    f"{self.path} could not be switched to WAL mode (got {mode!r}); "
-                    "WAL needs a local file system that supports shared memory"
-                )
-            return
+        enable_wal(conn, self.path, self.timeout)
 
     def _prune_dead_threads(self) -> None:
         for ident, (thread, conn) in list(self._connections.items()):
@@ -330,3 +314,24 @@ def embedded_stores(path: str | os.PathLike[str], overrides: Mapping[str, Any]) 
     if "killswitch" in wanted:
         out["killswitch"] = SQLiteKillSwitch(db)
     return out
+
+
+def enable_wal(conn: sqlite3.Connection, path: object, timeout: float) -> None:
+    """Put the database in WAL mode; raises `sqlite3.OperationalError` when it cannot."""
+    # Switching the journal mode needs a moment with no other connection active and
+    # does not always go through the busy handler, so retry for up to ``timeout``.
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        except sqlite3.OperationalError:
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(0.01)
+            continue
+        if str(mode).lower() != "wal":
+            raise sqlite3.OperationalError(
+                f"{path} could not be switched to WAL mode (got {mode!r}); "
+                "WAL needs a local file system that supports shared memory"
+            )
+        return

@@ -18,7 +18,6 @@ import contextlib
 import os
 import sqlite3
 import threading
-import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Literal
@@ -321,20 +320,9 @@ def _migrate(conn: sqlite3.Connection) -> None:
 
 
 def _enable_wal(conn: sqlite3.Connection, path: Path, timeout: float) -> None:
-    # Changing the journal mode needs a moment without other connections and does not
-    # always go through the busy handler, so retry for up to ``timeout``.
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-        except sqlite3.OperationalError:
-            if time.monotonic() >= deadline:
-                raise
-            time.sleep(0.01)
-            continue
-        if str(mode).lower() != "wal":
-            raise ProvenanceError(
-                f"{path} could not be switched to WAL mode (got {mode!r}); "
-                "WAL needs a local file system"
-            )
-        return
+    from .._sqlite import enable_wal
+
+    try:
+        enable_wal(conn, path, timeout)
+    except sqlite3.OperationalError as exc:
+        raise ProvenanceError(f"provenance database: {exc}") from None

@@ -297,24 +297,8 @@ class SQLiteVault(KeyedVault):
             else:  # pragma: no cover - 2^-130 territory
                 raise VaultError("could not issue a unique token in this scope")
             new = make(token)
-            conn.execute(
-                "INSERT INTO aiguard_vault_entry (scope, token, blind_index, kind, key_version,"
-                " nonce, ciphertext, created_at, subject_ref, dek_owner, expires_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    scope_key,
-                    token,
-                    index,
-                    new.kind,
-                    new.key_version,
-                    new.nonce,
-                    new.ciphertext,
-                    new.created_at,
-                    new.subject_ref,
-                    new.dek_owner,
-                    new.expires_at,
-                ),
-            )
+            # Free under the write lock just now, so the insert cannot be ignored.
+            conn.execute(_INSERT_ENTRY, _entry_params(scope_key, index, new))
             return token
 
         token: str = self._write(work)
