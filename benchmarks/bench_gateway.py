@@ -26,6 +26,7 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import socket
 import statistics
 import subprocess
@@ -34,8 +35,6 @@ import tempfile
 import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
-
-import httpx
 
 EMAIL = "jane.doe@example.com"
 
@@ -49,77 +48,141 @@ def _free_port() -> int:
 # -- the processes -------------------------------------------------------------------------
 
 
+# The fake upstream and the load generator speak HTTP/1.1 over bare asyncio streams (on
+# uvloop when it is installed): on a small machine they share cores with the gateway,
+# and every cycle they spend is noise in the figure being measured.
+
+_ANSWER = json.dumps(
+    {
+        "id": "chatcmpl-bench",
+        "object": "chat.completion",
+        "created": 0,
+        "model": "bench",
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": "Noted, thank you."},
+                "finish_reason": "stop",
+            }
+        ],
+        "usage": {"prompt_tokens": 10, "completion_tokens": 4, "total_tokens": 14},
+    }
+).encode()
+_SENT = re.compile(rb'"x_sent_ns":\s*(\d+)')
+
+
+def _run_loop(coroutine: Any) -> Any:
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(coroutine)
+    return uvloop.run(coroutine)
+
+
+def _chunk_frame(data: bytes) -> bytes:
+    return b"%x\r\n%b\r\n" % (len(data), data)
+
+
+def _sse_chunk(index: int, content: str | None, finish: str | None = None) -> bytes:
+    delta = {} if content is None else {"content": content}
+    data = {
+        "id": "chatcmpl-bench",
+        "object": "chat.completion.chunk",
+        "created": 0,
+        "model": "bench",
+        "x_sent_ns": time.monotonic_ns(),
+        "x_index": index,
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+    }
+    return b"data: " + json.dumps(data).encode() + b"\n\n"
+
+
+async def _read_message(reader: asyncio.StreamReader) -> tuple[bytes, dict[bytes, bytes]]:
+    """The start line and headers of one HTTP/1.1 message (lower-cased names)."""
+    head = await reader.readuntil(b"\r\n\r\n")
+    start, *lines = head[:-4].split(b"\r\n")
+    headers = {}
+    for line in lines:
+        name, _, value = line.partition(b":")
+        headers[name.strip().lower()] = value.strip()
+    return start, headers
+
+
+async def _read_body(reader: asyncio.StreamReader, headers: dict[bytes, bytes]) -> bytes:
+    if headers.get(b"transfer-encoding", b"").lower() == b"chunked":
+        return b"".join([piece async for piece in _dechunk(reader)])
+    length = int(headers.get(b"content-length", b"0"))
+    return await reader.readexactly(length) if length else b""
+
+
+async def _dechunk(reader: asyncio.StreamReader) -> AsyncIterator[bytes]:
+    while True:
+        size = int((await reader.readuntil(b"\r\n")).split(b";")[0], 16)
+        if size == 0:
+            await reader.readuntil(b"\r\n")
+            return
+        yield (await reader.readexactly(size + 2))[:-2]
+
+
 def run_upstream(port: int, interval: float, chunks: int) -> None:
-    import uvicorn
-    from starlette.applications import Starlette
-    from starlette.requests import Request
-    from starlette.responses import JSONResponse, Response, StreamingResponse
-    from starlette.routing import Route
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                _start, headers = await _read_message(reader)
+                payload = json.loads(await _read_body(reader, headers))
+                if not payload.get("stream"):
+                    writer.write(
+                        b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
+                        b"content-length: %d\r\n\r\n%b" % (len(_ANSWER), _ANSWER)
+                    )
+                    await writer.drain()
+                    continue
+                writer.write(
+                    b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
+                    b"transfer-encoding: chunked\r\n\r\n"
+                )
+                # Words end in a space, so the gateway can release each chunk at once.
+                for index in range(chunks):
+                    await asyncio.sleep(interval)
+                    writer.write(_chunk_frame(_sse_chunk(index, "word ")))
+                    await writer.drain()
+                writer.write(
+                    _chunk_frame(_sse_chunk(chunks, None, "stop"))
+                    + _chunk_frame(b"data: [DONE]\n\n")
+                    + b"0\r\n\r\n"
+                )
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
 
-    def chunk(index: int, content: str | None, finish: str | None = None) -> bytes:
-        delta = {} if content is None else {"content": content}
-        data = {
-            "id": "chatcmpl-bench",
-            "object": "chat.completion.chunk",
-            "created": 0,
-            "model": "bench",
-            "x_sent_ns": time.monotonic_ns(),
-            "x_index": index,
-            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
-        }
-        return b"data: " + json.dumps(data).encode() + b"\n\n"
+    async def main() -> None:
+        server = await asyncio.start_server(serve, "127.0.0.1", port, backlog=1024)
+        async with server:
+            await server.serve_forever()
 
-    async def chat(request: Request) -> Response:
-        payload = json.loads(await request.body())
-        if not payload.get("stream"):
-            return JSONResponse(
-                {
-                    "id": "chatcmpl-bench",
-                    "object": "chat.completion",
-                    "created": 0,
-                    "model": "bench",
-                    "choices": [
-                        {
-                            "index": 0,
-                            "message": {"role": "assistant", "content": "Noted, thank you."},
-                            "finish_reason": "stop",
-                        }
-                    ],
-                    "usage": {"prompt_tokens": 10, "completion_tokens": 4, "total_tokens": 14},
-                }
-            )
-
-        async def events() -> AsyncIterator[bytes]:
-            # Words end in a space, so the gateway can release each chunk at once.
-            for index in range(chunks):
-                await asyncio.sleep(interval)
-                yield chunk(index, "word ")
-            yield chunk(chunks, None, "stop")
-            yield b"data: [DONE]\n\n"
-
-        return StreamingResponse(events(), media_type="text/event-stream")
-
-    app = Starlette(routes=[Route("/v1/chat/completions", chat, methods=["POST"])])
-    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+    _run_loop(main())
 
 
 def run_gateway(port: int, upstream: str, workdir: str) -> None:
     from pathlib import Path
 
-    import uvicorn
-
     from aiguard.gateway import GatewayConfig, create_app
-    from aiguard.gateway.cli import build_guard
+    from aiguard.gateway.cli import _serve, build_guard
 
     config = GatewayConfig(upstream=upstream, port=port, max_streams=1000)
     guard, _notes = build_guard(config, cwd=Path(workdir))
     app = create_app(guard, config, owns_guard=True)
-    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+    # As `aiguard gateway` serves it, without one access-log line per request.
+    _serve(app, config, access_log=False)
 
 
 @contextlib.contextmanager
-def _process(*args: str) -> Iterator[subprocess.Popen[bytes]]:
+def _process(*args: str, cpus: set[int] | None = None) -> Iterator[subprocess.Popen[bytes]]:
     process = subprocess.Popen([sys.executable, __file__, *args])
+    if cpus:
+        os.sched_setaffinity(process.pid, cpus)
     try:
         yield process
     finally:
@@ -153,53 +216,88 @@ def _body(stream: bool) -> dict[str, Any]:
     }
 
 
-async def _one_stream(client: httpx.AsyncClient, url: str) -> list[float]:
-    delays: list[float] = []
-    async with client.stream("POST", url, json=_body(True)) as response:
-        if response.status_code != 200:
-            raise RuntimeError(f"{response.status_code}: {(await response.aread())[:300]!r}")
-        async for line in response.aiter_lines():
-            if line.startswith("data: {"):
-                received = time.monotonic_ns()
-                data = json.loads(line[6:])
-                choice = data["choices"][0] if data.get("choices") else {}
-                if "x_sent_ns" in data and choice.get("delta", {}).get("content"):
-                    delays.append((received - data["x_sent_ns"]) / 1e6)
-    return delays
+def _request(path: str, body: bytes, keep_alive: bool) -> bytes:
+    connection = b"keep-alive" if keep_alive else b"close"
+    return (
+        b"POST %b HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\n"
+        b"content-length: %d\r\nconnection: %b\r\n\r\n%b"
+        % (path.encode(), len(body), connection, body)
+    )
 
 
-async def streams(base: str, count: int, rounds: int) -> list[float]:
-    limits = httpx.Limits(max_connections=count + 10, max_keepalive_connections=count + 10)
-    async with httpx.AsyncClient(limits=limits, timeout=60) as client:
-        url = base + "/v1/chat/completions"
-        await _one_stream(client, url)  # warm up connections and the guard
+async def _one_stream(port: int, path: str) -> list[float]:
+    """Per content chunk: ms from the upstream writing it to this client reading it."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(_request(path, json.dumps(_body(True)).encode(), keep_alive=False))
+        start, headers = await _read_message(reader)
+        if b" 200 " not in start + b" ":
+            raise RuntimeError(f"{start!r}: {(await _read_body(reader, headers))[:300]!r}")
         delays: list[float] = []
-        for _ in range(rounds):
-            results = await asyncio.gather(*(_one_stream(client, url) for _ in range(count)))
-            for result in results:
-                delays.extend(result)
+        pending = b""
+        async for piece in _dechunk(reader):
+            received = time.monotonic_ns()
+            pending += piece
+            *events, pending = pending.split(b"\n\n")
+            for event in events:
+                stamp = _SENT.search(event)
+                if stamp is not None and b'"content":' in event:
+                    delays.append((received - int(stamp.group(1))) / 1e6)
+        return delays
+    finally:
+        writer.close()
+
+
+async def streams(port: int, count: int, seconds: float, stream_seconds: float) -> list[float]:
+    """``count`` streams open at all times for ``seconds``; each client starts its next
+    stream when one ends, and the clients start spread over one stream's length, as
+    independent users do (all starting together would measure one burst of requests)."""
+    path = "/v1/chat/completions"
+    await _one_stream(port, path)  # warm up the guard and the upstream pool
+    delays: list[float] = []
+    end = time.monotonic() + seconds
+
+    async def client(index: int) -> None:
+        await asyncio.sleep(stream_seconds * index / count)
+        while time.monotonic() < end:
+            delays.extend(await _one_stream(port, path))
+
+    await asyncio.gather(*(client(index) for index in range(count)))
     return delays
 
 
-async def throughput(base: str, concurrency: int, seconds: float) -> float:
-    url = base + "/v1/chat/completions"
+async def throughput(port: int, concurrency: int, seconds: float) -> float:
+    request = _request("/v1/chat/completions", json.dumps(_body(False)).encode(), True)
     done = 0
-    async with httpx.AsyncClient(timeout=30) as client:
-        for _ in range(5):
-            (await client.post(url, json=_body(False))).raise_for_status()
-        end = time.monotonic() + seconds
+    end = time.monotonic() + seconds
 
-        async def worker() -> None:
-            nonlocal done
+    async def worker() -> None:
+        nonlocal done
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            for _warm_up in range(3):
+                writer.write(request)
+                start, headers = await _read_message(reader)
+                await _read_body(reader, headers)
+                if b" 200 " not in start + b" ":
+                    raise RuntimeError(f"{start!r}")
+            await ready.wait()
             while time.monotonic() < end:
-                response = await client.post(url, json=_body(False))
-                response.raise_for_status()
+                writer.write(request)
+                start, headers = await _read_message(reader)
+                await _read_body(reader, headers)
                 done += 1
+        finally:
+            writer.close()
 
-        started = time.monotonic()
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-        elapsed = time.monotonic() - started
-    return done / elapsed
+    ready = asyncio.Event()
+    workers = [asyncio.ensure_future(worker()) for _ in range(concurrency)]
+    await asyncio.sleep(0.5)
+    end = time.monotonic() + seconds
+    started = time.monotonic()
+    ready.set()
+    await asyncio.gather(*workers)
+    return done / (time.monotonic() - started)
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -216,8 +314,13 @@ def main() -> int:
     parser.add_argument("--streams", type=int, default=100)
     parser.add_argument("--chunks", type=int, default=25)
     parser.add_argument("--interval", type=float, default=0.020)
-    parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument(
+        "--no-pin",
+        dest="pin",
+        action="store_false",
+        help="let the three processes share every CPU (default: the gateway gets its own)",
+    )
     parser.add_argument("--json", action="store_true", help="figures as JSON on stdout")
     args = parser.parse_args()
     if args.role == "upstream":
@@ -236,11 +339,31 @@ def main() -> int:
     return 0
 
 
+def _cpu_plan(pin: bool) -> tuple[set[int] | None, set[int] | None]:
+    """(CPUs for the gateway, CPUs for the upstream and this load generator), or Nones.
+
+    Pinned, the gateway has one CPU to itself and the other processes share the rest, as
+    when clients and the model run on other machines; unpinned, all three compete.
+    """
+    if not pin or not hasattr(os, "sched_setaffinity"):
+        return None, None
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        return None, None
+    return {cpus[-1]}, set(cpus[:-1])
+
+
+def _cpu_list(cpus: set[int]) -> str:
+    return ",".join(str(cpu) for cpu in sorted(cpus))
+
+
 def bench(args: argparse.Namespace) -> dict[str, Any]:
     """Run the load, print the report and return the figures."""
+    gateway_cpus, load_cpus = _cpu_plan(args.pin)
+    if load_cpus:
+        os.sched_setaffinity(0, load_cpus)
     up_port, gw_port = _free_port(), _free_port()
     direct = f"http://127.0.0.1:{up_port}"
-    via = f"http://127.0.0.1:{gw_port}"
     with (
         tempfile.TemporaryDirectory() as workdir,
         _process(
@@ -252,6 +375,7 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
             str(args.interval),
             "--chunks",
             str(args.chunks),
+            cpus=load_cpus,
         ),
         _process(
             "--role",
@@ -262,6 +386,7 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
             direct + "/v1",
             "--workdir",
             workdir,
+            cpus=gateway_cpus,
         ),
     ):
         _wait_listening(up_port)
@@ -269,22 +394,31 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
         started = time.monotonic()
         # Throughput first: right after 100 streams the gateway stays slower for a few
         # seconds (see docs/gateway.md), which would measure the aftermath, not (b).
-        d_rps = asyncio.run(throughput(direct, 10, args.seconds))
-        g_rps = asyncio.run(throughput(via, 10, args.seconds))
-        d_stream = asyncio.run(streams(direct, args.streams, args.rounds))
-        g_stream = asyncio.run(streams(via, args.streams, args.rounds))
+        d_rps = _run_loop(throughput(up_port, 10, args.seconds))
+        g_rps = _run_loop(throughput(gw_port, 10, args.seconds))
+        stream_seconds = args.interval * (args.chunks + 1)
+        d_stream = _run_loop(streams(up_port, args.streams, args.seconds, stream_seconds))
+        g_stream = _run_loop(streams(gw_port, args.streams, args.seconds, stream_seconds))
         elapsed = time.monotonic() - started
         with open(os.path.join(workdir, "aiguard-gateway.jsonl"), "rb") as log:
             events = sum(1 for _ in log)
 
     cores = os.cpu_count()
     print(f"aiguard gateway benchmark (loopback; {cores} cores; {elapsed:.1f} s of load)")
+    if gateway_cpus and load_cpus:
+        sharing = (
+            f"NOTE: the gateway runs on CPU {_cpu_list(gateway_cpus)}; the load generator "
+            f"and the fake upstream share CPU {_cpu_list(load_cpus)} (both directly and "
+            "through the gateway)."
+        )
+    else:
+        sharing = (
+            f"NOTE: the load generator, the gateway and the fake upstream share the {cores} "
+            "cores of this machine; every figure includes that contention."
+        )
+    print(sharing)
     print(
-        f"NOTE: the load generator, the gateway and the fake upstream share the {cores} "
-        "cores of this machine; every figure includes that contention."
-    )
-    print(
-        f"(a) {args.streams} concurrent streams x {args.rounds} rounds, a chunk every "
+        f"(a) {args.streams} concurrent streams for {args.seconds:.0f} s, a chunk every "
         f"{args.interval * 1000:.0f} ms ({args.chunks} chunks each), per-chunk delivery "
         "latency in ms:"
     )
@@ -314,9 +448,10 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
     print(f"    provenance events written by the gateway: {events}")
     return {
         "cores": cores,
+        "pinned": bool(gateway_cpus),
+        "sharing": sharing,
         "load_seconds": elapsed,
         "streams": args.streams,
-        "rounds": args.rounds,
         "chunks": args.chunks,
         "interval_ms": args.interval * 1000,
         "direct_chunks": len(d_stream),

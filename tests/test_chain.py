@@ -126,3 +126,42 @@ _LINES: list[bytes] = []
 @pytest.fixture(autouse=True, scope="module")
 def _sample_log(tmp_path_factory: pytest.TempPathFactory) -> None:
     _LINES[:] = write_log(tmp_path_factory.mktemp("log") / "p.jsonl", 10)
+
+
+class TestEventIds:
+    def test_uuid7_layout_order_and_uniqueness(self) -> None:
+        import time
+        import uuid
+
+        from aiguard.provenance.chain import uuid7
+
+        first = uuid7()
+        time.sleep(0.002)
+        ids = [uuid7() for _ in range(5000)]
+        assert len(set(ids)) == len(ids)
+        parsed = uuid.UUID(first)
+        assert parsed.version == 7 and parsed.variant == uuid.RFC_4122
+        assert all(uuid.UUID(i).version == 7 for i in ids[:50])
+        # Milliseconds lead: a later id sorts after an earlier one.
+        assert first < ids[0] and ids[0][:13] <= ids[-1][:13]
+        assert (parsed.int >> 80) == pytest.approx(time.time() * 1000, abs=5000)
+
+    def test_a_forked_child_draws_its_own_randomness(self) -> None:
+        import os
+
+        from aiguard.provenance.chain import uuid7
+
+        if not hasattr(os, "fork"):
+            pytest.skip("needs os.fork")
+        uuid7()  # the parent has a block of random digits in hand
+        read, write = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child
+            os.write(write, ",".join(uuid7()[15:] for _ in range(20)).encode())
+            os._exit(0)
+        os.close(write)
+        os.waitpid(pid, 0)
+        child = set(os.read(read, 1 << 16).decode().split(","))
+        os.close(read)
+        parent = {uuid7()[15:] for _ in range(20)}
+        assert len(child) == 20 and not child & parent

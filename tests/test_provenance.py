@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 import aiguard
 from aiguard.errors import ProvenanceError
 from aiguard.provenance import InMemorySink, JsonlSink, ProvenanceLog, verify_file, verify_lines
+from aiguard.provenance.canonical import CanonicalError
 from aiguard.provenance.checkpoint import Signer
 from aiguard.provenance.verify import VerifyOptions, verify_records
 
@@ -194,6 +195,26 @@ class TestBackgroundWriter:
         record = log.append({"type": "call", "request_id": "x"}).wait(5)
         assert record.document["request_id"] == "x"
         assert record.line in path.read_bytes()
+        log.close()
+
+    def test_a_document_outside_the_domain_is_refused_at_the_call(self, tmp_path: Path) -> None:
+        # Checked by `append` itself: the writer thread never meets it, and the log goes on.
+        path = tmp_path / "p.jsonl"
+        log = ProvenanceLog("bg", [JsonlSink(path)], background=True)
+        with pytest.raises(CanonicalError, match="floats"):
+            log.append({"type": "call", "score": 0.5})
+        log.append({"type": "call", "request_id": "after"}).wait(5)
+        log.close()
+        assert log.healthy
+        assert verify_file(path).records == 2
+
+    def test_the_writer_is_woken_for_an_event_after_it_went_idle(self, tmp_path: Path) -> None:
+        # Appends skip the lock; a writer that just went to sleep must still see them at
+        # once, not after its retry interval.
+        log = ProvenanceLog("bg", [InMemorySink()], background=True, retry_interval=30)
+        for i in range(200):
+            time.sleep(0.0005 * (i % 3))
+            log.append({"type": "call", "request_id": str(i)}).wait(5)
         log.close()
 
     def test_full_queue_can_fail_closed(self) -> None:

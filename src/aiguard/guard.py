@@ -115,6 +115,11 @@ class Guard:
             self.sinks = list(log.sinks)
         else:
             self.log = ProvenanceLog(log_name, self.sinks)
+        # A synchronous log writes (and may fsync) inside `append`; a background one only
+        # queues the event.
+        self.stores_block = self.stores_block or not (
+            self.log.background or all(isinstance(s, InMemorySink) for s in self.log.sinks)
+        )
         base: list[Detector] = (
             list(detectors)
             if detectors is not None

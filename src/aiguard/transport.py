@@ -360,6 +360,7 @@ class _StreamSession:
             json_content=exchange.json_content,
             hold_limit=target.stream_hold_limit if target is not None else DEFAULT_HOLD_LIMIT,
         )
+        self.guard = exchange.guard
         self._mac = exchange.guard.digester()
         self._received = 0
         self.finished = False
@@ -517,7 +518,12 @@ async def _record_async(session: _StreamSession, outcome: dict[str, Any] | None)
     # the SDKs drain streams under a short deadline, and a cancelled write would lose
     # the call's only event.
     with anyio.CancelScope(shield=True):
-        await anyio.to_thread.run_sync(session.record, outcome)
+        if session.guard.stores_block:
+            await anyio.to_thread.run_sync(session.record, outcome)
+        else:
+            # In-memory stores and a queued (or in-memory) log: a thread hop per stream
+            # would cost more than the record, and contend with the loop for the GIL.
+            session.record(outcome)
 
 
 _STREAM_TYPES: dict[tuple[str, bool], type] = {}

@@ -166,7 +166,10 @@ def run(args: argparse.Namespace, out: IO[str] | None = None) -> int:
     return _serve(app, config)
 
 
-def _serve(app: Any, config: GatewayConfig) -> int:
+def _serve(app: Any, config: GatewayConfig, *, access_log: bool = True) -> int:
+    """Serve ``app`` with uvicorn (on uvloop and httptools when installed) until a signal."""
+    import gc
+
     import uvicorn
 
     gateway = app.state.gateway
@@ -186,7 +189,13 @@ def _serve(app: Any, config: GatewayConfig) -> int:
             lifespan="on",
             timeout_graceful_shutdown=int(config.drain_seconds) or None,
             log_level="info",
+            access_log=access_log,
         )
     )
+    # The process is the gateway's own: what start-up built (modules, the app, the
+    # policy) lives as long as it does. Frozen, it is no longer walked by every full
+    # collection, each of which stopped all streams for tens of milliseconds.
+    gc.collect()
+    gc.freeze()
     server.run()
     return 0

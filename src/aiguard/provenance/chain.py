@@ -17,14 +17,14 @@ import threading
 import time
 import weakref
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from ..errors import ProvenanceError
-from .canonical import _encoder, canonical_bytes
+from .canonical import _check, _encode_chunks, _fast_encode, canonical_bytes
 from .checkpoint import MerkleFrontier, Signer
 from .events import SCHEMA
 
@@ -47,6 +47,9 @@ __all__ = [
 
 GENESIS_PREV = "0" * 64
 _log = logging.getLogger("aiguard.provenance")
+
+
+_LEAF_PREFIX = hashlib.sha256(b"\x00")
 
 
 def leaf_digest(canonical_without_digest: bytes) -> str:
@@ -77,13 +80,15 @@ def _seal_in_place(body: dict[str, Any], seq: int, prev: str, checked: bool) -> 
     body["seq"] = seq
     body["prev"] = prev
     hashed = _encode_trusted(body) if checked else canonical_bytes(body)
-    digest = leaf_digest(hashed)
+    leaf = _LEAF_PREFIX.copy()
+    leaf.update(hashed)
+    digest = leaf.hexdigest()
     body["digest"] = digest
-    return EventRecord(body, hashed[:-1] + b',"digest":"' + digest.encode() + b'"}')
+    return EventRecord(body, b"".join((hashed[:-1], b',"digest":"', digest.encode(), b'"}')))
 
 
 def _encode_trusted(body: dict[str, Any]) -> bytes:
-    return _encoder.encode(body).encode("utf-8")
+    return _fast_encode(body).encode("utf-8")
 
 
 def hashed_bytes(line: bytes) -> bytes | None:
@@ -112,41 +117,67 @@ def record_intact(record: EventRecord) -> bool:
 _second_cache: list[tuple[int, str]] = [(-1, "")]
 
 
-def rfc3339_now() -> str:
-    """UTC time with microseconds, e.g. ``2026-11-26T06:13:31.540784Z``."""
-    second, micro = divmod(time.time_ns() // 1000, 1_000_000)
+def _second_prefix(second: int) -> str:
     cached_second, prefix = _second_cache[0]
     if cached_second != second:
         # Formatting a datetime costs more than the rest of the event header; once a second.
         prefix = datetime.fromtimestamp(second, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.")
         _second_cache[0] = (second, prefix)
-    return f"{prefix}{micro:06d}Z"
+    return prefix
 
 
-_entropy = threading.local()
+def rfc3339_now() -> str:
+    """UTC time with microseconds, e.g. ``2026-11-26T06:13:31.540784Z``."""
+    now_us = time.time_ns() // 1000
+    return f"{_second_prefix(now_us // 1_000_000)}{now_us % 1_000_000:06d}Z"
 
 
-def _random_bytes(count: int) -> bytes:
-    """OS randomness drawn in blocks: a syscall per event would release the GIL on the
-    call path and hand it to the writer thread, thousands of times a second."""
-    pool: bytes = getattr(_entropy, "pool", b"")
-    if len(pool) < count:
-        pool = os.urandom(4096)
-    _entropy.pool = pool[count:]
-    return pool[:count]
+#: The UUID variant nibble (binary 10xx) from a random hex digit's two low bits.
+_VARIANT = dict(zip("0123456789abcdef", "89ab89ab89ab89ab", strict=True))
+_RANDOM_DIGITS = 19
+
+
+def _random_blocks() -> Iterator[str]:
+    # 256 ids' worth of OS randomness per syscall: a syscall per event would release the
+    # GIL on the call path and hand it to the writer thread, thousands of times a second.
+    digits = os.urandom(_RANDOM_DIGITS * 128).hex()
+    return iter([digits[i : i + _RANDOM_DIGITS] for i in range(0, len(digits), _RANDOM_DIGITS)])
+
+
+#: Shared by all threads: a list iterator hands each block out once, atomically.
+_blocks = [_random_blocks()]
+
+
+def _forget_entropy() -> None:
+    # A forked child must not hand out the parent's remaining random digits again.
+    _blocks[0] = _random_blocks()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_entropy)
 
 
 def uuid7() -> str:
-    """A time-ordered UUIDv7 string, so event ids sort by creation time."""
-    ms = time.time_ns() // 1_000_000
-    rand = int.from_bytes(_random_bytes(10), "big")
-    value = (ms & ((1 << 48) - 1)) << 80
-    value |= 0x7 << 76
-    value |= ((rand >> 62) & 0xFFF) << 64
-    value |= 0b10 << 62
-    value |= rand & ((1 << 62) - 1)
-    h = f"{value:032x}"
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+    """A time-ordered UUIDv7 string (RFC 9562), so event ids sort by creation time."""
+    return _stamp()[0]
+
+
+def _stamp() -> tuple[str, str]:
+    """An event id (UUIDv7) and its RFC 3339 time, from one clock reading.
+
+    The id has 48 bits of Unix milliseconds, version 7, then 74 random bits around the
+    variant.
+    """
+    now_us = time.time_ns() // 1000
+    ms = f"{(now_us // 1000) & 0xFFFF_FFFF_FFFF:012x}"
+    rand = next(_blocks[0], None)
+    if rand is None:
+        _blocks[0] = _random_blocks()
+        rand = next(_blocks[0])
+    return (
+        f"{ms[:8]}-{ms[8:]}-7{rand[:3]}-{_VARIANT[rand[3]]}{rand[4:7]}-{rand[7:]}",
+        f"{_second_prefix(now_us // 1_000_000)}{now_us % 1_000_000:06d}Z",
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,37 +239,47 @@ class SequencingSink(Sink, Protocol):
     ) -> list[EventRecord]: ...
 
 
+_NOT_WRITTEN = "the provenance event was not written"
+
+
 class Receipt:
     """Handed back by `ProvenanceLog.append`; ``wait()`` returns the record once every
     required sink holds it (at once for a synchronous log)."""
 
-    __slots__ = ("_done", "_error", "_record", "_signal")
+    __slots__ = ("_document", "_error", "_record", "_signal")
 
-    def __init__(self, signal: threading.Condition | None = None) -> None:
+    def __init__(
+        self,
+        signal: threading.Condition | None = None,
+        document: dict[str, Any] | None = None,
+    ) -> None:
         self._signal = signal
-        self._done = False
+        #: The document waiting in the writer's queue (a receipt is its own queue item).
+        self._document = document
         self._record: EventRecord | None = None
         self._error: str | None = None
 
     def _resolve(self, record: EventRecord | None, error: str | None = None) -> None:
-        self._record, self._error = record, error
-        self._done = True
+        # Error first: `done` reads the record, and a record must not look final early.
+        self._error = error if record is not None else (error or _NOT_WRITTEN)
+        self._record = record
+        self._document = None
 
     def done(self) -> bool:
-        return self._done
+        return self._record is not None or self._error is not None
 
     def wait(self, timeout: float | None = None) -> EventRecord:
         """The written record; raises `ProvenanceError` if a required sink did not take it."""
-        if not self._done and self._signal is not None:
+        if not self.done() and self._signal is not None:
             with self._signal:
-                self._signal.wait_for(lambda: self._done, timeout)
-        if not self._done:
+                self._signal.wait_for(self.done, timeout)
+        if not self.done():
             raise ProvenanceError(
                 f"the provenance event was not written within {timeout} s; the writer is "
                 "behind or a sink hangs"
             )
         if self._error is not None or self._record is None:
-            raise ProvenanceError(self._error or "the provenance event was not written")
+            raise ProvenanceError(self._error or _NOT_WRITTEN)
         return self._record
 
 
@@ -267,9 +308,6 @@ class _SinkState:
 
 
 _STOP = object()
-#: Marks a document as built by aiguard itself; a non-string key, so it can never come
-#: from JSON or collide with a field, and it is removed before sealing.
-_TRUSTED: Any = object()
 
 
 class ProvenanceLog:
@@ -441,15 +479,22 @@ class ProvenanceLog:
     def head_seq(self) -> int:
         return self._seq
 
+    @property
+    def background(self) -> bool:
+        """True when a writer thread seals and writes, so `append` only queues."""
+        return self._queue is not None
+
     def _prepare(self, fields: Mapping[str, Any]) -> dict[str, Any]:
+        # `type(...) is not dict` first: comparing every value with {} costs a microsecond.
         document: dict[str, Any] = {
-            key: value for key, value in fields.items() if value is not None and value != {}
+            key: value
+            for key, value in fields.items()
+            if value is not None and (type(value) is not dict or value)
         }
         document.pop("digest", None)
         document["schema"] = SCHEMA
         document["log"] = self.name
-        document["event_id"] = uuid7()
-        document["time"] = rfc3339_now()
+        document["event_id"], document["time"] = _stamp()
         return document
 
     def append(self, fields: Mapping[str, Any], *, trusted: bool = False) -> Receipt:
@@ -463,11 +508,12 @@ class ProvenanceLog:
         if self._closed:
             raise ProvenanceError(f"provenance log {self.name!r} is closed")
         document = self._prepare(fields)
-        if trusted:
-            document[_TRUSTED] = True
+        if not trusted:
+            # Refused here, with the caller's own error, not later in the writer thread.
+            _check(document, "$")
         if self._queue is not None:
-            receipt = Receipt(self._written)
-            self._enqueue((document, receipt))
+            receipt = Receipt(self._written, document)
+            self._enqueue(receipt)
             return receipt
         receipt = Receipt()
         with self._lock:
@@ -479,23 +525,33 @@ class ProvenanceLog:
         return receipt
 
     def _enqueue(self, item: Any, *, force: bool = False) -> None:
-        assert self._queue is not None
-        with self._wakeup:
-            if len(self._queue) >= self._queue_size and not force:
-                if self._when_full == "fail":
-                    raise ProvenanceError(
-                        f"the provenance queue of log {self.name!r} is full; the call fails "
-                        "closed (when_full='fail'). A sink is slow or down."
-                    )
-                self._producers_waiting += 1
-                try:
-                    self._wakeup.wait_for(lambda: len(self._queue or ()) < self._queue_size)
-                finally:
-                    self._producers_waiting -= 1
-            self._queue.append(item)
-            if self._writer_idle:
-                # Waking the writer costs a context switch; only pay it when it sleeps.
+        # Lock-free unless the queue is full or the writer sleeps: deque appends are atomic,
+        # and the lock and wake-up would cost the caller more than building the event.
+        queue = self._queue
+        assert queue is not None
+        if len(queue) >= self._queue_size and not force:
+            self._wait_for_room()
+        queue.append(item)
+        if self._writer_idle:
+            # The writer publishes "idle" before its last look at the queue, so either it
+            # saw this item or it is told about it here.
+            with self._wakeup:
                 self._wakeup.notify_all()
+
+    def _wait_for_room(self) -> None:
+        with self._wakeup:
+            if len(self._queue or ()) < self._queue_size:
+                return
+            if self._when_full == "fail":
+                raise ProvenanceError(
+                    f"the provenance queue of log {self.name!r} is full; the call fails "
+                    "closed (when_full='fail'). A sink is slow or down."
+                )
+            self._producers_waiting += 1
+            try:
+                self._wakeup.wait_for(lambda: len(self._queue or ()) < self._queue_size)
+            finally:
+                self._producers_waiting -= 1
 
     def check(self) -> None:
         """Raise `ProvenanceError` while a required sink has records it has not taken."""
@@ -536,8 +592,8 @@ class ProvenanceLog:
         return None
 
     def _seal(self, document: dict[str, Any], seq: int, prev: str) -> EventRecord:
-        checked = document.pop(_TRUSTED, False) is True
-        return _seal_in_place(document, seq, prev, checked)
+        # `append` checked the document's domain (or aiguard built it).
+        return _seal_in_place(document, seq, prev, True)
 
     def _write(self, documents: list[dict[str, Any]]) -> list[EventRecord]:
         """Seal, deliver, and checkpoint when due. Caller holds the lock (or is the writer)."""
@@ -554,14 +610,28 @@ class ProvenanceLog:
             self._deliver(records, skip=self._sequencer)
             return records
         records = []
-        signer = self.signer
+        seq, prev = self._seq, self._prev
+        grow = self._frontier.append if self.signer is not None else None
+        # `_seal_in_place` unrolled: this loop is the writer's whole per-event cost.
+        join, encode, leaf_prefix, record_of = "".join, _encode_chunks, _LEAF_PREFIX, EventRecord
         for document in documents:
-            record = self._seal(document, self._seq + 1, self._prev)
-            self._seq, self._prev = record.seq, record.digest
-            if signer is not None:
-                self._frontier.append(bytes.fromhex(record.digest))
-            self._since_checkpoint += 1
-            records.append(record)
+            # `append` checked the domain (or aiguard built the document); `_prepare`
+            # removed any "digest".
+            seq += 1
+            document["seq"] = seq
+            document["prev"] = prev
+            hashed = join(encode(document, 0)).encode()
+            leaf = leaf_prefix.copy()
+            leaf.update(hashed)
+            prev = leaf.hexdigest()
+            document["digest"] = prev
+            line = b"".join((hashed[:-1], b',"digest":"', prev.encode(), b'"}'))
+            records.append(record_of(document, line))
+            if grow is not None:
+                grow(bytes.fromhex(prev))
+        # Only now: a batch that failed half way leaves the head where it was.
+        self._seq, self._prev = seq, prev
+        self._since_checkpoint += len(records)
         self._deliver(records)
         if self.signer is not None and self._since_checkpoint >= self.checkpoint_every:
             self._checkpoint()
@@ -647,31 +717,31 @@ class ProvenanceLog:
             if self.signer is not None and self.checkpoint_interval is not None:
                 due = self._last_checkpoint + self.checkpoint_interval - time.monotonic()
                 timeout = max(0.0, min(timeout, due))
-            with self._wakeup:
-                if not pending:
+            if not pending:
+                with self._wakeup:
                     self._writer_idle = True
-                    self._wakeup.wait(timeout)
+                    if not pending:
+                        self._wakeup.wait(timeout)
                     self._writer_idle = False
-                items = [pending.popleft() for _ in range(min(len(pending), self._batch_size))]
-                if self._producers_waiting:
+            popleft = pending.popleft
+            items = [popleft() for _ in range(min(len(pending), self._batch_size))]
+            if self._producers_waiting:
+                with self._wakeup:
                     self._wakeup.notify_all()  # producers blocked on a full queue
-            batch: list[tuple[dict[str, Any], Receipt]] = []
+            batch: list[Receipt] = items
             markers: list[threading.Event] = []
             stop = False
-            for item in items:
-                if item is _STOP:
-                    stop = True
-                elif isinstance(item, threading.Event):
-                    markers.append(item)
-                else:
-                    batch.append(item)
+            if not all(type(item) is Receipt for item in items):
+                batch = [item for item in items if type(item) is Receipt]
+                markers = [item for item in items if isinstance(item, threading.Event)]
+                stop = any(item is _STOP for item in items)
             try:
                 with self._lock:
                     self._tick(batch)
             except Exception as exc:  # the writer must never die silently
                 self._writer_error = f"{type(exc).__name__}: {exc}"
                 _log.exception("provenance writer failed")
-                for _, receipt in batch:
+                for receipt in batch:
                     receipt._resolve(None, self._writer_error)
             if batch:
                 with self._written:
@@ -681,13 +751,13 @@ class ProvenanceLog:
             if stop and not pending:
                 return
 
-    def _tick(self, batch: list[tuple[dict[str, Any], Receipt]]) -> None:
+    def _tick(self, batch: list[Receipt]) -> None:
         for state in self._states:
             self._drain(state)
         if batch:
-            records = self._write([document for document, _ in batch])
+            records = self._write([receipt._document for receipt in batch])  # type: ignore[misc]
             error = self._required_failure()
-            for (_, receipt), record in zip(batch, records, strict=True):
+            for receipt, record in zip(batch, records, strict=True):
                 receipt._resolve(record, error)
         if (
             self.signer is not None

@@ -232,7 +232,7 @@ class JsonlSink:
         self.emit_batch((record,))
 
     def emit_batch(self, records: Sequence[EventRecord]) -> None:
-        data = b"".join(record.line + b"\n" for record in records)
+        data = b"\n".join([record.line for record in records]) + b"\n"
         with self._lock:
             if self._max_bytes is not None and self._file.tell() >= self._max_bytes:
                 self._rotate()
