@@ -1,22 +1,29 @@
 """Load benchmark of the gateway, on loopback only, bounded in time (about 30 s).
 
-Three processes on 127.0.0.1: a fake upstream (Starlette + uvicorn) that streams a chat
-chunk every 20 ms, the gateway in front of it (default policy, JSONL provenance in a
-temporary directory), and this load generator. Each figure is measured through the
-gateway and directly against the upstream in the same run:
+Three processes on 127.0.0.1: a fake upstream that streams a chat chunk every 20 ms,
+the gateway in front of it (default policy, JSONL provenance in a temporary directory,
+served as `aiguard gateway` serves it), and this load generator. The fake upstream and
+the load generator speak HTTP/1.1 over bare asyncio streams (uvloop when installed), so
+that they take as little CPU from the gateway as possible. Each figure is measured
+through the gateway and directly against the upstream in the same run:
 
-(a) 100 concurrent streams: per chunk, the time from the upstream writing it to the
-    client reading it (CLOCK_MONOTONIC is system-wide, so the processes share it);
-    added latency = gateway figure - direct figure, at p50 and p99 (target p99 < 5 ms);
-(b) non-streaming requests per second at concurrency 10.
+(a) 100 streams open at all times for ``--seconds`` (each client starts its next
+    stream when one ends; the clients start spread over one stream's length): per
+    chunk, the time from the upstream writing it to the client reading it
+    (CLOCK_MONOTONIC is system-wide, so the processes share it); added latency =
+    gateway figure - direct figure, at p50 and p99 (target p99 < 5 ms);
+(b) non-streaming requests per second at concurrency 10 (keep-alive connections).
 
-    python benchmarks/bench_gateway.py [--seconds 5] [--streams 100] [--chunks 25] [--json]
+    python benchmarks/bench_gateway.py [--seconds 5] [--streams 100] [--chunks 25]
+                                       [--no-pin] [--json]
 
 With ``--json`` the report goes to stderr and stdout gets the figures as one JSON object
 (what benchmarks/run_all.py reads).
 
-The load generator shares the machine's cores with the gateway and the upstream; on a
-2-core machine the figures include that contention.
+The load generator shares the machine with the gateway and the upstream. By default
+(on a machine with two or more CPUs) the gateway runs on one CPU and the upstream and
+the load generator share the others, as when clients and the model are elsewhere;
+``--no-pin`` lets all three compete for every core. The report says which.
 """
 
 from __future__ import annotations

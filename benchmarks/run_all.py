@@ -327,7 +327,11 @@ def gateway_rows(result: Result) -> list[Row]:
     f = result.figures
     if f is None:
         return failed(group, result)
-    shared = f"load generator, gateway and upstream share the {f['cores']} cores"
+    shared = (
+        "gateway on its own CPU; load generator and fake upstream share the other"
+        if f.get("pinned")
+        else f"load generator, gateway and upstream share the {f['cores']} cores"
+    )
     noisy = f["direct_p99_ms"] > 10
     note = (
         f"direct p50/p99 {f['direct_p50_ms']:.2f}/{f['direct_p99_ms']:.2f} ms, gateway "
@@ -340,7 +344,7 @@ def gateway_rows(result: Result) -> list[Row]:
     return [
         Row(
             group,
-            f"stream chunk added latency p99 ({f['streams']} streams x {f['rounds']} rounds, "
+            f"stream chunk added latency p99 ({f['streams']} concurrent streams, "
             f"a chunk every {f['interval_ms']:.0f} ms)",
             f"{f['added_p99_ms']:.2f} ms",
             "< 5 ms",
@@ -568,8 +572,9 @@ def markdown(
         "  10-30% between runs. Each script documents how it measures; run one alone for",
         "  its full report (e.g. `python benchmarks/detect.py` prints per-kind tables).",
         "- Gateway: the load generator, the gateway and the fake upstream run on the same",
-        "  machine and share its cores, so every gateway figure includes that contention;",
-        "  the added latency is the difference of two percentiles measured in the same run.",
+        "  machine; by default the gateway gets one CPU and the other two processes share",
+        "  the rest (`--no-pin` lets all three compete for every core). The added latency",
+        "  is the difference of two percentiles measured in the same run.",
         "- Peers: Presidio (pattern recognizers only) and pii-anon run on the same texts in",
         "  the same run when they import in this interpreter (the `bench` extra plus the",
         '  peers); "not installed" means they did not, and no ratio is claimed.',

@@ -35,6 +35,7 @@ from ..errors import (
 )
 from ..guard import Guard
 from ..transport import module_for
+from ._netstream import use_asyncio_backend
 from .config import ANONYMOUS, GatewayConfig, Principal, lookup_key
 from .metrics import GatewayMetrics, instrument
 
@@ -200,6 +201,7 @@ class Gateway:
                 max_connections=config.max_streams + 64, max_keepalive_connections=100
             )
             inner = http.AsyncHTTPTransport(limits=limits)
+            use_asyncio_backend(inner)
         self.client: Any = guard.async_http_client(
             transport=inner,
             timeout=http.Timeout(config.upstream_timeout, connect=config.connect_timeout),
