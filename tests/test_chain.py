@@ -148,20 +148,34 @@ class TestEventIds:
 
     def test_a_forked_child_draws_its_own_randomness(self) -> None:
         import os
-
-        from aiguard.provenance.chain import uuid7
+        import subprocess
+        import sys
 
         if not hasattr(os, "fork"):
             pytest.skip("needs os.fork")
-        uuid7()  # the parent has a block of random digits in hand
-        read, write = os.pipe()
-        pid = os.fork()
-        if pid == 0:  # pragma: no cover - the child
-            os.write(write, ",".join(uuid7()[15:] for _ in range(20)).encode())
-            os._exit(0)
-        os.close(write)
-        os.waitpid(pid, 0)
-        child = set(os.read(read, 1 << 16).decode().split(","))
-        os.close(read)
-        parent = {uuid7()[15:] for _ in range(20)}
-        assert len(child) == 20 and not child & parent
+        # In a fresh single-threaded interpreter: forking the test process (which runs
+        # threads) is itself unsafe.
+        script = (
+            "import os\n"
+            "from aiguard.provenance.chain import uuid7\n"
+            "uuid7()\n"  # the parent now holds a block of random digits
+            "read, write = os.pipe()\n"
+            "pid = os.fork()\n"
+            "if pid == 0:\n"
+            "    os.write(write, ','.join(uuid7()[15:] for _ in range(20)).encode())\n"
+            "    os._exit(0)\n"
+            "os.close(write)\n"
+            "os.waitpid(pid, 0)\n"
+            "child = set(os.read(read, 1 << 16).decode().split(','))\n"
+            "parent = {uuid7()[15:] for _ in range(20)}\n"
+            "print(len(child), len(child & parent))\n"
+        )
+        result = subprocess.run(
+            [sys.executable, "-c", script],
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.split() == ["20", "0"]

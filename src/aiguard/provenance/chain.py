@@ -138,10 +138,18 @@ _RANDOM_DIGITS = 19
 
 
 def _random_blocks() -> Iterator[str]:
-    # 256 ids' worth of OS randomness per syscall: a syscall per event would release the
-    # GIL on the call path and hand it to the writer thread, thousands of times a second.
-    digits = os.urandom(_RANDOM_DIGITS * 128).hex()
-    return iter([digits[i : i + _RANDOM_DIGITS] for i in range(0, len(digits), _RANDOM_DIGITS)])
+    """UUIDv7 tails (``7xxx-Vxxx-xxxxxxxxxxxx``: version, 74 random bits, variant V).
+
+    128 ids' worth of OS randomness per syscall: a syscall per event would release the
+    GIL on the call path and hand it to the writer thread, thousands of times a second.
+    """
+    digits = os.urandom(_RANDOM_DIGITS * 64).hex()
+    return iter(
+        [
+            f"7{r[:3]}-{_VARIANT[r[3]]}{r[4:7]}-{r[7:]}"
+            for r in (digits[i : i + _RANDOM_DIGITS] for i in range(0, len(digits), 19))
+        ]
+    )
 
 
 #: Shared by all threads: a list iterator hands each block out once, atomically.
@@ -170,14 +178,15 @@ def _stamp() -> tuple[str, str]:
     """
     now_us = time.time_ns() // 1000
     ms = f"{(now_us // 1000) & 0xFFFF_FFFF_FFFF:012x}"
-    rand = next(_blocks[0], None)
-    if rand is None:
+    tail = next(_blocks[0], None)
+    if tail is None:
         _blocks[0] = _random_blocks()
-        rand = next(_blocks[0])
-    return (
-        f"{ms[:8]}-{ms[8:]}-7{rand[:3]}-{_VARIANT[rand[3]]}{rand[4:7]}-{rand[7:]}",
-        f"{_second_prefix(now_us // 1_000_000)}{now_us % 1_000_000:06d}Z",
-    )
+        tail = next(_blocks[0])
+    second = now_us // 1_000_000
+    cached_second, prefix = _second_cache[0]
+    if cached_second != second:
+        prefix = _second_prefix(second)
+    return f"{ms[:8]}-{ms[8:]}-{tail}", f"{prefix}{now_us % 1_000_000:06d}Z"
 
 
 @dataclass(frozen=True, slots=True)
@@ -501,9 +510,13 @@ class ProvenanceLog:
         """Chain ``fields`` as the next record; the receipt tells when it is written.
 
         A synchronous log raises `ProvenanceError` at once when a required sink did not
-        take the record (it stays in that sink's backlog and is delivered later).
+        take the record (it stays in that sink's backlog and is delivered later). A
+        document outside the canonical domain (floats, integers beyond ±(2^53-1),
+        non-ASCII keys, other types) raises `CanonicalError` here, before it is queued.
         ``trusted`` is for aiguard's own events, whose values are strings, safe integers,
-        booleans and None by construction: they skip the canonical-domain check.
+        booleans and None by construction: they skip that check. Do not change a
+        document's nested values after appending it: a background writer encodes them
+        later.
         """
         if self._closed:
             raise ProvenanceError(f"provenance log {self.name!r} is closed")

@@ -232,7 +232,9 @@ class JsonlSink:
         self.emit_batch((record,))
 
     def emit_batch(self, records: Sequence[EventRecord]) -> None:
-        data = b"\n".join([record.line for record in records]) + b"\n"
+        lines = [record.line for record in records]
+        lines.append(b"")  # the last line's newline, without copying the batch again
+        data = b"\n".join(lines)
         with self._lock:
             if self._max_bytes is not None and self._file.tell() >= self._max_bytes:
                 self._rotate()
