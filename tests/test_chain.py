@@ -179,3 +179,43 @@ class TestEventIds:
         )
         assert result.returncode == 0, result.stderr
         assert result.stdout.split() == ["20", "0"]
+
+
+any_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**60), max_value=2**60)
+    | st.floats(allow_nan=False)
+    | st.text(max_size=5)
+    | st.binary(max_size=2),
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.dictionaries(st.text(max_size=3) | st.integers(0, 3), inner, max_size=3)
+    ),
+    max_leaves=10,
+)
+
+
+class TestAppendChecksTheDomain:
+    @settings(max_examples=300, deadline=None)
+    @given(st.dictionaries(st.text(max_size=4), any_values, max_size=6))
+    def test_append_refuses_exactly_what_the_canonical_encoder_refuses(
+        self, fields: dict[str, object]
+    ) -> None:
+        kept = {k: v for k, v in fields.items() if v is not None and v != {} and k != "digest"}
+        try:
+            canonical_bytes(kept)
+        except CanonicalError:
+            refused = True
+        else:
+            refused = False
+        log = ProvenanceLog("domain", [])
+        if refused:
+            with pytest.raises(CanonicalError):
+                log.append(fields)
+        else:
+            record = log.append(fields).wait(5)
+            header = {"schema", "log", "event_id", "time", "seq", "prev"}  # the log's own
+            for key, value in kept.items():
+                assert key in header or record.document[key] == value
+            assert not set(record.document) & {k for k, v in fields.items() if v is None}

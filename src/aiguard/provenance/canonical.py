@@ -10,7 +10,7 @@ fast path refuses anything outside that domain instead of guessing.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import rfc8785
@@ -109,6 +109,52 @@ def _check(value: Any, path: str) -> None:
                     raise CanonicalError(f"{_find(value, path, child)}: integer outside ±(2^53-1)")
                 continue
             raise CanonicalError(f"{path}: unsupported type {type(child).__name__}")
+
+
+def checked_fields(fields: Mapping[str, Any]) -> dict[str, Any]:
+    """``fields`` without None values and empty dicts, checked against the domain.
+
+    One pass over the top level, the flat bulk of an event, checking and copying at
+    once; nested containers are walked by `_check`. Anything unusual is handed to the
+    full walk, which names the offending path.
+    """
+    document: dict[str, Any] = {}
+    nested: list[Any] = []
+    for key, value in fields.items():
+        kind = type(value)
+        if kind is str or kind is bool:
+            pass
+        elif value is None:
+            continue
+        elif kind is int:
+            if not -MAX_SAFE_INT <= value <= MAX_SAFE_INT:
+                break
+        elif kind is dict or kind is list or kind is tuple:
+            if kind is dict and not value:
+                continue
+            nested.append(value)
+        else:
+            break
+        document[key] = value
+    else:
+        try:
+            ascii_keys = "".join(document).isascii()
+        except TypeError:
+            ascii_keys = False
+        if ascii_keys:
+            try:
+                if nested:
+                    _check(nested, "$")
+                return document
+            except CanonicalError:
+                pass
+    filtered = {
+        key: value
+        for key, value in fields.items()
+        if value is not None and (type(value) is not dict or value)
+    }
+    _check(filtered, "$")
+    return filtered
 
 
 def _find(root: Any, path: str, target: Any) -> str:

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from ..errors import ProvenanceError
-from .canonical import _check, _encode_chunks, _fast_encode, canonical_bytes
+from .canonical import _encode_chunks, _fast_encode, canonical_bytes, checked_fields
 from .checkpoint import MerkleFrontier, Signer
 from .events import SCHEMA
 
@@ -493,13 +493,16 @@ class ProvenanceLog:
         """True when a writer thread seals and writes, so `append` only queues."""
         return self._queue is not None
 
-    def _prepare(self, fields: Mapping[str, Any]) -> dict[str, Any]:
-        # `type(...) is not dict` first: comparing every value with {} costs a microsecond.
-        document: dict[str, Any] = {
-            key: value
-            for key, value in fields.items()
-            if value is not None and (type(value) is not dict or value)
-        }
+    def _prepare(self, fields: Mapping[str, Any], *, check: bool = False) -> dict[str, Any]:
+        if check:
+            document = checked_fields(fields)
+        else:
+            # `type(...) is not dict` first: comparing each value with {} costs a µs.
+            document = {
+                key: value
+                for key, value in fields.items()
+                if value is not None and (type(value) is not dict or value)
+            }
         document.pop("digest", None)
         document["schema"] = SCHEMA
         document["log"] = self.name
@@ -520,10 +523,8 @@ class ProvenanceLog:
         """
         if self._closed:
             raise ProvenanceError(f"provenance log {self.name!r} is closed")
-        document = self._prepare(fields)
-        if not trusted:
-            # Refused here, with the caller's own error, not later in the writer thread.
-            _check(document, "$")
+        # Checked here, so a bad document is the caller's error, not the writer thread's.
+        document = self._prepare(fields, check=not trusted)
         if self._queue is not None:
             receipt = Receipt(self._written, document)
             self._enqueue(receipt)
