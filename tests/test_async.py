@@ -222,3 +222,55 @@ def test_blocking_stores_run_off_the_event_loop(tmp_path: Path) -> None:
     assert threads and all(t is not loop_thread for t in threads)
     assert_no_raw_values(fake, ["jane@example.com"])
     guard.close()
+
+
+def test_a_synchronous_file_log_writes_off_the_event_loop(tmp_path: Path) -> None:
+    """A synchronous JSONL log writes inside `append`: the async client records (whole
+    and streamed answers) from a worker thread, never on the event loop."""
+    import threading
+
+    from aiguard.provenance import JsonlSink
+
+    class SpySink(JsonlSink):
+        threads: list[threading.Thread] = []
+
+        def emit_batch(self, records: Any) -> None:
+            self.threads.append(threading.current_thread())
+            super().emit_batch(records)
+
+    sink = SpySink(tmp_path / "events.jsonl")
+    guard = aiguard.Guard(openai_and_anthropic_policy(), sinks=[sink])
+    assert guard.stores_block and not guard.log.background
+    fake = FakeModel(chunk_size=3)
+
+    async def run() -> tuple[str, str]:
+        client = aoa(guard, fake)
+        async with guard.context(subject="s", purpose="inference"):
+            whole = await client.chat.completions.create(
+                model="gpt-4o", messages=[{"role": "user", "content": QUESTION}]
+            )
+            stream = await client.chat.completions.create(
+                model="gpt-4o", messages=[{"role": "user", "content": QUESTION}], stream=True
+            )
+            streamed = "".join([c.choices[0].delta.content or "" async for c in stream])
+        return whole.choices[0].message.content or "", streamed
+
+    loop_thread = threading.current_thread()
+    SpySink.threads.clear()  # the genesis record was written when the log was made
+    assert asyncio.run(run()) == ("Echo: " + QUESTION, "Echo: " + QUESTION)
+    assert len(SpySink.threads) == 2
+    assert all(t is not loop_thread for t in SpySink.threads)
+    assert_no_raw_values(fake, [EMAIL])
+    guard.close()
+
+
+def test_in_memory_stores_and_log_stay_on_the_event_loop() -> None:
+    # Nothing blocks: a worker-thread hop per call would only add latency.
+    guard = aiguard.Guard(openai_and_anthropic_policy())
+    assert not guard.stores_block
+    background = aiguard.Guard(
+        openai_and_anthropic_policy(),
+        log=aiguard.provenance.ProvenanceLog("bg", [InMemorySink()], background=True),
+    )
+    assert not background.stores_block
+    background.close()

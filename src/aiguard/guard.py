@@ -100,25 +100,22 @@ class Guard:
             else InMemoryVault(VaultKeys.derive(self._secret) if secret is not None else None)
         )
         _apply_retention(self.vault, self.policy)
-        #: True when a store does disk or network I/O: async doors then run the pipeline
-        #: in a worker thread instead of on the event loop.
-        self.stores_block = not isinstance(self.vault, InMemoryVault)
         self.consent: ConsentStore = consent if consent is not None else InMemoryConsentStore()
         self.killswitch: KillSwitch = killswitch if killswitch is not None else InMemoryKillSwitch()
-        self.stores_block = self.stores_block or not (
-            isinstance(self.consent, InMemoryConsentStore)
-            and isinstance(self.killswitch, InMemoryKillSwitch)
-        )
         self.sinks: list[Sink] = list(sinks) if sinks is not None else [InMemorySink()]
         if log is not None:
             self.log = log
             self.sinks = list(log.sinks)
         else:
             self.log = ProvenanceLog(log_name, self.sinks)
-        # A synchronous log writes (and may fsync) inside `append`; a background one only
-        # queues the event.
-        self.stores_block = self.stores_block or not (
-            self.log.background or all(isinstance(s, InMemorySink) for s in self.log.sinks)
+        #: True when a store, or a synchronous log (which writes inside `append`), does
+        #: disk or network I/O: async doors then run the pipeline in a worker thread
+        #: instead of on the event loop.
+        self.stores_block = not (
+            isinstance(self.vault, InMemoryVault)
+            and isinstance(self.consent, InMemoryConsentStore)
+            and isinstance(self.killswitch, InMemoryKillSwitch)
+            and (self.log.background or all(isinstance(s, InMemorySink) for s in self.log.sinks))
         )
         base: list[Detector] = (
             list(detectors)

@@ -80,11 +80,18 @@ def _seal_in_place(body: dict[str, Any], seq: int, prev: str, checked: bool) -> 
     body["seq"] = seq
     body["prev"] = prev
     hashed = _encode_trusted(body) if checked else canonical_bytes(body)
+    digest, line = _digest_and_line(hashed)
+    body["digest"] = digest
+    return EventRecord(body, line)
+
+
+def _digest_and_line(hashed: bytes) -> tuple[str, bytes]:
+    """The leaf digest of canonical bytes, and the stored line: those bytes with
+    ``,"digest":"<hex>"`` as the last member (what `hashed_bytes` takes apart)."""
     leaf = _LEAF_PREFIX.copy()
     leaf.update(hashed)
     digest = leaf.hexdigest()
-    body["digest"] = digest
-    return EventRecord(body, b"".join((hashed[:-1], b',"digest":"', digest.encode(), b'"}')))
+    return digest, b"".join((hashed[:-1], b',"digest":"', digest.encode(), b'"}'))
 
 
 def _encode_trusted(body: dict[str, Any]) -> bytes:
@@ -182,10 +189,7 @@ def _stamp() -> tuple[str, str]:
     if tail is None:
         _blocks[0] = _random_blocks()
         tail = next(_blocks[0])
-    second = now_us // 1_000_000
-    cached_second, prefix = _second_cache[0]
-    if cached_second != second:
-        prefix = _second_prefix(second)
+    prefix = _second_prefix(now_us // 1_000_000)
     return f"{ms[:8]}-{ms[8:]}-{tail}", f"{prefix}{now_us % 1_000_000:06d}Z"
 
 
@@ -626,20 +630,16 @@ class ProvenanceLog:
         records = []
         seq, prev = self._seq, self._prev
         grow = self._frontier.append if self.signer is not None else None
-        # `_seal_in_place` unrolled: this loop is the writer's whole per-event cost.
-        join, encode, leaf_prefix, record_of = "".join, _encode_chunks, _LEAF_PREFIX, EventRecord
+        # `_seal_in_place` inlined: this loop is the writer's whole per-event cost.
+        join, encode, seal, record_of = "".join, _encode_chunks, _digest_and_line, EventRecord
         for document in documents:
             # `append` checked the domain (or aiguard built the document); `_prepare`
             # removed any "digest".
             seq += 1
             document["seq"] = seq
             document["prev"] = prev
-            hashed = join(encode(document, 0)).encode()
-            leaf = leaf_prefix.copy()
-            leaf.update(hashed)
-            prev = leaf.hexdigest()
+            prev, line = seal(join(encode(document, 0)).encode())
             document["digest"] = prev
-            line = b"".join((hashed[:-1], b',"digest":"', prev.encode(), b'"}'))
             records.append(record_of(document, line))
             if grow is not None:
                 grow(bytes.fromhex(prev))
