@@ -231,11 +231,11 @@ def test_a_synchronous_file_log_writes_off_the_event_loop(tmp_path: Path) -> Non
 
     from aiguard.provenance import JsonlSink
 
-    class SpySink(JsonlSink):
-        threads: list[threading.Thread] = []
+    threads: list[threading.Thread] = []
 
+    class SpySink(JsonlSink):
         def emit_batch(self, records: Any) -> None:
-            self.threads.append(threading.current_thread())
+            threads.append(threading.current_thread())
             super().emit_batch(records)
 
     sink = SpySink(tmp_path / "events.jsonl")
@@ -256,10 +256,10 @@ def test_a_synchronous_file_log_writes_off_the_event_loop(tmp_path: Path) -> Non
         return whole.choices[0].message.content or "", streamed
 
     loop_thread = threading.current_thread()
-    SpySink.threads.clear()  # the genesis record was written when the log was made
+    threads.clear()  # the genesis record was written when the log was made
     assert asyncio.run(run()) == ("Echo: " + QUESTION, "Echo: " + QUESTION)
-    assert len(SpySink.threads) == 2
-    assert all(t is not loop_thread for t in SpySink.threads)
+    assert len(threads) == 2
+    assert all(t is not loop_thread for t in threads)
     assert_no_raw_values(fake, [EMAIL])
     guard.close()
 
