@@ -13,12 +13,12 @@ With ``--json`` the table goes to stderr and stdout gets the figures as one JSON
 from __future__ import annotations
 
 import argparse
-import contextlib
-import json
 import statistics
 import sys
 import time
 from collections.abc import Callable
+
+from _report import report
 
 import aiguard
 from aiguard.testing import FakeModel, InMemorySink
@@ -44,13 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", action="store_true", help="figures as JSON on stdout")
     args = parser.parse_args(argv)
-    if not args.json:
-        measure()
-        return 0
-    with contextlib.redirect_stdout(sys.stderr):
-        figures = measure()
-    print(json.dumps(figures))
-    return 0
+    return report(measure, args.json)
 
 
 def measure() -> dict[str, float]:

@@ -43,6 +43,8 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
+from _report import report
+
 EMAIL = "jane.doe@example.com"
 
 
@@ -337,13 +339,7 @@ def main() -> int:
         run_gateway(args.port, args.upstream, args.workdir)
         return 0
 
-    if not args.json:
-        bench(args)
-        return 0
-    with contextlib.redirect_stdout(sys.stderr):
-        figures = bench(args)
-    print(json.dumps(figures))
-    return 0
+    return report(lambda: bench(args), args.json)
 
 
 def _cpu_plan(pin: bool) -> tuple[set[int] | None, set[int] | None]:

@@ -23,7 +23,6 @@ With ``--json`` the table goes to stderr and stdout gets the figures as one JSON
 from __future__ import annotations
 
 import argparse
-import contextlib
 import gc
 import hashlib
 import json
@@ -33,6 +32,8 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from _report import report
 
 from aiguard.provenance import JsonlSink, ProvenanceLog, verify_file
 
@@ -96,13 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("events", nargs="?", type=int, default=50_000)
     parser.add_argument("--json", action="store_true", help="figures as JSON on stdout")
     args = parser.parse_args(argv)
-    if not args.json:
-        measure(args.events)
-        return 0
-    with contextlib.redirect_stdout(sys.stderr):
-        figures = measure(args.events)
-    print(json.dumps(figures))
-    return 0
+    return report(lambda: measure(args.events), args.json)
 
 
 def measure(count: int) -> dict[str, float]:

@@ -12,14 +12,14 @@ object on stdout (what benchmarks/run_all.py reads).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import gc
 import json
-import sys
 import time
 import tracemalloc
 from collections.abc import Iterator
 from typing import Any
+
+from _report import report
 
 import aiguard
 from aiguard.streaming import StreamRestorer, TokenRestorer
@@ -154,12 +154,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--size-kb", type=int, default=1024, help="answer size per-chunk table")
     parser.add_argument("--json", action="store_true", help="figures as JSON on stdout")
     args = parser.parse_args(argv)
-    if not args.json:
-        measure(args.size_kb * 1024)
-        return
-    with contextlib.redirect_stdout(sys.stderr):
-        figures = measure(args.size_kb * 1024)
-    print(json.dumps(figures))
+    report(lambda: measure(args.size_kb * 1024), args.json)
 
 
 def measure(answer: int = 1 << 20) -> dict[str, Any]:

@@ -15,8 +15,6 @@ and stdout gets the figures as one JSON object (what benchmarks/run_all.py reads
 from __future__ import annotations
 
 import argparse
-import contextlib
-import json
 import statistics
 import sys
 import time
@@ -26,6 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from _report import report
 from corpus import Text, generate
 
 from aiguard.classify import builtin_detector, merge_findings
@@ -147,13 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--distractor-table", action="store_true")
     parser.add_argument("--json", action="store_true", help="figures as JSON on stdout")
     args = parser.parse_args(argv)
-    if not args.json:
-        measure(args)
-        return 0
-    with contextlib.redirect_stdout(sys.stderr):
-        figures = measure(args)
-    print(json.dumps(figures))
-    return 0
+    return report(lambda: measure(args), args.json)
 
 
 def measure(args: argparse.Namespace) -> dict[str, object]:

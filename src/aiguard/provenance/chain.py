@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from ..errors import ProvenanceError
-from .canonical import _encode_chunks, _fast_encode, canonical_bytes, checked_fields
+from .canonical import _encode_chunks, _trusted_bytes, canonical_bytes, checked_fields
 from .checkpoint import MerkleFrontier, Signer
 from .events import SCHEMA
 
@@ -79,7 +79,7 @@ def _seal_in_place(body: dict[str, Any], seq: int, prev: str, checked: bool) -> 
     body.pop("digest", None)
     body["seq"] = seq
     body["prev"] = prev
-    hashed = _encode_trusted(body) if checked else canonical_bytes(body)
+    hashed = _trusted_bytes(body) if checked else canonical_bytes(body)
     digest, line = _digest_and_line(hashed)
     body["digest"] = digest
     return EventRecord(body, line)
@@ -92,10 +92,6 @@ def _digest_and_line(hashed: bytes) -> tuple[str, bytes]:
     leaf.update(hashed)
     digest = leaf.hexdigest()
     return digest, b"".join((hashed[:-1], b',"digest":"', digest.encode(), b'"}'))
-
-
-def _encode_trusted(body: dict[str, Any]) -> bytes:
-    return _fast_encode(body).encode("utf-8")
 
 
 def hashed_bytes(line: bytes) -> bytes | None:
