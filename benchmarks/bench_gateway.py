@@ -177,8 +177,8 @@ def run_upstream(port: int, interval: float, chunks: int) -> None:
 def run_gateway(port: int, upstream: str, workdir: str) -> None:
     from pathlib import Path
 
-    from aiguard.gateway import GatewayConfig, create_app
-    from aiguard.gateway.cli import _serve, build_guard
+    from aiguard.cli.gateway import _serve, build_guard
+    from aiguard.doors.gateway import GatewayConfig, create_app
 
     config = GatewayConfig(upstream=upstream, port=port, max_streams=1000)
     guard, _notes = build_guard(config, cwd=Path(workdir))

@@ -22,8 +22,8 @@ from typing import Any
 from _report import report
 
 import aiguard
-from aiguard.streaming import StreamRestorer, TokenRestorer
-from aiguard.transport import module_for
+from aiguard.doors.streaming import StreamRestorer, TokenRestorer
+from aiguard.doors.transport import module_for
 from aiguard.vault.tokens import TOKEN_RE
 
 URL = "https://api.openai.com/v1/chat/completions"
@@ -99,8 +99,8 @@ def timed(size: int, chars: int, guarded: bool) -> tuple[float, int]:
 def core_cost(size: int, chars: int, rule: bool = False) -> float:
     """The pure restorer alone, microseconds per event; ``rule`` adds the output rule
     (detectors over each channel's held tail, as the transport runs it)."""
-    from aiguard._pipeline import Call
     from aiguard.context import CallContext
+    from aiguard.pipeline.call import Call
 
     token = "[EMAIL_7Q2K]"
     stream = list(events(token, size, chars))
@@ -115,8 +115,8 @@ def core_cost(size: int, chars: int, rule: bool = False) -> float:
 
 def tool_core_cost(size: int, chars: int) -> float:
     """Tool-call argument deltas (JSON text, escaped originals) with the output rule."""
-    from aiguard._pipeline import Call
     from aiguard.context import CallContext
+    from aiguard.pipeline.call import Call
 
     token = "[EMAIL_7Q2K]"
     args = json.dumps({"to": token, "note": SENTENCE.format(token=token)})

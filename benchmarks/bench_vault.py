@@ -23,8 +23,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from aiguard.keys import SecretKeyProvider
 from aiguard.vault import InMemoryVault, Scope, SQLiteVault
+from aiguard.vault.keys import SecretKeyProvider
 
 SCOPE = Scope("acme", "conv-1")
 BATCH = 1_000

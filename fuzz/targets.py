@@ -15,7 +15,7 @@ from aiguard.errors import AIGuardError
 from aiguard.policy import parse_policy
 from aiguard.policy.model import DestinationPolicy, Policy
 from aiguard.providers.walk import map_all_strings, map_strings
-from aiguard.streaming import SSEDecoder
+from aiguard.doors.streaming import SSEDecoder
 from aiguard.vault.tokens import TOKEN_RE, Scope
 
 __all__ = ["TARGETS", "json_walk", "policy_loader", "sse", "token_scanner"]

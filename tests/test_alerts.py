@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 import aiguard
-from aiguard.alerts import Alert, AlertEngine
+from aiguard.compliance.alerts import Alert, AlertEngine
 from aiguard.errors import PolicyDenied
 from aiguard.policy import parse_policy
 from aiguard.provenance.verify import verify_records

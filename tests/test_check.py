@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from aiguard.check import RULES, render_sarif, run_check, scan_source
 from aiguard.cli import main
-from aiguard.inventory import load_app
+from aiguard.compliance.check import RULES, render_sarif, run_check, scan_source
+from aiguard.compliance.inventory import load_app
 from aiguard.policy.lint import lint_file, lint_text
 
 HERE = Path(__file__).parent

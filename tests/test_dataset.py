@@ -13,7 +13,7 @@ import pytest
 
 import aiguard
 from aiguard.cli import main
-from aiguard.dataset import manifest_path, policy_digest, prepare_dataset
+from aiguard.doors.dataset import manifest_path, policy_digest, prepare_dataset
 from aiguard.errors import DestinationRevoked, PolicyDenied, UnknownDestination, VaultError
 from aiguard.vault import ERASED, InMemoryVault, Scope, VaultKeys
 

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 
 import aiguard
-from aiguard.dsr import DETOKENIZE_SCOPE, Principal, ReidentificationDenied
-from aiguard.keys import KeyProviderError, LocalKeyFileProvider, SecretKeyProvider
+from aiguard.compliance.dsr import DETOKENIZE_SCOPE, Principal, ReidentificationDenied
 from aiguard.provenance.sinks import JsonlSink
 from aiguard.provenance.verify import verify_file
 from aiguard.vault import ERASED, InMemoryVault, Scope, SQLiteVault, VaultKeys
+from aiguard.vault.keys import KeyProviderError, LocalKeyFileProvider, SecretKeyProvider
 
 POLICY = """
 database = "state/aiguard.db"
@@ -181,7 +181,7 @@ def test_bad_keys(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(KeyProviderError, match="bytes"):
         LocalKeyFileProvider(key)
     monkeypatch.delenv("AIGUARD_ROOT_KEY", raising=False)
-    from aiguard.keys import EnvKeyProvider
+    from aiguard.vault.keys import EnvKeyProvider
 
     with pytest.raises(KeyProviderError, match="AIGUARD_ROOT_KEY"):
         EnvKeyProvider()

@@ -10,7 +10,7 @@ import pytest
 from pydantic import BaseModel
 
 import aiguard
-import aiguard.endpoint
+import aiguard.doors.endpoint
 from aiguard import Classified, Level
 from aiguard.context import CallContext, current_context
 from aiguard.errors import ConsentRequired
@@ -79,7 +79,7 @@ class TestSignatureAndRegistry:
         def summarize(ticket: Ticket, extra: list[Customer] | None = None) -> str:
             return ""
 
-        info = next(e for e in aiguard.endpoint.registry() if e.name.endswith(".summarize"))
+        info = next(e for e in aiguard.doors.endpoint.registry() if e.name.endswith(".summarize"))
         assert (info.purpose, info.destination, info.is_async, info.enabled) == (
             "inference",
             "openai",
@@ -129,7 +129,7 @@ class TestSignatureAndRegistry:
             purpose="inference", subject_from="customer_id", enabled=False
         )(handler)
         assert same is handler and same("cust-1") is None
-        info = next(e for e in aiguard.endpoint.registry() if e.name.endswith(".handler"))
+        info = next(e for e in aiguard.doors.endpoint.registry() if e.name.endswith(".handler"))
         assert info.enabled is False
 
 

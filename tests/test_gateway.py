@@ -31,7 +31,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse  # noq
 from starlette.routing import Route  # noqa: E402
 
 import aiguard  # noqa: E402
-from aiguard.gateway import ApiKey, GatewayConfig, create_app, default_policy, hash_key  # noqa: E402
+from aiguard.doors.gateway import ApiKey, GatewayConfig, create_app, default_policy, hash_key  # noqa: E402
 from aiguard.provenance.chain import ProvenanceLog  # noqa: E402
 from aiguard.testing import FakeModel, InMemorySink, assert_chain_valid  # noqa: E402
 from aiguard.vault.tokens import TOKEN_RE  # noqa: E402

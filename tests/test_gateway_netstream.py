@@ -20,7 +20,7 @@ pytest.importorskip("httpcore2")
 if sys.version_info < (3, 11):
     pytest.skip("the asyncio backend needs Python 3.11", allow_module_level=True)
 
-from aiguard.gateway._netstream import use_asyncio_backend  # noqa: E402
+from aiguard.doors.gateway._netstream import use_asyncio_backend  # noqa: E402
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 

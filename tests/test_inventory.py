@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from aiguard.cli import main
-from aiguard.inventory import SCHEMA, build_inventory, load_app, render_markdown
+from aiguard.compliance.inventory import SCHEMA, build_inventory, load_app, render_markdown
 from aiguard.policy import load_policy
 
 HERE = Path(__file__).parent

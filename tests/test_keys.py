@@ -12,7 +12,8 @@ import pytest
 
 from aiguard.cli import main
 from aiguard.errors import VaultError
-from aiguard.keys import (
+from aiguard.vault import InMemoryVault, Scope, SQLiteVault
+from aiguard.vault.keys import (
     ROOT_KEY_BYTES,
     EnvKeyProvider,
     KeyProvider,
@@ -20,7 +21,6 @@ from aiguard.keys import (
     LocalKeyFileProvider,
     SecretKeyProvider,
 )
-from aiguard.vault import InMemoryVault, Scope, SQLiteVault
 
 posix_only = pytest.mark.skipif(sys.platform == "win32", reason="POSIX permission bits")
 SCOPE = Scope("acme", "conv-1")

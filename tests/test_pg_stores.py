@@ -9,8 +9,8 @@ import uuid
 
 import pytest
 
-from aiguard.keys import SecretKeyProvider
 from aiguard.vault import ERASED, Scope
+from aiguard.vault.keys import SecretKeyProvider
 
 DSN = os.environ.get("AIGUARD_TEST_POSTGRES_DSN")
 pytestmark = pytest.mark.skipif(
@@ -130,8 +130,8 @@ def test_from_toml_wires_postgres_consent_killswitch_and_ledger(
     from pathlib import Path
 
     import aiguard
+    from aiguard.compliance.dsr import PostgresTrainingLedger
     from aiguard.consent.postgres import PostgresConsentStore
-    from aiguard.dsr import PostgresTrainingLedger
     from aiguard.policy.killswitch_pg import PostgresKillSwitch
     from aiguard.vault.postgres import PostgresVault
 

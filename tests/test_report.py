@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 
 from aiguard.cli import main
+from aiguard.compliance.report import build_report, render_html, render_markdown
 from aiguard.policy import parse_policy
 from aiguard.provenance.chain import GENESIS_PREV, seal_document
-from aiguard.report import build_report, render_html, render_markdown
 
 POLICY = """
 [destinations.openai]

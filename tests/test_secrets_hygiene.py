@@ -11,9 +11,14 @@ from pathlib import Path
 import pytest
 
 import aiguard
-from aiguard.keys import EnvKeyProvider, KeyProviderError, LocalKeyFileProvider, SecretKeyProvider
 from aiguard.provenance.checkpoint import Signer
 from aiguard.vault import InMemoryVault, SQLiteVault, VaultKeys, load_or_create_key
+from aiguard.vault.keys import (
+    EnvKeyProvider,
+    KeyProviderError,
+    LocalKeyFileProvider,
+    SecretKeyProvider,
+)
 
 SECRET = bytes(range(32))
 

@@ -23,7 +23,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import aiguard
-from aiguard._sqlite import (
+from aiguard.consent.sqlite import SQLiteConsentStore
+from aiguard.consent.store import InMemoryConsentStore, utcnow
+from aiguard.errors import ConsentRequired, DestinationRevoked, VaultError
+from aiguard.policy.killswitch import SQLiteKillSwitch
+from aiguard.provenance.sinks import JsonlSink
+from aiguard.storage.sqlite import (
     MIGRATIONS,
     Migration,
     SchemaError,
@@ -31,11 +36,6 @@ from aiguard._sqlite import (
     migrate,
     schema_version,
 )
-from aiguard.consent.sqlite import SQLiteConsentStore
-from aiguard.consent.store import InMemoryConsentStore, utcnow
-from aiguard.errors import ConsentRequired, DestinationRevoked, VaultError
-from aiguard.policy.killswitch import SQLiteKillSwitch
-from aiguard.provenance.sinks import JsonlSink
 from aiguard.testing import assert_chain_valid
 from aiguard.vault import InMemoryVault, Scope, SQLiteVault, Vault, VaultKeys, load_or_create_key
 from aiguard.vault._crypto import _make_cipher, blind_index, entry_aad, token_candidates

@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from aiguard.streaming import (
+from aiguard.doors.streaming import (
     MAX_HOLD,
     MAX_TOKEN_LENGTH,
     HoldBack,

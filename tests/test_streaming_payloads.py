@@ -10,9 +10,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import aiguard
-from aiguard._pipeline import Call
 from aiguard.context import CallContext
-from aiguard.streaming import HoldBack, SSEDecoder, StreamRestorer, TokenRestorer, value_tail_start
+from aiguard.doors.streaming import (
+    HoldBack,
+    SSEDecoder,
+    StreamRestorer,
+    TokenRestorer,
+    value_tail_start,
+)
+from aiguard.pipeline.call import Call
 from aiguard.testing.fake import (
     Answer,
     ToolCall,

@@ -13,7 +13,6 @@ import pytest
 
 import aiguard
 from aiguard.errors import VaultError
-from aiguard.keys import KeyProviderError, SecretKeyProvider
 from aiguard.vault import (
     ERASED,
     BatchVault,
@@ -23,6 +22,7 @@ from aiguard.vault import (
     SubjectVault,
     VaultKeys,
 )
+from aiguard.vault.keys import KeyProviderError, SecretKeyProvider
 
 SCOPE = Scope("acme", "conv-1")
 JANE = "jane.doe@example.com"

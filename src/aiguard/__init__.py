@@ -7,16 +7,17 @@ keep a tamper-evident record of it all.
 
 from __future__ import annotations
 
-from . import errors
-from ._pipeline import Decision, ProtectedFinding
+from . import _compat, errors
+from ._version import __version__
 from .classify.detectors import Detector, Finding, KnownValue, detect
 from .classify.levels import Classified, FieldClass, Level, classified_fields
 from .classify.structured import DepthLimitExceeded, JsonFinding, detect_json
+from .compliance.dsr import DataSubjectRights, Principal, ReidentificationDenied
 from .consent.sqlite import SQLiteConsentStore
 from .consent.store import ConsentRecord, ConsentStore, InMemoryConsentStore
 from .context import CallContext, current_context
-from .dataset import DatasetReport, prepare_dataset
-from .dsr import DataSubjectRights, Principal, ReidentificationDenied
+from .doors.dataset import DatasetReport, prepare_dataset
+from .doors.transport import AsyncGuardTransport, GuardTransport
 from .errors import (
     AIGuardError,
     ConsentRequired,
@@ -29,19 +30,19 @@ from .errors import (
     VaultError,
 )
 from .guard import CallObserver, Guard, Protected
-from .keys import KeyProvider
+from .pipeline.call import Decision, ProtectedFinding
 from .policy.killswitch import KillSwitch, SQLiteKillSwitch
 from .policy.loader import load_policy
 from .policy.model import Action, DestinationPolicy, Policy, PurposePolicy
 from .provenance.chain import EventRecord, Sink
 from .provenance.sinks import InMemorySink, JsonlSink
 from .provenance.verify import VerifyReport, verify_file
-from .transport import AsyncGuardTransport, GuardTransport
+from .vault.keys import KeyProvider
 from .vault.memory import InMemoryVault, Vault
 from .vault.sqlite import SQLiteVault
 from .vault.tokens import Scope
 
-__version__ = "0.1.0"
+_compat.install()
 
 __all__ = [
     "AIGuardError",

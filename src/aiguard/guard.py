@@ -9,60 +9,38 @@ import hashlib
 import hmac
 import logging
 import os
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import BaseModel
 
-from ._pipeline import Call, Decision, ProtectedFinding, decide, dump_json, keyed_digest
 from .classify.detectors import Detector, Finding, RegexDetector, builtin_detector, merge_findings
 from .classify.levels import classified_values
 from .consent.store import ConsentStore, InMemoryConsentStore
 from .context import UNSET, CallContext, ContextScope, current_context, known_values
-from .endpoint import ArgumentSource, EndpointDecorator
-from .endpoint import endpoint as _endpoint
+from .doors.endpoint import ArgumentSource, EndpointDecorator
+from .doors.endpoint import endpoint as _endpoint
 from .errors import AIGuardError, ProvenanceError, UnknownDestination
+from .pipeline.call import Call, decide, dump_json, keyed_digest
+from .pipeline.host import CallObserver, IncrementalDigest, Protected
+from .pipeline.routing import Attempts, Router
 from .policy.killswitch import InMemoryKillSwitch, KillSwitch
 from .policy.loader import load_policy
 from .policy.model import Policy
 from .provenance.chain import ProvenanceLog, Receipt, Sink
 from .provenance.sinks import InMemorySink
 from .vault.memory import InMemoryVault, Vault, VaultKeys
-from .vault.tokens import Scope, label_for
+from .vault.tokens import label_for
 
 if TYPE_CHECKING:
-    from .dsr import DataSubjectRights, Principal
+    from .compliance.dsr import DataSubjectRights, Principal
 
 __all__ = ["CallObserver", "Guard", "Protected"]
 
 _log = logging.getLogger("aiguard")
 
-#: ``observer(call, event_type, status, extra)``, see `Guard.observers`.
-CallObserver = Callable[[Call, str, str, Mapping[str, Any]], None]
-
 T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class Protected:
-    """The result of `Guard.protect`: what may leave the process, and how it was made."""
-
-    payload: Any
-    decision: Decision
-    findings: tuple[ProtectedFinding, ...]
-    tokens: tuple[str, ...]
-    scope: Scope
-    request_id: str | None = None
-    #: token -> original for tokens issued by this call; never serialized or logged.
-    _issued: Mapping[str, str] | None = None
-
-    def __repr__(self) -> str:  # originals must never show up in a repr or a log line
-        return (
-            f"Protected(decision={'allow' if self.decision.allowed else 'deny'}, "
-            f"findings={len(self.findings)}, tokens={list(self.tokens)})"
-        )
 
 
 class Guard:
@@ -129,11 +107,9 @@ class Guard:
         #: Called with (call, event type, status, extra fields) after every attempt's
         #: event is written, whichever door the call came by (metrics, tracing).
         self.observers: list[CallObserver] = []
-        from .transport import Router, _Attempts
-
         self.router = Router(self.policy.destinations)
-        self.attempts = _Attempts()
-        from .alerts import AlertEngine
+        self.attempts = Attempts()
+        from .compliance.alerts import AlertEngine
 
         # Alert rules from [alerts], evaluated on every event `finish` writes.
         self.alerts = AlertEngine.for_policy(
@@ -165,7 +141,7 @@ class Guard:
 
             overrides.update(postgres_stores(policy, overrides))
         if policy.database is not None:
-            from ._sqlite import embedded_stores
+            from .vault.factory import embedded_stores
 
             database = Path(path).resolve().parent / Path(policy.database).expanduser()
             overrides.update(embedded_stores(database, overrides))
@@ -234,7 +210,7 @@ class Guard:
         dotted path into one) or are callables receiving the `inspect.BoundArguments`.
         ``use_for_training`` comes from an argument of that name, else False. Tagged
         fields of pydantic arguments become known values for detection. The handler's
-        signature is kept; ``enabled=False`` returns it undecorated. See `aiguard.endpoint`.
+        signature is kept; ``enabled=False`` returns it undecorated. See `aiguard.doors.endpoint`.
         """
         return _endpoint(
             self,
@@ -441,7 +417,7 @@ class Guard:
     @functools.cached_property
     def dsr(self) -> DataSubjectRights:
         """Export and erasure requests, retention purge, the training-use ledger."""
-        from .dsr import DataSubjectRights
+        from .compliance.dsr import DataSubjectRights
 
         return DataSubjectRights(self)
 
@@ -456,7 +432,7 @@ class Guard:
     ) -> str:
         """Restore one scope's tokens outside the call that issued them (audited).
 
-        Needs a `aiguard.dsr.Principal` holding the ``aiguard:detokenize`` scope and a
+        Needs a `aiguard.compliance.dsr.Principal` holding the ``aiguard:detokenize`` scope and a
         stated reason; records a ``reidentify`` event either way.
         """
         return self.dsr.detokenize(
@@ -475,13 +451,13 @@ class Guard:
         installed; otherwise an ``httpx.Client``. It is typed ``Any`` because which of the
         two it is depends on what is installed, and the SDKs annotate the one they use.
         """
-        from .transport import build_client
+        from .doors.transport import build_client
 
         return build_client(self, transport, asynchronous=False, options=httpx_options)
 
     def async_http_client(self, transport: Any = None, **httpx_options: Any) -> Any:
         """The async twin of `http_client`, for ``AsyncOpenAI`` / ``AsyncAnthropic``."""
-        from .transport import build_client
+        from .doors.transport import build_client
 
         return build_client(self, transport, asynchronous=True, options=httpx_options)
 
@@ -515,22 +491,6 @@ _PROVIDERS = (
     ("api.deepseek.com", "deepseek"),
     ("api.x.ai", "x_ai"),
 )
-
-
-class IncrementalDigest:
-    """Feed it with `update`; `result` gives the same string `Guard.digest_bytes` would."""
-
-    __slots__ = ("_key_id", "_mac")
-
-    def __init__(self, mac: hmac.HMAC, key_id: str) -> None:
-        self._mac = mac
-        self._key_id = key_id
-
-    def update(self, data: bytes) -> None:
-        self._mac.update(data)
-
-    def result(self) -> str:
-        return f"hmac-sha256:{self._key_id}:{self._mac.hexdigest()}"
 
 
 def _apply_retention(vault: Vault, policy: Policy) -> None:

@@ -23,7 +23,7 @@ import aiguard
 from aiguard.testing import FakeModel, assert_chain_valid, assert_no_raw_values
 
 uvicorn = pytest.importorskip("uvicorn")
-gateway = pytest.importorskip("aiguard.gateway")
+gateway = pytest.importorskip("aiguard.doors.gateway")
 
 
 @contextlib.contextmanager

@@ -16,8 +16,8 @@ import pytest
 from faultkit import MESSAGE, RAW, DoorCall, call_events, fault_policy, free_port
 
 import aiguard
+from aiguard.doors.transport import module_for
 from aiguard.testing import FakeModel, InMemorySink, assert_chain_valid, assert_no_raw_values
-from aiguard.transport import module_for
 
 openai = pytest.importorskip("openai")
 

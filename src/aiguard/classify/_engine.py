@@ -30,7 +30,7 @@ import phonenumbers
 from . import _validators as v
 from ._finding import Finding
 from ._normalize import normalize
-from .kinds import DEFAULT_LEVELS, GLOBAL_IDS, IdSpec, LocalePack, locale_packs
+from .kinds import DEFAULT_LEVELS, GLOBAL_IDS, IdSpec, LocalePack, locale_packs, packs_version
 from .levels import Level
 
 __all__ = ["BuiltinDetector", "MIN_SCORE"]
@@ -726,10 +726,19 @@ def _dob_valid(m: re.Match[str]) -> bool:
     return v.date_valid(int(g["y4"]), g["m4"], int(g["d4"]))
 
 
-@lru_cache(maxsize=64)
 def _engine_for(
     kinds: frozenset[str] | None,
     locales: tuple[str, ...] | None,
     levels: tuple[tuple[str, Level], ...] = (),
+) -> BuiltinDetector:
+    return _cached_engine(kinds, locales, levels, packs_version())
+
+
+@lru_cache(maxsize=64)
+def _cached_engine(
+    kinds: frozenset[str] | None,
+    locales: tuple[str, ...] | None,
+    levels: tuple[tuple[str, Level], ...],
+    _packs_version: int,
 ) -> BuiltinDetector:
     return BuiltinDetector(kinds, locales, dict(levels))

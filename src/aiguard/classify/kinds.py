@@ -144,14 +144,18 @@ class LocalePack:
 
 
 _PACKS: dict[str, LocalePack] = {}
+_PACKS_VERSION = [0]
 
 
 def register_locale(pack: LocalePack) -> None:
     """Add (or replace) a locale pack; detectors built afterwards include it."""
     _PACKS[pack.code.lower()] = pack
-    from ._engine import _engine_for
+    _PACKS_VERSION[0] += 1
 
-    _engine_for.cache_clear()
+
+def packs_version() -> int:
+    """Changes whenever a pack is registered: part of every cached engine's key."""
+    return _PACKS_VERSION[0]
 
 
 def locale_packs(codes: Iterable[str] | None = None) -> tuple[LocalePack, ...]:

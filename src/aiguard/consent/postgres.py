@@ -10,7 +10,7 @@ import json
 from datetime import datetime
 from typing import Any
 
-from ..vault.postgres import PostgresPool, pg_migrate
+from ..storage.postgres import PostgresPool, pg_migrate
 from .store import AppendOnlyConsentStore, ConsentRecord, effective_grant, utcnow
 
 __all__ = ["CONSENT_PG_MIGRATIONS", "PostgresConsentStore"]

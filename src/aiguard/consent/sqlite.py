@@ -14,7 +14,7 @@ import sqlite3
 from datetime import datetime
 from typing import Any
 
-from .._sqlite import SQLiteDatabase
+from ..storage.sqlite import SQLiteDatabase
 from .store import AppendOnlyConsentStore, ConsentRecord, effective_grant, utcnow
 
 __all__ = ["SQLiteConsentStore"]

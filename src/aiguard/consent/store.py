@@ -9,16 +9,14 @@ from __future__ import annotations
 import threading
 import uuid
 from collections.abc import Mapping
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from .._clock import utcnow
+
 __all__ = ["ConsentRecord", "ConsentStore", "InMemoryConsentStore", "utcnow"]
-
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 class ConsentRecord(BaseModel):

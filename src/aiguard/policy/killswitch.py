@@ -7,8 +7,8 @@ import threading
 from datetime import datetime
 from typing import Protocol, runtime_checkable
 
-from .._sqlite import SQLiteDatabase
-from ..consent.store import utcnow
+from .._clock import utcnow
+from ..storage.sqlite import SQLiteDatabase
 
 __all__ = ["InMemoryKillSwitch", "KillSwitch", "Revocation", "SQLiteKillSwitch"]
 

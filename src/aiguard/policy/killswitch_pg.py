@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from ..consent.store import utcnow
-from ..vault.postgres import PostgresPool, pg_migrate
+from .._clock import utcnow
+from ..storage.postgres import PostgresPool, pg_migrate
 from .killswitch import Revocation
 
 __all__ = ["KILLSWITCH_PG_MIGRATIONS", "PostgresKillSwitch"]

@@ -26,7 +26,7 @@ from typing import Any, Literal
 from pydantic import ValidationError
 
 from ..errors import PolicyError
-from .loader import _line_of
+from ._source import line_of as _line_of
 from .model import BUILTIN_PURPOSES, Policy
 
 if sys.version_info >= (3, 11):

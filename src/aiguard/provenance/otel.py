@@ -186,7 +186,7 @@ class OpenTelemetrySink:
         self, tracer_provider: TracerProvider | None = None, *, required: bool = False
     ) -> None:
         trace = _import_trace()
-        from .. import __version__
+        from .._version import __version__
 
         self._trace = trace
         self._provider = tracer_provider

@@ -31,7 +31,7 @@ __all__ = ["SqliteSink", "read_sqlite"]
 SCHEMA_VERSION = 1
 
 # Own tables and own version table, so the sink can share a file with the embedded
-# stores (aiguard._sqlite) without the two migration histories colliding.
+# stores (aiguard.storage.sqlite) without the two migration histories colliding.
 _SCHEMA_TABLE = """CREATE TABLE IF NOT EXISTS aiguard_provenance_schema (
     version     INTEGER PRIMARY KEY,
     description TEXT NOT NULL,
@@ -320,7 +320,7 @@ def _migrate(conn: sqlite3.Connection) -> None:
 
 
 def _enable_wal(conn: sqlite3.Connection, path: Path, timeout: float) -> None:
-    from .._sqlite import enable_wal
+    from ..storage.sqlite import enable_wal
 
     try:
         enable_wal(conn, path, timeout)

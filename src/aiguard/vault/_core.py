@@ -34,8 +34,8 @@ from typing import Any, NamedTuple
 from cryptography.exceptions import InvalidTag
 
 from ..errors import VaultError
-from ..keys import KeyProvider, KeyProviderError, SecretKeyProvider
 from ._crypto import VaultKeys, _lp, _make_cipher, blind_index, entry_aad, token_candidates
+from .keys import KeyProvider, KeyProviderError, SecretKeyProvider
 from .tokens import Scope
 
 __all__ = [
@@ -607,7 +607,7 @@ class KeyedVault:
 
         With ``marker=True`` each entry leaves a tombstone (no ciphertext, no blind
         index, no subject reference), so its token restores as `ERASED` instead of
-        staying literal; `aiguard.dsr` erasure does that. Entries written before
+        staying literal; `aiguard.compliance.dsr` erasure does that. Entries written before
         subject references existed are not found.
         """
         ref = self.subject_ref(subject)

@@ -8,12 +8,12 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..keys import EnvKeyProvider, KeyProvider, KeyProviderError, LocalKeyFileProvider
+from .keys import EnvKeyProvider, KeyProvider, KeyProviderError, LocalKeyFileProvider
 
 if TYPE_CHECKING:
     from ..policy.model import KeysPolicy, Policy
 
-__all__ = ["postgres_stores", "provider_from_policy", "vault_from_policy"]
+__all__ = ["embedded_stores", "postgres_stores", "provider_from_policy", "vault_from_policy"]
 
 
 def provider_from_policy(keys: KeysPolicy, base: Path) -> KeyProvider:
@@ -80,3 +80,36 @@ def vault_from_policy(policy: Policy, base: Path) -> Any:
     return SQLiteVault(
         database if database.is_absolute() else base / database, provider, retention=retention
     )
+
+
+def embedded_stores(path: str | os.PathLike[str], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """`Guard` keyword arguments for a policy that names a database at ``path``.
+
+    One `SQLiteDatabase` holds the vault, consent records and kill switch; the secret
+    comes from ``aiguard.key`` beside it so every process derives the same vault and
+    digest keys. Only what ``overrides`` leaves unset (missing or None) is returned.
+    """
+    from ..consent.sqlite import SQLiteConsentStore
+    from ..policy.killswitch import SQLiteKillSwitch
+    from ..storage.sqlite import SQLiteDatabase
+    from ._crypto import VaultKeys
+    from .keyfile import load_or_create_key
+    from .sqlite import SQLiteVault
+
+    wanted = {name for name in ("vault", "consent", "killswitch") if overrides.get(name) is None}
+    out: dict[str, Any] = {}
+    database = Path(path).expanduser()
+    secret: bytes | None = overrides.get("secret")
+    if secret is None:
+        secret = load_or_create_key(database.parent / "aiguard.key")
+        out["secret"] = secret
+    if not wanted:
+        return out
+    db = SQLiteDatabase(database)
+    if "vault" in wanted:
+        out["vault"] = SQLiteVault(db, VaultKeys.derive(secret))
+    if "consent" in wanted:
+        out["consent"] = SQLiteConsentStore(db)
+    if "killswitch" in wanted:
+        out["killswitch"] = SQLiteKillSwitch(db)
+    return out

@@ -15,9 +15,9 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol, runtime_checkable
 
 from ..errors import VaultError
-from ..keys import KeyProvider
 from ._core import EntryRow, KeyedVault, KeyRow, NewEntry, RotationReport
 from ._crypto import VaultKeys, normalize
+from .keys import KeyProvider
 from .tokens import Scope
 
 # normalize and VaultKeys are re-exported: they lived here first and callers import them.
@@ -44,7 +44,7 @@ class Vault(Protocol):
 class SubjectVault(Vault, Protocol):
     """A vault that can answer data-subject requests, expire entries and rotate keys.
 
-    Every built-in vault is one; `aiguard.dsr` needs it for export and erasure.
+    Every built-in vault is one; `aiguard.compliance.dsr` needs it for export and erasure.
     """
 
     def export_subject(self, subject: str) -> list[dict[str, Any]]: ...
@@ -64,7 +64,7 @@ class BatchVault(Vault, Protocol):
 
     ``items`` are ``(kind, value, subject)``; the result holds the token of each, in
     order, exactly the tokens `Vault.tokenize` would give. SQLite and PostgreSQL write
-    a batch's new entries in one transaction; `aiguard.dataset` uses it.
+    a batch's new entries in one transaction; `aiguard.doors.dataset` uses it.
     """
 
     def tokenize_many(

@@ -21,17 +21,17 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import timedelta
 from typing import Any
 
-from .._sqlite import SQLiteDatabase
 from ..errors import VaultError
-from ..keys import KeyProvider
+from ..storage._retry import retrying
+from ..storage.sqlite import SQLiteDatabase
 from ._core import EntryRow, IssueRequest, KeyedVault, KeyRow, NewEntry, Replay
 from ._crypto import VaultKeys, key_check
-from ._retry import retrying
+from .keys import KeyProvider
 
 __all__ = ["VAULT_MIGRATIONS", "SQLiteVault"]
 
 # The key hierarchy's schema, versioned in its own table so the shared migrations in
-# aiguard._sqlite (and the files older aiguard versions opened) stay as they are.
+# aiguard.storage.sqlite (and the files older aiguard versions opened) stay as they are.
 VAULT_MIGRATIONS: tuple[tuple[int, str, tuple[str, ...]], ...] = (
     (
         1,

@@ -10,17 +10,17 @@ from typing import Annotated, Any, TextIO
 
 from pydantic import BaseModel
 
-from .classify.levels import Classified, Level
-from .errors import AIGuardError
-from .guard import Guard
-from .policy.loader import parse_policy
-from .provenance.chain import ProvenanceLog
-from .provenance.checkpoint import Signer, Verifier
-from .provenance.sinks import JsonlSink
-from .provenance.verify import VerifyOptions, VerifyReport, verify_file
-from .testing.assertions import assert_no_raw_values
-from .testing.fake import FakeModel
-from .vault.tokens import TOKEN_RE
+from ..classify.levels import Classified, Level
+from ..errors import AIGuardError
+from ..guard import Guard
+from ..policy.loader import parse_policy
+from ..provenance.chain import ProvenanceLog
+from ..provenance.checkpoint import Signer, Verifier
+from ..provenance.sinks import JsonlSink
+from ..provenance.verify import VerifyOptions, VerifyReport, verify_file
+from ..testing.assertions import assert_no_raw_values
+from ..testing.fake import FakeModel
+from ..vault.tokens import TOKEN_RE
 
 __all__ = ["Customer", "run_demo"]
 

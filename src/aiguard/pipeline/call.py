@@ -14,12 +14,12 @@ import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
-from .classify.detectors import Detector, Finding, KnownValuesDetector, merge_findings
-from .classify.levels import Level
-from .context import CallContext
-from .errors import (
+from ..classify.detectors import Detector, Finding, KnownValuesDetector, merge_findings
+from ..classify.levels import Level
+from ..context import CallContext
+from ..errors import (
     AIGuardError,
     ConsentRequired,
     DestinationRevoked,
@@ -27,21 +27,40 @@ from .errors import (
     UnknownDestination,
     VaultError,
 )
-from .policy.model import Action, DestinationPolicy, Policy
-from .vault.surrogates import SURROGATE_RE, from_surrogate, to_surrogate
-from .vault.tokens import TOKEN_RE, Scope
+from ..policy.model import Action, DestinationPolicy, Policy
+from ..vault.surrogates import SURROGATE_RE, from_surrogate, to_surrogate
+from ..vault.tokens import TOKEN_RE, Scope
 
 if TYPE_CHECKING:
-    from .consent.store import ConsentRecord
-    from .guard import Guard
-    from .providers.base import Adapter
+    from ..consent.store import ConsentRecord, ConsentStore
+    from ..policy.killswitch import KillSwitch
+    from ..providers.base import Adapter
+    from ..vault.memory import Vault
 
-__all__ = ["Call", "Decision", "ProtectedFinding"]
+__all__ = ["Call", "Decision", "PipelineHost", "ProtectedFinding"]
 
 # Text aiguard itself put into a payload: tokens, pseudonyms, redaction markers.
 _SURROGATE_RE = re.compile(
     TOKEN_RE.pattern + r"|\[[A-Z][A-Z0-9_]*~[0-9a-f]{12}\]|\[REDACTED:[a-z0-9_]+\]"
 )
+
+
+class PipelineHost(Protocol):
+    """What one call (`aiguard.pipeline.call.Call`, `decide`) reads from its guard."""
+
+    policy: Policy
+    vault: Vault
+    consent: ConsentStore
+    killswitch: KillSwitch
+    detectors: tuple[Detector, ...]
+
+    def provider_name(self, destination: str | None) -> str | None: ...
+
+    def digest(self, label: str, tenant: str, value: str) -> str: ...
+
+    def pseudonym(self, kind: str, value: str) -> str: ...
+
+    def reinstate(self, destination: str, reason: str = "") -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,7 +91,7 @@ class ProtectedFinding:
 
 
 def decide(
-    guard: Guard, context: CallContext, destination: str | None, model: str | None
+    guard: PipelineHost, context: CallContext, destination: str | None, model: str | None
 ) -> Decision:
     """Default deny: every check must pass, and the first one that fails names the fix."""
     policy = guard.policy
@@ -216,7 +235,7 @@ def decide(
 
 
 def _is_grant(record: object) -> bool:
-    from .consent.store import ConsentRecord
+    from ..consent.store import ConsentRecord
 
     return isinstance(record, ConsentRecord) and record.action == "grant"
 
@@ -225,7 +244,7 @@ def _is_grant(record: object) -> bool:
 class Call:
     """One attempt of one logical call: its context, decision, findings and tokens."""
 
-    guard: Guard
+    guard: PipelineHost
     context: CallContext
     destination: str | None
     operation: str | None = None
@@ -343,8 +362,8 @@ class Call:
         value is found whole and its token sits inside a valid JSON string. Strings
         under the adapter's ``keep`` paths pass untouched.
         """
-        from .providers.base import parse_json_text
-        from .providers.walk import map_all_strings, map_strings
+        from ..providers.base import parse_json_text
+        from ..providers.walk import map_all_strings, map_strings
 
         keep = adapter.keep if adapter is not None else None
         free = adapter.free if adapter is not None else None
@@ -370,7 +389,7 @@ class Call:
         When the text is JSON (tool arguments, structured output), originals are
         JSON-escaped so that it stays valid JSON and decodes to the originals.
         """
-        from .providers.base import parse_json_text
+        from ..providers.base import parse_json_text
 
         if self.guard.policy.surrogates:
             text = self._surrogates_to_tokens(text)
@@ -378,7 +397,7 @@ class Call:
         if inner is not None:
             if self.withheld(text):
                 # Redacting spans of the raw JSON could cut an escape; work per value.
-                from .providers.walk import map_all_strings
+                from ..providers.walk import map_all_strings
 
                 restored = map_all_strings(inner, self.restore_text, path)
                 return json.dumps(restored, ensure_ascii=False)
@@ -498,7 +517,7 @@ class Call:
     def restore_json(self, body: Any, adapter: Adapter | None = None) -> Any:
         """Restore every string of an answer (or only the adapter's ``restore`` paths;
         the others are still scanned by the output rule)."""
-        from .providers.walk import map_strings
+        from ..providers.walk import map_strings
 
         only = adapter.restore if adapter is not None else None
         free = adapter.free if adapter is not None else None
@@ -586,7 +605,7 @@ def keyed_digest(key: bytes, key_id: str, data: bytes) -> str:
 
 
 def parse_json_body(raw: bytes, what: str) -> Any:
-    from .errors import MalformedPayload
+    from ..errors import MalformedPayload
 
     try:
         text = raw.decode("utf-8")

@@ -13,7 +13,13 @@ from pathlib import Path
 from types import FrameType
 from typing import IO, TYPE_CHECKING, Any
 
-from .config import DEFAULT_DESTINATION, GatewayConfig, default_policy, hash_key, load_config
+from ..doors.gateway.config import (
+    DEFAULT_DESTINATION,
+    GatewayConfig,
+    default_policy,
+    hash_key,
+    load_config,
+)
 
 if TYPE_CHECKING:
     from ..guard import Guard
@@ -141,7 +147,7 @@ def run(args: argparse.Namespace, out: IO[str] | None = None) -> int:
         )
         guard.close()
         return 2
-    from .app import create_app
+    from ..doors.gateway.app import create_app
 
     try:
         app = create_app(guard, config, owns_guard=True)

@@ -17,13 +17,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
+from ..errors import PolicyDenied, VaultError
+from ..vault.tokens import TOKEN_RE, Scope
 from .alerts import append_observed
-from .errors import PolicyDenied, VaultError
-from .vault.tokens import TOKEN_RE, Scope
 
 if TYPE_CHECKING:
-    from ._sqlite import SQLiteDatabase
-    from .guard import Guard
+    from ..pipeline.host import GuardHost
+    from ..storage.sqlite import SQLiteDatabase
 
 __all__ = [
     "DETOKENIZE_SCOPE",
@@ -185,7 +185,7 @@ class PostgresTrainingLedger:
     """The ledger in PostgreSQL, beside the vault (a DSN or a shared `PostgresPool`)."""
 
     def __init__(self, pool: Any) -> None:
-        from .vault.postgres import PostgresPool, pg_migrate
+        from ..storage.postgres import PostgresPool, pg_migrate
 
         self._pool: PostgresPool = pool if isinstance(pool, PostgresPool) else PostgresPool(pool)
         pg_migrate(self._pool, "training_ledger", TRAINING_PG_MIGRATIONS)
@@ -222,7 +222,7 @@ class PostgresTrainingLedger:
 class DataSubjectRights:
     """``guard.dsr``: export, erase, purge, the training ledger, explicit re-identification."""
 
-    def __init__(self, guard: Guard, ledger: TrainingLedger | None = None) -> None:
+    def __init__(self, guard: GuardHost, ledger: TrainingLedger | None = None) -> None:
         self._guard = guard
         self.ledger: TrainingLedger = ledger if ledger is not None else _default_ledger(guard)
 
@@ -405,8 +405,8 @@ class DataSubjectRights:
         return restored
 
 
-def _default_ledger(guard: Guard) -> TrainingLedger:
-    from ._sqlite import SQLiteDatabase
+def _default_ledger(guard: GuardHost) -> TrainingLedger:
+    from ..storage.sqlite import SQLiteDatabase
 
     database = getattr(guard.vault, "database", None)
     if isinstance(database, SQLiteDatabase):
@@ -424,7 +424,7 @@ def _check_subject(subject: str) -> None:
         raise ValueError("subject must be a non-empty string id")
 
 
-def _events(guard: Guard) -> Iterator[dict[str, Any]]:
+def _events(guard: GuardHost) -> Iterator[dict[str, Any]]:
     """Event documents from every sink this process can read back (memory, JSONL, SQLite)."""
     seen: set[str] = set()
     for sink in guard.sinks:

@@ -33,10 +33,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from ._pipeline import usage_of
-from .providers.walk import map_strings
-from .vault.surrogates import restore_surrogates
-from .vault.tokens import MAX_SUFFIX, TOKEN_RE
+from ..pipeline.call import usage_of
+from ..providers.walk import map_strings
+from ..vault.surrogates import restore_surrogates
+from ..vault.tokens import MAX_SUFFIX, TOKEN_RE
 
 __all__ = [
     "DEFAULT_HOLD_LIMIT",
@@ -79,7 +79,7 @@ _PEM_END = "-----END"
 
 
 class OutputRule(Protocol):
-    """What a stream asks of the call about the model's text (`aiguard._pipeline.Call`)."""
+    """What a stream asks of the call about the model's text (`aiguard.pipeline.call.Call`)."""
 
     def withheld(self, text: str) -> Sequence[tuple[int, int, str]]:
         """Spans (start, end, kind) of ``text`` that must not reach the caller."""

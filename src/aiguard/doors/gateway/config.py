@@ -17,9 +17,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from ..classify.levels import Level
-from ..errors import PolicyError
-from ..policy.model import Action, ActionsPolicy, DestinationPolicy, Policy
+from ...classify.levels import Level
+from ...errors import PolicyError
+from ...policy.model import Action, ActionsPolicy, DestinationPolicy, Policy
 
 __all__ = [
     "DEFAULT_DESTINATION",

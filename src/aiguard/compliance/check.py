@@ -16,11 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from .classify.levels import Level
+from ..classify.levels import Level
+from ..policy._source import line_of as _line_of
+from ..policy.lint import LintResult
+from ..policy.model import Policy
 from .inventory import App, build_inventory
-from .policy.lint import LintResult
-from .policy.loader import _line_of
-from .policy.model import Policy
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -32,11 +32,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from .policy.model import Policy
+from ..policy.model import Policy
 
 if TYPE_CHECKING:
-    from .guard import Guard
-    from .provenance.chain import Receipt
+    from ..pipeline.host import GuardHost
+    from ..provenance.chain import Receipt
 
 __all__ = ["Alert", "AlertEngine", "append_observed", "event_time"]
 
@@ -311,7 +311,7 @@ class AlertEngine:
             )
 
 
-def append_observed(guard: Guard, fields: Mapping[str, Any]) -> Receipt:
+def append_observed(guard: GuardHost, fields: Mapping[str, Any]) -> Receipt:
     """Append an event to the guard's log, then any alert it fires.
 
     For doors that write their own events (data-subject requests, re-identification):

@@ -25,7 +25,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from ..errors import (
+from ...errors import (
     AIGuardError,
     MalformedPayload,
     PolicyDenied,
@@ -33,7 +33,7 @@ from ..errors import (
     ProvenanceError,
     VaultError,
 )
-from ..guard import Guard
+from ...pipeline.host import GuardHost
 from ..transport import module_for
 from ._netstream import use_asyncio_backend
 from .config import ANONYMOUS, GatewayConfig, Principal, lookup_key
@@ -154,7 +154,7 @@ class Gateway:
 
     def __init__(
         self,
-        guard: Guard,
+        guard: GuardHost,
         config: GatewayConfig,
         *,
         transport: Any = None,
@@ -504,7 +504,7 @@ def _answer_headers(headers: Mapping[str, str]) -> dict[str, str]:
 
 
 def create_app(
-    guard: Guard,
+    guard: GuardHost,
     config: GatewayConfig | None = None,
     *,
     upstream: str | None = None,

@@ -13,34 +13,31 @@ import dataclasses
 import email.utils
 import functools
 import random
-import threading
 import time
-from collections import OrderedDict
 from collections.abc import (
     AsyncGenerator,
     AsyncIterator,
     Callable,
     Generator,
     Iterator,
-    Mapping,
 )
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 import httpx
 
-from ._pipeline import Call, dump_json, parse_json_body, usage_of
-from .context import CallContext, current_context
-from .errors import AIGuardError, MalformedPayload
-from .providers import Adapter, adapter_for
+from ..context import CallContext, current_context
+from ..errors import AIGuardError, MalformedPayload
+from ..pipeline.call import Call, dump_json, parse_json_body, usage_of
+from ..pipeline.routing import Router
+from ..providers import Adapter, adapter_for
 from .streaming import DEFAULT_HOLD_LIMIT, StreamRestorer, TokenRestorer
 
 if TYPE_CHECKING:
     from tenacity import RetryCallState
 
-    from .guard import Guard
-    from .policy.model import DestinationPolicy, RetryPolicy
+    from ..pipeline.host import GuardHost
+    from ..policy.model import DestinationPolicy, RetryPolicy
 
 __all__ = ["AsyncGuardTransport", "GuardTransport", "Router", "build_client"]
 
@@ -51,75 +48,6 @@ SDK_MAX_CONNECTIONS = 1000
 SDK_MAX_KEEPALIVE = 100
 
 _HOP_HEADERS = {"content-length", "content-encoding", "transfer-encoding"}
-
-
-class Router:
-    """Maps a request URL to the policy destination whose base_url is its longest prefix."""
-
-    def __init__(self, destinations: Mapping[str, Any]) -> None:
-        routes = []
-        for name, spec in destinations.items():
-            parts = urlsplit(spec.base_url)
-            port = parts.port or (443 if parts.scheme == "https" else 80)
-            routes.append(
-                (parts.scheme, (parts.hostname or "").lower(), port, parts.path.rstrip("/"), name)
-            )
-        routes.sort(key=lambda r: len(r[3]), reverse=True)
-        self._routes = routes
-
-    def host_of(self, destination: str) -> str:
-        for _scheme, host, _port, _path, name in self._routes:
-            if name == destination:
-                return host
-        return ""
-
-    def route(self, url: str) -> str | None:
-        parts = urlsplit(url)
-        host = (parts.hostname or "").lower()
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-        path = parts.path
-        for scheme, r_host, r_port, r_path, name in self._routes:
-            if (
-                scheme == parts.scheme
-                and r_host == host
-                and r_port == port
-                and (path == r_path or path.startswith(r_path + "/") or not r_path)
-            ):
-                return name
-        return None
-
-
-class _Attempts:
-    """Links the retries of one logical call to one request id and numbers its attempts.
-
-    The SDK retries above the transport with ``x-stainless-retry-count`` set; an attempt
-    whose count is above zero and whose body is the same as a recent one shares its id.
-    aiguard's own retries (`RetryPolicy`) run below, and `bump` keeps the numbering
-    going so that an SDK retry after them does not reuse an attempt number.
-    """
-
-    def __init__(self, capacity: int = 4096) -> None:
-        self._lock = threading.Lock()
-        self._recent: OrderedDict[str, list[Any]] = OrderedDict()
-        self._capacity = capacity
-
-    def resolve(self, key: str, retry_count: int, new_id: str) -> tuple[str, int]:
-        with self._lock:
-            known = self._recent.get(key)
-            if retry_count > 0 and known is not None:
-                self._recent.move_to_end(key)
-                known[1] += 1
-                return str(known[0]), int(known[1])
-            self._recent[key] = [new_id, retry_count + 1]
-            if len(self._recent) > self._capacity:
-                self._recent.popitem(last=False)
-            return new_id, retry_count + 1
-
-    def bump(self, key: str, attempt: int) -> None:
-        with self._lock:
-            known = self._recent.get(key)
-            if known is not None:
-                known[1] = max(int(known[1]), attempt)
 
 
 def _operation(path: str) -> str:
@@ -143,7 +71,7 @@ class _Exchange:
     """
 
     def __init__(
-        self, guard: Guard, module: ModuleType, request: Any, follows: _Exchange | None = None
+        self, guard: GuardHost, module: ModuleType, request: Any, follows: _Exchange | None = None
     ) -> None:
         self.guard = guard
         self.module = module
@@ -565,7 +493,7 @@ def _decode(raw: bytes) -> str | None:
 
 
 def _new_request_id() -> str:
-    from .provenance.chain import uuid7
+    from ..provenance.chain import uuid7
 
     return "req_" + uuid7().replace("-", "")
 
@@ -592,7 +520,7 @@ def _retry_after(headers: Any) -> float | None:
     return max(0.0, when.timestamp() - time.time())
 
 
-def _retry_policy(guard: Guard, request: Any) -> RetryPolicy | None:
+def _retry_policy(guard: GuardHost, request: Any) -> RetryPolicy | None:
     destination = guard.router.route(str(request.url))
     target: DestinationPolicy | None = (
         guard.policy.destinations.get(destination) if destination else None
@@ -648,7 +576,7 @@ class GuardTransport(httpx.BaseTransport):
     call's request id.
     """
 
-    def __init__(self, guard: Guard, inner: Any, module: ModuleType = httpx) -> None:
+    def __init__(self, guard: GuardHost, inner: Any, module: ModuleType = httpx) -> None:
         self._guard = guard
         self._inner = inner
         self._module = module
@@ -692,7 +620,7 @@ class GuardTransport(httpx.BaseTransport):
 class AsyncGuardTransport(httpx.AsyncBaseTransport):
     """Async twin of `GuardTransport`."""
 
-    def __init__(self, guard: Guard, inner: Any, module: ModuleType = httpx) -> None:
+    def __init__(self, guard: GuardHost, inner: Any, module: ModuleType = httpx) -> None:
         self._guard = guard
         self._inner = inner
         self._module = module
@@ -780,7 +708,7 @@ def module_for(transport: Any) -> ModuleType:
 
 
 def build_client(
-    guard: Guard, transport: Any, *, asynchronous: bool, options: dict[str, Any]
+    guard: GuardHost, transport: Any, *, asynchronous: bool, options: dict[str, Any]
 ) -> Any:
     module = module_for(transport)
     if transport is None:

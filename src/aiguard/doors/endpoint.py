@@ -33,11 +33,11 @@ from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeAlias, TypeVar, 
 
 from pydantic import BaseModel
 
-from .classify.levels import FieldClass, classified_fields
-from .context import UNSET, ContextScope
+from ..classify.levels import FieldClass, classified_fields
+from ..context import UNSET, ContextScope
 
 if TYPE_CHECKING:
-    from .guard import Guard
+    from ..pipeline.host import GuardHost
 
 __all__ = [
     "ArgumentModel",
@@ -117,7 +117,7 @@ def _register(info: EndpointInfo) -> None:
 
 
 def endpoint(
-    guard: Guard,
+    guard: GuardHost,
     *,
     purpose: str,
     destination: str | None = None,

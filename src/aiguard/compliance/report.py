@@ -19,10 +19,10 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Literal
 
+from ..classify.levels import Level
+from ..policy.model import Policy
+from ..provenance.verify import VerifyReport, verify_file
 from .alerts import Alert, AlertEngine, event_time
-from .classify.levels import Level
-from .policy.model import Policy
-from .provenance.verify import VerifyReport, verify_file
 
 __all__ = [
     "ChecklistItem",

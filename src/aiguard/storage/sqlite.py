@@ -17,18 +17,17 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 __all__ = [
     "MIGRATIONS",
     "Migration",
     "SQLiteDatabase",
     "SchemaError",
-    "embedded_stores",
     "migrate",
 ]
 
@@ -282,38 +281,6 @@ class SQLiteDatabase:
 
     def __repr__(self) -> str:
         return f"SQLiteDatabase({os.fspath(self.path)!r}, version={self.version})"
-
-
-def embedded_stores(path: str | os.PathLike[str], overrides: Mapping[str, Any]) -> dict[str, Any]:
-    """`Guard` keyword arguments for a policy that names a database at ``path``.
-
-    One `SQLiteDatabase` holds the vault, consent records and kill switch; the secret
-    comes from ``aiguard.key`` beside it so every process derives the same vault and
-    digest keys. Only what ``overrides`` leaves unset (missing or None) is returned.
-    """
-    from .consent.sqlite import SQLiteConsentStore
-    from .policy.killswitch import SQLiteKillSwitch
-    from .vault._crypto import VaultKeys
-    from .vault.keyfile import load_or_create_key
-    from .vault.sqlite import SQLiteVault
-
-    wanted = {name for name in ("vault", "consent", "killswitch") if overrides.get(name) is None}
-    out: dict[str, Any] = {}
-    database = Path(path).expanduser()
-    secret: bytes | None = overrides.get("secret")
-    if secret is None:
-        secret = load_or_create_key(database.parent / "aiguard.key")
-        out["secret"] = secret
-    if not wanted:
-        return out
-    db = SQLiteDatabase(database)
-    if "vault" in wanted:
-        out["vault"] = SQLiteVault(db, VaultKeys.derive(secret))
-    if "consent" in wanted:
-        out["consent"] = SQLiteConsentStore(db)
-    if "killswitch" in wanted:
-        out["killswitch"] = SQLiteKillSwitch(db)
-    return out
 
 
 def enable_wal(conn: sqlite3.Connection, path: object, timeout: float) -> None:

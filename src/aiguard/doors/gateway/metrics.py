@@ -20,8 +20,8 @@ from prometheus_client import (
 )
 
 if TYPE_CHECKING:
-    from .._pipeline import Call
-    from ..guard import Guard
+    from ...pipeline.call import Call
+    from ...pipeline.host import GuardHost
 
 __all__ = ["GatewayMetrics"]
 
@@ -99,7 +99,7 @@ class GatewayMetrics:
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
 
 
-def instrument(guard: Guard, metrics: GatewayMetrics) -> None:
+def instrument(guard: GuardHost, metrics: GatewayMetrics) -> None:
     """Have every attempt ``guard.finish`` records also counted in ``metrics``.
 
     `Guard.finish` is the one place each attempt passes through with its `Call`

@@ -104,7 +104,7 @@ def _error(command: str, message: str) -> int:
 
 
 def _load(command: str, spec: str) -> Any:
-    from .inventory import load_app
+    from ..compliance.inventory import load_app
 
     try:
         return load_app(spec)
@@ -114,8 +114,8 @@ def _load(command: str, spec: str) -> Any:
 
 
 def _inventory(args: argparse.Namespace) -> int:
-    from .inventory import build_inventory, render_markdown
-    from .policy.lint import lint_file
+    from ..compliance.inventory import build_inventory, render_markdown
+    from ..policy.lint import lint_file
 
     app = _load("inventory", args.app)
     if app is None:
@@ -137,9 +137,9 @@ def _inventory(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from . import __version__
-    from .check import render_json, render_sarif, render_table, run_check
-    from .policy.lint import lint_file
+    from .._version import __version__
+    from ..compliance.check import render_json, render_sarif, render_table, run_check
+    from ..policy.lint import lint_file
 
     lint = lint_file(args.policy)
     if any(issue.code == "io" for issue in lint.issues):
@@ -161,7 +161,7 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _lint(args: argparse.Namespace) -> int:
-    from .policy.lint import lint_file
+    from ..policy.lint import lint_file
 
     results = [lint_file(path) for path in args.files]
     if args.format == "json":
@@ -180,8 +180,8 @@ def _lint(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from .policy.lint import lint_file
-    from .report import build_report, render_html, render_markdown
+    from ..compliance.report import build_report, render_html, render_markdown
+    from ..policy.lint import lint_file
 
     lint = lint_file(args.policy)
     if lint.policy is None:

@@ -4,7 +4,7 @@
 `create_app` returns the ASGI app for mounting in another server. See docs/gateway.md.
 
 Importing this package does not import starlette, uvicorn or prometheus-client; only
-`create_app` (and ``aiguard.gateway.app``) does.
+`create_app` (and ``aiguard.doors.gateway.app``) does.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from .config import (
 if TYPE_CHECKING:
     from starlette.applications import Starlette
 
-    from ..guard import Guard
+    from ...pipeline.host import GuardHost
 
 __all__ = [
     "DEFAULT_DESTINATION",
@@ -39,14 +39,14 @@ __all__ = [
 
 
 def create_app(
-    guard: Guard,
+    guard: GuardHost,
     config: GatewayConfig | None = None,
     *,
     upstream: str | None = None,
     transport: Any = None,
     owns_guard: bool = False,
 ) -> Starlette:
-    """The gateway as an ASGI (Starlette) app; see `aiguard.gateway.app.create_app`."""
+    """The gateway as an ASGI (Starlette) app; see `aiguard.doors.gateway.app.create_app`."""
     from .app import create_app as _create_app
 
     return _create_app(guard, config, upstream=upstream, transport=transport, owns_guard=owns_guard)

@@ -9,7 +9,8 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from . import _cli_compliance, _cli_ops
+from . import compliance as _cli_compliance
+from . import ops as _cli_ops
 
 __all__ = ["main"]
 
@@ -48,7 +49,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     _cli_compliance.register(sub)
     _cli_ops.register(sub)
-    importlib.import_module("aiguard.gateway.cli").register(sub)  # argparse only; lazy deps
+    importlib.import_module("aiguard.cli.gateway").register(sub)  # argparse only; lazy deps
     return parser
 
 
@@ -65,7 +66,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command in _cli_ops.COMMANDS:
         return _cli_ops.run(args)
     if args.command == "gateway":
-        return int(importlib.import_module("aiguard.gateway.cli").run(args))
+        return int(importlib.import_module("aiguard.cli.gateway").run(args))
     return 2  # pragma: no cover - argparse rejects unknown commands
 
 
@@ -80,9 +81,9 @@ def _fail(message: str, output: str) -> int:
 def _verify(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from .errors import ProvenanceError
-    from .provenance.checkpoint import Verifier
-    from .provenance.verify import (
+    from ..errors import ProvenanceError
+    from ..provenance.checkpoint import Verifier
+    from ..provenance.verify import (
         VerifyFailure,
         VerifyOptions,
         VerifyReport,

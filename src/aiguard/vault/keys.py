@@ -27,7 +27,7 @@ from typing import Protocol, runtime_checkable
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from .errors import VaultError
+from ..errors import VaultError
 
 __all__ = [
     "ROOT_KEY_BYTES",
@@ -115,7 +115,7 @@ class LocalKeyFileProvider(SecretKeyProvider):
     def __init__(self, path: str | os.PathLike[str], *, create: bool = True) -> None:
         self.path = Path(path).expanduser()
         if create and not self.path.exists():
-            from .vault.keyfile import load_or_create_key
+            from .keyfile import load_or_create_key
 
             load_or_create_key(self.path)
         super().__init__(_read_private(self.path), label="file")

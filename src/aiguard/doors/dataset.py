@@ -33,9 +33,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, cast
 
-from ._pipeline import Call
-from .context import CallContext
-from .errors import (
+from ..context import CallContext
+from ..errors import (
     AIGuardError,
     ConsentRequired,
     DestinationRevoked,
@@ -43,11 +42,12 @@ from .errors import (
     UnknownDestination,
     VaultError,
 )
-from .vault.tokens import Scope
+from ..pipeline.call import Call
+from ..vault.tokens import Scope
 
 if TYPE_CHECKING:
-    from .consent.store import ConsentRecord
-    from .guard import Guard
+    from ..consent.store import ConsentRecord
+    from ..pipeline.host import GuardHost
 
 __all__ = [
     "DEFAULT_SUBJECT_FIELDS",
@@ -129,7 +129,7 @@ class _Deferred:
 class _BatchGuard:
     """The guard as `Call` sees it, with the deferred vault in place of the real one."""
 
-    def __init__(self, guard: Guard, vault: _Deferred) -> None:
+    def __init__(self, guard: GuardHost, vault: _Deferred) -> None:
         self._guard = guard
         self.vault = vault
 
@@ -157,7 +157,7 @@ class _Tally:
 
 
 def prepare_dataset(
-    guard: Guard,
+    guard: GuardHost,
     source: str | os.PathLike[str],
     output: str | os.PathLike[str],
     *,
@@ -219,7 +219,7 @@ def prepare_dataset(
 
     def protect_batch(batch: list[tuple[int, str, dict[str, Any]]]) -> list[str]:
         deferred = _Deferred() if batch_vault else None
-        view = cast("Guard", _BatchGuard(guard, deferred)) if deferred is not None else guard
+        view = cast("GuardHost", _BatchGuard(guard, deferred)) if deferred is not None else guard
         lines: list[str] = []
         subjects: Counter[str] = Counter()
         for number, subject, record in batch:
@@ -397,7 +397,7 @@ def prepare_dataset(
     return DatasetReport(out_path, manifest_file, manifest, tuple(tally.problems))
 
 
-def policy_digest(guard: Guard) -> str:
+def policy_digest(guard: GuardHost) -> str:
     """SHA-256 of the policy's canonical JSON: names the exact rules a dataset was made by."""
     document = guard.policy.model_dump(mode="json")
     canonical = json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
@@ -408,7 +408,7 @@ def policy_digest(guard: Guard) -> str:
 
 
 def _check_run(
-    guard: Guard,
+    guard: GuardHost,
     destination: str,
     purpose: str,
     tenant: str,
@@ -486,7 +486,7 @@ class _ConsentCheck:
     """
 
     def __init__(
-        self, guard: Guard, purpose: str, destination: str, tenant: str, at: datetime
+        self, guard: GuardHost, purpose: str, destination: str, tenant: str, at: datetime
     ) -> None:
         self._store = guard.consent
         self._purpose = purpose

@@ -82,8 +82,8 @@ def _register_dataset(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run a ``dsr`` / ``keys`` / ``dataset`` command; 0 on success, 2 with a message on failure."""
-    from .errors import AIGuardError
-    from .guard import Guard
+    from ..errors import AIGuardError
+    from ..guard import Guard
 
     if args.command == "dataset":
         return _dataset(args)
@@ -103,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
             else:
                 print(json.dumps({"purged": guard.dsr.purge()}))
             return 0
-        from .keys import LocalKeyFileProvider
+        from ..vault.keys import LocalKeyFileProvider
 
         rotate = getattr(guard.vault, "rotate", None)
         if not callable(rotate):
@@ -137,9 +137,9 @@ LARGE_INPUT = 8 * 1024 * 1024
 def _dataset(args: argparse.Namespace) -> int:
     import os
 
-    from .dataset import DEFAULT_SUBJECT_FIELDS, prepare_dataset
-    from .errors import AIGuardError
-    from .guard import Guard
+    from ..doors.dataset import DEFAULT_SUBJECT_FIELDS, prepare_dataset
+    from ..errors import AIGuardError
+    from ..guard import Guard
 
     try:
         size = os.stat(args.input).st_size
