@@ -133,6 +133,10 @@ def _inventory(args: argparse.Namespace) -> int:
         _write(render_markdown(document), args.out)
     else:
         _write(json.dumps(document, indent=2) + "\n", args.out)
+    if not document["endpoints"]:
+        from .check import NO_ENDPOINTS
+
+        return _error("inventory", NO_ENDPOINTS.format(app=args.app))
     return 0
 
 
@@ -157,6 +161,10 @@ def _check(args: argparse.Namespace) -> int:
     if args.out and args.format != "table":
         # The file is for tools; the job log still says why the gate failed.
         print(render_table(result, strict=args.strict), file=sys.stderr)
+    if result.empty:
+        from .check import NO_ENDPOINTS
+
+        return _error("check", NO_ENDPOINTS.format(app=args.app))
     return 1 if result.failed(strict=args.strict) else 0
 
 
