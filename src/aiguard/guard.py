@@ -359,8 +359,12 @@ class Guard:
         request_id: str | None = None,
         attempt: int = 1,
         extra: Mapping[str, Any] | None = None,
+        url: str | None = None,
     ) -> Call:
-        """Start a call: decide, and on a refusal record it and raise the typed error."""
+        """Start a call: decide, and on a refusal record it and raise the typed error.
+
+        ``url`` is where the request goes (the HTTP doors pass it): refusals name it.
+        """
         call = Call(self, context, destination, operation, model, request_id or _new_id(), attempt)
         try:
             # A required sink that is down means the call could not be accounted for:
@@ -370,7 +374,7 @@ class Guard:
             with contextlib.suppress(ProvenanceError):
                 self.finish(call, "refusal", "denied", error=exc.code, **(extra or {}))
             raise
-        call.decision = decide(self, context, destination, model)
+        call.decision = decide(self, context, destination, model, url)
         if not call.decision.allowed:
             assert call.decision.error is not None
             self.finish(call, "refusal", "denied", error=call.decision.error.code, **(extra or {}))
