@@ -65,7 +65,13 @@ def register(sub: Any) -> None:
         "destination and purpose over time, denials, consent rates, data-subject requests, "
         "kill-switch events, alerts, chain verification and the pre-deployment checklist.",
     )
-    report.add_argument("--log", metavar="PATH", required=True, help="provenance JSONL file")
+    report.add_argument(
+        "--log",
+        metavar="PATH",
+        required=True,
+        help="provenance JSONL file, sqlite:///file.db or a postgresql:// DSN",
+    )
+    report.add_argument("--log-name", metavar="NAME", help="log name inside a database")
     report.add_argument("--policy", metavar="FILE", required=True)
     report.add_argument("--out", metavar="FILE", help="default: stdout")
     report.add_argument("--format", choices=("html", "markdown", "json"), default="html")
@@ -188,6 +194,7 @@ def _lint(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
+    from .errors import ProvenanceError
     from .policy.lint import lint_file
     from .report import build_report, render_html, render_markdown
 
@@ -205,9 +212,13 @@ def _report(args: argparse.Namespace) -> int:
     show = args.progress if args.progress is not None else sys.stderr.isatty()
     bar = _ProgressBar(sys.stderr) if show else None
     try:
-        report = build_report(args.log, lint.policy, check=check, progress=bar)
+        report = build_report(
+            args.log, lint.policy, check=check, progress=bar, log_name=args.log_name
+        )
     except OSError as exc:
         return _error("report", f"cannot read {args.log}: {exc.strerror or exc}")
+    except ProvenanceError as exc:
+        return _error("report", exc.message)
     finally:
         if bar is not None:
             bar.done()
