@@ -28,7 +28,7 @@ from .errors import (
     UnknownDestination,
     VaultError,
 )
-from .guard import CallObserver, Guard, Protected
+from .guard import CallObserver, Guard, Protected, wrap
 from .keys import KeyProvider
 from .policy.killswitch import KillSwitch, SQLiteKillSwitch
 from .policy.loader import load_policy
@@ -102,4 +102,5 @@ __all__ = [
     "load_policy",
     "prepare_dataset",
     "verify_file",
+    "wrap",
 ]

@@ -385,7 +385,7 @@ def scan_source(path: str | os.PathLike[str]) -> list[Violation]:
                     "error",
                     f"{client}(...) is built without aiguard's http_client, so its calls skip "
                     "the guard; pass http_client=guard.http_client() "
-                    "(guard.async_http_client() for async clients) or use aiguard.wrap(client)",
+                    "(guard.async_http_client() for async clients), or wrap it: guard.wrap(client)",
                     file,
                     node.lineno,
                     node.col_offset + 1,
