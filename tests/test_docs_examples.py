@@ -125,6 +125,7 @@ def test_page_examples_run_offline(page: Path, tmp_path: Path) -> None:
             cwd=tmp_path,
             env=env,
             capture_output=True,
+            check=False,
             text=True,
             timeout=120,
         )
@@ -135,6 +136,7 @@ def test_page_examples_run_offline(page: Path, tmp_path: Path) -> None:
             cwd=tmp_path,
             env=env,
             capture_output=True,
+            check=False,
             text=True,
             timeout=300,
         )
