@@ -13,7 +13,14 @@ from pydantic import BaseModel, GetJsonSchemaHandler
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema
 
-__all__ = ["Classified", "FieldClass", "Level", "classified_fields", "classified_values"]
+__all__ = [
+    "Classified",
+    "FieldClass",
+    "Level",
+    "UnknownKindWarning",
+    "classified_fields",
+    "classified_values",
+]
 
 _KIND_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 
@@ -52,6 +59,40 @@ def check_kind(kind: str) -> str:
     return kind
 
 
+class UnknownKindWarning(UserWarning):
+    """A tag's kind is no built-in kind but is close to one: probably a typo."""
+
+
+# Kinds the NER engines and known-value matching give besides the engine's own.
+_OTHER_KINDS = frozenset({"data", "person", "location", "organization", "address"})
+
+
+def _warn_if_misspelt(kind: str) -> None:
+    """Warn for ``"emial"``; stay quiet for custom kinds (``"diagnosis"``, ``"account"``).
+
+    Custom kinds are legitimate (a policy pattern or a tagged field can name any), so
+    only a near miss of a built-in kind warns: its values would still be protected as
+    known values, but a per-kind policy rule or level for the real kind would not apply.
+    """
+    import difflib
+    import warnings
+
+    from .kinds import DEFAULT_LEVELS, locale_packs
+
+    known = set(DEFAULT_LEVELS) | _OTHER_KINDS
+    known.update(spec.kind for pack in locale_packs() for spec in pack.ids)
+    if kind in known:
+        return
+    close = difflib.get_close_matches(kind, known, n=1, cutoff=0.8)
+    if close:
+        warnings.warn(
+            f"Classified kind {kind!r} is not a built-in kind; did you mean {close[0]!r}? "
+            "(a custom kind is fine: silence this with a name further from a built-in one)",
+            UnknownKindWarning,
+            stacklevel=4,
+        )
+
+
 @dataclass(frozen=True, slots=True)
 class Classified:
     """Tag for a field: ``Annotated[str, Classified(Level.SENSITIVE, "person")]``.
@@ -67,6 +108,7 @@ class Classified:
     def __post_init__(self) -> None:
         object.__setattr__(self, "level", Level.parse(self.level))
         check_kind(self.kind)
+        _warn_if_misspelt(self.kind)
 
     def __get_pydantic_json_schema__(
         self, core_schema: CoreSchema, handler: GetJsonSchemaHandler
