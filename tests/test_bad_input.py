@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -284,3 +285,29 @@ class TestPolicyFiles:
         path.write_bytes(b"mode = '\xff'\n")
         with pytest.raises(aiguard.PolicyError, match="cannot be read"):
             load_policy(path)
+
+
+def test_unknown_destination_names_the_url_it_saw(
+    guard: aiguard.Guard, sink: InMemorySink, fake: FakeModel
+) -> None:
+    """Origin and path, so the fix is obvious; never the query (keys travel there)."""
+    url = "https://llm.internal.example:8443/v2/chat/completions?key=sk-secret-value"
+    with (
+        guard.context(subject="s", purpose="inference"),
+        pytest.raises(aiguard.UnknownDestination) as caught,
+    ):
+        post(guard, fake, url, json={"model": "m", "messages": [{"role": "user", "content": "x"}]})
+    assert caught.value.url == "https://llm.internal.example:8443/v2/chat/completions"
+    assert "https://llm.internal.example:8443/v2/chat/completions" in caught.value.message
+    assert "sk-secret-value" not in caught.value.message
+    assert "sk-secret-value" not in json.dumps(sink.events)
+
+
+def test_unknown_destination_url_hides_detected_values(
+    guard: aiguard.Guard, fake: FakeModel
+) -> None:
+    url = f"https://unknown.example.org/users/{SECRET_EMAIL}/chat/completions"
+    with guard.context(purpose="inference"), pytest.raises(aiguard.UnknownDestination) as caught:
+        post(guard, fake, url, json={"model": "m", "messages": []})
+    assert SECRET_EMAIL not in caught.value.message
+    assert caught.value.url == "https://unknown.example.org/users/[EMAIL]/chat/completions"

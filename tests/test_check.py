@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from aiguard.cli import main
-from aiguard.compliance.check import RULES, render_sarif, run_check, scan_source
+from aiguard.compliance.check import RULES, render_json, render_sarif, run_check, scan_source
 from aiguard.compliance.inventory import load_app
 from aiguard.policy.lint import lint_file, lint_text
 
@@ -167,3 +167,22 @@ def test_pre_commit_hook_definition() -> None:
     text = (HERE.parent / ".pre-commit-hooks.yaml").read_text()
     assert "id: aiguard-policy-lint" in text and "id: aiguard-check" in text
     assert not lint_text("").issues
+
+
+def test_a_factory_app_is_checked(capsys: pytest.CaptureFixture[str]) -> None:
+    result = run_check(load_app("apps.gate_factory"), lint_file(GATE))
+    assert result.endpoints == 1 and not result.failed()
+    assert main(["check", "--policy", str(GATE), "apps.gate_factory:create_app"]) == 0
+    assert "in 1 endpoint(s)" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("spec", ["apps.gate_empty", "apps.gate_empty:app"])
+def test_a_gate_that_finds_nothing_fails(spec: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """Zero endpoints is exit 2 and says so, in every output format."""
+    result = run_check(load_app(spec), lint_file(GATE))
+    assert result.empty and result.failed()
+    assert render_json(result)["ok"] is False
+    assert main(["check", "--policy", str(GATE), spec]) == 2
+    captured = capsys.readouterr()
+    assert "FAILED" in captured.out and "no endpoints found" in captured.out
+    assert f"no endpoints found in {spec}" in captured.err

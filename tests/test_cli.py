@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -36,8 +37,14 @@ class TestDemo:
         assert main(["verify", str(log)]) == 0
         events = [json.loads(line) for line in log.read_text().splitlines()]
         assert sum(e["type"] == "refusal" for e in events) == 2
-        model_lines = [line for line in out.splitlines() if "model received" in line]
-        assert model_lines and all("@" not in line for line in model_lines)
+        # Each field is shown whole, wrapped under its label, never cut short.
+        fields = re.findall(r"^  (\w[\w ]*?) *: (.*(?:\n {18}.*)*)", out, re.M)
+        assert len(fields) == 15 and not any("…" in text for _, text in fields)
+        received = [" ".join(text.split()) for label, text in fields if label == "model received"]
+        assert len(received) == 3 and all("@" not in text for text in received)
+        assert all(text.endswith((".", ")")) for text in received)
+        sent = [" ".join(text.split()) for label, text in fields if label == "app sent"]
+        assert "4111 1111 1111 1111" in sent[0] and "maria.keller@example.com" in sent[0]
 
     def test_demo_without_out_uses_a_temp_dir(self) -> None:
         result = run("demo")

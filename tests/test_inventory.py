@@ -104,3 +104,29 @@ def test_command_errors(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["inventory", "apps.no_such_module"]) == 2
     assert "cannot import apps.no_such_module" in capsys.readouterr().err
     assert main(["inventory", "apps.gate_ok:nothing"]) == 2
+
+
+@pytest.mark.parametrize("spec", ["apps.gate_factory", "apps.gate_factory:create_app"])
+def test_an_app_built_in_a_factory_is_followed(spec: str) -> None:
+    """Handlers defined inside ``create_app`` register only when it runs: the loader runs it."""
+    document = build_inventory(load_app(spec), load_policy(GATE))
+    (entry,) = document["endpoints"]
+    assert entry["name"] == "apps.gate_factory.create_app.<locals>.draft_reply"
+    assert entry["routes"] == [{"method": "POST", "path": "/tickets/{customer_id}/reply"}]
+    assert entry["file"].endswith("gate_factory.py") and entry["line"] is not None
+    assert [f["path"] for f in entry["fields"]] == ["ticket.customer_name", "ticket.ssn"]
+
+
+def test_a_factory_that_needs_arguments_is_named(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(TypeError, match="needs_arguments\\(\\) needs arguments"):
+        load_app("apps.gate_factory:needs_arguments")
+    assert main(["inventory", "apps.gate_factory:needs_arguments"]) == 2
+    assert "needs arguments" in capsys.readouterr().err
+
+
+def test_no_endpoints_fails(capsys: pytest.CaptureFixture[str]) -> None:
+    """An inventory of nothing is an error (exit 2), not an empty success."""
+    assert main(["inventory", "apps.gate_empty:app"]) == 2
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["endpoints"] == []
+    assert "no endpoints found in apps.gate_empty:app" in captured.err

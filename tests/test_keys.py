@@ -238,3 +238,47 @@ def test_cli_keys_rotate_moves_to_a_new_key_file(tmp_path: Path) -> None:
 
 def test_key_errors_are_vault_errors() -> None:
     assert issubclass(KeyProviderError, VaultError)
+
+
+def test_cli_keys_public_writes_what_verify_public_key_needs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`keys public` → `verify --public-key`: a newcomer's signed log verifies end to end."""
+    from aiguard.guard import Guard
+
+    policy = tmp_path / "aiguard.toml"
+    policy.write_text(
+        '[destinations.x]\nbase_url = "https://x.example"\napproved = true\n'
+        'purposes = ["inference"]\n'
+        '[provenance]\njsonl = "log.jsonl"\nlog = "acme-log"\nsigning_key = "signing.key"\n'
+    )
+    assert main(["keys", "public", "--policy", str(policy)]) == 2
+    assert "no signing key at" in capsys.readouterr().err
+    with Guard.from_toml(policy) as guard, guard.context(purpose="inference"):
+        guard.protect("hello", destination="x")
+    public = tmp_path / "public.vkey"
+    assert main(["keys", "public", "--policy", str(policy), "--out", str(public)]) == 0
+    assert public.read_text().startswith("acme-log+")
+    log = str(tmp_path / "log.jsonl")
+    assert main(["verify", log, "--public-key", str(public)]) == 0
+    # A key that is not the log's is refused: the command wrote the right one.
+    other = tmp_path / "other.vkey"
+    (tmp_path / "other.toml").write_text(
+        '[destinations.x]\nbase_url = "https://x.example"\n'
+        '[provenance]\nlog = "acme-log"\nsigning_key = "other.key"\n'
+    )
+    with Guard.from_toml(tmp_path / "other.toml"):
+        pass
+    assert (
+        main(["keys", "public", "--policy", str(tmp_path / "other.toml"), "--out", str(other)]) == 0
+    )
+    assert main(["verify", log, "--public-key", str(other)]) == 1
+
+
+def test_cli_keys_public_without_signing_key(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    policy = tmp_path / "aiguard.toml"
+    policy.write_text('[destinations.x]\nbase_url = "https://x.example"\n')
+    assert main(["keys", "public", "--policy", str(policy)]) == 2
+    assert "names no [provenance] signing_key" in capsys.readouterr().err

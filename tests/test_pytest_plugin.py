@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -116,3 +117,26 @@ class TestFixturesHere:
                 model="gpt-4o", messages=[{"role": "user", "content": "hi"}]
             )
         assert len(aiguard_fake_model.requests) == 1
+
+
+def test_async_openai_fixture_goes_through_the_guard(
+    aiguard_guard: Any, aiguard_async_openai: Any, aiguard_fake_model: Any
+) -> None:
+    import asyncio
+
+    async def call() -> str:
+        with aiguard_guard.context(subject="cust-1", purpose="inference"):
+            completion = await aiguard_async_openai.chat.completions.create(
+                model="gpt-4o", messages=[{"role": "user", "content": "mail jane@example.com"}]
+            )
+        return str(completion.choices[0].message.content)
+
+    assert "jane@example.com" in asyncio.run(call())
+    assert "jane@example.com" not in aiguard_fake_model.requests[0].text
+
+
+def test_app_client_without_an_app_says_what_to_override(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile("def test_it(aiguard_app_client):\n    pass\n")
+    result = pytester.runpytest("-p", "no:cacheprovider")
+    result.stdout.fnmatch_lines(["*override the aiguard_app fixture*"])
+    assert result.ret != 0

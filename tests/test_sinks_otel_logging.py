@@ -152,3 +152,45 @@ def test_missing_opentelemetry_names_the_extra(monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setitem(sys.modules, "opentelemetry", None)
     with pytest.raises(ImportError, match=r'pip install "aiguard\[otel\]"'):
         OpenTelemetrySink()
+
+
+@pytest.mark.parametrize("background", [False, True])
+def test_spans_keep_the_callers_parent_on_a_background_writer(background: bool) -> None:
+    """The writer thread has no current span: the parent is taken where the call was made."""
+    exporter, sink = exporter_and_sink()
+    tracer = sink._tracer
+    log = ProvenanceLog("otel", [sink], background=background)
+    with tracer.start_as_current_span("handle request") as request:
+        log.append(dict(CALL, event_id="ignored"))
+    log.append({"type": "call", "status": "ok"})  # outside any span: a root span
+    log.close()
+    spans = {span.name: span for span in exporter.get_finished_spans()}
+    child, root = spans["chat gpt-4o"], spans["aiguard call"]
+    assert child.parent is not None
+    assert child.parent.span_id == request.get_span_context().span_id
+    assert child.context.trace_id == request.get_span_context().trace_id
+    assert root.parent is None
+
+
+def test_a_guarded_call_is_a_child_of_the_apps_span_with_background_logging() -> None:
+    from aiguard import Guard
+    from aiguard.testing import FakeModel
+    from aiguard.testing.pytest_plugin import default_policy
+
+    openai = pytest.importorskip("openai")
+    exporter, sink = exporter_and_sink()
+    guard = Guard(default_policy(), log=ProvenanceLog("otel", [sink], background=True))
+    fake = FakeModel()
+    client = openai.OpenAI(
+        api_key="k", max_retries=0, http_client=guard.http_client(transport=fake.transport)
+    )
+    with (
+        sink._tracer.start_as_current_span("POST /reply") as request,
+        guard.context(subject="s", purpose="inference"),
+    ):
+        client.chat.completions.create(
+            model="gpt-4o", messages=[{"role": "user", "content": "hello"}]
+        )
+    guard.close()
+    (span,) = [s for s in exporter.get_finished_spans() if s.name != "POST /reply"]
+    assert span.parent is not None and span.parent.span_id == request.get_span_context().span_id

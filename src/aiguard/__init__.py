@@ -29,7 +29,7 @@ from .errors import (
     UnknownDestination,
     VaultError,
 )
-from .guard import CallObserver, Guard, Protected
+from .guard import CallObserver, Guard, Protected, wrap
 from .pipeline.call import Decision, ProtectedFinding
 from .policy.killswitch import KillSwitch, SQLiteKillSwitch
 from .policy.loader import load_policy
@@ -103,4 +103,5 @@ __all__ = [
     "load_policy",
     "prepare_dataset",
     "verify_file",
+    "wrap",
 ]

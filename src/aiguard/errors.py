@@ -51,9 +51,18 @@ class DestinationRevoked(PolicyDenied):
 
 
 class UnknownDestination(PolicyDenied):
-    """The request goes to a host that no policy destination names."""
+    """The request goes to a host that no policy destination names.
+
+    ``url`` is where it went, as the message names it (origin and path; no query).
+    """
 
     code = "unknown_destination"
+
+    def __init__(
+        self, message: str, *, reasons: tuple[str, ...] = (), url: str | None = None
+    ) -> None:
+        super().__init__(message, reasons=reasons)
+        self.url = url
 
 
 class MalformedPayload(AIGuardError):

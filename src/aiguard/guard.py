@@ -11,7 +11,7 @@ import logging
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from pydantic import BaseModel
 
@@ -41,6 +41,7 @@ __all__ = ["CallObserver", "Guard", "Protected"]
 _log = logging.getLogger("aiguard")
 
 T = TypeVar("T")
+_Client = TypeVar("_Client")
 
 
 class Guard:
@@ -335,8 +336,12 @@ class Guard:
         request_id: str | None = None,
         attempt: int = 1,
         extra: Mapping[str, Any] | None = None,
+        url: str | None = None,
     ) -> Call:
-        """Start a call: decide, and on a refusal record it and raise the typed error."""
+        """Start a call: decide, and on a refusal record it and raise the typed error.
+
+        ``url`` is where the request goes (the HTTP doors pass it): refusals name it.
+        """
         call = Call(self, context, destination, operation, model, request_id or _new_id(), attempt)
         try:
             # A required sink that is down means the call could not be accounted for:
@@ -346,7 +351,7 @@ class Guard:
             with contextlib.suppress(ProvenanceError):
                 self.finish(call, "refusal", "denied", error=exc.code, **(extra or {}))
             raise
-        call.decision = decide(self, context, destination, model)
+        call.decision = decide(self, context, destination, model, url)
         if not call.decision.allowed:
             assert call.decision.error is not None
             self.finish(call, "refusal", "denied", error=call.decision.error.code, **(extra or {}))
@@ -461,6 +466,42 @@ class Guard:
 
         return build_client(self, transport, asynchronous=True, options=httpx_options)
 
+    def wrap(self, client: _Client, *, transport: Any = None) -> _Client:
+        """A copy of an OpenAI or Anthropic SDK client whose calls go through this guard.
+
+        ``guard.wrap(openai.OpenAI())`` is ``OpenAI(http_client=guard.http_client())``
+        for a client built elsewhere: the copy keeps its API key, base URL, headers,
+        retries and timeout, and gets `http_client` (`async_http_client` for an async
+        client). ``transport`` is the inner transport, as for `http_client` (a fake's in
+        tests). The client passed in is left as it was: use the one returned.
+        Raises `TypeError` for anything that is not such a client.
+        """
+        from .doors.transport import module_for
+
+        copy = getattr(client, "copy", None)
+        bases = {cls.__name__ for cls in type(client).__mro__}
+        if not callable(copy) or not bases & {"SyncAPIClient", "AsyncAPIClient"}:
+            raise TypeError(
+                f"wrap() takes an OpenAI or Anthropic SDK client, not {type(client).__name__}; "
+                "for another HTTP client pass http_client=guard.http_client() yourself"
+            )
+        asynchronous = "AsyncAPIClient" in bases
+        if transport is None:
+            # The SDK's own HTTP library (httpx or httpx2), which its client must be.
+            current = getattr(client, "_client", None)
+            module = module_for(None)
+            for cls in type(current).__mro__:
+                if cls.__module__.split(".", 1)[0] == "httpx":
+                    import httpx
+
+                    module = httpx
+                    break
+            if module.__name__ == "httpx":
+                factory = module.AsyncHTTPTransport if asynchronous else module.HTTPTransport
+                transport = factory()
+        http = self.async_http_client(transport) if asynchronous else self.http_client(transport)
+        return cast("_Client", copy(http_client=http))
+
     def flush(self, timeout: float | None = 30.0) -> None:
         """Wait until every event so far is written and flushed by every sink."""
         self.log.flush(timeout)
@@ -528,3 +569,8 @@ def _new_id() -> str:
     from .provenance.chain import uuid7
 
     return "req_" + uuid7().replace("-", "")
+
+
+def wrap(client: _Client, guard: Guard, *, transport: Any = None) -> _Client:
+    """``guard.wrap(client)``: a copy of an OpenAI / Anthropic SDK client through ``guard``."""
+    return guard.wrap(client, transport=transport)

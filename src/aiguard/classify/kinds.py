@@ -34,7 +34,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from . import _validators as v
-from .levels import Level, check_kind
+from .levels import Level, add_known_kinds, check_kind
 
 __all__ = [
     "DEFAULT_LEVELS",
@@ -151,6 +151,7 @@ def register_locale(pack: LocalePack) -> None:
     """Add (or replace) a locale pack; detectors built afterwards include it."""
     _PACKS[pack.code.lower()] = pack
     _PACKS_VERSION[0] += 1
+    add_known_kinds(spec.kind for spec in pack.ids)
 
 
 def packs_version() -> int:
@@ -377,5 +378,7 @@ _BUILTIN_PACKS = (
     ),
 )
 
+add_known_kinds(DEFAULT_LEVELS)
 for _pack in _BUILTIN_PACKS:
     _PACKS[_pack.code] = _pack
+    add_known_kinds(spec.kind for spec in _pack.ids)

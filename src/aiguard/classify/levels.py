@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 import re
 import typing
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,7 +13,14 @@ from pydantic import BaseModel, GetJsonSchemaHandler
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema
 
-__all__ = ["Classified", "FieldClass", "Level", "classified_fields", "classified_values"]
+__all__ = [
+    "Classified",
+    "FieldClass",
+    "Level",
+    "UnknownKindWarning",
+    "classified_fields",
+    "classified_values",
+]
 
 _KIND_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 
@@ -52,6 +59,43 @@ def check_kind(kind: str) -> str:
     return kind
 
 
+class UnknownKindWarning(UserWarning):
+    """A tag's kind is no built-in kind but is close to one: probably a typo."""
+
+
+# Kinds the NER engines and known-value matching give besides the engine's own; the
+# engine's kinds are added by `aiguard.classify.kinds` as it defines and registers them
+# (so this module, which the kinds import, never imports them back).
+_KNOWN_KINDS: set[str] = {"data", "person", "location", "organization", "address"}
+
+
+def add_known_kinds(kinds: Iterable[str]) -> None:
+    """Kinds a tag may name without a did-you-mean warning."""
+    _KNOWN_KINDS.update(kinds)
+
+
+def _warn_if_misspelt(kind: str) -> None:
+    """Warn for ``"emial"``; stay quiet for custom kinds (``"diagnosis"``, ``"account"``).
+
+    Custom kinds are legitimate (a policy pattern or a tagged field can name any), so
+    only a near miss of a built-in kind warns: its values would still be protected as
+    known values, but a per-kind policy rule or level for the real kind would not apply.
+    """
+    import difflib
+    import warnings
+
+    if kind in _KNOWN_KINDS:
+        return
+    close = difflib.get_close_matches(kind, _KNOWN_KINDS, n=1, cutoff=0.8)
+    if close:
+        warnings.warn(
+            f"Classified kind {kind!r} is not a built-in kind; did you mean {close[0]!r}? "
+            "(a custom kind is fine: silence this with a name further from a built-in one)",
+            UnknownKindWarning,
+            stacklevel=4,
+        )
+
+
 @dataclass(frozen=True, slots=True)
 class Classified:
     """Tag for a field: ``Annotated[str, Classified(Level.SENSITIVE, "person")]``.
@@ -67,6 +111,7 @@ class Classified:
     def __post_init__(self) -> None:
         object.__setattr__(self, "level", Level.parse(self.level))
         check_kind(self.kind)
+        _warn_if_misspelt(self.kind)
 
     def __get_pydantic_json_schema__(
         self, core_schema: CoreSchema, handler: GetJsonSchemaHandler

@@ -65,7 +65,13 @@ def register(sub: Any) -> None:
         "destination and purpose over time, denials, consent rates, data-subject requests, "
         "kill-switch events, alerts, chain verification and the pre-deployment checklist.",
     )
-    report.add_argument("--log", metavar="PATH", required=True, help="provenance JSONL file")
+    report.add_argument(
+        "--log",
+        metavar="PATH",
+        required=True,
+        help="provenance JSONL file, sqlite:///file.db or a postgresql:// DSN",
+    )
+    report.add_argument("--log-name", metavar="NAME", help="log name inside a database")
     report.add_argument("--policy", metavar="FILE", required=True)
     report.add_argument("--out", metavar="FILE", help="default: stdout")
     report.add_argument("--format", choices=("html", "markdown", "json"), default="html")
@@ -133,6 +139,10 @@ def _inventory(args: argparse.Namespace) -> int:
         _write(render_markdown(document), args.out)
     else:
         _write(json.dumps(document, indent=2) + "\n", args.out)
+    if not document["endpoints"]:
+        from ..compliance.check import NO_ENDPOINTS
+
+        return _error("inventory", NO_ENDPOINTS.format(app=args.app))
     return 0
 
 
@@ -157,6 +167,10 @@ def _check(args: argparse.Namespace) -> int:
     if args.out and args.format != "table":
         # The file is for tools; the job log still says why the gate failed.
         print(render_table(result, strict=args.strict), file=sys.stderr)
+    if result.empty:
+        from ..compliance.check import NO_ENDPOINTS
+
+        return _error("check", NO_ENDPOINTS.format(app=args.app))
     return 1 if result.failed(strict=args.strict) else 0
 
 
@@ -181,6 +195,7 @@ def _lint(args: argparse.Namespace) -> int:
 
 def _report(args: argparse.Namespace) -> int:
     from ..compliance.report import build_report, render_html, render_markdown
+    from ..errors import ProvenanceError
     from ..policy.lint import lint_file
 
     lint = lint_file(args.policy)
@@ -197,9 +212,13 @@ def _report(args: argparse.Namespace) -> int:
     show = args.progress if args.progress is not None else sys.stderr.isatty()
     bar = _ProgressBar(sys.stderr) if show else None
     try:
-        report = build_report(args.log, lint.policy, check=check, progress=bar)
+        report = build_report(
+            args.log, lint.policy, check=check, progress=bar, log_name=args.log_name
+        )
     except OSError as exc:
         return _error("report", f"cannot read {args.log}: {exc.strerror or exc}")
+    except ProvenanceError as exc:
+        return _error("report", exc.message)
     finally:
         if bar is not None:
             bar.done()

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import re
+import shutil
 import tempfile
+import textwrap
 from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
@@ -92,8 +95,24 @@ def draft_reply(request: dict[str, Any]) -> str:
     )
 
 
-def _short(text: str, width: int = 110) -> str:
-    return text if len(text) <= width else text[: width - 1] + "…"
+def _field(label: str, text: str) -> str:
+    """``  label : text``, wrapped under the text's first column; never cut short.
+
+    The point of the demo is to compare what the app sent with what the model saw, so
+    every word is shown; tokens are never broken across lines.
+    """
+    head = f"  {label:<14}: "
+    width = max(60, min(120, shutil.get_terminal_size((100, 24)).columns))
+    # A number written in groups ("4111 1111 1111 1111") stays on one line.
+    glued = re.sub(r"(?<=[0-9]) (?=[0-9+])", "\u00a0", text)
+    return textwrap.fill(
+        glued,
+        width=width,
+        initial_indent=head,
+        subsequent_indent=" " * len(head),
+        break_long_words=False,
+        break_on_hyphens=False,
+    ).replace("\u00a0", " ")
 
 
 Chat = Callable[[list[dict[str, str]]], str]
@@ -205,9 +224,9 @@ def run_demo(out_dir: str | None, stream: TextIO) -> int:
                 ]
             )
         received = fake.bodies[-1]["messages"][-1]["content"]
-        say(f"  app sent      : {_short(ticket)}")
-        say(f"  model received: {_short(received)}")
-        say(f"  app got back  : {_short(reply)}")
+        say(_field("app sent", ticket))
+        say(_field("model received", received))
+        say(_field("app got back", reply))
         say("  decision      : allow (inference, legal basis: contract)")
 
         flag = customer.opted_in_to_training
@@ -227,8 +246,7 @@ def run_demo(out_dir: str | None, stream: TextIO) -> int:
                     ]
                 )
         except AIGuardError as refusal:
-            reason = _short(refusal.message, 90)
-            say(f"  training call : REFUSED ({type(refusal).__name__}): {reason}")
+            say(_field("training call", f"REFUSED ({type(refusal).__name__}): {refusal.message}"))
         else:
             terms = consent.terms_version if consent else "?"
             say(

@@ -37,6 +37,12 @@ def register(sub: Any) -> None:
     rotate.add_argument(
         "--new-key-file", metavar="FILE", help="also move to this new root key file"
     )
+    public = keys_sub.add_parser(
+        "public",
+        help="write the provenance signing key's public half, for `aiguard verify --public-key`",
+    )
+    public.add_argument("--policy", default="aiguard.toml", metavar="FILE")
+    public.add_argument("--out", metavar="FILE", help="write here instead of stdout")
     _register_dataset(sub)
 
 
@@ -87,6 +93,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.command == "dataset":
         return _dataset(args)
+    if args.command == "keys" and args.keys_command == "public":
+        return _public_key(args)
 
     try:
         guard = Guard.from_toml(args.policy)
@@ -128,6 +136,49 @@ def run(args: argparse.Namespace) -> int:
         return 2
     finally:
         guard.close()
+
+
+def _public_key(args: argparse.Namespace) -> int:
+    """The verifier key (``name+id+key``) of ``[provenance] signing_key``; opens no store."""
+    from pathlib import Path
+
+    from ..errors import AIGuardError
+    from ..policy import load_policy
+    from ..provenance.checkpoint import Signer
+
+    try:
+        policy = load_policy(args.policy)
+    except (OSError, AIGuardError, ValueError) as exc:
+        print(f"aiguard keys: cannot open {args.policy}: {exc}", file=sys.stderr)
+        return 2
+    spec = policy.provenance
+    if spec is None or not spec.signing_key:
+        print(
+            f"aiguard keys: {args.policy} names no [provenance] signing_key, so checkpoints "
+            "are not signed and there is no public key",
+            file=sys.stderr,
+        )
+        return 2
+    path = Path(args.policy).resolve().parent / Path(spec.signing_key).expanduser()
+    try:
+        # The same name the log signs with (Guard.from_toml names it [provenance] log).
+        signer = Signer.from_file(path, name=spec.log)
+    except FileNotFoundError:
+        print(
+            f"aiguard keys: no signing key at {path} yet; the guard creates it when it "
+            "first writes the log",
+            file=sys.stderr,
+        )
+        return 2
+    except (OSError, ValueError) as exc:
+        print(f"aiguard keys: cannot read the signing key {path}: {exc}", file=sys.stderr)
+        return 2
+    text = signer.verifier.vkey + "\n"
+    if args.out:
+        Path(args.out).write_text(text, encoding="utf-8")
+    else:
+        sys.stdout.write(text)
+    return 0
 
 
 #: Inputs at least this large get a progress bar in ``--progress auto``.

@@ -28,6 +28,7 @@ else:  # pragma: no cover - exercised on 3.10 only
     import tomli as tomllib
 
 __all__ = [
+    "NO_ENDPOINTS",
     "RULES",
     "CheckResult",
     "Rule",
@@ -129,8 +130,13 @@ class CheckResult:
     def warnings(self) -> tuple[Violation, ...]:
         return tuple(v for v in self.violations if v.severity == "warning")
 
+    @property
+    def empty(self) -> bool:
+        """No endpoint was found: a gate that sees nothing must not pass."""
+        return self.endpoints == 0
+
     def failed(self, *, strict: bool = False) -> bool:
-        return bool(self.errors) or (strict and bool(self.warnings))
+        return self.empty or bool(self.errors) or (strict and bool(self.warnings))
 
 
 def run_check(app: App, lint: LintResult, policy_text: str | None = None) -> CheckResult:
@@ -166,9 +172,7 @@ def run_check(app: App, lint: LintResult, policy_text: str | None = None) -> Che
     for path in app.source_files():
         found.extend(scan_source(path))
     found.sort(key=lambda v: (v.severity != "error", v.rule, v.file or "", v.line or 0))
-    return CheckResult(
-        app.spec, source, tuple(found), len(document["endpoints"]) if document else 0
-    )
+    return CheckResult(app.spec, source, tuple(found), app.endpoints)
 
 
 def _flow_rules(
@@ -381,7 +385,7 @@ def scan_source(path: str | os.PathLike[str]) -> list[Violation]:
                     "error",
                     f"{client}(...) is built without aiguard's http_client, so its calls skip "
                     "the guard; pass http_client=guard.http_client() "
-                    "(guard.async_http_client() for async clients) or use aiguard.wrap(client)",
+                    "(guard.async_http_client() for async clients), or wrap it: guard.wrap(client)",
                     file,
                     node.lineno,
                     node.col_offset + 1,
@@ -495,6 +499,14 @@ def _wrapped_calls(tree: ast.AST) -> set[int]:
 # -- output ---------------------------------------------------------------------------
 
 
+#: Said (and exit status 2) when the application has no ``@guard.endpoint`` handler.
+NO_ENDPOINTS = (
+    "no endpoints found in {app}: import the module that defines the app, name the app "
+    "(MODULE:app) or its factory (MODULE:create_app), and decorate handlers with "
+    "@guard.endpoint"
+)
+
+
 def _relative(file: str | None) -> str:
     if file is None:
         return ""
@@ -516,6 +528,8 @@ def render_table(result: CheckResult, *, strict: bool = False) -> str:
         for row in rows:
             lines.append("  ".join(row[i].ljust(widths[i]) for i in range(3)) + "  " + row[3])
         lines.append("")
+    if result.empty:
+        lines.append(NO_ENDPOINTS.format(app=result.app))
     verdict = "FAILED" if result.failed(strict=strict) else "OK"
     lines.append(
         f"{verdict}: {len(result.errors)} error(s), {len(result.warnings)} warning(s) in "
@@ -531,6 +545,7 @@ def render_json(result: CheckResult, *, strict: bool = False) -> dict[str, Any]:
         "policy": _relative(result.policy_source),
         "ok": not result.failed(strict=strict),
         "endpoints": result.endpoints,
+        "no_endpoints": result.empty,
         "errors": len(result.errors),
         "warnings": len(result.warnings),
         "violations": [v.as_dict() for v in result.violations],

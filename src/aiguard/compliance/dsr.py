@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from ..errors import PolicyDenied, VaultError
+from ..errors import PolicyDenied, ProvenanceError, VaultError
 from ..vault.tokens import TOKEN_RE, Scope
 from .alerts import append_observed
 
@@ -425,27 +425,73 @@ def _check_subject(subject: str) -> None:
 
 
 def _events(guard: GuardHost) -> Iterator[dict[str, Any]]:
-    """Event documents from every sink this process can read back (memory, JSONL, SQLite)."""
+    """Event documents read back from the guard's sinks (memory, JSONL, SQLite, PostgreSQL).
+
+    Raises `ProvenanceError` when the guard writes events but no sink can be read back
+    (HTTP, logging, OpenTelemetry) or a readable one fails: an export that silently
+    listed no events would claim the log holds nothing about the subject.
+    """
+    readers = [(sink, reader) for sink in guard.sinks if (reader := _reader_of(sink, guard))]
+    if guard.sinks and not readers:
+        kinds = ", ".join(sorted({type(sink).__name__ for sink in guard.sinks}))
+        raise ProvenanceError(
+            f"no provenance sink of this guard can be read back ({kinds}); add a JSONL, "
+            "SQLite or PostgreSQL sink, or export the subject's events from where they go"
+        )
     seen: set[str] = set()
-    for sink in guard.sinks:
-        for document in _sink_documents(sink):
+    for sink, reader in readers:
+        try:
+            documents = list(reader())
+        except Exception as exc:  # OSError, or a database driver's own (connection, SQL)
+            # Named by type only: a driver's message can carry the DSN and its password.
+            raise ProvenanceError(
+                f"cannot read the provenance events back from the {type(sink).__name__}: "
+                f"{type(exc).__name__}"
+            ) from exc
+        for document in documents:
             event_id = str(document.get("event_id"))
             if event_id not in seen:
                 seen.add(event_id)
                 yield document
 
 
-def _sink_documents(sink: Any) -> Iterable[dict[str, Any]]:
+def _reader_of(sink: Any, guard: GuardHost) -> Callable[[], Iterable[dict[str, Any]]] | None:
+    """How to read ``sink``'s documents back, or None for a sink that cannot be read."""
+    from ..provenance.postgres import PostgresSink
+    from ..provenance.sinks import JsonlSink
+    from ..provenance.sqlite_sink import SqliteSink
+
     records = getattr(sink, "records", None)
     if isinstance(records, list):
-        return [dict(r.document) for r in records]
-    path = getattr(sink, "path", None)
-    if isinstance(path, Path) and path.suffix != ".db":
-        flush = getattr(sink, "flush", None)
-        if callable(flush):
-            flush()
-        return _jsonl(path)
-    return []
+        return lambda: [dict(r.document) for r in records]
+    log = getattr(sink, "log", None) or guard.log.name
+    if isinstance(sink, JsonlSink):
+
+        def jsonl() -> Iterator[dict[str, Any]]:
+            guard.flush()
+            return _jsonl(sink.path)
+
+        return jsonl
+    if isinstance(sink, SqliteSink):
+        from ..provenance.sqlite_sink import read_sqlite
+
+        def sqlite() -> Iterator[dict[str, Any]]:
+            guard.flush()
+            return (dict(r.document) for r in read_sqlite(sink.path, log=log))
+
+        return sqlite
+    if isinstance(sink, PostgresSink):
+        from ..provenance.postgres import read_postgres
+
+        def postgres() -> Iterator[dict[str, Any]]:
+            guard.flush()
+            return (
+                dict(r.document)
+                for r in read_postgres(sink.dsn, log=log, table_prefix=sink.table_prefix)
+            )
+
+        return postgres
+    return None
 
 
 def _jsonl(path: Path) -> Iterator[dict[str, Any]]:

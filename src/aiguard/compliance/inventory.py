@@ -27,6 +27,7 @@ from ..doors.endpoint import EndpointInfo, registry
 from ..policy.model import Policy
 
 __all__ = [
+    "FACTORY_NAMES",
     "SCHEMA",
     "App",
     "build_inventory",
@@ -50,6 +51,12 @@ class App:
     functions: dict[str, Callable[..., Any]] = field(default_factory=dict)
     #: (method, path) pairs of FastAPI routes, by handler name.
     routes: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
+
+    @property
+    def endpoints(self) -> int:
+        """How many decorated handlers were found: zero means the gate saw nothing."""
+        registered = {info.name for info in registry()}
+        return sum(1 for name in self.names if name in registered)
 
     def guard_policy(self) -> Policy | None:
         """The policy of a `Guard` the application module defines, if it defines one."""
@@ -107,6 +114,17 @@ def load_app(spec: str) -> App:
                 target = getattr(target, part)
             except AttributeError:
                 raise AttributeError(f"{spec!r}: {module_name} has no attribute {attr!r}") from None
+        if _is_factory(target):
+            target = _call_factory(spec, target)
+    elif not _apps_in(module):
+        # An app built in a factory (the pattern docs/testing.md recommends) registers
+        # its handlers only when the factory runs: run it, as ``uvicorn --factory`` would.
+        factory = next(
+            (f for f in (getattr(module, n, None) for n in FACTORY_NAMES) if _is_factory(f)),
+            None,
+        )
+        if factory is not None:
+            target = _call_factory(spec, factory)
     app = App(spec, module, target, [])
     # Handlers this import registered, handlers defined under the module, and handlers
     # a FastAPI app routes to (wherever they are defined).
@@ -115,7 +133,8 @@ def load_app(spec: str) -> App:
     for info in registry():
         if info.name not in before or info.name.startswith(module_name + "."):
             wanted[info.name] = None
-    for method, path, func in _routes_of(target):
+    routed = [target] if hasattr(target, "routes") else _apps_in(target)
+    for method, path, func in (r for obj in routed for r in _routes_of(obj)):
         name = _qualified(func)
         if name is None:
             continue
@@ -129,6 +148,46 @@ def load_app(spec: str) -> App:
         if found is not None:
             app.functions[name] = found
     return app
+
+
+#: Names ``load_app`` tries, in order, on a module that defines no app and no handler.
+FACTORY_NAMES = ("create_app", "make_app", "build_app", "get_app", "app_factory")
+
+
+def _is_factory(value: Any) -> bool:
+    """A plain function or method that is not itself an application or a handler."""
+    return (
+        (inspect.isfunction(value) or inspect.ismethod(value))
+        and not hasattr(value, "routes")
+        and _qualified(value) not in {info.name for info in registry()}
+    )
+
+
+def _call_factory(spec: str, factory: Callable[..., Any]) -> Any:
+    """The application a factory builds; only factories callable without arguments."""
+    try:
+        signature = inspect.signature(factory)
+        signature.bind()
+    except TypeError:
+        name = getattr(factory, "__name__", "factory")
+        raise TypeError(
+            f"{spec!r}: {name}() needs arguments; give every parameter a default, or point "
+            "MODULE:ATTR at a function without parameters that builds the app"
+        ) from None
+    if inspect.iscoroutinefunction(factory):
+        raise TypeError(f"{spec!r}: the factory is async; give a synchronous factory")
+    return factory()
+
+
+def _apps_in(target: Any) -> list[Any]:
+    """The ASGI applications and routers a module defines at its top level."""
+    if not isinstance(target, ModuleType):
+        return []
+    found: dict[int, Any] = {}
+    for value in vars(target).values():
+        if not isinstance(value, type) and isinstance(getattr(value, "routes", None), list):
+            found.setdefault(id(value), value)
+    return list(found.values())
 
 
 def _qualified(func: Any) -> str | None:

@@ -18,10 +18,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit, urlunsplit
 
 from ..classify.levels import Level
+from ..errors import ProvenanceError
 from ..policy.model import Policy
-from ..provenance.verify import VerifyReport, verify_file
+from ..provenance.chain import EventRecord
+from ..provenance.verify import VerifyReport, verify_file, verify_records
 from .alerts import Alert, AlertEngine, event_time
 
 __all__ = [
@@ -231,26 +234,100 @@ def build_report(
     *,
     check: Mapping[str, Any] | None = None,
     progress: Progress | None = None,
+    log_name: str | None = None,
 ) -> EvidenceReport:
-    """Verify and read the JSONL log at ``log``; raises `OSError` when it cannot be read.
+    """Verify and read the log at ``log``; raises `OSError` when it cannot be read.
 
+    ``log`` is a JSONL file, ``sqlite:///path.db`` or a ``postgresql://`` DSN (the same
+    locations ``aiguard verify`` reads; ``log_name`` picks the log inside a database
+    holding several). A database that cannot be read raises `ProvenanceError`.
     ``check`` is the JSON output of ``aiguard check`` (evidence for the inventory and
     CI-gate items of the checklist).
     """
+    location = os.fspath(log)
+    if is_database(location):
+        return _build_from_database(location, policy, check, progress, log_name)
     path = Path(log)
     total = path.stat().st_size
     verify = _verify(path, total, progress)
     report = EvidenceReport(str(path), policy, verify)
-    report.generated_at = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-    report.stages = {
-        name: _Stage(sorted(d for d, dest in policy.destinations.items() if dest.stage == name))
-        for name in _STAGES
-    }
+    _start(report, policy)
     engine = AlertEngine(policy)
     for document in _documents(path, total, report, progress):
         _count(report, document, engine)
     report.checklist = _checklist(report, check)
     return report
+
+
+def is_database(location: str) -> bool:
+    """Whether ``location`` names a database log rather than a JSONL file."""
+    return location.startswith(("sqlite:", "postgresql:", "postgres:"))
+
+
+def _records(location: str, log_name: str | None) -> Iterator[EventRecord]:
+    """The stored records of a database log, streamed (read twice: verify, then count)."""
+    if location.startswith("sqlite:"):
+        from ..provenance.sqlite_sink import read_sqlite
+
+        return read_sqlite(location.removeprefix("sqlite:").removeprefix("//"), log=log_name)
+    from ..provenance.postgres import read_postgres
+
+    return read_postgres(location, log=log_name)
+
+
+def _shown_location(location: str) -> str:
+    """A DSN as the report may print it: never its password."""
+    parts = urlsplit(location)
+    if parts.password is None:
+        return location
+    netloc = parts.netloc.rsplit("@", 1)[1]
+    user = f"{parts.username}:***@" if parts.username else ":***@"
+    return urlunsplit(parts._replace(netloc=user + netloc))
+
+
+def _build_from_database(
+    location: str,
+    policy: Policy,
+    check: Mapping[str, Any] | None,
+    progress: Progress | None,
+    log_name: str | None,
+) -> EvidenceReport:
+    def step(count: int) -> None:
+        if progress is not None:
+            progress("verifying", 0, 0, count)
+
+    try:
+        verify = verify_records(_records(location, log_name), progress=step)
+        report = EvidenceReport(_shown_location(location), policy, verify)
+        _start(report, policy)
+        engine = AlertEngine(policy)
+        for number, record in enumerate(_records(location, log_name), start=1):
+            if progress is not None and number % 5000 == 0:
+                progress("reading", 0, 0, number)
+            _count(report, dict(record.document), engine)
+    except (OSError, ProvenanceError):
+        raise
+    except Exception as exc:  # the driver's own errors: the server, the tables
+        # Named by type only: a driver's message can carry the DSN and its password.
+        raise ProvenanceError(
+            f"cannot read the log at {_shown_location(location)}: {type(exc).__name__}"
+        ) from exc
+    if report.records == 0 and verify.records == 0:
+        raise ProvenanceError(
+            f"{_shown_location(location)} holds no provenance log"
+            + (f" named {log_name!r}" if log_name else "")
+            + "; name it with --log-name when the database holds several"
+        )
+    report.checklist = _checklist(report, check)
+    return report
+
+
+def _start(report: EvidenceReport, policy: Policy) -> None:
+    report.generated_at = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    report.stages = {
+        name: _Stage(sorted(d for d, dest in policy.destinations.items() if dest.stage == name))
+        for name in _STAGES
+    }
 
 
 def _verify(path: Path, total: int, progress: Progress | None) -> VerifyReport:

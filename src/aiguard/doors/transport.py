@@ -157,6 +157,7 @@ class _Exchange:
             request_id=request_id,
             attempt=attempt,
             extra=extra,
+            url=url,
         )
         self.call = call
         call.input_digest = guard.digest_bytes(raw) if raw else None

@@ -15,6 +15,7 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
+from urllib.parse import urlsplit
 
 from ..classify.detectors import Detector, Finding, KnownValuesDetector, merge_findings
 from ..classify.levels import Level
@@ -56,6 +57,8 @@ class PipelineHost(Protocol):
 
     def provider_name(self, destination: str | None) -> str | None: ...
 
+    def detect(self, text: str) -> list[Finding]: ...
+
     def digest(self, label: str, tenant: str, value: str) -> str: ...
 
     def pseudonym(self, kind: str, value: str) -> str: ...
@@ -90,10 +93,36 @@ class ProtectedFinding:
     token: str | None = None
 
 
+def shown_url(guard: PipelineHost, url: str) -> str:
+    """``url`` fit for an error message: origin and path, nothing detected in them.
+
+    The query (API keys travel there), fragment and user info are dropped, and any value
+    the guard's detectors find in what is left is written as its kind.
+    """
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    netloc = f"[{host}]" if ":" in host else host
+    if parts.port is not None:
+        netloc += f":{parts.port}"
+    text = f"{parts.scheme}://{netloc}{parts.path}" if parts.scheme else parts.path
+    # Segments are scanned as words: the engine wants a boundary a slash does not give.
+    spaced = text.replace("/", " ")
+    for finding in sorted(guard.detect(spaced), key=lambda f: f.start, reverse=True):
+        text = f"{text[: finding.start]}[{finding.kind.upper()}]{text[finding.end :]}"
+    return text
+
+
 def decide(
-    guard: PipelineHost, context: CallContext, destination: str | None, model: str | None
+    guard: PipelineHost,
+    context: CallContext,
+    destination: str | None,
+    model: str | None,
+    url: str | None = None,
 ) -> Decision:
-    """Default deny: every check must pass, and the first one that fails names the fix."""
+    """Default deny: every check must pass, and the first one that fails names the fix.
+
+    ``url`` is where the request goes, when a door knows it: a refusal names it.
+    """
     policy = guard.policy
     purpose = context.purpose
     # The policy's mode until the destination is known; then the destination's own.
@@ -105,12 +134,20 @@ def decide(
         return Decision(False, destination, purpose, legal_basis, (error.message,), None, error)
 
     if destination is None or destination not in policy.destinations:
-        return deny(
-            UnknownDestination(
-                "the request goes to a destination the policy does not name; add it under "
-                "[destinations] with its base_url, or send the call to an approved destination"
-            )
+        shown = shown_url(guard, url) if url else None
+        if destination is not None:
+            where = f"the destination {destination!r}"
+        elif shown is not None:
+            where = f"{shown}, a destination the policy does not name (no base_url covers it)"
+        else:
+            where = "a destination the policy does not name"
+        error = UnknownDestination(
+            f"the request goes to {where}; add it under [destinations] with its base_url, "
+            "or send the call to an approved destination"
+            + ("" if destination is None else " (the policy does not name it)"),
+            url=shown,
         )
+        return deny(error)
     target = policy.destinations[destination]
     mode = policy.mode_for(destination)
     try:

@@ -124,6 +124,7 @@ class GuardHost(PipelineHost, Protocol):
         request_id: str | None = None,
         attempt: int = 1,
         extra: Mapping[str, Any] | None = None,
+        url: str | None = None,
     ) -> Call: ...
 
     def finish(self, call: Call, event_type: str, status: str, **extra: Any) -> Receipt: ...

@@ -400,6 +400,11 @@ class ProvenanceLog:
             attach = getattr(sink, "attach", None)
             if callable(attach):
                 attach(self)
+        #: ``sink.on_append(document)`` hooks, run on the appending thread: what a sink
+        #: needs from the caller's context (a tracing parent) is gone on the writer thread.
+        self._on_append: tuple[Callable[[Mapping[str, Any]], None], ...] = tuple(
+            hook for sink in self.sinks if callable(hook := getattr(sink, "on_append", None))
+        )
         if background:
             self._queue = deque()
             self._thread = threading.Thread(
@@ -525,6 +530,8 @@ class ProvenanceLog:
             raise ProvenanceError(f"provenance log {self.name!r} is closed")
         # Checked here, so a bad document is the caller's error, not the writer thread's.
         document = self._prepare(fields, check=not trusted)
+        for hook in self._on_append:
+            hook(document)
         if self._queue is not None:
             receipt = Receipt(self._written, document)
             self._enqueue(receipt)

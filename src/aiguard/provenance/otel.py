@@ -11,11 +11,17 @@ Only fields the event already holds are exported, and events hold no raw values 
 digests, counts and kinds only). The log's own records (genesis, kill switch, ...) are
 not spans. Best effort by default: an exporter failure never fails a call.
 
+A span's parent is the span current where the call was made: the log tells the sink
+about each event on the appending thread (`on_append`), so a log written on a
+background thread (``[provenance] background = true``) keeps the parent too.
+
 OpenTelemetry is imported when the sink is created: ``pip install "aiguard[otel]"``.
+See docs/otel.md.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
@@ -68,6 +74,9 @@ _AIGUARD_FIELDS = {
 }
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+#: Contexts kept for events appended but not emitted yet (a writer that is behind).
+MAX_PENDING_PARENTS = 100_000
 
 
 def _import_trace() -> Any:
@@ -195,6 +204,30 @@ class OpenTelemetrySink:
         self._tracer = provider.get_tracer(
             "aiguard.provenance", __version__, schema_url=SEMCONV_SCHEMA_URL
         )
+        from opentelemetry import context as otel_context
+
+        self._get_context = otel_context.get_current
+        #: The caller's OpenTelemetry context of each call event not emitted yet, by
+        #: event id (bounded: events a sink never takes must not grow it forever).
+        self._parents: dict[str, Any] = {}
+        self._parents_lock = threading.Lock()
+
+    def on_append(self, document: Mapping[str, Any]) -> None:
+        """Remember the caller's context (called by the log on the appending thread)."""
+        if document.get("type") not in CALL_EVENT_TYPES:
+            return
+        event_id = document.get("event_id")
+        if not isinstance(event_id, str):
+            return
+        try:
+            current = self._get_context()
+        except Exception:  # telemetry never fails a call
+            return
+        with self._parents_lock:
+            parents = self._parents
+            if len(parents) >= MAX_PENDING_PARENTS:
+                parents.pop(next(iter(parents)))
+            parents[event_id] = current
 
     def emit(self, record: EventRecord) -> None:
         document = record.document
@@ -206,8 +239,13 @@ class OpenTelemetrySink:
         start = end
         if end is not None and isinstance(latency, int) and latency >= 0:
             start = end - latency * 1_000
+        event_id = document.get("event_id")
+        with self._parents_lock:
+            parent = self._parents.pop(event_id, None) if isinstance(event_id, str) else None
+        # No remembered context (a log that was not told): the emitting thread's, as before.
         span = self._tracer.start_span(
             span_name(document),
+            context=parent,
             kind=trace.SpanKind.CLIENT,
             attributes=span_attributes(document),
             start_time=start,

@@ -10,7 +10,11 @@ Installed with aiguard, active in every pytest run; nothing to add to a conftest
 * ``aiguard_guard`` — a `Guard` over that policy with in-memory stores, writing its
   events to ``aiguard_sink``; closed after the test;
 * ``aiguard_openai`` — an ``openai.OpenAI`` client that goes through ``aiguard_guard``
-  to ``aiguard_fake_model`` (skips the test when the ``openai`` package is missing).
+  to ``aiguard_fake_model`` (skips the test when the ``openai`` package is missing);
+* ``aiguard_async_openai`` — the same as an ``openai.AsyncOpenAI`` client;
+* ``aiguard_app`` — your application built with the fixtures' guard and client:
+  override it in a conftest (the default fails, saying so);
+* ``aiguard_app_client`` — a Starlette/FastAPI ``TestClient`` over ``aiguard_app``.
 
 See docs/testing.md for an example to copy.
 """
@@ -90,3 +94,50 @@ def aiguard_openai(aiguard_guard: Guard, aiguard_fake_model: FakeModel) -> Itera
     )
     yield client
     client.close()
+
+
+@pytest.fixture
+def aiguard_async_openai(aiguard_guard: Guard, aiguard_fake_model: FakeModel) -> Iterator[Any]:
+    """An ``openai.AsyncOpenAI`` client through ``aiguard_guard`` to ``aiguard_fake_model``.
+
+    Closed after the test on an event loop of its own, so it works with or without an
+    async test runner (the fake transport holds no connection that needs the test's loop).
+    """
+    openai = pytest.importorskip("openai")
+    client = openai.AsyncOpenAI(
+        api_key="test-key",
+        base_url=OPENAI_BASE_URL,
+        max_retries=0,
+        http_client=aiguard_guard.async_http_client(transport=aiguard_fake_model.transport),
+    )
+    yield client
+    import asyncio
+
+    asyncio.run(client.close())
+
+
+@pytest.fixture
+def aiguard_app() -> Any:
+    """Your application, built with ``aiguard_guard``: override this fixture.
+
+    The one way to test an app under the fixtures' guard is to build it in a factory
+    that takes the guard (and the model client), e.g. in ``conftest.py``::
+
+        @pytest.fixture
+        def aiguard_app(aiguard_guard, aiguard_async_openai):
+            return create_app(guard=aiguard_guard, model=aiguard_async_openai)
+
+    A handler decorated at import time keeps the guard it was decorated with.
+    """
+    raise pytest.UsageError(
+        "aiguard_app_client needs your app: override the aiguard_app fixture in a conftest, "
+        "returning your app built with aiguard_guard (see docs/testing.md)"
+    )
+
+
+@pytest.fixture
+def aiguard_app_client(aiguard_app: Any) -> Iterator[Any]:
+    """A ``TestClient`` over ``aiguard_app`` (lifespan run; skips without Starlette)."""
+    testclient = pytest.importorskip("starlette.testclient")
+    with testclient.TestClient(aiguard_app) as client:
+        yield client

@@ -1,0 +1,116 @@
+"""`aiguard report` and `dsr export` read database logs, or refuse with a typed error.
+
+A report or an export that reads nothing must never look like a log that holds nothing.
+PostgreSQL cases need AIGUARD_TEST_POSTGRES_DSN; the SQLite ones always run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import aiguard
+from aiguard.cli import main
+from aiguard.compliance.report import build_report
+from aiguard.errors import ProvenanceError
+from aiguard.policy import parse_policy
+from aiguard.provenance import JsonlSink
+from aiguard.provenance.logging_sink import LoggingSink
+from aiguard.provenance.sqlite_sink import SqliteSink
+
+DSN = os.environ.get("AIGUARD_TEST_POSTGRES_DSN")
+POLICY = """
+[destinations.openai]
+base_url = "https://api.openai.com/v1"
+approved = true
+purposes = ["inference"]
+"""
+JANE = "jane.roe@example.com"
+
+
+def _calls(guard: aiguard.Guard, count: int = 5) -> None:
+    for i in range(count):
+        with guard.context(subject=f"cust-{i % 2}", tenant="acme", purpose="inference"):
+            guard.protect(f"mail {JANE} about order {i}", destination="openai")
+    with guard.context(subject="cust-0", purpose="inference"), pytest.raises(aiguard.PolicyDenied):
+        guard.protect("hello", destination="nowhere")
+
+
+def _numbers(document: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in document.items() if k not in {"log", "generated_at"}}
+
+
+def test_report_reads_a_sqlite_log_like_its_jsonl_twin(tmp_path: Path) -> None:
+    policy = parse_policy(POLICY)
+    db = tmp_path / "log.db"
+    guard = aiguard.Guard(policy, sinks=[JsonlSink(tmp_path / "log.jsonl"), SqliteSink(db)])
+    _calls(guard)
+    guard.close()
+    from_file = build_report(tmp_path / "log.jsonl", policy).as_dict()
+    from_db = build_report(f"sqlite:///{db}", policy).as_dict()
+    assert from_db["records"] == from_file["records"] > 6
+    assert _numbers(from_db) == _numbers(from_file)
+    (tmp_path / "p.toml").write_text(POLICY)
+    out = tmp_path / "r.json"
+    code = main(
+        ["report", "--log", f"sqlite:///{db}", "--policy", str(tmp_path / "p.toml"),
+         "--format", "json", "--out", str(out)]
+    )  # fmt: skip
+    assert code == 0 and json.loads(out.read_text())["records"] == from_file["records"]
+
+
+def test_report_refuses_a_database_without_the_log(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = tmp_path / "log.db"
+    SqliteSink(db).close()
+    with pytest.raises(ProvenanceError, match="holds no provenance log"):
+        build_report(f"sqlite:///{db}", parse_policy(POLICY))
+    (tmp_path / "p.toml").write_text(POLICY)
+    assert main(["report", "--log", f"sqlite:///{db}", "--policy", str(tmp_path / "p.toml")]) == 2
+    assert "holds no provenance log" in capsys.readouterr().err
+
+
+def test_dsr_export_reads_a_sqlite_sink(tmp_path: Path) -> None:
+    guard = aiguard.Guard(parse_policy(POLICY), sinks=[SqliteSink(tmp_path / "log.db")])
+    _calls(guard)
+    events = guard.dsr.export("cust-1")["provenance_events"]
+    assert len(events) == 2 and all(e["type"] == "protect" for e in events)
+    guard.close()
+
+
+def test_dsr_export_refuses_sinks_it_cannot_read_back() -> None:
+    guard = aiguard.Guard(parse_policy(POLICY), sinks=[LoggingSink()])
+    _calls(guard, 1)
+    with pytest.raises(ProvenanceError, match="no provenance sink of this guard can be read back"):
+        guard.dsr.export("cust-0")
+    guard.close()
+
+
+@pytest.mark.postgres
+@pytest.mark.skipif(not DSN, reason="set AIGUARD_TEST_POSTGRES_DSN to run the PostgreSQL tests")
+def test_report_and_dsr_export_read_a_postgres_log(tmp_path: Path) -> None:
+    from aiguard.provenance.postgres import PostgresSink
+
+    assert DSN is not None
+    name = f"report-{uuid.uuid4().hex[:10]}"
+    policy = parse_policy(POLICY)
+    guard = aiguard.Guard(policy, sinks=[PostgresSink(DSN, log=name)], log_name=name)
+    _calls(guard)
+    events = guard.dsr.export("cust-1")["provenance_events"]
+    assert len(events) == 2 and all(e["type"] == "protect" for e in events)
+    guard.close()
+    report = build_report(DSN, policy, log_name=name).as_dict()
+    assert report["records"] == report["chain"]["records"] >= 7
+    assert report["events_by_type"]["protect"] == 5 and report["events_by_type"]["refusal"] == 1
+    assert report["chain"]["ok"] is True
+    with pytest.raises(ProvenanceError, match="holds no provenance log named"):
+        build_report(DSN, policy, log_name=name + "-missing")
+    with pytest.raises(ProvenanceError, match="cannot read the log at") as caught:
+        build_report("postgresql://nobody:secret-pw@127.0.0.1:1/none", policy)
+    assert "secret-pw" not in caught.value.message and "nobody:***@" in caught.value.message
