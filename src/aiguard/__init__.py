@@ -25,6 +25,7 @@ from .errors import (
     PolicyDenied,
     PolicyError,
     ProvenanceError,
+    StoreError,
     UnknownDestination,
     VaultError,
 )
@@ -89,6 +90,7 @@ __all__ = [
     "SQLiteVault",
     "Scope",
     "Sink",
+    "StoreError",
     "UnknownDestination",
     "Vault",
     "VaultError",

@@ -23,6 +23,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from ._faults import translating
+from .errors import AIGuardError, StoreError
+
 __all__ = [
     "MIGRATIONS",
     "Migration",
@@ -33,7 +36,7 @@ __all__ = [
 ]
 
 
-class SchemaError(sqlite3.DatabaseError):
+class SchemaError(StoreError, sqlite3.DatabaseError):
     """The file's schema is newer than this aiguard, or not an aiguard database at all."""
 
 
@@ -176,6 +179,10 @@ class SQLiteDatabase:
     ``synchronous="FULL"`` (the default) makes every commit durable before it returns,
     so an acknowledged consent withdrawal or revocation survives a power cut;
     ``"NORMAL"`` is faster and still never corrupts the file.
+
+    A file that cannot be opened, created, locked or read raises `StoreError` naming
+    the path, what to fix and ``key``, the policy key that names the file; the stores
+    translate their faults at call time the same way (`guarded`).
     """
 
     def __init__(
@@ -184,6 +191,7 @@ class SQLiteDatabase:
         *,
         timeout: float = 10.0,
         synchronous: Literal["FULL", "NORMAL"] = "FULL",
+        key: str = "database",
     ) -> None:
         if os.fspath(path) in {"", ":memory:"} or os.fspath(path).startswith("file:"):
             raise ValueError(
@@ -203,10 +211,24 @@ class SQLiteDatabase:
         # child (SQLite's rule); keeping a reference stops the GC from closing them.
         self._inherited: list[sqlite3.Connection] = []
         self._closed = False
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        conn = self.connection()
-        self._enable_wal(conn)
-        self.version = migrate(conn)
+        self.key = key
+        with self.guarded(StoreError, "open the database"):
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            conn = self.connection()
+            self._enable_wal(conn)
+            self.version = migrate(conn)
+
+    @contextmanager
+    def guarded(self, error: type[AIGuardError], operation: str) -> Iterator[None]:
+        """A block whose file and SQLite faults raise ``error`` naming this file."""
+        with translating(
+            error,
+            component="the aiguard database",
+            target=os.fspath(self.path),
+            operation=operation,
+            key=self.key,
+        ):
+            yield
 
     def connection(self) -> sqlite3.Connection:
         """This thread's connection, opened on first use."""
@@ -284,7 +306,9 @@ class SQLiteDatabase:
         return f"SQLiteDatabase({os.fspath(self.path)!r}, version={self.version})"
 
 
-def embedded_stores(path: str | os.PathLike[str], overrides: Mapping[str, Any]) -> dict[str, Any]:
+def embedded_stores(
+    path: str | os.PathLike[str], overrides: Mapping[str, Any], *, timeout: float = 10.0
+) -> dict[str, Any]:
     """`Guard` keyword arguments for a policy that names a database at ``path``.
 
     One `SQLiteDatabase` holds the vault, consent records and kill switch; the secret
@@ -306,7 +330,7 @@ def embedded_stores(path: str | os.PathLike[str], overrides: Mapping[str, Any]) 
         out["secret"] = secret
     if not wanted:
         return out
-    db = SQLiteDatabase(database)
+    db = SQLiteDatabase(database, timeout=timeout)
     if "vault" in wanted:
         out["vault"] = SQLiteVault(db, VaultKeys.derive(secret))
     if "consent" in wanted:

@@ -15,6 +15,7 @@ __all__ = [
     "PolicyDenied",
     "PolicyError",
     "ProvenanceError",
+    "StoreError",
     "UnknownDestination",
     "VaultError",
 ]
@@ -91,3 +92,13 @@ class ProvenanceError(AIGuardError):
     """A required provenance sink could not record an event; the call fails closed."""
 
     code = "provenance_error"
+
+
+class StoreError(AIGuardError):
+    """A consent store, kill switch or shared database could not be opened, read or written.
+
+    The message names the file or DSN (credentials masked), the operation, what to fix
+    and the policy key that configures the store; the original error is ``__cause__``.
+    """
+
+    code = "store_error"

@@ -117,8 +117,21 @@ class LocalKeyFileProvider(SecretKeyProvider):
         if create and not self.path.exists():
             from .vault.keyfile import load_or_create_key
 
-            load_or_create_key(self.path)
-        super().__init__(_read_private(self.path), label="file")
+            load_or_create_key(self.path, key="[keys] file")
+        try:
+            secret = _read_private(self.path)
+        except OSError as exc:
+            from ._faults import store_fault
+
+            raise store_fault(
+                KeyProviderError,
+                exc,
+                component="the root key file",
+                target=os.fspath(self.path),
+                operation="read the root key",
+                key="[keys] file",
+            ) from exc
+        super().__init__(secret, label="file")
 
 
 class EnvKeyProvider(SecretKeyProvider):

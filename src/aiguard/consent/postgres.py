@@ -10,6 +10,7 @@ import json
 from datetime import datetime
 from typing import Any
 
+from ..errors import StoreError
 from ..vault.postgres import PostgresPool, pg_migrate
 from .store import AppendOnlyConsentStore, ConsentRecord, effective_grant, utcnow
 
@@ -45,7 +46,7 @@ class PostgresConsentStore(AppendOnlyConsentStore):
 
     def __init__(self, dsn: str | PostgresPool) -> None:
         self._pool = dsn if isinstance(dsn, PostgresPool) else PostgresPool(dsn)
-        pg_migrate(self._pool, "consent", CONSENT_PG_MIGRATIONS)
+        pg_migrate(self._pool, "consent", CONSENT_PG_MIGRATIONS, error=StoreError)
 
     def _append(self, record: ConsentRecord) -> ConsentRecord:
         self._pool.run(
@@ -63,7 +64,9 @@ class PostgresConsentStore(AppendOnlyConsentStore):
                     record.terms_version,
                     json.dumps(record.proof, sort_keys=True),
                 ),
-            )
+            ),
+            error=StoreError,
+            operation="record consent",
         )
         return record
 
@@ -75,7 +78,9 @@ class PostgresConsentStore(AppendOnlyConsentStore):
                 f"SELECT {_COLUMNS} FROM aiguard_consent WHERE subject = %s AND purpose = %s "
                 "AND (tenant IS NULL OR tenant = %s) ORDER BY seq",
                 (subject, purpose, tenant),
-            ).fetchall()
+            ).fetchall(),
+            error=StoreError,
+            operation="read consent records",
         )
         return effective_grant([_record(r) for r in rows], purpose, tenant, at or utcnow())
 
@@ -84,7 +89,9 @@ class PostgresConsentStore(AppendOnlyConsentStore):
             lambda conn: conn.execute(
                 f"SELECT {_COLUMNS} FROM aiguard_consent WHERE subject = %s ORDER BY seq",
                 (subject,),
-            ).fetchall()
+            ).fetchall(),
+            error=StoreError,
+            operation="read consent records",
         )
         return [_record(r) for r in rows]
 

@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from .._sqlite import SQLiteDatabase
+from ..errors import StoreError
 from .store import AppendOnlyConsentStore, ConsentRecord, effective_grant, utcnow
 
 __all__ = ["SQLiteConsentStore"]
@@ -34,7 +35,7 @@ class SQLiteConsentStore(AppendOnlyConsentStore):
         return self._db
 
     def _append(self, record: ConsentRecord) -> ConsentRecord:
-        with self._db.write() as conn:
+        with self._db.guarded(StoreError, "record consent"), self._db.write() as conn:
             conn.execute(
                 f"INSERT INTO aiguard_consent ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
@@ -56,7 +57,12 @@ class SQLiteConsentStore(AppendOnlyConsentStore):
     ) -> ConsentRecord | None:
         # Records of other tenants can never apply, so they are filtered in SQL; the
         # rest of the rule stays in effective_grant, shared with the in-memory store.
-        rows = (
+        with self._db.guarded(StoreError, "read consent records"):
+            rows = self._rows(subject, purpose, tenant)
+        return effective_grant([_record(row) for row in rows], purpose, tenant, at or utcnow())
+
+    def _rows(self, subject: str, purpose: str, tenant: str | None) -> list[Any]:
+        return (
             self._db.connection()
             .execute(
                 f"SELECT {_COLUMNS} FROM aiguard_consent WHERE subject = ? AND purpose = ? "
@@ -65,10 +71,14 @@ class SQLiteConsentStore(AppendOnlyConsentStore):
             )
             .fetchall()
         )
-        return effective_grant([_record(row) for row in rows], purpose, tenant, at or utcnow())
 
     def history(self, subject: str) -> list[ConsentRecord]:
-        rows = (
+        with self._db.guarded(StoreError, "read consent records"):
+            rows = self._history_rows(subject)
+        return [_record(row) for row in rows]
+
+    def _history_rows(self, subject: str) -> list[Any]:
+        return (
             self._db.connection()
             .execute(
                 f"SELECT {_COLUMNS} FROM aiguard_consent WHERE subject = ? ORDER BY seq",
@@ -76,7 +86,6 @@ class SQLiteConsentStore(AppendOnlyConsentStore):
             )
             .fetchall()
         )
-        return [_record(row) for row in rows]
 
     def close(self) -> None:
         """Close the database if this store opened it."""

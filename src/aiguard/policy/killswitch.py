@@ -9,6 +9,7 @@ from typing import Protocol, runtime_checkable
 
 from .._sqlite import SQLiteDatabase
 from ..consent.store import utcnow
+from ..errors import StoreError
 
 __all__ = ["InMemoryKillSwitch", "KillSwitch", "Revocation", "SQLiteKillSwitch"]
 
@@ -71,7 +72,7 @@ class SQLiteKillSwitch:
 
     def revoke(self, destination: str, reason: str) -> Revocation:
         revocation = Revocation(destination, reason, utcnow())
-        with self._db.write() as conn:
+        with self._db.guarded(StoreError, "record a revocation"), self._db.write() as conn:
             conn.execute(
                 "INSERT OR REPLACE INTO aiguard_revocation (destination, reason, at) "
                 "VALUES (?, ?, ?)",
@@ -80,17 +81,19 @@ class SQLiteKillSwitch:
         return revocation
 
     def reinstate(self, destination: str) -> None:
-        with self._db.write() as conn:
+        with self._db.guarded(StoreError, "reinstate a destination"), self._db.write() as conn:
             conn.execute("DELETE FROM aiguard_revocation WHERE destination = ?", (destination,))
 
     def revoked(self, destination: str) -> Revocation | None:
-        row = (
-            self._db.connection()
-            .execute(
-                "SELECT reason, at FROM aiguard_revocation WHERE destination = ?", (destination,)
+        with self._db.guarded(StoreError, "read the kill switch"):
+            row = (
+                self._db.connection()
+                .execute(
+                    "SELECT reason, at FROM aiguard_revocation WHERE destination = ?",
+                    (destination,),
+                )
+                .fetchone()
             )
-            .fetchone()
-        )
         if row is None:
             return None
         return Revocation(destination, str(row[0]), datetime.fromisoformat(row[1]))

@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from ..consent.store import utcnow
+from ..errors import StoreError
 from ..vault.postgres import PostgresPool, pg_migrate
 from .killswitch import Revocation
 
@@ -34,7 +35,7 @@ class PostgresKillSwitch:
 
     def __init__(self, dsn: str | PostgresPool) -> None:
         self._pool = dsn if isinstance(dsn, PostgresPool) else PostgresPool(dsn)
-        pg_migrate(self._pool, "killswitch", KILLSWITCH_PG_MIGRATIONS)
+        pg_migrate(self._pool, "killswitch", KILLSWITCH_PG_MIGRATIONS, error=StoreError)
 
     def revoke(self, destination: str, reason: str) -> Revocation:
         revocation = Revocation(destination, reason, utcnow())
@@ -44,7 +45,9 @@ class PostgresKillSwitch:
                 "ON CONFLICT (destination) DO UPDATE "
                 "SET reason = EXCLUDED.reason, at = EXCLUDED.at",
                 (destination, reason, revocation.at.isoformat()),
-            )
+            ),
+            error=StoreError,
+            operation="record a revocation",
         )
         return revocation
 
@@ -52,14 +55,18 @@ class PostgresKillSwitch:
         self._pool.run(
             lambda conn: conn.execute(
                 "DELETE FROM aiguard_revocation WHERE destination = %s", (destination,)
-            )
+            ),
+            error=StoreError,
+            operation="reinstate a destination",
         )
 
     def revoked(self, destination: str) -> Revocation | None:
         row = self._pool.run(
             lambda conn: conn.execute(
                 "SELECT reason, at FROM aiguard_revocation WHERE destination = %s", (destination,)
-            ).fetchone()
+            ).fetchone(),
+            error=StoreError,
+            operation="read the kill switch",
         )
         if row is None:
             return None

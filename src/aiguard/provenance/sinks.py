@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -13,6 +15,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .._faults import translating
 from ..errors import ProvenanceError
 from .chain import EventRecord
 
@@ -131,6 +134,7 @@ class JsonlSink:
         fsync_interval: float = 1.0,
         max_bytes: int | None = None,
         required: bool = True,
+        key: str = "[provenance] jsonl",
     ) -> None:
         if isinstance(fsync, bool):
             fsync = "always" if fsync else "never"
@@ -146,10 +150,23 @@ class JsonlSink:
         self._last_sync = time.monotonic()
         self._lock = threading.Lock()
         self.recovered: dict[str, Any] | None = None
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = open(self.path, "ab")  # noqa: SIM115 - kept open for the sink's life
-        _lock_exclusively(self._file, self.path)
-        self._repair_torn_tail()
+        self.key = key
+        with self._faults("open the log"):
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            # Unbuffered: a failed write leaves nothing in a buffer to be written later,
+            # so the file can be cut back to the last whole record (see emit_batch).
+            self._file = open(self.path, "ab", buffering=0)  # noqa: SIM115 - kept open
+            _lock_exclusively(self._file, self.path)
+            self._repair_torn_tail()
+
+    def _faults(self, operation: str) -> Any:
+        return translating(
+            ProvenanceError,
+            component="the JSONL provenance sink",
+            target=os.fspath(self.path),
+            operation=operation,
+            key=self.key,
+        )
 
     @property
     def segments(self) -> list[Path]:
@@ -168,7 +185,7 @@ class JsonlSink:
         target = _segment_path(self.path, max(numbers, default=0) + 1)
         os.replace(self.path, target)
         old = self._file
-        self._file = open(self.path, "ab")  # noqa: SIM115 - kept open for the sink's life
+        self._file = open(self.path, "ab", buffering=0)  # noqa: SIM115 - kept open
         _lock_exclusively(self._file, self.path)
         old.close()
 
@@ -235,17 +252,32 @@ class JsonlSink:
         lines = [record.line for record in records]
         lines.append(b"")  # the last line's newline, without copying the batch again
         data = b"\n".join(lines)
-        with self._lock:
+        with self._lock, self._faults("append records"):
             if self._max_bytes is not None and self._file.tell() >= self._max_bytes:
                 self._rotate()
-            self._file.write(data)
-            self._file.flush()
+            start = self._file.tell()
+            try:
+                self._write_all(data)
+            except OSError:
+                # A full disk or an I/O error can leave part of a line behind; cut it
+                # off so the backlog's replay continues the file at a record boundary.
+                with contextlib.suppress(OSError):
+                    os.ftruncate(self._file.fileno(), start)
+                raise
             if self._fsync == "always" or (
                 self._fsync == "interval"
                 and time.monotonic() - self._last_sync >= self._fsync_interval
             ):
                 os.fsync(self._file.fileno())
                 self._last_sync = time.monotonic()
+
+    def _write_all(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            written = self._file.write(view)
+            if not written:
+                raise OSError(errno.EIO, "the log file accepted no bytes")
+            view = view[written:]
 
     def flush(self) -> None:
         with self._lock:

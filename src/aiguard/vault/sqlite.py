@@ -141,15 +141,21 @@ class SQLiteVault(KeyedVault):
         keys: VaultKeys | KeyProvider,
         *,
         retention: timedelta | None = None,
+        timeout: float = 10.0,
     ) -> None:
         super().__init__(keys, retention=retention)
         self._owns_db = not isinstance(database, SQLiteDatabase)
-        self._db = database if isinstance(database, SQLiteDatabase) else SQLiteDatabase(database)
+        self._db = (
+            database
+            if isinstance(database, SQLiteDatabase)
+            else SQLiteDatabase(database, timeout=timeout)
+        )
         self._seen = threading.local()  # per thread: (PRAGMA data_version, generation)
-        _migrate_vault(self._db)
-        if isinstance(keys, VaultKeys):
-            self._check_keys(keys)
-        self._open_keys()
+        with self._db.guarded(VaultError, "open the vault"):
+            _migrate_vault(self._db)
+            if isinstance(keys, VaultKeys):
+                self._check_keys(keys)
+            self._open_keys()
 
     @property
     def database(self) -> SQLiteDatabase:
@@ -176,14 +182,18 @@ class SQLiteVault(KeyedVault):
             )
 
     def _read(self, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
-        return retrying(_TRANSIENT, lambda: self._db.connection().execute(sql, params).fetchall())
+        with self._db.guarded(VaultError, "read the vault"):
+            return retrying(
+                _TRANSIENT, lambda: self._db.connection().execute(sql, params).fetchall()
+            )
 
     def _write(self, work: Callable[[sqlite3.Connection], Any]) -> Any:
         def attempt() -> Any:
             with self._db.write() as conn:
                 return work(conn)
 
-        return retrying(_TRANSIENT, attempt)
+        with self._db.guarded(VaultError, "write the vault"):
+            return retrying(_TRANSIENT, attempt)
 
     # -- storage ---------------------------------------------------------------------
 
@@ -254,7 +264,8 @@ class SQLiteVault(KeyedVault):
         return 1 if row is None else int(row[0])
 
     def _s_data_version(self) -> int:
-        return retrying(_TRANSIENT, lambda: self._version_in(self._db.connection()))
+        with self._db.guarded(VaultError, "read the vault"):
+            return retrying(_TRANSIENT, lambda: self._version_in(self._db.connection()))
 
     def _s_find(self, scope_key: str, index: bytes) -> str | None:
         rows = self._read(
@@ -396,6 +407,10 @@ class SQLiteVault(KeyedVault):
         return result
 
     def _s_generation(self) -> int | None:
+        with self._db.guarded(VaultError, "read the vault"):
+            return self._generation()
+
+    def _generation(self) -> int:
         # PRAGMA data_version changes when another connection commits to the file, so
         # the stored generation is only read again after someone else wrote something.
         conn = self._db.connection()
