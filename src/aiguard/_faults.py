@@ -62,6 +62,8 @@ _ERRNO_HINTS = {
     errno.ENOENT: "a parent directory does not exist: create it, or fix the path",
     errno.ENOTDIR: "a component of the path is a file, not a directory: fix the path",
     errno.EISDIR: "the path is a directory: name a file inside it instead",
+    errno.EEXIST: "a file is in the way where a directory is needed (not a directory): "
+    "remove it, or fix the path",
     errno.ENOSPC: "the disk is full: free space on it, or choose another location",
     errno.EDQUOT: "the disk quota is exceeded: free space, or choose another location",
     errno.EIO: "the disk reported an I/O error: check the device",
@@ -125,7 +127,12 @@ def _pg_hint(exc: BaseException) -> str | None:
             "a statement ran past the statement timeout (a lock held by another session, "
             "or an overloaded server)"
         )
-    if state is None and name == "OperationalError":
+    if name == "ConnectionTimeout":
+        return (
+            "the server did not answer within the connect timeout: check that it is up, "
+            "reachable and not overloaded"
+        )
+    if state is None and any(c.__name__ == "OperationalError" for c in type(exc).__mro__):
         # libpq's own text: host, port and the socket error, never a parameter.
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else name
         return f"cannot connect: {first}"

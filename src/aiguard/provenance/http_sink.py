@@ -106,7 +106,7 @@ class HttpSink:
         self._pid = os.getpid()
         with self._faults("open the spool", (OSError, ValueError, KeyError)):
             self.spool_dir.mkdir(parents=True, exist_ok=True)
-            self._lock_file = _lock_directory(self.spool_dir)
+            self._lock_file = _lock_directory(self.spool_dir, self.key)
             try:
                 self._recover()
             except BaseException:
@@ -464,7 +464,7 @@ def _fsync_directory(directory: Path) -> None:
         os.close(fd)
 
 
-def _lock_directory(directory: Path) -> IO[Any]:
+def _lock_directory(directory: Path, key: str) -> IO[Any]:
     handle = open(directory / "spool.lock", "a+b")  # noqa: SIM115 - held for the sink's life
     try:
         import fcntl
@@ -472,10 +472,10 @@ def _lock_directory(directory: Path) -> IO[Any]:
         return handle
     try:
         fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
+    except OSError as exc:
         handle.close()
         raise ProvenanceError(
-            f"{directory} is in use by another HttpSink (maybe in another process); "
-            "give each sink its own spool_dir"
-        ) from None
+            f"{directory} is locked: it is in use by another HttpSink (maybe in another "
+            f"process); give each sink its own spool_dir (policy key {key})"
+        ) from exc
     return handle

@@ -98,20 +98,20 @@ class InMemorySink:
         return len(self.records)
 
 
-def _lock_exclusively(handle: Any, path: Path) -> None:
+def _lock_exclusively(handle: Any, path: Path, key: str = "[provenance] jsonl") -> None:
     if sys.platform == "win32":  # pragma: no cover - advisory locks are POSIX here
         return
     import fcntl
 
     try:
         fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
+    except BlockingIOError as exc:
         handle.close()
         raise ProvenanceError(
-            f"{path} is being written by another process; a JSONL log has one writer. "
-            "Give each process its own file (e.g. provenance-{pid}.jsonl) and log name, "
-            "or use a shared sink (PostgreSQL)"
-        ) from None
+            f"{path} is locked: it is being written by another process, and a JSONL log "
+            "has one writer. Give each process its own file (e.g. provenance-{pid}.jsonl) "
+            f"and log name, or use a shared sink (PostgreSQL); policy key {key}"
+        ) from exc
 
 
 class JsonlSink:
@@ -156,7 +156,7 @@ class JsonlSink:
             # Unbuffered: a failed write leaves nothing in a buffer to be written later,
             # so the file can be cut back to the last whole record (see emit_batch).
             self._file = open(self.path, "ab", buffering=0)  # noqa: SIM115 - kept open
-            _lock_exclusively(self._file, self.path)
+            _lock_exclusively(self._file, self.path, self.key)
             self._repair_torn_tail()
 
     def _faults(self, operation: str) -> Any:
@@ -186,7 +186,7 @@ class JsonlSink:
         os.replace(self.path, target)
         old = self._file
         self._file = open(self.path, "ab", buffering=0)  # noqa: SIM115 - kept open
-        _lock_exclusively(self._file, self.path)
+        _lock_exclusively(self._file, self.path, self.key)
         old.close()
 
     def _repair_torn_tail(self) -> None:
@@ -224,10 +224,11 @@ class JsonlSink:
             return None
         try:
             document = json.loads(last)
-        except ValueError:
+        except ValueError as exc:
             raise ProvenanceError(
-                f"{self.path}: the last record is not valid JSON; run `aiguard verify`"
-            ) from None
+                f"{self.path}: the last record is not valid JSON (the file is damaged); run "
+                f"`aiguard verify` and restore it, or point {self.key} at a new file"
+            ) from exc
         return EventRecord(document, last.rstrip(b"\n"))
 
     def tail_from_checkpoint(self) -> list[EventRecord]:
