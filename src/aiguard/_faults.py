@@ -25,12 +25,24 @@ from urllib.parse import urlsplit, urlunsplit
 
 from .errors import AIGuardError
 
-__all__ = ["FAULTS", "hint", "mask_dsn", "store_fault", "translating"]
+__all__ = ["FAULTS", "PROBE", "hint", "mask_dsn", "probe_name", "store_fault", "translating"]
 
 E = TypeVar("E", bound=AIGuardError)
 
 #: What the stores translate; anything else (a bug) propagates unchanged.
 FAULTS: tuple[type[BaseException], ...] = (OSError, sqlite3.Error)
+
+#: Scope, subject, destination and log name of `aiguard doctor`'s probe rows (never
+#: committed: see `SQLiteDatabase.probe`).
+PROBE = "aiguard-doctor-probe"
+
+
+def probe_name() -> str:
+    """A fresh probe identifier, so two doctors running at once never collide."""
+    import secrets
+
+    return f"{PROBE}-{secrets.token_hex(6)}"
+
 
 _KV_PASSWORD = re.compile(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", re.IGNORECASE)
 

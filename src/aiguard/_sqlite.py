@@ -258,6 +258,30 @@ class SQLiteDatabase:
         self._local.conn = conn
         return conn
 
+    def probe(
+        self,
+        error: type[AIGuardError],
+        operation: str,
+        write: tuple[str, tuple[Any, ...]],
+        read: tuple[str, tuple[Any, ...]],
+    ) -> None:
+        """Write a row and read it back in a transaction that is always rolled back.
+
+        What `aiguard doctor` runs: the write takes the file's write lock and needs the
+        disk, so locks, permissions and a full disk show up; the rollback means no
+        other connection ever sees the row.
+        """
+        with self.guarded(error, operation):
+            conn = self.connection()
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.execute(*write)
+                row = conn.execute(*read).fetchone()
+            finally:
+                conn.execute("ROLLBACK")
+        if row is None:
+            raise error(f"{self.path}: a probe row written could not be read back")
+
     @contextmanager
     def write(self) -> Iterator[sqlite3.Connection]:
         """A write transaction that holds the file's write lock from its first statement.

@@ -9,7 +9,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from . import _cli_compliance, _cli_ops
+from . import _cli_compliance, _cli_doctor, _cli_ops
 
 __all__ = ["main"]
 
@@ -48,6 +48,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     _cli_compliance.register(sub)
     _cli_ops.register(sub)
+    _cli_doctor.register(sub)
     importlib.import_module("aiguard.gateway.cli").register(sub)  # argparse only; lazy deps
     return parser
 
@@ -64,6 +65,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _verify(args)
     if args.command in _cli_ops.COMMANDS:
         return _cli_ops.run(args)
+    if args.command in _cli_doctor.COMMANDS:
+        return _cli_doctor.run(args)
     if args.command == "gateway":
         return int(importlib.import_module("aiguard.gateway.cli").run(args))
     return 2  # pragma: no cover - argparse rejects unknown commands

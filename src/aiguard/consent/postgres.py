@@ -10,6 +10,7 @@ import json
 from datetime import datetime
 from typing import Any
 
+from .._faults import probe_name
 from ..errors import StoreError
 from ..vault.postgres import PostgresPool, pg_migrate
 from .store import AppendOnlyConsentStore, ConsentRecord, effective_grant, utcnow
@@ -94,6 +95,21 @@ class PostgresConsentStore(AppendOnlyConsentStore):
             operation="read consent records",
         )
         return [_record(r) for r in rows]
+
+    def probe(self) -> None:
+        """Append a record and read it back in a rolled-back transaction (`aiguard doctor`);
+        the append-only table never keeps it."""
+        name = probe_name()
+        self._pool.probe(
+            StoreError,
+            "write and read back a probe consent record",
+            (
+                f"INSERT INTO aiguard_consent ({_COLUMNS}) VALUES "
+                "(%s, 'grant', %s, %s, NULL, %s, NULL, NULL, '{}')",
+                (name, name, name, "1970-01-01T00:00:00+00:00"),
+            ),
+            ("SELECT 1 FROM aiguard_consent WHERE record_id = %s", (name,)),
+        )
 
     def close(self) -> None:
         self._pool.close()

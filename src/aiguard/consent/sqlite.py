@@ -14,6 +14,7 @@ import sqlite3
 from datetime import datetime
 from typing import Any
 
+from .._faults import probe_name
 from .._sqlite import SQLiteDatabase
 from ..errors import StoreError
 from .store import AppendOnlyConsentStore, ConsentRecord, effective_grant, utcnow
@@ -85,6 +86,21 @@ class SQLiteConsentStore(AppendOnlyConsentStore):
                 (subject,),
             )
             .fetchall()
+        )
+
+    def probe(self) -> None:
+        """Append a record and read it back in a rolled-back transaction (`aiguard doctor`);
+        the append-only table never keeps it."""
+        name = probe_name()
+        self._db.probe(
+            StoreError,
+            "write and read back a probe consent record",
+            (
+                f"INSERT INTO aiguard_consent ({_COLUMNS}) VALUES "
+                "(?, 'grant', ?, ?, NULL, ?, NULL, NULL, '{}')",
+                (name, name, name, "1970-01-01T00:00:00+00:00"),
+            ),
+            ("SELECT 1 FROM aiguard_consent WHERE record_id = ?", (name,)),
         )
 
     def close(self) -> None:

@@ -7,6 +7,7 @@ import threading
 from datetime import datetime
 from typing import Protocol, runtime_checkable
 
+from .._faults import probe_name
 from .._sqlite import SQLiteDatabase
 from ..consent.store import utcnow
 from ..errors import StoreError
@@ -97,6 +98,20 @@ class SQLiteKillSwitch:
         if row is None:
             return None
         return Revocation(destination, str(row[0]), datetime.fromisoformat(row[1]))
+
+    def probe(self) -> None:
+        """Write a revocation and read it back in a rolled-back transaction (`aiguard
+        doctor`): no process ever sees the probe destination revoked."""
+        name = probe_name()
+        self._db.probe(
+            StoreError,
+            "write and read back a probe revocation",
+            (
+                "INSERT INTO aiguard_revocation (destination, reason, at) VALUES (?, ?, ?)",
+                (name, "aiguard doctor probe", "1970-01-01T00:00:00+00:00"),
+            ),
+            ("SELECT 1 FROM aiguard_revocation WHERE destination = ?", (name,)),
+        )
 
     def close(self) -> None:
         """Close the database if this kill switch opened it."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from .._faults import probe_name
 from ..consent.store import utcnow
 from ..errors import StoreError
 from ..vault.postgres import PostgresPool, pg_migrate
@@ -71,6 +72,20 @@ class PostgresKillSwitch:
         if row is None:
             return None
         return Revocation(destination, str(row[0]), datetime.fromisoformat(row[1]))
+
+    def probe(self) -> None:
+        """Write a revocation and read it back in a rolled-back transaction (`aiguard
+        doctor`): no process ever sees the probe destination revoked."""
+        name = probe_name()
+        self._pool.probe(
+            StoreError,
+            "write and read back a probe revocation",
+            (
+                "INSERT INTO aiguard_revocation (destination, reason, at) VALUES (%s, %s, %s)",
+                (name, "aiguard doctor probe", "1970-01-01T00:00:00+00:00"),
+            ),
+            ("SELECT 1 FROM aiguard_revocation WHERE destination = %s", (name,)),
+        )
 
     def close(self) -> None:
         self._pool.close()

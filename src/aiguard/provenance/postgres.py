@@ -29,7 +29,7 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from .._faults import mask_dsn, store_fault
+from .._faults import mask_dsn, probe_name, store_fault
 from ..errors import ProvenanceError
 from ._stored import Placement, record_fields, record_from_stored, sealed_check
 from .chain import GENESIS_PREV, EventRecord, Sealer, rfc3339_now, uuid7
@@ -141,6 +141,29 @@ class PostgresSink:
             self._conn = conn
         assert conn is not None
         return conn
+
+    def probe(self) -> None:
+        """Write a record row and read it back in a rolled-back transaction (`aiguard
+        doctor`); the row names a log of its own and is never committed."""
+        name = probe_name()
+        t = self._t
+        with self._lock:
+            conn = self._connection()
+            try:
+                with conn.cursor() as cur:
+                    cur.execute(
+                        f"INSERT INTO {t.event} (log, seq, digest, prev, type, record) "
+                        "VALUES (%s, 0, %s, %s, 'probe', %s)",
+                        (name, name, name, b"{}"),
+                    )
+                    cur.execute(f"SELECT 1 FROM {t.event} WHERE log = %s AND seq = 0", (name,))
+                    row = cur.fetchone()
+            except self._pg.Error as exc:
+                self._rollback(conn)
+                raise self._fault(exc, "write and read back a probe record") from exc
+            self._rollback(conn)
+        if row is None:
+            raise ProvenanceError(f"{mask_dsn(self.dsn)}: a probe record could not be read back")
 
     def _fault(self, exc: BaseException, operation: str) -> ProvenanceError:
         return store_fault(

@@ -22,7 +22,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from .._faults import translating
+from .._faults import probe_name, translating
 from ..errors import ProvenanceError
 from ._stored import Placement, record_fields, record_from_stored
 from .chain import EventRecord
@@ -188,6 +188,28 @@ class SqliteSink:
                 with contextlib.suppress(sqlite3.Error):
                     conn.execute("ROLLBACK")
                 raise
+
+    def probe(self) -> None:
+        """Write a record row and read it back in a rolled-back transaction (`aiguard
+        doctor`). The row is in a log of its own name and never committed, so no log's
+        chain sees it."""
+        name = probe_name()
+        with self._lock, self._faults("write and read back a probe record"):
+            conn = self._connection()
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.execute(
+                    "INSERT INTO aiguard_provenance_event (log, seq, digest, prev, type, time, "
+                    "line) VALUES (?, 0, ?, ?, 'probe', NULL, x'7b7d')",
+                    (name, name, name),
+                )
+                row = conn.execute(
+                    "SELECT 1 FROM aiguard_provenance_event WHERE log = ? AND seq = 0", (name,)
+                ).fetchone()
+            finally:
+                conn.execute("ROLLBACK")
+        if row is None:
+            raise ProvenanceError(f"{self.path}: a probe record could not be read back")
 
     def head(self) -> EventRecord | None:
         """The last stored record of this sink's log, so a restarted log continues it."""

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import timedelta
 from typing import Any, TypeVar
 
-from .._faults import mask_dsn, store_fault
+from .._faults import mask_dsn, probe_name, store_fault
 from ..errors import AIGuardError, VaultError
 from ..keys import KeyProvider
 from ._core import EntryRow, IssueRequest, KeyedVault, KeyRow, NewEntry
@@ -158,6 +158,24 @@ class PostgresPool:
             operation=operation,
             key=self.key,
         )
+
+    def probe(
+        self,
+        error: type[AIGuardError],
+        operation: str,
+        write: tuple[str, tuple[Any, ...]],
+        read: tuple[str, tuple[Any, ...]],
+    ) -> None:
+        """Write a row and read it back in a transaction that is always rolled back
+        (what `aiguard doctor` runs; no other session ever sees the row)."""
+
+        def work(conn: Any) -> Any:
+            with conn.transaction(force_rollback=True):
+                conn.execute(*write)
+                return conn.execute(*read).fetchone()
+
+        if self.run(work, error=error, operation=operation) is None:
+            raise error(f"{self.masked_dsn}: a probe row written could not be read back")
 
     def _direct(self, work: Callable[[Any], T], timed_out: BaseException) -> T:
         """After the pool found no connection in time: one connection of our own.
@@ -329,6 +347,21 @@ class PostgresVault(KeyedVault):
     @property
     def pool(self) -> PostgresPool:
         return self._pool
+
+    def probe(self) -> None:
+        """Write an entry and read it back in a rolled-back transaction (`aiguard doctor`)."""
+        name = probe_name()
+        self._pool.probe(
+            VaultError,
+            "write and read back a probe entry",
+            (
+                "INSERT INTO aiguard_vault_entry (scope, token, blind_index, kind, key_version,"
+                " nonce, ciphertext, created_at) VALUES (%s, %s, %s, 'probe', 0, '\\x00', "
+                "'\\x00', now()::text)",
+                (name, name, name.encode()),
+            ),
+            ("SELECT 1 FROM aiguard_vault_entry WHERE scope = %s AND token = %s", (name, name)),
+        )
 
     def _one(self, sql: str, params: tuple[Any, ...]) -> Any:
         return self._pool.run(lambda conn: conn.execute(sql, params).fetchone())

@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import timedelta
 from typing import Any
 
+from .._faults import probe_name
 from .._sqlite import SQLiteDatabase
 from ..errors import VaultError
 from ..keys import KeyProvider
@@ -490,6 +491,21 @@ class SQLiteVault(KeyedVault):
 
         count: int = self._write(work)
         return count
+
+    def probe(self) -> None:
+        """Write an entry and read it back in a rolled-back transaction (`aiguard doctor`)."""
+        name = probe_name()
+        self._db.probe(
+            VaultError,
+            "write and read back a probe entry",
+            (
+                "INSERT INTO aiguard_vault_entry (scope, token, blind_index, kind, key_version,"
+                " nonce, ciphertext, created_at) VALUES (?, ?, ?, 'probe', 0, x'00', x'00', "
+                "strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))",
+                (name, name, name.encode()),
+            ),
+            ("SELECT 1 FROM aiguard_vault_entry WHERE scope = ? AND token = ?", (name, name)),
+        )
 
     def __len__(self) -> int:
         rows = self._read("SELECT COUNT(*) FROM aiguard_vault_entry WHERE erased = 0", ())
