@@ -185,10 +185,12 @@ class TestSQLiteVault:
         assert vault.detokenize(ACME, other) == "bob@example.com"
 
     def test_a_broken_database_raises(self, vault: SQLiteVault) -> None:
-        """Errors surface (the pipeline turns them into a refused call), never a guess."""
+        """Errors surface typed, naming the file, with the driver's error as the cause."""
         vault.database.close()
-        with pytest.raises(sqlite3.ProgrammingError):
+        with pytest.raises(aiguard.VaultError, match="was closed") as caught:
             vault.tokenize(ACME, "email", "jane@example.com")
+        assert str(vault.database.path) in str(caught.value)
+        assert isinstance(caught.value.__cause__, sqlite3.ProgrammingError)
 
 
 class TestSQLiteConsentStore:
@@ -354,7 +356,7 @@ class TestKeyFile:
         """A truncated key is never replaced by a new one (that would orphan every token)."""
         path = tmp_path / "aiguard.key"
         path.write_bytes(b"short")
-        with pytest.raises(ValueError, match="restore"):
+        with pytest.raises(aiguard.errors.AIGuardError, match="restore"):
             load_or_create_key(path)
 
     def test_readable_by_others_warns(self, tmp_path: Path) -> None:

@@ -431,10 +431,15 @@ def test_postgres_connections_dropped_mid_run_are_retried() -> None:
 def test_postgres_unreachable_is_a_vault_error() -> None:
     from aiguard.vault.postgres import PostgresPool, PostgresVault
 
-    pool = PostgresPool("postgresql://postgres@127.0.0.1:1/none?connect_timeout=1", timeout=0.5)
-    with pytest.raises(VaultError, match="PostgreSQL failed") as caught:
+    pool = PostgresPool(
+        "postgresql://postgres:s3cret-pw@127.0.0.1:1/none?connect_timeout=1", timeout=0.5
+    )
+    with pytest.raises(VaultError, match="PostgreSQL database") as caught:
         PostgresVault(pool, SecretKeyProvider(PG_ROOT))
-    assert "127.0.0.1" not in str(caught.value)
+    # The DSN is named so the user knows what to fix, with its password masked.
+    assert "postgres:***@127.0.0.1:1/none" in str(caught.value)
+    assert "s3cret-pw" not in str(caught.value)
+    assert "[keys] dsn" in str(caught.value)
     pool.close()
 
 

@@ -26,6 +26,7 @@ from .errors import (
     PolicyDenied,
     PolicyError,
     ProvenanceError,
+    StoreError,
     UnknownDestination,
     VaultError,
 )
@@ -90,6 +91,7 @@ __all__ = [
     "SQLiteVault",
     "Scope",
     "Sink",
+    "StoreError",
     "UnknownDestination",
     "Vault",
     "VaultError",

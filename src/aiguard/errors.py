@@ -11,10 +11,12 @@ __all__ = [
     "AIGuardError",
     "ConsentRequired",
     "DestinationRevoked",
+    "KeyProviderError",
     "MalformedPayload",
     "PolicyDenied",
     "PolicyError",
     "ProvenanceError",
+    "StoreError",
     "UnknownDestination",
     "VaultError",
 ]
@@ -100,3 +102,19 @@ class ProvenanceError(AIGuardError):
     """A required provenance sink could not record an event; the call fails closed."""
 
     code = "provenance_error"
+
+
+class StoreError(AIGuardError):
+    """A consent store, kill switch or shared database could not be opened, read or written.
+
+    The message names the file or DSN (credentials masked), the operation, what to fix
+    and the policy key that configures the store; the original error is ``__cause__``.
+    """
+
+    code = "store_error"
+
+
+class KeyProviderError(VaultError):
+    """A root key is missing, unsafe, of the wrong size, or does not unwrap a stored key."""
+
+    code = "key_error"

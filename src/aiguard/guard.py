@@ -145,7 +145,7 @@ class Guard:
             from .vault.factory import embedded_stores
 
             database = Path(path).resolve().parent / Path(policy.database).expanduser()
-            overrides.update(embedded_stores(database, overrides))
+            overrides.update(embedded_stores(database, overrides, timeout=policy.database_timeout))
         if policy.provenance is not None and not {"sinks", "log"} & set(overrides):
             from .provenance.config import build_log
 

@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from . import compliance as _cli_compliance
+from . import doctor as _cli_doctor
 from . import ops as _cli_ops
 
 __all__ = ["main"]
@@ -49,6 +50,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     _cli_compliance.register(sub)
     _cli_ops.register(sub)
+    _cli_doctor.register(sub)
     importlib.import_module("aiguard.cli.gateway").register(sub)  # argparse only; lazy deps
     return parser
 
@@ -65,6 +67,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _verify(args)
     if args.command in _cli_ops.COMMANDS:
         return _cli_ops.run(args)
+    if args.command in _cli_doctor.COMMANDS:
+        return _cli_doctor.run(args)
     if args.command == "gateway":
         return int(importlib.import_module("aiguard.cli.gateway").run(args))
     return 2  # pragma: no cover - argparse rejects unknown commands

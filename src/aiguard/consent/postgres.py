@@ -10,6 +10,8 @@ import json
 from datetime import datetime
 from typing import Any
 
+from ..errors import StoreError
+from ..storage._faults import probe_name
 from ..storage.postgres import PostgresPool, pg_migrate
 from .store import AppendOnlyConsentStore, ConsentRecord, effective_grant, utcnow
 
@@ -45,7 +47,7 @@ class PostgresConsentStore(AppendOnlyConsentStore):
 
     def __init__(self, dsn: str | PostgresPool) -> None:
         self._pool = dsn if isinstance(dsn, PostgresPool) else PostgresPool(dsn)
-        pg_migrate(self._pool, "consent", CONSENT_PG_MIGRATIONS)
+        pg_migrate(self._pool, "consent", CONSENT_PG_MIGRATIONS, error=StoreError)
 
     def _append(self, record: ConsentRecord) -> ConsentRecord:
         self._pool.run(
@@ -63,7 +65,9 @@ class PostgresConsentStore(AppendOnlyConsentStore):
                     record.terms_version,
                     json.dumps(record.proof, sort_keys=True),
                 ),
-            )
+            ),
+            error=StoreError,
+            operation="record consent",
         )
         return record
 
@@ -75,7 +79,9 @@ class PostgresConsentStore(AppendOnlyConsentStore):
                 f"SELECT {_COLUMNS} FROM aiguard_consent WHERE subject = %s AND purpose = %s "
                 "AND (tenant IS NULL OR tenant = %s) ORDER BY seq",
                 (subject, purpose, tenant),
-            ).fetchall()
+            ).fetchall(),
+            error=StoreError,
+            operation="read consent records",
         )
         return effective_grant([_record(r) for r in rows], purpose, tenant, at or utcnow())
 
@@ -84,9 +90,26 @@ class PostgresConsentStore(AppendOnlyConsentStore):
             lambda conn: conn.execute(
                 f"SELECT {_COLUMNS} FROM aiguard_consent WHERE subject = %s ORDER BY seq",
                 (subject,),
-            ).fetchall()
+            ).fetchall(),
+            error=StoreError,
+            operation="read consent records",
         )
         return [_record(r) for r in rows]
+
+    def probe(self) -> None:
+        """Append a record and read it back in a rolled-back transaction (`aiguard doctor`);
+        the append-only table never keeps it."""
+        name = probe_name()
+        self._pool.probe(
+            StoreError,
+            "write and read back a probe consent record",
+            (
+                f"INSERT INTO aiguard_consent ({_COLUMNS}) VALUES "
+                "(%s, 'grant', %s, %s, NULL, %s, NULL, NULL, '{}')",
+                (name, name, name, "1970-01-01T00:00:00+00:00"),
+            ),
+            ("SELECT 1 FROM aiguard_consent WHERE record_id = %s", (name,)),
+        )
 
     def close(self) -> None:
         self._pool.close()

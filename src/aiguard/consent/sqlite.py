@@ -14,6 +14,8 @@ import sqlite3
 from datetime import datetime
 from typing import Any
 
+from ..errors import StoreError
+from ..storage._faults import probe_name
 from ..storage.sqlite import SQLiteDatabase
 from .store import AppendOnlyConsentStore, ConsentRecord, effective_grant, utcnow
 
@@ -34,7 +36,7 @@ class SQLiteConsentStore(AppendOnlyConsentStore):
         return self._db
 
     def _append(self, record: ConsentRecord) -> ConsentRecord:
-        with self._db.write() as conn:
+        with self._db.guarded(StoreError, "record consent"), self._db.write() as conn:
             conn.execute(
                 f"INSERT INTO aiguard_consent ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
@@ -56,7 +58,12 @@ class SQLiteConsentStore(AppendOnlyConsentStore):
     ) -> ConsentRecord | None:
         # Records of other tenants can never apply, so they are filtered in SQL; the
         # rest of the rule stays in effective_grant, shared with the in-memory store.
-        rows = (
+        with self._db.guarded(StoreError, "read consent records"):
+            rows = self._rows(subject, purpose, tenant)
+        return effective_grant([_record(row) for row in rows], purpose, tenant, at or utcnow())
+
+    def _rows(self, subject: str, purpose: str, tenant: str | None) -> list[Any]:
+        return (
             self._db.connection()
             .execute(
                 f"SELECT {_COLUMNS} FROM aiguard_consent WHERE subject = ? AND purpose = ? "
@@ -65,10 +72,14 @@ class SQLiteConsentStore(AppendOnlyConsentStore):
             )
             .fetchall()
         )
-        return effective_grant([_record(row) for row in rows], purpose, tenant, at or utcnow())
 
     def history(self, subject: str) -> list[ConsentRecord]:
-        rows = (
+        with self._db.guarded(StoreError, "read consent records"):
+            rows = self._history_rows(subject)
+        return [_record(row) for row in rows]
+
+    def _history_rows(self, subject: str) -> list[Any]:
+        return (
             self._db.connection()
             .execute(
                 f"SELECT {_COLUMNS} FROM aiguard_consent WHERE subject = ? ORDER BY seq",
@@ -76,7 +87,21 @@ class SQLiteConsentStore(AppendOnlyConsentStore):
             )
             .fetchall()
         )
-        return [_record(row) for row in rows]
+
+    def probe(self) -> None:
+        """Append a record and read it back in a rolled-back transaction (`aiguard doctor`);
+        the append-only table never keeps it."""
+        name = probe_name()
+        self._db.probe(
+            StoreError,
+            "write and read back a probe consent record",
+            (
+                f"INSERT INTO aiguard_consent ({_COLUMNS}) VALUES "
+                "(?, 'grant', ?, ?, NULL, ?, NULL, NULL, '{}')",
+                (name, name, name, "1970-01-01T00:00:00+00:00"),
+            ),
+            ("SELECT 1 FROM aiguard_consent WHERE record_id = ?", (name,)),
+        )
 
     def close(self) -> None:
         """Close the database if this store opened it."""

@@ -155,7 +155,7 @@ def decide(
     except Exception as exc:  # fail closed: an unreadable kill switch is not "not revoked"
         return deny(
             DestinationRevoked(
-                f"the kill switch could not be read ({type(exc).__name__}); calls to "
+                f"the kill switch could not be read ({_fault_text(exc)}); calls to "
                 f"{destination!r} are refused until it can be"
             )
         )
@@ -244,7 +244,7 @@ def decide(
         except Exception as exc:  # fail closed: an unreachable store is not a yes
             return deny(
                 ConsentRequired(
-                    f"the consent store could not be read ({type(exc).__name__}); "
+                    f"the consent store could not be read ({_fault_text(exc)}); "
                     f"{needs} consent, so the call is refused"
                 ),
                 spec.legal_basis,
@@ -368,10 +368,10 @@ class Call:
             except Exception as exc:
                 if not self.target.fail_open:
                     raise VaultError(
-                        f"the vault could not issue a token ({type(exc).__name__}); the call "
+                        f"the vault could not issue a token ({_fault_text(exc)}); the call "
                         "was not sent. Check the vault, or set fail_open = true for this "
                         "destination to send redacted values instead"
-                    ) from None
+                    ) from (exc if isinstance(exc, AIGuardError) else None)
                 self.fail_open_used = True
                 action = Action.REDACT
                 replacement = redact(kind)
@@ -682,3 +682,12 @@ def usage_of(body: Mapping[str, Any]) -> dict[str, Any]:
 
 
 TextTransform = Callable[[str, str], str]
+
+
+def _fault_text(exc: BaseException) -> str:
+    """What a store's failure says: its own typed message (written to name paths, DSNs and
+    policy keys, never values), else only the class of an untyped one (a driver's text
+    can quote values)."""
+    if isinstance(exc, AIGuardError):
+        return exc.message
+    return type(exc).__name__

@@ -8,6 +8,8 @@ from datetime import datetime
 from typing import Protocol, runtime_checkable
 
 from .._clock import utcnow
+from ..errors import StoreError
+from ..storage._faults import probe_name
 from ..storage.sqlite import SQLiteDatabase
 
 __all__ = ["InMemoryKillSwitch", "KillSwitch", "Revocation", "SQLiteKillSwitch"]
@@ -71,7 +73,7 @@ class SQLiteKillSwitch:
 
     def revoke(self, destination: str, reason: str) -> Revocation:
         revocation = Revocation(destination, reason, utcnow())
-        with self._db.write() as conn:
+        with self._db.guarded(StoreError, "record a revocation"), self._db.write() as conn:
             conn.execute(
                 "INSERT OR REPLACE INTO aiguard_revocation (destination, reason, at) "
                 "VALUES (?, ?, ?)",
@@ -80,20 +82,36 @@ class SQLiteKillSwitch:
         return revocation
 
     def reinstate(self, destination: str) -> None:
-        with self._db.write() as conn:
+        with self._db.guarded(StoreError, "reinstate a destination"), self._db.write() as conn:
             conn.execute("DELETE FROM aiguard_revocation WHERE destination = ?", (destination,))
 
     def revoked(self, destination: str) -> Revocation | None:
-        row = (
-            self._db.connection()
-            .execute(
-                "SELECT reason, at FROM aiguard_revocation WHERE destination = ?", (destination,)
+        with self._db.guarded(StoreError, "read the kill switch"):
+            row = (
+                self._db.connection()
+                .execute(
+                    "SELECT reason, at FROM aiguard_revocation WHERE destination = ?",
+                    (destination,),
+                )
+                .fetchone()
             )
-            .fetchone()
-        )
         if row is None:
             return None
         return Revocation(destination, str(row[0]), datetime.fromisoformat(row[1]))
+
+    def probe(self) -> None:
+        """Write a revocation and read it back in a rolled-back transaction (`aiguard
+        doctor`): no process ever sees the probe destination revoked."""
+        name = probe_name()
+        self._db.probe(
+            StoreError,
+            "write and read back a probe revocation",
+            (
+                "INSERT INTO aiguard_revocation (destination, reason, at) VALUES (?, ?, ?)",
+                (name, "aiguard doctor probe", "1970-01-01T00:00:00+00:00"),
+            ),
+            ("SELECT 1 FROM aiguard_revocation WHERE destination = ?", (name,)),
+        )
 
     def close(self) -> None:
         """Close the database if this kill switch opened it."""

@@ -324,6 +324,10 @@ class ProvenanceSinkPolicy(_Strict):
     spool_dir: str | None = None
     required: bool = True
     fsync: Literal["always", "interval", "never"] = "never"
+    #: postgres: seconds to open a connection before the write fails (libpq rounds up to 2).
+    connect_timeout: float = Field(default=5.0, gt=0)
+    #: postgres: seconds a statement may run (a lock held elsewhere) before it fails.
+    statement_timeout: float | None = Field(default=5.0, gt=0)
 
     @model_validator(mode="after")
     def _target_named(self) -> ProvenanceSinkPolicy:
@@ -376,6 +380,11 @@ class KeysPolicy(_Strict):
     vault: Literal["sqlite", "postgres", "memory"] = "sqlite"
     dsn: str | None = None
     dsn_env: str = "AIGUARD_POSTGRES_DSN"
+    #: PostgreSQL: seconds to open a connection, and the longest a call waits for one.
+    connect_timeout: float = Field(default=5.0, gt=0)
+    #: PostgreSQL: seconds a statement may run before it is cancelled and the call fails
+    #: closed (a DSN that sets ``statement_timeout`` itself wins).
+    statement_timeout: float | None = Field(default=5.0, gt=0)
     #: Vault entries expire after this many days; `aiguard dsr purge` deletes them.
     retention_days: int | None = Field(default=None, ge=1)
 
@@ -390,6 +399,8 @@ class Policy(_Strict):
     patterns: list[PatternPolicy] = Field(default_factory=list)
     #: Where the embedded stores live (later: SQLite); kept here so the name is stable.
     database: str | None = None
+    #: Seconds a SQLite store waits for another process's lock before the call fails.
+    database_timeout: float = Field(default=10.0, gt=0)
     #: National-id and phone locale packs the detectors know (None: every registered pack).
     locales: list[str] | None = None
     #: Kinds sent as realistic surrogates instead of ``[KIND_XXXX]`` placeholders:

@@ -37,6 +37,7 @@ import httpx
 import tenacity
 
 from ..errors import ProvenanceError
+from ..storage._faults import store_fault, translating
 from .chain import EventRecord
 
 __all__ = ["HttpSink"]
@@ -89,6 +90,7 @@ class HttpSink:
         backoff: float = 0.5,
         max_backoff: float = 30.0,
         segment_bytes: int = 16 * 1024 * 1024,
+        key: str = "[[provenance.sinks]] spool_dir",
     ) -> None:
         if batch_size < 1 or max_attempts < 1:
             raise ValueError("batch_size and max_attempts must be at least 1")
@@ -100,14 +102,16 @@ class HttpSink:
         self.max_backoff = max_backoff
         self.segment_bytes = segment_bytes
         self.spool_dir = Path(spool_dir)
-        self.spool_dir.mkdir(parents=True, exist_ok=True)
+        self.key = key
         self._pid = os.getpid()
-        self._lock_file = _lock_directory(self.spool_dir)
-        try:
-            self._recover()
-        except BaseException:
-            self._lock_file.close()
-            raise
+        with self._faults("open the spool", (OSError, ValueError, KeyError)):
+            self.spool_dir.mkdir(parents=True, exist_ok=True)
+            self._lock_file = _lock_directory(self.spool_dir, self.key)
+            try:
+                self._recover()
+            except BaseException:
+                self._lock_file.close()
+                raise
         self._client = httpx.Client(
             transport=transport, timeout=timeout, headers=dict(headers or {})
         )
@@ -122,6 +126,16 @@ class HttpSink:
             target=self._run, name=f"aiguard-http-sink:{url}", daemon=True
         )
         self._thread.start()
+
+    def _faults(self, operation: str, catch: tuple[type[BaseException], ...]) -> Any:
+        return translating(
+            ProvenanceError,
+            component="the HTTP provenance sink's spool",
+            target=os.fspath(self.spool_dir),
+            operation=operation,
+            key=self.key,
+            catch=catch,
+        )
 
     # -- spool ---------------------------------------------------------------------
 
@@ -193,7 +207,14 @@ class HttpSink:
                     self._writer.seek(0, os.SEEK_END)
                 except OSError:
                     pass
-                raise ProvenanceError(f"cannot spool provenance records: {exc}") from exc
+                raise store_fault(
+                    ProvenanceError,
+                    exc,
+                    component="the HTTP provenance sink's spool",
+                    target=os.fspath(self.spool_dir),
+                    operation="spool records",
+                    key=self.key,
+                ) from exc
             self._write_size += len(data)
             end = (self._write_segment, self._write_size)
         with self._cond:
@@ -443,7 +464,7 @@ def _fsync_directory(directory: Path) -> None:
         os.close(fd)
 
 
-def _lock_directory(directory: Path) -> IO[Any]:
+def _lock_directory(directory: Path, key: str) -> IO[Any]:
     handle = open(directory / "spool.lock", "a+b")  # noqa: SIM115 - held for the sink's life
     try:
         import fcntl
@@ -451,10 +472,10 @@ def _lock_directory(directory: Path) -> IO[Any]:
         return handle
     try:
         fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
+    except OSError as exc:
         handle.close()
         raise ProvenanceError(
-            f"{directory} is in use by another HttpSink (maybe in another process); "
-            "give each sink its own spool_dir"
-        ) from None
+            f"{directory} is locked: it is in use by another HttpSink (maybe in another "
+            f"process); give each sink its own spool_dir (policy key {key})"
+        ) from exc
     return handle

@@ -30,6 +30,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..errors import ProvenanceError
+from ..storage._faults import mask_dsn, probe_name, store_fault
 from ._stored import Placement, record_fields, record_from_stored, sealed_check
 from .chain import GENESIS_PREV, EventRecord, Sealer, rfc3339_now, uuid7
 from .events import SCHEMA
@@ -86,7 +87,9 @@ class PostgresSink:
         log: str | None = None,
         required: bool = True,
         table_prefix: str = "aiguard",
-        connect_timeout: float = 10.0,
+        connect_timeout: float = 5.0,
+        statement_timeout: float | None = 5.0,
+        key: str = "[[provenance.sinks]] dsn",
     ) -> None:
         self._pg = _psycopg()
         self.dsn = dsn
@@ -95,6 +98,8 @@ class PostgresSink:
         self.table_prefix = table_prefix
         self._t = _Tables(table_prefix)
         self._connect_timeout = connect_timeout
+        self._statement_timeout = statement_timeout
+        self.key = key
         self._lock = threading.Lock()
         self._conn: psycopg.Connection[Any] | None = None
         self._pid = os.getpid()
@@ -123,16 +128,52 @@ class PostgresSink:
                 conn = self._pg.connect(
                     self.dsn,
                     autocommit=False,
-                    connect_timeout=max(1, round(self._connect_timeout)),
+                    connect_timeout=max(2, round(self._connect_timeout)),
                     application_name="aiguard-provenance",
                 )
+                if self._statement_timeout is not None and "statement_timeout" not in self.dsn:
+                    # Milliseconds formatted from a float: nothing to inject.
+                    millis = max(1, int(self._statement_timeout * 1000))
+                    conn.execute(f"SET statement_timeout = {millis}")
+                    conn.commit()
             except self._pg.Error as exc:
-                raise ProvenanceError(
-                    f"cannot connect to the PostgreSQL provenance store: {exc}"
-                ) from exc
+                raise self._fault(exc, "connect") from exc
             self._conn = conn
         assert conn is not None
         return conn
+
+    def probe(self) -> None:
+        """Write a record row and read it back in a rolled-back transaction (`aiguard
+        doctor`); the row names a log of its own and is never committed."""
+        name = probe_name()
+        t = self._t
+        with self._lock:
+            conn = self._connection()
+            try:
+                with conn.cursor() as cur:
+                    cur.execute(
+                        f"INSERT INTO {t.event} (log, seq, digest, prev, type, record) "
+                        "VALUES (%s, 0, %s, %s, 'probe', %s)",
+                        (name, name, name, b"{}"),
+                    )
+                    cur.execute(f"SELECT 1 FROM {t.event} WHERE log = %s AND seq = 0", (name,))
+                    row = cur.fetchone()
+            except self._pg.Error as exc:
+                self._rollback(conn)
+                raise self._fault(exc, "write and read back a probe record") from exc
+            self._rollback(conn)
+        if row is None:
+            raise ProvenanceError(f"{mask_dsn(self.dsn)}: a probe record could not be read back")
+
+    def _fault(self, exc: BaseException, operation: str) -> ProvenanceError:
+        return store_fault(
+            ProvenanceError,
+            exc,
+            component="the PostgreSQL provenance sink",
+            target=mask_dsn(self.dsn),
+            operation=operation,
+            key=self.key,
+        )
 
     def _discard(self) -> None:
         conn, self._conn = self._conn, None
@@ -174,9 +215,10 @@ class PostgresSink:
                     if dead and committing:
                         raise ProvenanceError(
                             "the PostgreSQL connection was lost while committing provenance "
-                            f"records; whether they were stored is unknown ({exc})"
+                            f"records to {mask_dsn(self.dsn)}; whether they were stored is "
+                            f"unknown ({type(exc).__name__})"
                         ) from exc
-                    raise ProvenanceError(f"PostgreSQL provenance store: {exc}") from exc
+                    raise self._fault(exc, "write provenance records") from exc
                 except BaseException:
                     self._rollback(conn)
                     raise

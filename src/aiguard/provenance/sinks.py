@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -14,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ProvenanceError
+from ..storage._faults import translating
 from .chain import EventRecord
 
 if TYPE_CHECKING:
@@ -95,20 +98,20 @@ class InMemorySink:
         return len(self.records)
 
 
-def _lock_exclusively(handle: Any, path: Path) -> None:
+def _lock_exclusively(handle: Any, path: Path, key: str = "[provenance] jsonl") -> None:
     if sys.platform == "win32":  # pragma: no cover - advisory locks are POSIX here
         return
     import fcntl
 
     try:
         fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
+    except BlockingIOError as exc:
         handle.close()
         raise ProvenanceError(
-            f"{path} is being written by another process; a JSONL log has one writer. "
-            "Give each process its own file (e.g. provenance-{pid}.jsonl) and log name, "
-            "or use a shared sink (PostgreSQL)"
-        ) from None
+            f"{path} is locked: it is being written by another process, and a JSONL log "
+            "has one writer. Give each process its own file (e.g. provenance-{pid}.jsonl) "
+            f"and log name, or use a shared sink (PostgreSQL); policy key {key}"
+        ) from exc
 
 
 class JsonlSink:
@@ -131,6 +134,7 @@ class JsonlSink:
         fsync_interval: float = 1.0,
         max_bytes: int | None = None,
         required: bool = True,
+        key: str = "[provenance] jsonl",
     ) -> None:
         if isinstance(fsync, bool):
             fsync = "always" if fsync else "never"
@@ -146,10 +150,23 @@ class JsonlSink:
         self._last_sync = time.monotonic()
         self._lock = threading.Lock()
         self.recovered: dict[str, Any] | None = None
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = open(self.path, "ab")  # noqa: SIM115 - kept open for the sink's life
-        _lock_exclusively(self._file, self.path)
-        self._repair_torn_tail()
+        self.key = key
+        with self._faults("open the log"):
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            # Unbuffered: a failed write leaves nothing in a buffer to be written later,
+            # so the file can be cut back to the last whole record (see emit_batch).
+            self._file = open(self.path, "ab", buffering=0)  # noqa: SIM115 - kept open
+            _lock_exclusively(self._file, self.path, self.key)
+            self._repair_torn_tail()
+
+    def _faults(self, operation: str) -> Any:
+        return translating(
+            ProvenanceError,
+            component="the JSONL provenance sink",
+            target=os.fspath(self.path),
+            operation=operation,
+            key=self.key,
+        )
 
     @property
     def segments(self) -> list[Path]:
@@ -168,8 +185,8 @@ class JsonlSink:
         target = _segment_path(self.path, max(numbers, default=0) + 1)
         os.replace(self.path, target)
         old = self._file
-        self._file = open(self.path, "ab")  # noqa: SIM115 - kept open for the sink's life
-        _lock_exclusively(self._file, self.path)
+        self._file = open(self.path, "ab", buffering=0)  # noqa: SIM115 - kept open
+        _lock_exclusively(self._file, self.path, self.key)
         old.close()
 
     def _repair_torn_tail(self) -> None:
@@ -207,10 +224,11 @@ class JsonlSink:
             return None
         try:
             document = json.loads(last)
-        except ValueError:
+        except ValueError as exc:
             raise ProvenanceError(
-                f"{self.path}: the last record is not valid JSON; run `aiguard verify`"
-            ) from None
+                f"{self.path}: the last record is not valid JSON (the file is damaged); run "
+                f"`aiguard verify` and restore it, or point {self.key} at a new file"
+            ) from exc
         return EventRecord(document, last.rstrip(b"\n"))
 
     def tail_from_checkpoint(self) -> list[EventRecord]:
@@ -235,17 +253,32 @@ class JsonlSink:
         lines = [record.line for record in records]
         lines.append(b"")  # the last line's newline, without copying the batch again
         data = b"\n".join(lines)
-        with self._lock:
+        with self._lock, self._faults("append records"):
             if self._max_bytes is not None and self._file.tell() >= self._max_bytes:
                 self._rotate()
-            self._file.write(data)
-            self._file.flush()
+            start = self._file.tell()
+            try:
+                self._write_all(data)
+            except OSError:
+                # A full disk or an I/O error can leave part of a line behind; cut it
+                # off so the backlog's replay continues the file at a record boundary.
+                with contextlib.suppress(OSError):
+                    os.ftruncate(self._file.fileno(), start)
+                raise
             if self._fsync == "always" or (
                 self._fsync == "interval"
                 and time.monotonic() - self._last_sync >= self._fsync_interval
             ):
                 os.fsync(self._file.fileno())
                 self._last_sync = time.monotonic()
+
+    def _write_all(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            written = self._file.write(view)
+            if not written:
+                raise OSError(errno.EIO, "the log file accepted no bytes")
+            view = view[written:]
 
     def flush(self) -> None:
         with self._lock:

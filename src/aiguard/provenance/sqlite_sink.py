@@ -20,9 +20,10 @@ import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from ..errors import ProvenanceError
+from ..storage._faults import probe_name, translating
 from ._stored import Placement, record_fields, record_from_stored
 from .chain import EventRecord
 
@@ -72,6 +73,7 @@ class SqliteSink:
         required: bool = True,
         synchronous: Literal["FULL", "NORMAL"] = "FULL",
         timeout: float = 10.0,
+        key: str = "[[provenance.sinks]] path",
     ) -> None:
         if os.fspath(path) in {"", ":memory:"}:
             raise ValueError("SqliteSink needs a file path; use InMemorySink for tests")
@@ -89,11 +91,21 @@ class SqliteSink:
         self._inherited: list[sqlite3.Connection] = []
         self._conn: sqlite3.Connection | None = None
         self._closed = False
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self._lock:
+        self.key = key
+        with self._lock, self._faults("open the database"):
+            self.path.parent.mkdir(parents=True, exist_ok=True)
             conn = self._connection()
             _enable_wal(conn, self.path, timeout)
             _migrate(conn)
+
+    def _faults(self, operation: str) -> Any:
+        return translating(
+            ProvenanceError,
+            component="the SQLite provenance sink",
+            target=os.fspath(self.path),
+            operation=operation,
+            key=self.key,
+        )
 
     # -- connection --------------------------------------------------------------
 
@@ -134,12 +146,9 @@ class SqliteSink:
                     f"{self.path}: this sink is for log {self.log!r}, not {log!r}"
                 )
             rows.append((log, seq, prev, digest, record))
-        with self._lock:
+        with self._lock, self._faults("store records"):
             conn = self._connection()
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-            except sqlite3.Error as exc:
-                raise ProvenanceError(f"{self.path}: cannot start a write: {exc}") from exc
+            conn.execute("BEGIN IMMEDIATE")
             try:
                 heads: dict[str, tuple[int, str | None]] = {}
                 for log, seq, prev, digest, record in rows:
@@ -174,17 +183,37 @@ class SqliteSink:
                     )
                     heads[log] = (seq + 1, digest)
                 conn.execute("COMMIT")
-            except BaseException as exc:
+            except BaseException:
                 # The transaction may be gone already; the original error matters.
                 with contextlib.suppress(sqlite3.Error):
                     conn.execute("ROLLBACK")
-                if isinstance(exc, sqlite3.Error):
-                    raise ProvenanceError(f"{self.path}: records not stored: {exc}") from exc
                 raise
+
+    def probe(self) -> None:
+        """Write a record row and read it back in a rolled-back transaction (`aiguard
+        doctor`). The row is in a log of its own name and never committed, so no log's
+        chain sees it."""
+        name = probe_name()
+        with self._lock, self._faults("write and read back a probe record"):
+            conn = self._connection()
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.execute(
+                    "INSERT INTO aiguard_provenance_event (log, seq, digest, prev, type, time, "
+                    "line) VALUES (?, 0, ?, ?, 'probe', NULL, x'7b7d')",
+                    (name, name, name),
+                )
+                row = conn.execute(
+                    "SELECT 1 FROM aiguard_provenance_event WHERE log = ? AND seq = 0", (name,)
+                ).fetchone()
+            finally:
+                conn.execute("ROLLBACK")
+        if row is None:
+            raise ProvenanceError(f"{self.path}: a probe record could not be read back")
 
     def head(self) -> EventRecord | None:
         """The last stored record of this sink's log, so a restarted log continues it."""
-        with self._lock:
+        with self._lock, self._faults("read the last record"):
             conn = self._connection()
             log = self.log if self.log is not None else _only_log(conn, str(self.path))
             if log is None:
@@ -203,7 +232,7 @@ class SqliteSink:
 
         A resumed log with a signer rebuilds its Merkle frontier from these.
         """
-        with self._lock:
+        with self._lock, self._faults("read the last checkpoint"):
             conn = self._connection()
             log = self.log if self.log is not None else _only_log(conn, str(self.path))
             if log is None:
@@ -322,7 +351,4 @@ def _migrate(conn: sqlite3.Connection) -> None:
 def _enable_wal(conn: sqlite3.Connection, path: Path, timeout: float) -> None:
     from ..storage.sqlite import enable_wal
 
-    try:
-        enable_wal(conn, path, timeout)
-    except sqlite3.OperationalError as exc:
-        raise ProvenanceError(f"provenance database: {exc}") from None
+    enable_wal(conn, path, timeout)

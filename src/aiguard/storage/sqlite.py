@@ -21,7 +21,10 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
+
+from ..errors import AIGuardError, StoreError
+from ._faults import translating
 
 __all__ = [
     "MIGRATIONS",
@@ -32,7 +35,7 @@ __all__ = [
 ]
 
 
-class SchemaError(sqlite3.DatabaseError):
+class SchemaError(StoreError, sqlite3.DatabaseError):
     """The file's schema is newer than this aiguard, or not an aiguard database at all."""
 
 
@@ -175,6 +178,10 @@ class SQLiteDatabase:
     ``synchronous="FULL"`` (the default) makes every commit durable before it returns,
     so an acknowledged consent withdrawal or revocation survives a power cut;
     ``"NORMAL"`` is faster and still never corrupts the file.
+
+    A file that cannot be opened, created, locked or read raises `StoreError` naming
+    the path, what to fix and ``key``, the policy key that names the file; the stores
+    translate their faults at call time the same way (`guarded`).
     """
 
     def __init__(
@@ -183,6 +190,7 @@ class SQLiteDatabase:
         *,
         timeout: float = 10.0,
         synchronous: Literal["FULL", "NORMAL"] = "FULL",
+        key: str = "database",
     ) -> None:
         if os.fspath(path) in {"", ":memory:"} or os.fspath(path).startswith("file:"):
             raise ValueError(
@@ -202,10 +210,24 @@ class SQLiteDatabase:
         # child (SQLite's rule); keeping a reference stops the GC from closing them.
         self._inherited: list[sqlite3.Connection] = []
         self._closed = False
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        conn = self.connection()
-        self._enable_wal(conn)
-        self.version = migrate(conn)
+        self.key = key
+        with self.guarded(StoreError, "open the database"):
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            conn = self.connection()
+            self._enable_wal(conn)
+            self.version = migrate(conn)
+
+    @contextmanager
+    def guarded(self, error: type[AIGuardError], operation: str) -> Iterator[None]:
+        """A block whose file and SQLite faults raise ``error`` naming this file."""
+        with translating(
+            error,
+            component="the aiguard database",
+            target=os.fspath(self.path),
+            operation=operation,
+            key=self.key,
+        ):
+            yield
 
     def connection(self) -> sqlite3.Connection:
         """This thread's connection, opened on first use."""
@@ -234,6 +256,30 @@ class SQLiteDatabase:
             self._connections[current.ident or 0] = (current, conn)
         self._local.conn = conn
         return conn
+
+    def probe(
+        self,
+        error: type[AIGuardError],
+        operation: str,
+        write: tuple[str, tuple[Any, ...]],
+        read: tuple[str, tuple[Any, ...]],
+    ) -> None:
+        """Write a row and read it back in a transaction that is always rolled back.
+
+        What `aiguard doctor` runs: the write takes the file's write lock and needs the
+        disk, so locks, permissions and a full disk show up; the rollback means no
+        other connection ever sees the row.
+        """
+        with self.guarded(error, operation):
+            conn = self.connection()
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.execute(*write)
+                row = conn.execute(*read).fetchone()
+            finally:
+                conn.execute("ROLLBACK")
+        if row is None:
+            raise error(f"{self.path}: a probe row written could not be read back")
 
     @contextmanager
     def write(self) -> Iterator[sqlite3.Connection]:

@@ -13,7 +13,14 @@ from .keys import EnvKeyProvider, KeyProvider, KeyProviderError, LocalKeyFilePro
 if TYPE_CHECKING:
     from ..policy.model import KeysPolicy, Policy
 
-__all__ = ["embedded_stores", "postgres_stores", "provider_from_policy", "vault_from_policy"]
+__all__ = [
+    "dsn_key",
+    "embedded_stores",
+    "postgres_pool",
+    "postgres_stores",
+    "provider_from_policy",
+    "vault_from_policy",
+]
 
 
 def provider_from_policy(keys: KeysPolicy, base: Path) -> KeyProvider:
@@ -32,6 +39,23 @@ def _dsn(keys: KeysPolicy) -> str:
     return dsn
 
 
+def dsn_key(keys: KeysPolicy) -> str:
+    """The policy key a user edits to fix the PostgreSQL DSN."""
+    return "[keys] dsn" if keys.dsn else f"[keys] dsn_env (the variable {keys.dsn_env})"
+
+
+def postgres_pool(keys: KeysPolicy) -> Any:
+    """The connection pool of ``[keys] vault = 'postgres'``, with the policy's timeouts."""
+    from .postgres import PostgresPool
+
+    return PostgresPool(
+        _dsn(keys),
+        connect_timeout=keys.connect_timeout,
+        statement_timeout=keys.statement_timeout,
+        key=dsn_key(keys),
+    )
+
+
 def postgres_stores(policy: Policy, overrides: Mapping[str, Any]) -> dict[str, Any]:
     """The consent store and kill switch in PostgreSQL when ``[keys] vault = 'postgres'``.
 
@@ -45,10 +69,10 @@ def postgres_stores(policy: Policy, overrides: Mapping[str, Any]) -> dict[str, A
         return {}
     from ..consent.postgres import PostgresConsentStore
     from ..policy.killswitch_pg import PostgresKillSwitch
-    from .postgres import PostgresPool, PostgresVault
+    from .postgres import PostgresVault
 
     vault = overrides.get("vault")
-    pool = vault.pool if isinstance(vault, PostgresVault) else PostgresPool(_dsn(keys))
+    pool = vault.pool if isinstance(vault, PostgresVault) else postgres_pool(keys)
     out: dict[str, Any] = {}
     if "consent" in wanted:
         out["consent"] = PostgresConsentStore(pool)
@@ -71,18 +95,23 @@ def vault_from_policy(policy: Policy, base: Path) -> Any:
     if keys.vault == "postgres":
         from .postgres import PostgresVault
 
-        return PostgresVault(_dsn(keys), provider, retention=retention)
+        return PostgresVault(postgres_pool(keys), provider, retention=retention)
     if policy.database is None:
         raise KeyProviderError("[keys] vault = 'sqlite' needs database = '...' in the policy")
     from .sqlite import SQLiteVault
 
     database = Path(policy.database).expanduser()
     return SQLiteVault(
-        database if database.is_absolute() else base / database, provider, retention=retention
+        database if database.is_absolute() else base / database,
+        provider,
+        retention=retention,
+        timeout=policy.database_timeout,
     )
 
 
-def embedded_stores(path: str | os.PathLike[str], overrides: Mapping[str, Any]) -> dict[str, Any]:
+def embedded_stores(
+    path: str | os.PathLike[str], overrides: Mapping[str, Any], *, timeout: float = 10.0
+) -> dict[str, Any]:
     """`Guard` keyword arguments for a policy that names a database at ``path``.
 
     One `SQLiteDatabase` holds the vault, consent records and kill switch; the secret
@@ -105,7 +134,7 @@ def embedded_stores(path: str | os.PathLike[str], overrides: Mapping[str, Any]) 
         out["secret"] = secret
     if not wanted:
         return out
-    db = SQLiteDatabase(database)
+    db = SQLiteDatabase(database, timeout=timeout)
     if "vault" in wanted:
         out["vault"] = SQLiteVault(db, VaultKeys.derive(secret))
     if "consent" in wanted:

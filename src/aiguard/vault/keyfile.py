@@ -16,20 +16,38 @@ import sys
 import warnings
 from pathlib import Path
 
+from ..errors import KeyProviderError
+from ..storage._faults import translating
+
 __all__ = ["KEY_BYTES", "load_or_create_key"]
 
 KEY_BYTES = 32
 
 
-def load_or_create_key(path: str | os.PathLike[str]) -> bytes:
+def load_or_create_key(
+    path: str | os.PathLike[str], *, key: str = "database (aiguard.key beside it)"
+) -> bytes:
     """Read the secret in ``path``, creating it (mode 0600) when the file does not exist.
 
     Creation is atomic: the secret is written to a private temporary file, then linked
     into place, so a process racing this one either wins or reads the complete winner's
     key, never a half-written one. A key file of the wrong size is an error, not a
     reason to make a new key: a new key would make every existing token unreadable.
+    Any fault raises `KeyProviderError` naming the file and ``key``, the policy key
+    that puts it there.
     """
     target = Path(path)
+    with translating(
+        KeyProviderError,
+        component="the key file",
+        target=os.fspath(target),
+        operation="read or create the key",
+        key=key,
+    ):
+        return _load_or_create(target)
+
+
+def _load_or_create(target: Path) -> bytes:
     try:
         return _read(target)
     except FileNotFoundError:
@@ -54,7 +72,7 @@ def _read(path: Path) -> bytes:
         mode = os.fstat(handle.fileno()).st_mode
         data = handle.read(KEY_BYTES + 1)
     if len(data) != KEY_BYTES:
-        raise ValueError(
+        raise KeyProviderError(
             f"{path} holds {len(data)} bytes, not a {KEY_BYTES}-byte aiguard key; restore "
             "the original key file (a new key would make every existing token unreadable)"
         )

@@ -27,7 +27,7 @@ from typing import Protocol, runtime_checkable
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from ..errors import VaultError
+from ..errors import KeyProviderError
 
 __all__ = [
     "ROOT_KEY_BYTES",
@@ -40,12 +40,6 @@ __all__ = [
 
 ROOT_KEY_BYTES = 32
 _WRAP_FORMAT = b"\x01"
-
-
-class KeyProviderError(VaultError):
-    """A root key is missing, unsafe, of the wrong size, or does not unwrap a stored key."""
-
-    code = "key_error"
 
 
 @runtime_checkable
@@ -117,8 +111,21 @@ class LocalKeyFileProvider(SecretKeyProvider):
         if create and not self.path.exists():
             from .keyfile import load_or_create_key
 
-            load_or_create_key(self.path)
-        super().__init__(_read_private(self.path), label="file")
+            load_or_create_key(self.path, key="[keys] file")
+        try:
+            secret = _read_private(self.path)
+        except OSError as exc:
+            from ..storage._faults import store_fault
+
+            raise store_fault(
+                KeyProviderError,
+                exc,
+                component="the root key file",
+                target=os.fspath(self.path),
+                operation="read the root key",
+                key="[keys] file",
+            ) from exc
+        super().__init__(secret, label="file")
 
 
 class EnvKeyProvider(SecretKeyProvider):

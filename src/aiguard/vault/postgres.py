@@ -18,6 +18,7 @@ from datetime import timedelta
 from typing import Any, TypeVar
 
 from ..errors import VaultError
+from ..storage._faults import probe_name
 from ..storage.postgres import PostgresPool, pg_migrate
 from ._core import EntryRow, IssueRequest, KeyedVault, KeyRow, NewEntry
 from ._crypto import VaultKeys
@@ -116,6 +117,21 @@ class PostgresVault(KeyedVault):
     @property
     def pool(self) -> PostgresPool:
         return self._pool
+
+    def probe(self) -> None:
+        """Write an entry and read it back in a rolled-back transaction (`aiguard doctor`)."""
+        name = probe_name()
+        self._pool.probe(
+            VaultError,
+            "write and read back a probe entry",
+            (
+                "INSERT INTO aiguard_vault_entry (scope, token, blind_index, kind, key_version,"
+                " nonce, ciphertext, created_at) VALUES (%s, %s, %s, 'probe', 0, '\\x00', "
+                "'\\x00', now()::text)",
+                (name, name, name.encode()),
+            ),
+            ("SELECT 1 FROM aiguard_vault_entry WHERE scope = %s AND token = %s", (name, name)),
+        )
 
     def _one(self, sql: str, params: tuple[Any, ...]) -> Any:
         return self._pool.run(lambda conn: conn.execute(sql, params).fetchone())

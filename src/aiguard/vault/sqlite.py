@@ -22,6 +22,7 @@ from datetime import timedelta
 from typing import Any
 
 from ..errors import VaultError
+from ..storage._faults import probe_name
 from ..storage._retry import retrying
 from ..storage.sqlite import SQLiteDatabase
 from ._core import EntryRow, IssueRequest, KeyedVault, KeyRow, NewEntry, Replay
@@ -141,15 +142,21 @@ class SQLiteVault(KeyedVault):
         keys: VaultKeys | KeyProvider,
         *,
         retention: timedelta | None = None,
+        timeout: float = 10.0,
     ) -> None:
         super().__init__(keys, retention=retention)
         self._owns_db = not isinstance(database, SQLiteDatabase)
-        self._db = database if isinstance(database, SQLiteDatabase) else SQLiteDatabase(database)
+        self._db = (
+            database
+            if isinstance(database, SQLiteDatabase)
+            else SQLiteDatabase(database, timeout=timeout)
+        )
         self._seen = threading.local()  # per thread: (PRAGMA data_version, generation)
-        _migrate_vault(self._db)
-        if isinstance(keys, VaultKeys):
-            self._check_keys(keys)
-        self._open_keys()
+        with self._db.guarded(VaultError, "open the vault"):
+            _migrate_vault(self._db)
+            if isinstance(keys, VaultKeys):
+                self._check_keys(keys)
+            self._open_keys()
 
     @property
     def database(self) -> SQLiteDatabase:
@@ -176,14 +183,18 @@ class SQLiteVault(KeyedVault):
             )
 
     def _read(self, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
-        return retrying(_TRANSIENT, lambda: self._db.connection().execute(sql, params).fetchall())
+        with self._db.guarded(VaultError, "read the vault"):
+            return retrying(
+                _TRANSIENT, lambda: self._db.connection().execute(sql, params).fetchall()
+            )
 
     def _write(self, work: Callable[[sqlite3.Connection], Any]) -> Any:
         def attempt() -> Any:
             with self._db.write() as conn:
                 return work(conn)
 
-        return retrying(_TRANSIENT, attempt)
+        with self._db.guarded(VaultError, "write the vault"):
+            return retrying(_TRANSIENT, attempt)
 
     # -- storage ---------------------------------------------------------------------
 
@@ -254,7 +265,8 @@ class SQLiteVault(KeyedVault):
         return 1 if row is None else int(row[0])
 
     def _s_data_version(self) -> int:
-        return retrying(_TRANSIENT, lambda: self._version_in(self._db.connection()))
+        with self._db.guarded(VaultError, "read the vault"):
+            return retrying(_TRANSIENT, lambda: self._version_in(self._db.connection()))
 
     def _s_find(self, scope_key: str, index: bytes) -> str | None:
         rows = self._read(
@@ -396,6 +408,10 @@ class SQLiteVault(KeyedVault):
         return result
 
     def _s_generation(self) -> int | None:
+        with self._db.guarded(VaultError, "read the vault"):
+            return self._generation()
+
+    def _generation(self) -> int:
         # PRAGMA data_version changes when another connection commits to the file, so
         # the stored generation is only read again after someone else wrote something.
         conn = self._db.connection()
@@ -475,6 +491,21 @@ class SQLiteVault(KeyedVault):
 
         count: int = self._write(work)
         return count
+
+    def probe(self) -> None:
+        """Write an entry and read it back in a rolled-back transaction (`aiguard doctor`)."""
+        name = probe_name()
+        self._db.probe(
+            VaultError,
+            "write and read back a probe entry",
+            (
+                "INSERT INTO aiguard_vault_entry (scope, token, blind_index, kind, key_version,"
+                " nonce, ciphertext, created_at) VALUES (?, ?, ?, 'probe', 0, x'00', x'00', "
+                "strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))",
+                (name, name, name.encode()),
+            ),
+            ("SELECT 1 FROM aiguard_vault_entry WHERE scope = ? AND token = ?", (name, name)),
+        )
 
     def __len__(self) -> int:
         rows = self._read("SELECT COUNT(*) FROM aiguard_vault_entry WHERE erased = 0", ())
