@@ -131,7 +131,9 @@ def _phone(r: R) -> Piece:
     if region == "DE" and fmt == phonenumbers.PhoneNumberFormat.NATIONAL and r.random() < 0.5:
         value = value.replace(" ", "/", 1)  # 030/901820
     needs = value.replace(" ", "").isdigit()  # a bare run of digits needs a phone word
-    return Piece("phone", _label(r, not needs, "call ", "phone: ", "tel. ", "Tel ", "mobile "), value)
+    return Piece(
+        "phone", _label(r, not needs, "call ", "phone: ", "tel. ", "Tel ", "mobile "), value
+    )
 
 
 def _luhn_complete(body: str) -> str:
@@ -148,7 +150,9 @@ def _card(r: R) -> Piece:
         number = sep.join(number[i : i + 4] for i in range(0, 16, 4))
     elif sep and length == 15:
         number = sep.join((number[:4], number[4:10], number[10:]))
-    return Piece("credit_card", _label(r, True, "card ", "card number: ", "Visa ", "pay with "), number)
+    return Piece(
+        "credit_card", _label(r, True, "card ", "card number: ", "Visa ", "pay with "), number
+    )
 
 
 # BBAN structures (n digits, a upper letters, c alphanumerics) of a few countries.
@@ -244,7 +248,9 @@ def _ssn(r: R) -> Piece:
 def _itin(r: R) -> Piece:
     group = r.choice([*range(70, 89), *range(90, 93), *range(94, 100)])
     digits = f"9{_d(r, 2)}{group:02d}{_d(r, 4)}"
-    return Piece("us_itin", _label(r, True, "ITIN ", "my ITIN is "), _grouped(r, digits, (3, 5), "- "))
+    return Piece(
+        "us_itin", _label(r, True, "ITIN ", "my ITIN is "), _grouped(r, digits, (3, 5), "- ")
+    )
 
 
 def _nino(r: R) -> Piece:
@@ -273,7 +279,9 @@ def _idnr(r: R) -> Piece:
             "de_tax_id", _label(r, True, "Steuer-ID ", "IdNr "),
             f"{value[:2]} {value[2:5]} {value[5:8]} {value[8:]}",
         )  # fmt: skip
-    return Piece("de_tax_id", r.choice(["Steuer-ID ", "IdNr: ", "Steueridentifikationsnummer "]), value)
+    return Piece(
+        "de_tax_id", r.choice(["Steuer-ID ", "IdNr: ", "Steueridentifikationsnummer "]), value
+    )
 
 
 def _nir(r: R) -> Piece:
@@ -315,7 +323,9 @@ def _bsn(r: R) -> Piece:
     while True:
         value = str(r.randint(1, 9)) + _d(r, 8)
         if bsn.is_valid(value):
-            return Piece("nl_bsn", r.choice(["BSN ", "mijn BSN is ", "burgerservicenummer "]), value)
+            return Piece(
+                "nl_bsn", r.choice(["BSN ", "mijn BSN is ", "burgerservicenummer "]), value
+            )
 
 
 def _aadhaar(r: R) -> Piece:
@@ -325,7 +335,9 @@ def _aadhaar(r: R) -> Piece:
         value = body[:-1] + str((int(body[-1]) + 1) % 10)
         value += verhoeff.calc_check_digit(value)
     if r.random() < 0.5:
-        return Piece("in_aadhaar", _label(r, True, "Aadhaar ", "UID "), _grouped(r, value, (4, 8), " -"))
+        return Piece(
+            "in_aadhaar", _label(r, True, "Aadhaar ", "UID "), _grouped(r, value, (4, 8), " -")
+        )
     return Piece("in_aadhaar", r.choice(["Aadhaar ", "aadhaar number ", "UID "]), value)
 
 
@@ -359,9 +371,12 @@ _B62 = string.ascii_letters + string.digits
 
 def _mixed(r: R, n: int, extra: str = "") -> str:
     # Random keys mix cases and digits; force each class once so the draw is a key.
-    return _a(r, n - 3, _B62 + extra) + r.choice(string.ascii_uppercase) + r.choice(
-        string.ascii_lowercase
-    ) + r.choice(string.digits)
+    return (
+        _a(r, n - 3, _B62 + extra)
+        + r.choice(string.ascii_uppercase)
+        + r.choice(string.ascii_lowercase)
+        + r.choice(string.digits)
+    )
 
 
 def _secret_gen(kind: str, make: Callable[[R], str], *labels: str) -> Gen:
@@ -401,7 +416,9 @@ def _secret(r: R) -> Piece:
     if r.random() < 0.3:
         value = _a(r, 40, "0123456789abcdef")
         return Piece("secret", "Authorization: Bearer ", value)
-    return Piece("secret", r.choice(["api_key=", "client_secret: ", "token = ", "API-Key: "]), value)
+    return Piece(
+        "secret", r.choice(["api_key=", "client_secret: ", "token = ", "API-Key: "]), value
+    )
 
 
 def _aws_secret(r: R) -> Piece:
@@ -433,7 +450,9 @@ def _dob(r: R) -> Piece:
             f"{r.choice(_MONTHS)} {day}, {year}",
         ]
     )
-    return Piece("date_of_birth", r.choice(["date of birth: ", "born on ", "DOB ", "birthday: "]), value)
+    return Piece(
+        "date_of_birth", r.choice(["date of birth: ", "born on ", "DOB ", "birthday: "]), value
+    )
 
 
 def _age(r: R) -> Piece:
@@ -472,8 +491,10 @@ KINDS: dict[str, Gen] = {
     ),
     "slack_webhook": _secret_gen(
         "slack_webhook",
-        lambda r: f"https://hooks.slack.com/services/T{_a(r, 8, string.ascii_uppercase)}"
-        f"/B{_a(r, 8, string.ascii_uppercase)}/{_a(r, 24)}",
+        lambda r: (
+            f"https://hooks.slack.com/services/T{_a(r, 8, string.ascii_uppercase)}"
+            f"/B{_a(r, 8, string.ascii_uppercase)}/{_a(r, 24)}"
+        ),
     ),
     "openai_key": _secret_gen(
         "openai_key", lambda r: "sk-proj-" + _mixed(r, 48), "OPENAI_API_KEY=", "key: "
@@ -502,8 +523,9 @@ def _uuid(r: R) -> str:
 
 
 LOOKALIKES: dict[str, Callable[[R], str]] = {
-    "order": lambda r: r.choice(["order #", "Order ", "order no. ", "order number is #"])
-    + _d(r, r.randint(6, 12)),
+    "order": lambda r: (
+        r.choice(["order #", "Order ", "order no. ", "order number is #"]) + _d(r, r.randint(6, 12))
+    ),
     "ticket": lambda r: r.choice(["ticket ", "Ticket #", "case ", "INC"]) + _d(r, r.randint(6, 10)),
     "tracking": lambda r: r.choice(
         [
@@ -512,8 +534,10 @@ LOOKALIKES: dict[str, Callable[[R], str]] = {
             "tracking " + _d(r, 12),
         ]
     ),
-    "version": lambda r: r.choice(["v", "version ", "release "])
-    + ".".join(str(r.randint(0, 20)) for _ in range(r.choice([2, 3, 4]))),
+    "version": lambda r: (
+        r.choice(["v", "version ", "release "])
+        + ".".join(str(r.randint(0, 20)) for _ in range(r.choice([2, 3, 4])))
+    ),
     "timestamp": lambda r: r.choice(
         [
             f"{r.randint(2000, 2030)}-{r.randint(1, 12):02d}-{r.randint(1, 28):02d}"
@@ -525,9 +549,11 @@ LOOKALIKES: dict[str, Callable[[R], str]] = {
     ),
     "hash": lambda r: _a(r, r.choice([7, 32, 40, 64]), "0123456789abcdef"),
     "uuid": _uuid,
-    "amount": lambda r: r.choice(["$", "€", "£", "USD ", ""])
-    + f"{r.randint(1, 9_999_999):,}.{r.randint(0, 99):02d}"
-    + r.choice(["", " EUR", " €"]),
+    "amount": lambda r: (
+        r.choice(["$", "€", "£", "USD ", ""])
+        + f"{r.randint(1, 9_999_999):,}.{r.randint(0, 99):02d}"
+        + r.choice(["", " EUR", " €"])
+    ),
     "bad_iban": lambda r: _bad_iban(r),
     "bad_card": lambda r: _bad_card(r),
 }
@@ -659,7 +685,11 @@ def value_case(r: R, kinds: list[str] | None = None, count: int | None = None) -
         case.spans.append((length + s, length + e, piece.kind))
         add(text)
         if i < n - 1:
-            add(r.choice([" ", ", ", " and ", "; ", "\n", " / ", " | "]) + _filler(r, r.randint(0, 3)) + " ")
+            add(
+                r.choice([" ", ", ", " and ", "; ", "\n", " / ", " | "])
+                + _filler(r, r.randint(0, 3))
+                + " "
+            )
     if r.random() < 0.6:
         add(" " + _filler(r, r.randint(1, 6)))
     case.text = "".join(parts)

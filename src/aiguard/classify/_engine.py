@@ -33,27 +33,41 @@ from ._normalize import normalize
 from .kinds import DEFAULT_LEVELS, GLOBAL_IDS, IdSpec, LocalePack, locale_packs
 from .levels import Level
 
-__all__ = ["BuiltinDetector", "MIN_SCORE"]
+__all__ = ["EVIDENCE_SCORE", "MIN_SCORE", "BuiltinDetector"]
 
 _FAR = 1 << 30
 
 #: Findings below this confidence are not reported (values that need a context word).
 MIN_SCORE = 0.5
 
+#: Score of a value shaped like its kind, next to a word of its kind, whose checksum or
+#: issuance rule fails (see docs/kinds.md, "Evidence").
+EVIDENCE_SCORE = 0.6
+
+# Words that name a bank account, in the languages of the built-in locale packs.
+_IBAN_EVIDENCE = re.compile(
+    r"(?<![a-z0-9])(?:iban|account|acct|bank account|konto|kontonummer|bankverbindung"
+    r"|compte|rib|cuenta|conto|rekening|rekeningnummer|bankrekening)(?![a-z0-9])"
+)
+
 # A run of digits with letters glued on, and single separators between the groups:
 # "4111 1111 1111 1111", "(415) 555-0132", "85T10A562S", "192.168.0.1".
 # Bounded so a megabyte of digits is many short runs (each then seen as a fragment),
 # which keeps the regex engine's backtracking stack small and the scan linear.
-_CHUNK = re.compile(r"[0-9][0-9A-Za-z]{0,47}(?:(?:[ \-./]|\) ?| ?\()[0-9][0-9A-Za-z]{0,47}){0,15}")
-_SEPARATORS = re.compile(r"[ \-./()+]")
+_CHUNK = re.compile(r"[0-9][0-9A-Za-z]{0,47}(?:(?:[ \-./_]|\) ?| ?\()[0-9][0-9A-Za-z]{0,47}){0,15}")
+_SEPARATORS = re.compile(r"[ \-./()+_]")
 _SPACE_GROUPS = re.compile(r"[^ ]+")
 _LETTERS_BEFORE = 16
 _MAX_GROUPS = 8
 
 _IBAN = re.compile(r"[A-Z]{2}[0-9]{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?", re.IGNORECASE)
 _IPV4 = re.compile(r"(?:[0-9]{1,3}\.){3}[0-9]{1,3}")
+# A date inside a phone-shaped candidate: only where its fields could be a date and
+# it is not part of a longer dotted chain ("01.42.68.53.00" is a French number).
 _DATE_SHAPE = re.compile(
-    r"[0-9]{4}([-/.])[0-9]{1,2}\1[0-9]{1,2}|[0-9]{1,2}([-/.])[0-9]{1,2}\2[0-9]{2,4}"
+    r"(?<![0-9][-/.])(?:(?:19|20)[0-9]{2}([-/.])(?:0?[1-9]|1[0-2])\1(?:0?[1-9]|[12][0-9]|3[01])"
+    r"|(?:0?[1-9]|[12][0-9]|3[01])([-/.])(?:0?[1-9]|[12][0-9]|3[01])\2(?:[0-9]{4}|[0-9]{2}))"
+    r"(?![-/.]?[0-9])"
 )
 _PHONE_CHARS = re.compile(r"\+?(?:\(?[0-9]+\)?[ \-.]?)+")
 _PHONE_EXTENSION = re.compile(r"x[0-9]{1,5}\Z")
@@ -76,8 +90,9 @@ _MAC_DASH = re.compile(r"[0-9A-Fa-f]{2}(?:-[0-9A-Fa-f]{2}){5}")
 _MAC_DASH_START = re.compile(r"[0-9A-Fa-f]{2}-[0-9A-Fa-f]{2}-")
 
 _NOT_A_PHONE = re.compile(
-    r"(?:order|tracking|invoice|ref|reference|id|ticket|account|acct|po|sku|case|serial)"
-    r"(?:[ \t]*(?:no\.?|number|num|nr\.?))?[ \t]*[:#]?[ \t]*#?\Z",
+    r"(?:(?:order|tracking|invoice|ref|reference|id|ticket|account|acct|po|sku|case|serial)"
+    r"(?:[ \t]*(?:no\.?|number|num|nr\.?|#))?(?:[ \t]+(?:is|was|are))?[ \t]*[:#=]?[ \t]*"
+    r"|#[ \t]?)\Z",
     re.IGNORECASE,
 )
 _PHONE_CONTEXT = ("phone", "call", "tel", "telephone", "mobile", "cell", "number", "whatsapp")
@@ -315,7 +330,7 @@ class BuiltinDetector:
         levels = self._levels
         name = self.name
         return [
-            Finding(folded.start(s), folded.end(e), kind, levels[kind], name, score)
+            Finding(folded.start(s), folded.end(e, text), kind, levels[kind], name, score)
             for s, e, kind, score in raw
             if kind in kinds
         ]
@@ -350,6 +365,8 @@ class BuiltinDetector:
             while ls > 0 and s - ls < _LETTERS_BEFORE and t[ls - 1] in _LETTER:
                 ls -= 1
             before = t[ls - 1] if ls > 0 else " "
+            if before == "_" and (ls < 2 or t[ls - 2] not in _ALNUM):
+                before = " "  # Markdown emphasis "_value_", not an identifier
             space = t.find(" ", s, e)
             if before in _WORD or (before in "-." and ls > 1 and t[ls - 2] in _ALNUM):
                 # A fragment of a longer token (hash, uuid, identifier); what follows
@@ -358,6 +375,8 @@ class BuiltinDetector:
                     pos = space + 1
                 continue
             after = t[e] if e < n else " "
+            if after == "_" and (e + 1 >= n or t[e + 1] not in _ALNUM):
+                after = " "
             if after in "_@" or (after in "-." and e + 1 < n and t[e + 1] in _ALNUM):
                 last_space = t.rfind(" ", s, e)
                 if last_space == -1:
@@ -370,7 +389,8 @@ class BuiltinDetector:
                 elif space != -1:
                     pos = space + 1
                 continue
-            start = s - 1 if before in "+(" else s
+            # "(415) 555-0132" starts at its bracket; "(303-48-6926)" is only inside one.
+            start = s - 1 if before == "+" or (before == "(" and t.find(")", s, e) != -1) else s
             if self._classify(t, start, e, raw):
                 continue
             if e - s <= 9 and self._spaced_nino(t, s, e, raw):
@@ -407,15 +427,43 @@ class BuiltinDetector:
         return 0
 
     def _short_iban(self, t: str, ls: int, raw: list[Raw]) -> int:
-        if "iban" not in self._kinds or (ls > 0 and t[ls - 1] in _WORD):
+        """An IBAN starting at ``ls``: its end, or 0. Shaped but invalid ones are skipped too.
+
+        The groups are read one by one and the candidate ends tried longest first, so a
+        word after the value ("AT35... thanks") is never taken for its last group.
+        """
+        if "iban" not in self._kinds:
             return 0
-        m = _IBAN.match(t, ls)
-        if m is None or (m.end() < len(t) and t[m.end()] in _WORD):
+        if ls > 0 and t[ls - 1] in _WORD and not (t[ls - 1] == "_" and _edge(t, ls - 1)):
             return 0
-        if not v.iban_valid(m.group().replace(" ", "").upper()):
+        head = t[ls : ls + 4]
+        if len(head) < 4 or not (head[2:].isdigit() and head[:2].isalpha()):
             return 0
-        raw.append((ls, m.end(), "iban", 0.99))
-        return m.end()
+        length = v.iban_length(head[:2].upper())
+        if length is None:
+            return 0
+        n = len(t)
+        pos = ls + 4
+        compact = head.upper()
+        ends: list[tuple[int, str]] = []
+        while len(compact) < length:
+            gs = pos + 1 if pos < n and t[pos] == " " else pos
+            ge = gs
+            while ge < n and ge - gs < 4 and t[ge] in _ALNUM:
+                ge += 1
+            if ge == gs:
+                break
+            compact += t[gs:ge].upper()
+            pos = ge
+            ends.append((pos, compact))
+        if len(compact) != length or (pos < n and t[pos] in _ALNUM):
+            return 0
+        if v.iban_valid(compact):
+            raw.append((ls, pos, "iban", 0.99))
+        elif self._evidence(t, ls, _IBAN_EVIDENCE):
+            raw.append((ls, pos, "iban", EVIDENCE_SCORE))
+        # Shaped like an IBAN either way: its groups are not phone numbers or ids.
+        return pos
 
     def _try_specs(
         self,
@@ -428,28 +476,38 @@ class BuiltinDetector:
         bare: bool = False,
     ) -> bool:
         compact: str | None = None
-        best: tuple[float, int, IdSpec] | None = None
+        best: tuple[bool, float, int, IdSpec] | None = None
         for spec in specs:
             if spec.compiled.fullmatch(token) is None:
                 continue
             if compact is None:
                 compact = _SEPARATORS.sub("", token).upper()
-            if not spec.validate(compact):
-                continue
-            score = spec.bare_score if bare and spec.bare_score is not None else spec.score
             distance = _FAR
-            if score < spec.context_score:
-                distance = self._context(t, start, spec.context_re)
-                if distance < _FAR:
-                    score = spec.context_score
-            # Several ids can share a shape (nine digits: SSN, routing, BSN): the one whose
-            # label is nearest wins.
-            if score >= MIN_SCORE and (best is None or (score, -distance) > (best[0], -best[1])):
-                best = (score, distance, spec)
+            if spec.validate(compact):
+                score = spec.bare_score if bare and spec.bare_score is not None else spec.score
+                if score < spec.context_score:
+                    distance = self._context(t, start, spec.context_re)
+                    if distance < _FAR:
+                        score = spec.context_score
+            else:
+                # Evidence: the right shape next to a word of its kind is that kind even
+                # when a checksum or an issuance rule fails (a typo, a test value).
+                distance = self._context(t, start, spec.evidence_re)
+                if distance == _FAR:
+                    continue
+                score = EVIDENCE_SCORE
+            # Several ids can share a shape (nine digits: SSN, ITIN, routing, BSN): one
+            # with its label nearby wins, then the more certain, then the nearer label.
+            rank = (distance < _FAR, score, -distance)
+            if score >= MIN_SCORE and (best is None or rank > (best[0], best[1], -best[2])):
+                best = (distance < _FAR, score, distance, spec)
         if best is None:
             return False
-        raw.append((start, end, best[2].kind, best[0]))
+        raw.append((start, end, best[3].kind, best[1]))
         return True
+
+    def _evidence(self, t: str, start: int, regex: re.Pattern[str]) -> bool:
+        return self._context(t, start, regex) < _FAR
 
     def _classify(self, t: str, start: int, end: int, raw: list[Raw]) -> bool:
         token = t[start:end]
@@ -699,6 +757,11 @@ class BuiltinDetector:
             return
         kind = "password" if key.startswith("pass") or key == "pwd" else "secret"
         raw.append((s, e, kind, 0.8))
+
+
+def _edge(t: str, i: int) -> bool:
+    """Whether the underscore at ``i`` is an emphasis mark: no letter or digit outside it."""
+    return (i == 0 or t[i - 1] not in _ALNUM) or (i + 1 == len(t) or t[i + 1] not in _ALNUM)
 
 
 def _bounded(t: str, s: int, e: int, word: frozenset[str]) -> bool:
