@@ -1,3 +1,4 @@
+# ruff: noqa: RUF001
 """The context matrix: every built-in kind, in its written forms, in many surroundings.
 
 Used by tests/test_detect_context.py (hypothesis drives the ``random.Random`` given to
@@ -351,10 +352,8 @@ def _ip(r: R) -> Piece:
         value = ".".join(str(r.randint(1, 254)) for _ in range(4))
     else:
         groups = [f"{r.randint(1, 0xFFFF):x}" for _ in range(8)]
-        if r.random() < 0.5:
-            value = "2001:db8::" + ":".join(groups[5:])
-        else:
-            value = ":".join(groups)
+        compressed = r.random() < 0.5
+        value = "2001:db8::" + ":".join(groups[5:]) if compressed else ":".join(groups)
     return Piece("ip_address", _label(r, True, "IP ", "from ", "server "), value)
 
 
@@ -425,7 +424,7 @@ def _aws_secret(r: R) -> Piece:
     return Piece(
         "aws_secret_key",
         r.choice(["aws_secret_access_key = ", "AWS_SECRET_ACCESS_KEY="]),
-        _a(r, 40, _B62 + "/+"),
+        _mixed(r, 40, "/+"),
     )
 
 
@@ -522,6 +521,24 @@ def _uuid(r: R) -> str:
     return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{r.choice('89ab')}{h[17:20]}-{h[20:]}"
 
 
+def _bad_iban(r: R) -> str:
+    value = _iban_value(r)
+    check = (int(value[2:4]) + r.randint(1, 90)) % 97 + 2
+    value = value[:2] + f"{check:02d}"[-2:] + value[4:]
+    if _iban.is_valid(value):
+        value = value[:2] + f"{(int(value[2:4]) + 1) % 97 + 2:02d}"[-2:] + value[4:]
+    if r.random() < 0.5:
+        value = " ".join(value[i : i + 4] for i in range(0, len(value), 4))
+    return value
+
+
+def _bad_card(r: R) -> str:
+    while True:
+        n = "4" + _d(r, 15)
+        if not luhn.is_valid(n):
+            return " ".join(n[i : i + 4] for i in range(0, 16, 4)) if r.random() < 0.5 else n
+
+
 LOOKALIKES: dict[str, Callable[[R], str]] = {
     "order": lambda r: (
         r.choice(["order #", "Order ", "order no. ", "order number is #"]) + _d(r, r.randint(6, 12))
@@ -554,27 +571,9 @@ LOOKALIKES: dict[str, Callable[[R], str]] = {
         + f"{r.randint(1, 9_999_999):,}.{r.randint(0, 99):02d}"
         + r.choice(["", " EUR", " €"])
     ),
-    "bad_iban": lambda r: _bad_iban(r),
-    "bad_card": lambda r: _bad_card(r),
+    "bad_iban": _bad_iban,
+    "bad_card": _bad_card,
 }
-
-
-def _bad_iban(r: R) -> str:
-    value = _iban_value(r)
-    check = (int(value[2:4]) + r.randint(1, 90)) % 97 + 2
-    value = value[:2] + f"{check:02d}"[-2:] + value[4:]
-    if _iban.is_valid(value):
-        value = value[:2] + f"{(int(value[2:4]) + 1) % 97 + 2:02d}"[-2:] + value[4:]
-    if r.random() < 0.5:
-        value = " ".join(value[i : i + 4] for i in range(0, len(value), 4))
-    return value
-
-
-def _bad_card(r: R) -> str:
-    while True:
-        n = "4" + _d(r, 15)
-        if not luhn.is_valid(n):
-            return " ".join(n[i : i + 4] for i in range(0, 16, 4)) if r.random() < 0.5 else n
 
 
 # -- surroundings ---------------------------------------------------------------------
@@ -634,7 +633,12 @@ def _wrap(r: R, label: str, value: str, kind: str, suffix: str = "") -> tuple[st
     elif style == 4 and kind not in ("phone",):  # after ':', '=', '#'
         pre = r.choice([": ", "=", "# ", ":"]) if label else r.choice([": ", "= "])
     elif style == 5:  # key=value / key: value
-        label = label.strip().rstrip(":=").strip() or "value"
+        words = [
+            w
+            for w in label.strip().rstrip(":=").split()
+            if w not in ("my", "mi", "mijn", "is", "es")
+        ]
+        label = " ".join(words) or "value"
         label = label.replace(" ", "_") + r.choice(["=", ": ", " = "])
     elif style == 6:  # a JSON string holding the phrase
         doc = json.dumps({"note": label + value}, ensure_ascii=r.random() < 0.3)
@@ -727,3 +731,33 @@ if __name__ == "__main__":  # a few samples, to read
     for _ in range(20):
         c = value_case(rng)
         print(repr(c.text), [(c.text[s:e], k) for s, e, k in c.spans])
+
+
+_SENTENCE_MARKS = frozenset("!?")
+
+
+def matches(case: Case, found: list) -> tuple[list[tuple[int, int, str]], list]:  # type: ignore[type-arg]
+    """The values not found exactly, and the findings that are not a written value.
+
+    A password or secret may take a closing "!" or "?" with it: whether it belongs to
+    the value is unknowable, and taking it leaks nothing.
+    """
+    missing = []
+    used = set()
+    for s, e, kind in case.spans:
+        hit = None
+        for i, f in enumerate(found):
+            if f.kind != kind or f.start != s:
+                continue
+            tail = case.text[e : f.end]
+            if f.end == e or (
+                kind in ("password", "secret") and f.end > e and set(tail) <= _SENTENCE_MARKS
+            ):
+                hit = i
+                break
+        if hit is None:
+            missing.append((s, e, kind))
+        else:
+            used.add(hit)
+    extra = [f for i, f in enumerate(found) if i not in used]
+    return missing, extra

@@ -22,6 +22,7 @@ back to the caller's string.
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Callable, Iterable, Mapping
 from functools import lru_cache
 
@@ -65,11 +66,12 @@ _IPV4 = re.compile(r"(?:[0-9]{1,3}\.){3}[0-9]{1,3}")
 # A date inside a phone-shaped candidate: only where its fields could be a date and
 # it is not part of a longer dotted chain ("01.42.68.53.00" is a French number).
 _DATE_SHAPE = re.compile(
-    r"(?<![0-9][-/.])(?:(?:19|20)[0-9]{2}([-/.])(?:0?[1-9]|1[0-2])\1(?:0?[1-9]|[12][0-9]|3[01])"
+    r"(?<![0-9])(?<![0-9][-/.])(?:(?:19|20)[0-9]{2}([-/.])(?:0?[1-9]|1[0-2])\1(?:0?[1-9]|[12][0-9]|3[01])"
     r"|(?:0?[1-9]|[12][0-9]|3[01])([-/.])(?:0?[1-9]|[12][0-9]|3[01])\2(?:[0-9]{4}|[0-9]{2}))"
     r"(?![-/.]?[0-9])"
 )
 _PHONE_CHARS = re.compile(r"\+?(?:\(?[0-9]+\)?[ \-.]?)+")
+_AREA_SLASH = re.compile(r"0[0-9]{1,5}/[0-9][0-9 -]{2,12}")
 _PHONE_EXTENSION = re.compile(r"x[0-9]{1,5}\Z")
 _ALNUM = frozenset("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
 _WORD = _ALNUM | {"_"}
@@ -77,7 +79,7 @@ _LETTER = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
 
 _EMAIL_LOCAL = re.compile(r"[\w.%+-]{1,64}\Z")
 _EMAIL_DOMAIN = re.compile(
-    r"(?:[^\W_](?:[\w-]{0,61}[^\W_])?\.){1,8}(?:[^\W\d_]{2,63}|xn--[a-z0-9-]{1,59})(?![\w-])"
+    r"(?:[^\W_](?:[\w-]{0,61}[^\W_])?\.){1,8}(?:[^\W\d_]{2,63}|xn--[a-z0-9-]{1,59})(?![^\W_]|-)"
 )
 _URL_USERINFO = re.compile(
     r"[A-Za-z][A-Za-z0-9+.-]{0,15}://([^\s/?#@:\"'<>]{1,128}):([^\s/?#@\"'<>]{1,256})@"
@@ -187,17 +189,31 @@ _ASSIGN_KEY = re.compile(
     r"|api[_-]?key|apikey|access[_-]?key|(?:access|auth|refresh|bearer|api)[_-]?token|token"
     r"|credentials?)[\"']?[ \t]{0,4}\Z"
 )
-_ASSIGN_VALUE = re.compile(r"[ \t]{0,4}[\"']?([^\s\"'`,;]{6,256})")
+# Between a label and its value: spaces, separators, quotes, brackets, table bars, a tag
+# ("<td>"), and any other non-word character (Unicode quotes and marks).
+_GAP = r"(?:[^\w]|_|<[a-z]{1,5}>){0,6}?"
+_ASSIGN_VALUE = re.compile(_GAP + r"([^\s\"'`,;<>()\[\]{}|=:][^\s\"'`,;<>()\[\]{}|]{5,255})")
+# "my password is ...", "the API key was ...": a value named in a sentence.
+_PHRASE = re.compile(
+    r"(?<![a-z0-9])(pass(?:word|wd|phrase|code)?|pwd|api[ _-]?key|secret(?:[ _-]key)?"
+    r"|(?:access |auth |api )?token)[ \t]+(?:is|was|will be|would be)[ \t]*:?(?=[ \t])"
+)
+# An HTTP credential: after "Bearer", or after "Authorization: Basic".
+_BEARER = re.compile(
+    r"(?<![a-z0-9])(?:bearer|authorization[^\w]{1,4}basic)(?:[^\w]|_|<[a-z]{1,5}>){1,6}?"
+    r"([a-z0-9._~+/-]{8,4096}=*)"
+)
 _PLACEHOLDER = re.compile(
-    r"\$\{|\{\{|%\(|%s|<[A-Za-z_ -]+>|\*{3,}|x{4,}|\.\.\.|(?:none|null|nil|true|false"
-    r"|required|optional|string|redacted|changeme|undefined|your[_-].*|example.*)\Z",
+    r"\$\{|\{\{|%\(|%[sd](?![A-Za-z0-9])|<[A-Za-z_ -]+>|\*{3,}|x{4,}|\.\.\."
+    r"|(?:none|null|nil|true|false|required|optional|string|redacted|changeme|undefined|your[_-].*|example.*)\Z",
     re.IGNORECASE,
 )
 _AWS_SECRET = re.compile(r"[A-Za-z0-9/+]{40}\Z")
 
 _BIC = re.compile(
-    r"(?<![A-Za-z0-9])(?:bic|swift)(?:[ /-]?code)?[ \t]*[:#]?[ \t]*"
-    r"([A-Z]{6}[A-Z0-9]{2}(?:[A-Z0-9]{3})?)(?![A-Za-z0-9])",
+    r"(?<![A-Za-z0-9])(?:bic|swift)(?:[ /_-]?code)?"
+    + _GAP
+    + r"([A-Z]{6}[A-Z0-9]{2}(?:[A-Z0-9]{3})?)(?![A-Za-z0-9])",
     re.IGNORECASE,
 )
 
@@ -206,8 +222,8 @@ _MONTH = (
     r"|sep(?:t(?:ember)?)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)\.?"
 )
 _DOB = re.compile(
-    r"(?<![a-z])(?:date[ \t]of[ \t]birth|birth[ \t]?date|birthday|d\.?o\.?b\.?|born(?:[ \t]on)?)"
-    r"[ \t]*[:\-]?[ \t]*(?:is[ \t]+)?"
+    r"(?<![a-z])(?:date[ \t_]of[ \t_]birth|birth[ \t_]?date|birthday|d\.?o\.?b\.?"
+    r"|born(?:[ \t_]on)?)" + _GAP + r"(?:is[ \t]+)?"
     r"(?:(?P<y1>[0-9]{4})-(?P<m1>[0-9]{1,2})-(?P<d1>[0-9]{1,2})"
     r"|(?P<a2>[0-9]{1,2})[/.](?P<b2>[0-9]{1,2})[/.](?P<y2>[0-9]{4}|[0-9]{2})"
     r"|(?P<d3>[0-9]{1,2})(?:st|nd|rd|th)?[ \t]+(?P<m3>" + _MONTH + r"),?[ \t]+(?P<y3>[0-9]{4})"
@@ -215,7 +231,7 @@ _DOB = re.compile(
     r"(?![0-9])",
     re.IGNORECASE,
 )
-_AGE_BEFORE = re.compile(r"aged?[ \t]*:?[ \t]*([0-9]{1,3})(?![0-9])")
+_AGE_BEFORE = re.compile(r"aged?(?:[^\w]|_|<[a-z]{1,5}>){0,4}([0-9]{1,3})(?![0-9])")
 _AGE_AFTER = re.compile(r"(?:years?|yrs?)[ \t-]old(?![a-z])")
 _AGE_NUMBER = re.compile(r"(?<![0-9])([0-9]{1,3})[ \t-]?\Z")
 _ASCII_LOWER = {c: c + 32 for c in range(ord("A"), ord("Z") + 1)}
@@ -324,8 +340,11 @@ class BuiltinDetector:
             self._scan_colons(t, raw)
         if "mac_address" in kinds and t.count("-") >= 5:
             for m in _MAC_DASH.finditer(t):
-                if _bounded(t, m.start(), m.end(), _WORD | {"-"}):
-                    raw.append((m.start(), m.end(), "mac_address", 0.9))
+                s, e = m.span()
+                if _bounded_or_emphasis(t, s, e) and not (
+                    (s and t[s - 1] == "-") or (e < len(t) and t[e] == "-")
+                ):
+                    raw.append((s, e, "mac_address", 0.9))
         self._scan_words(t, raw)
         levels = self._levels
         name = self.name
@@ -336,12 +355,17 @@ class BuiltinDetector:
         ]
 
     def _context(self, t: str, start: int, regex: re.Pattern[str] | None) -> int:
-        """Characters between the nearest label word before ``start`` and it (_FAR if none)."""
+        """Characters between the nearest label word before ``start`` and it (_FAR if none).
+
+        A label names the first value after it: one with digits in between does not count.
+        """
         if regex is None:
             return _FAR
         window = t[max(0, start - 40) : start].lower()
         ends = [m.end() for m in regex.finditer(window)]
-        return len(window) - ends[-1] if ends else _FAR
+        if not ends or any(c.isdigit() for c in window[ends[-1] :]):
+            return _FAR
+        return len(window) - ends[-1]
 
     def _scan_digits(self, t: str, raw: list[Raw]) -> None:
         skip_until = 0
@@ -445,7 +469,6 @@ class BuiltinDetector:
         n = len(t)
         pos = ls + 4
         compact = head.upper()
-        ends: list[tuple[int, str]] = []
         while len(compact) < length:
             gs = pos + 1 if pos < n and t[pos] == " " else pos
             ge = gs
@@ -455,7 +478,8 @@ class BuiltinDetector:
                 break
             compact += t[gs:ge].upper()
             pos = ge
-            ends.append((pos, compact))
+            if ge - gs < 4:
+                break  # only the last group is short
         if len(compact) != length or (pos < n and t[pos] in _ALNUM):
             return 0
         if v.iban_valid(compact):
@@ -536,9 +560,16 @@ class BuiltinDetector:
                 return False
             end = start + ext.start()
             token = token[: ext.start()]
-        if _PHONE_CHARS.fullmatch(token) is None or "/" in token:
+        if "/" in token:
+            # "030/901820": a trunk-prefixed area code and a slash, as in DE, AT and CH.
+            if _AREA_SLASH.fullmatch(token) is None:
+                return False
+            token = token.replace("/", " ")
+        if _PHONE_CHARS.fullmatch(token) is None:
             return False
         plus = token[0] == "+"
+        if _MAC_DASH.fullmatch(token) is not None:
+            return False  # six pairs of digits with dashes: a MAC address
         if _DATE_SHAPE.search(token) is not None:
             return False  # a date, or part of a timestamp "16 2024-01-05 10"
         context = False
@@ -583,7 +614,7 @@ class BuiltinDetector:
             or "uk_nino" not in self._kinds
         ):
             return False
-        if s > 3 and t[s - 4] in _WORD:
+        if s > 3 and t[s - 4] in _WORD and not (t[s - 4] == "_" and _edge(t, s - 4)):
             return False
         return self._nino_at(t, s - 3, e, raw)
 
@@ -592,7 +623,9 @@ class BuiltinDetector:
         if not specs:
             return False
         for end in (e + 2, e):
-            if end > len(t) or (end < len(t) and t[end] in _WORD):
+            if end > len(t) or (
+                end < len(t) and t[end] in _WORD and not (t[end] == "_" and _edge(t, end))
+            ):
                 continue
             if self._try_specs(t, ls, end, t[ls:end], specs, raw):
                 return True
@@ -639,12 +672,14 @@ class BuiltinDetector:
                 ls = local.start()
                 while ls < at and t[ls] in ".-+":
                     ls += 1
+                if t[ls] == "_" and domain.end() < len(t) and t[domain.end()] == "_":
+                    ls += 1  # Markdown emphasis "_jane@example.com_"
                 local_part = t[ls:at]
                 ok = (
                     local_part
                     and not local_part.endswith(".")
                     and ".." not in local_part
-                    and (ls == 0 or t[ls - 1] not in ":/")  # URL userinfo, not a mailbox
+                    and not _in_authority(t, ls)  # URL userinfo, not a mailbox
                     and ls != userinfo_end
                     and len(domain.group()) <= 253
                 )
@@ -662,8 +697,12 @@ class BuiltinDetector:
     ) -> None:
         for m in regex.finditer(t):
             s, e = m.span()
-            if (s > 0 and t[s - 1] in _WORD) or (e < len(t) and t[e] in _WORD):
+            if (s > 0 and t[s - 1] in _WORD and not (t[s - 1] == "_" and _edge(t, s - 1))) or (
+                e < len(t) and t[e] in _WORD and not (t[e] == "_" and _edge(t, e))
+            ):
                 continue
+            if s > 0 and t[s - 1] == "_" and t[e - 1] == "_":
+                e -= 1  # "_sk-proj-..._": the closing emphasis mark is not part of the key
             if (s > 0 and t[s - 1] == "-" and kind != "private_key") or not validate(m.group()):
                 continue
             raw.append((s, e, kind, 0.99))
@@ -679,12 +718,16 @@ class BuiltinDetector:
                 s = i
                 while s > 0 and i - s < 40 and t[s - 1] in _HEX_COLON:
                     s -= 1
+                if t[s] == ":" and t[s + 1 : s + 2] != ":":
+                    s += 1  # a separator before the value ("device :06:dc:..."), not "::"
                 m = _V6_TOKEN.match(t, s)
                 if m is not None:
                     e = m.end()
                     nxt_from = max(nxt_from, e)
                     token = m.group()
-                    if (s == 0 or t[s - 1] not in _WORD) and (e == n or t[e] not in _WORD):
+                    if token.endswith(":") and not token.endswith("::"):
+                        token, e = token[:-1], e - 1
+                    if _bounded_or_emphasis(t, s, e):
                         self._hex_colon_token(token, s, e, raw)
             i = t.find(":", nxt_from)
 
@@ -703,16 +746,25 @@ class BuiltinDetector:
         kinds = self._kinds
         # Offsets in ``lower`` must equal those in ``t``; str.lower() can lengthen non-ASCII.
         lower = t.lower() if t.isascii() else t.translate(_ASCII_LOWER)
-        if ("=" in t or ":" in t) and any(w in lower for w in _ASSIGN_GATE):
-            for sep in _ASSIGN_SEP.finditer(t):
-                p = sep.start()
-                key = _ASSIGN_KEY.search(lower, max(0, p - 40), p)
-                if key is None:
-                    continue
-                after = p + 2 if t[p : p + 2] in (":=", "=>") else p + 1
-                value = _ASSIGN_VALUE.match(t, after)
-                if value is not None:
-                    self._assignment(key.group(1), value, raw)
+        if any(w in lower for w in _ASSIGN_GATE):
+            if "=" in t or ":" in t:
+                for sep in _ASSIGN_SEP.finditer(t):
+                    p = sep.start()
+                    key = _ASSIGN_KEY.search(lower, max(0, p - 40), p)
+                    if key is None:
+                        continue
+                    after = p + 2 if t[p : p + 2] in (":=", "=>") else p + 1
+                    value = _ASSIGN_VALUE.match(t, after)
+                    if value is not None:
+                        self._assignment(key.group(1), value, raw)
+            if " is" in lower or " was" in lower or " be" in lower:
+                for m in _PHRASE.finditer(lower):
+                    value = _ASSIGN_VALUE.match(t, m.end())
+                    if value is not None:
+                        self._assignment(m.group(1), value, raw)
+        if "secret" in kinds and ("bearer" in lower or "basic" in lower):
+            for m in _BEARER.finditer(lower):
+                self._bearer(t, m.start(1), m.end(1), raw)
         if "swift_bic" in kinds and ("bic" in lower or "swift" in lower):
             for m in _BIC.finditer(t):
                 code = m.group(1)
@@ -737,9 +789,23 @@ class BuiltinDetector:
                 if number is not None and int(number.group(1)) <= 120:
                     raw.append((number.start(1), number.end(1), "age", 0.8))
 
+    def _bearer(self, t: str, s: int, e: int, raw: list[Raw]) -> None:
+        """A credential after an HTTP auth scheme ("Authorization: Bearer 3f9a...")."""
+        lead, end = _trim_value(t[s:e])
+        s, e = s + lead, s + end
+        value = t[s:e]
+        if e - s < 8 or _PLACEHOLDER.match(value) or value.startswith("eyJ"):
+            return  # JWTs are their own kind
+        if sum(c.isdigit() for c in value) == 0 or v.entropy(value) < 2.5:
+            return
+        raw.append((s, e, "secret", 0.8))
+
     def _assignment(self, key: str, m: re.Match[str], raw: list[Raw]) -> None:
-        value = m.group(1).rstrip(".")
-        if _PLACEHOLDER.match(value):
+        lead, end = _trim_value(m.group(1))
+        value = m.group(1)[lead:end]
+        # With what came before it ("${DB_PASSWORD}"), less a markup tag ("<td>").
+        written = _TAG.sub("", m.group(0)).lstrip(" \t\"'")
+        if len(value) < 6 or _PLACEHOLDER.match(value) or _PLACEHOLDER.match(written):
             return
         classes = (
             any(c.islower() for c in value)
@@ -747,16 +813,74 @@ class BuiltinDetector:
             + any(c.isdigit() for c in value)
             + any(not c.isalnum() for c in value)
         )
-        if classes < 2 or v.entropy(value) < 2.5:
+        kind = "password" if key.startswith("pass") or key == "pwd" else "secret"
+        # A password label is evidence enough for a weaker one ("FNNJNZg1").
+        if classes < 2 or v.entropy(value) < (2.0 if kind == "password" else 2.5):
             return
-        s = m.start(1)
+        bare = value.rstrip("!?")
+        if any(rule[2].fullmatch(bare) for rule in self._secrets):
+            return  # a key with its own kind ("OPENAI_API_KEY=sk-proj-..."): reported as that
+        s = m.start(1) + lead
         e = s + len(value)
         aws = "aws" in key or "secret_access" in key.replace("-", "_")
-        if aws and _AWS_SECRET.match(value):
-            raw.append((s, e, "aws_secret_key", 0.95))
-            return
-        kind = "password" if key.startswith("pass") or key == "pwd" else "secret"
+        if aws:
+            # An exclamation or question mark after the key ends the sentence.
+            bare = value.rstrip("!?")
+            if _AWS_SECRET.match(bare):
+                raw.append((s, s + len(bare), "aws_secret_key", 0.95))
+                return
         raw.append((s, e, kind, 0.8))
+
+
+_TRAILING = frozenset(".,;:")
+_TAG = re.compile(r"<[a-z]{1,5}>")
+
+
+def _unicode_mark(c: str) -> bool:
+    return c > "\x7f" and unicodedata.category(c)[0] == "P"
+
+
+def _trim_value(value: str) -> tuple[int, int]:
+    """Where a value starts and ends without the quotes, brackets or marks around it."""
+    lead = 0
+    while lead < len(value) and _unicode_mark(value[lead]):
+        lead += 1
+    end = len(value)
+    # Markdown emphasis around the value: "**value**", "_value_".
+    for mark in ("**", "*", "__", "_"):
+        if value.startswith(mark, lead) and value.endswith(mark) and end - lead > 2 * len(mark):
+            lead += len(mark)
+            end -= len(mark)
+            break
+    for i in range(lead, end):
+        c = value[i]
+        if c > "\x7f" and unicodedata.category(c) in ("Ps", "Pe", "Pi", "Pf"):
+            end = i
+            break
+    while end > lead and (value[end - 1] in _TRAILING or _unicode_mark(value[end - 1])):
+        end -= 1
+    return lead, end
+
+
+def _in_authority(t: str, ls: int) -> bool:
+    """Whether ``ls`` starts the user part of a URL ("ftp://bob@", "https://u:pw@")."""
+    if ls < 2:
+        return False
+    if t[ls - 2 : ls] == "//":
+        return True
+    if t[ls - 1] != ":":
+        return False  # "mailto:", "users/" and "email:" are not URLs' user parts
+    j = t.rfind("//", max(0, ls - 130), ls)
+    if j == -1:
+        return False
+    between = t[j + 2 : ls - 1]
+    return not any(c.isspace() or c in "/@" for c in between)
+
+
+def _bounded_or_emphasis(t: str, s: int, e: int) -> bool:
+    """No word character glued to ``t[s:e]``, except Markdown's emphasis underscores."""
+    left = s == 0 or t[s - 1] not in _WORD or (t[s - 1] == "_" and _edge(t, s - 1))
+    return left and (e == len(t) or t[e] not in _WORD or (t[e] == "_" and _edge(t, e)))
 
 
 def _edge(t: str, i: int) -> bool:
