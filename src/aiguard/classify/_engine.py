@@ -180,7 +180,6 @@ _SECRETS: tuple[tuple[tuple[str, ...], str, re.Pattern[str], Callable[[str], boo
 )
 
 # Generic assignments: a key that names a secret, then = or :, then the value.
-_ASSIGN_GATE = ("pass", "pwd", "secret", "token", "key", "auth", "credential")
 # The key is looked for just before each '=' or ':', so text without them costs nothing.
 _ASSIGN_SEP = re.compile(r"[=:]")
 _ASSIGN_KEY = re.compile(
@@ -192,7 +191,8 @@ _ASSIGN_KEY = re.compile(
 # Between a label and its value: spaces, separators, quotes, brackets, table bars, a tag
 # ("<td>"), and any other non-word character (Unicode quotes and marks).
 _GAP = r"(?:[^\w]|_|<[a-z]{1,5}>){0,6}?"
-_ASSIGN_VALUE = re.compile(_GAP + r"([^\s\"'`,;<>()\[\]{}|=:][^\s\"'`,;<>()\[\]{}|]{5,255})")
+# Brackets may be inside a value ("1g^)Yqnv9"); those around it are trimmed after.
+_ASSIGN_VALUE = re.compile(_GAP + r"([^\s\"'`,;<>|=:][^\s\"'`,;<>|]{5,255})")
 # "my password is ...", "the API key was ...": a value named in a sentence.
 _PHRASE = re.compile(
     r"(?<![a-z0-9])(pass(?:word|wd|phrase|code)?|pwd|api[ _-]?key|secret(?:[ _-]key)?"
@@ -331,11 +331,17 @@ class BuiltinDetector:
         self._scan_digits(t, raw)
         if "@" in t:
             self._scan_at(t, raw)
-        for literals, kind, regex, validate in self._secrets:
-            for literal in literals:
-                if literal in t:
-                    self._scan_secret(t, kind, regex, validate, raw)
-                    break
+        # Every secret prefix holds '-', '_', 'A', 'J', "xox" or "hooks.": one check each skips the
+        # rules for the text most messages are (substring checks run in C; a regex
+        # alternation of the literals would try each one at every position).
+        if self._secrets and (
+            "-" in t or "_" in t or "A" in t or "J" in t or "xox" in t or "hooks." in t
+        ):
+            for literals, kind, regex, validate in self._secrets:
+                for literal in literals:
+                    if literal in t:
+                        self._scan_secret(t, kind, regex, validate, raw)
+                        break
         if ":" in t and ("ip_address" in kinds or "mac_address" in kinds):
             self._scan_colons(t, raw)
         if "mac_address" in kinds and t.count("-") >= 5:
@@ -746,7 +752,17 @@ class BuiltinDetector:
         kinds = self._kinds
         # Offsets in ``lower`` must equal those in ``t``; str.lower() can lengthen non-ASCII.
         lower = t.lower() if t.isascii() else t.translate(_ASCII_LOWER)
-        if any(w in lower for w in _ASSIGN_GATE):
+        # Chained substring checks, not any(...) over a tuple: this runs once per call,
+        # and for short messages the generator's overhead was most of the call.
+        if (
+            "pass" in lower
+            or "pwd" in lower
+            or "secret" in lower
+            or "token" in lower
+            or "key" in lower
+            or "auth" in lower
+            or "credential" in lower
+        ):
             if "=" in t or ":" in t:
                 for sep in _ASSIGN_SEP.finditer(t):
                     p = sep.start()
@@ -770,7 +786,9 @@ class BuiltinDetector:
                 code = m.group(1)
                 if code.isupper() and v.bic_valid(code):
                     raw.append((m.start(1), m.end(1), "swift_bic", 0.9))
-        if "date_of_birth" in kinds and any(w in lower for w in ("birth", "dob", "d.o.b", "born")):
+        if "date_of_birth" in kinds and (
+            "birth" in lower or "dob" in lower or "d.o.b" in lower or "born" in lower
+        ):
             for m in _DOB.finditer(t):
                 if _dob_valid(m):
                     first = next(i for i in range(1, len(m.groups()) + 1) if m.group(i) is not None)
@@ -833,6 +851,8 @@ class BuiltinDetector:
 
 
 _TRAILING = frozenset(".,;:")
+_OPENERS = "([{<"
+_CLOSERS = ")]}>"
 _TAG = re.compile(r"<[a-z]{1,5}>")
 
 
@@ -858,6 +878,17 @@ def _trim_value(value: str) -> tuple[int, int]:
             end = i
             break
     while end > lead and (value[end - 1] in _TRAILING or _unicode_mark(value[end - 1])):
+        end -= 1
+    # A bracket that opens before the value or closes after it: "(value)", "{value}".
+    while lead < end and value[lead] in _OPENERS:
+        lead += 1
+    while end > lead and value[end - 1] in _CLOSERS:
+        closer = value[end - 1]
+        inside = value[lead:end]
+        if inside.count(closer) <= inside.count(_OPENERS[_CLOSERS.index(closer)]):
+            break  # balanced: the bracket is part of the value
+        end -= 1
+    while end > lead and value[end - 1] in _TRAILING:
         end -= 1
     return lead, end
 

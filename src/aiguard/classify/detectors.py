@@ -264,6 +264,8 @@ def merge_findings(findings: Iterable[Finding]) -> list[Finding]:
     empty spans are dropped. Runs in O(n log n): the chosen spans are kept sorted and
     only the neighbours of a new one are checked.
     """
+    if isinstance(findings, list) and len(findings) < 2:
+        return [f for f in findings if f.end > f.start]
     ranked = sorted(
         (f for f in findings if f.end > f.start),
         key=lambda f: (-f.level, f.start - f.end, -f.score, f.start),
@@ -317,13 +319,19 @@ def detect(
 
         detect(text, detectors=[builtin_detector(), PresidioDetector()])
     """
-    active: Sequence[Detector] = (
-        (builtin_detector(kinds=kinds, locales=locales),) if detectors is None else detectors
-    )
+    if detectors is None:
+        # The default configuration skips the cache key's construction: for a short
+        # message that lookup cost as much as scanning it.
+        default = (
+            _engine_for(None, None, ())
+            if kinds is None and locales is None
+            else builtin_detector(kinds=kinds, locales=locales)
+        )
+        return merge_findings(default.detect(text))
     found: list[Finding] = []
-    for detector in active:
+    for detector in detectors:
         found.extend(detector.detect(text))
-    if detectors is not None and kinds is not None:
+    if kinds is not None:
         wanted = frozenset(kinds)
         found = [f for f in found if f.kind in wanted]
     return merge_findings(found)
