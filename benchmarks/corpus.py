@@ -425,6 +425,48 @@ def generate(seed: int, density: str, count: int) -> list[Text]:
     return out
 
 
+def generate_short(seed: int, count: int) -> list[Text]:
+    """``count`` chat messages of 50 to 200 characters, most without any value.
+
+    About a third carry one value (from the same generators as the long corpus, with
+    their labels) and a tenth one distractor; the rest is Faker prose only, which is
+    what most messages sent to a model are.
+    """
+    r = random.Random(seed)
+    f = Faker("en_US")
+    f.seed_instance(seed)
+    kinds = sorted(GENERATORS)
+    distractor_types = sorted(DISTRACTORS)
+    out: list[Text] = []
+    while len(out) < count:
+        item = Text("")
+        text = _sentence(r, f)
+        roll = r.random()
+        if roll < 0.35:
+            name = r.choice(kinds)
+            prefix, value = GENERATORS[name](r, f)
+            piece, vs, ve = _wrap_value(r, name, prefix, value)
+            if len(piece) > 150:
+                continue
+            head = text + " " if r.random() < 0.5 else ""
+            item.labels.append((len(head) + vs, len(head) + ve, KIND_OF.get(name, name)))
+            text = head + piece + r.choice([".", "", " thanks.", ", ok?"])
+        elif roll < 0.45:
+            name = r.choice(distractor_types)
+            piece = DISTRACTORS[name](r, f)
+            item.distractors.append((len(text) + 1, len(text) + 1 + len(piece), name))
+            text = text + " " + piece + "."
+        while len(text) < 50:
+            text += " " + _sentence(r, f)
+        if len(text) > 200:
+            if any(e > 200 for _, e, _ in item.labels + item.distractors):
+                continue
+            text = text[:200]
+        item.text = text
+        out.append(item)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--density", choices=["dense", "sparse"], default="dense")

@@ -19,6 +19,7 @@ from aiguard.classify import (
     detect,
     merge_findings,
 )
+from aiguard.classify._engine import EVIDENCE_SCORE, MIN_SCORE
 from aiguard.classify.kinds import DEFAULT_LEVELS
 
 _JWT = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0In0.dBjftJeZ4CVPmB92K27uhbUJU1p1r_wW1gFWFOEjXk"
@@ -148,9 +149,10 @@ DISTRACTORS = [
     "version 4.2.1.0 and v1.2.3.4 and release 16.16.8.12",
     "at 2024-03-05T10:30:00Z and 2024-03-05 10:30:45",
     "costs $1,299.99 or €49,90 or 1,234,567.89",
-    "card 4111 1111 1111 1112",  # fails Luhn
-    "IBAN DE88 3704 0044 0532 0130 00",  # fails mod-97
-    "SSN 000-12-3456 and 666-12-3456 and 123-00-4567",
+    # Failing checks without a word of their kind (with one, see TestEvidence).
+    "paid 4111 1111 1111 1112",  # fails Luhn
+    "sent to DE88 3704 0044 0532 0130 00",  # fails mod-97
+    "ref 000-12-3456 and 666-12-3456 and 123-00-4567",
     "INTRODUCTORY offer on S3, C4, H1 and D3",
     "public policy on licences",
     "sha 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08 and a1b2c3d",
@@ -163,6 +165,37 @@ DISTRACTORS = [
     "user_id_12345 MAX_RETRIES_3",
     "bare 123456789 and 36574261809 and 111222333",  # checksum-valid ids, but no label
 ]
+
+
+class TestEvidence:
+    @pytest.mark.parametrize(
+        ("text", "value", "kind"),
+        [
+            ("card 4111 1111 1111 1112", "4111 1111 1111 1112", "credit_card"),
+            ("IBAN DE88 3704 0044 0532 0130 00", "DE88 3704 0044 0532 0130 00", "iban"),
+            ("my account: DE88370400440532013000.", "DE88370400440532013000", "iban"),
+            ("SSN 912-34-5678 (a test value)", "912-34-5678", "us_ssn"),
+            ("social security number 000-12-3456", "000-12-3456", "us_ssn"),
+            ("BSN 111222334", "111222334", "nl_bsn"),
+        ],
+    )
+    def test_shape_and_a_word_of_its_kind_protect_a_failing_value(
+        self, text: str, value: str, kind: str
+    ) -> None:
+        """A checksum or issuance failure next to a word of the kind: found, scored lower."""
+        found = detect(text)
+        assert [(text[f.start : f.end], f.kind) for f in found] == [(value, kind)]
+        assert MIN_SCORE <= found[0].score == EVIDENCE_SCORE < 0.9
+
+    def test_without_the_word_validation_decides(self) -> None:
+        """The same values with neutral words around them are not findings."""
+        for text in ("paid 4111 1111 1111 1112", "x 912-34-5678 y", "DE88 3704 0044 0532 0130 00"):
+            assert detect(text) == [], text
+
+    def test_valid_values_keep_their_full_score(self) -> None:
+        """Evidence only lowers the score of values that fail their checks."""
+        (found,) = detect("SSN 536-22-8712")
+        assert found.score > EVIDENCE_SCORE
 
 
 class TestPrecision:

@@ -22,6 +22,7 @@ back to the caller's string.
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Callable, Iterable, Mapping
 from functools import lru_cache
 
@@ -33,29 +34,44 @@ from ._normalize import normalize
 from .kinds import DEFAULT_LEVELS, GLOBAL_IDS, IdSpec, LocalePack, locale_packs, packs_version
 from .levels import Level
 
-__all__ = ["BuiltinDetector", "MIN_SCORE"]
+__all__ = ["EVIDENCE_SCORE", "MIN_SCORE", "BuiltinDetector"]
 
 _FAR = 1 << 30
 
 #: Findings below this confidence are not reported (values that need a context word).
 MIN_SCORE = 0.5
 
+#: Score of a value shaped like its kind, next to a word of its kind, whose checksum or
+#: issuance rule fails (see docs/kinds.md, "Evidence").
+EVIDENCE_SCORE = 0.6
+
+# Words that name a bank account, in the languages of the built-in locale packs.
+_IBAN_EVIDENCE = re.compile(
+    r"(?<![a-z0-9])(?:iban|account|acct|bank account|konto|kontonummer|bankverbindung"
+    r"|compte|rib|cuenta|conto|rekening|rekeningnummer|bankrekening)(?![a-z0-9])"
+)
+
 # A run of digits with letters glued on, and single separators between the groups:
 # "4111 1111 1111 1111", "(415) 555-0132", "85T10A562S", "192.168.0.1".
 # Bounded so a megabyte of digits is many short runs (each then seen as a fragment),
 # which keeps the regex engine's backtracking stack small and the scan linear.
-_CHUNK = re.compile(r"[0-9][0-9A-Za-z]{0,47}(?:(?:[ \-./]|\) ?| ?\()[0-9][0-9A-Za-z]{0,47}){0,15}")
-_SEPARATORS = re.compile(r"[ \-./()+]")
+_CHUNK = re.compile(r"[0-9][0-9A-Za-z]{0,47}(?:(?:[ \-./_]|\) ?| ?\()[0-9][0-9A-Za-z]{0,47}){0,15}")
+_SEPARATORS = re.compile(r"[ \-./()+_]")
 _SPACE_GROUPS = re.compile(r"[^ ]+")
 _LETTERS_BEFORE = 16
 _MAX_GROUPS = 8
 
 _IBAN = re.compile(r"[A-Z]{2}[0-9]{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?", re.IGNORECASE)
 _IPV4 = re.compile(r"(?:[0-9]{1,3}\.){3}[0-9]{1,3}")
+# A date inside a phone-shaped candidate: only where its fields could be a date and
+# it is not part of a longer dotted chain ("01.42.68.53.00" is a French number).
 _DATE_SHAPE = re.compile(
-    r"[0-9]{4}([-/.])[0-9]{1,2}\1[0-9]{1,2}|[0-9]{1,2}([-/.])[0-9]{1,2}\2[0-9]{2,4}"
+    r"(?<![0-9])(?<![0-9][-/.])(?:(?:19|20)[0-9]{2}([-/.])(?:0?[1-9]|1[0-2])\1(?:0?[1-9]|[12][0-9]|3[01])"
+    r"|(?:0?[1-9]|[12][0-9]|3[01])([-/.])(?:0?[1-9]|[12][0-9]|3[01])\2(?:[0-9]{4}|[0-9]{2}))"
+    r"(?![-/.]?[0-9])"
 )
 _PHONE_CHARS = re.compile(r"\+?(?:\(?[0-9]+\)?[ \-.]?)+")
+_AREA_SLASH = re.compile(r"0[0-9]{1,5}/[0-9][0-9 -]{2,12}")
 _PHONE_EXTENSION = re.compile(r"x[0-9]{1,5}\Z")
 _ALNUM = frozenset("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
 _WORD = _ALNUM | {"_"}
@@ -63,7 +79,7 @@ _LETTER = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
 
 _EMAIL_LOCAL = re.compile(r"[\w.%+-]{1,64}\Z")
 _EMAIL_DOMAIN = re.compile(
-    r"(?:[^\W_](?:[\w-]{0,61}[^\W_])?\.){1,8}(?:[^\W\d_]{2,63}|xn--[a-z0-9-]{1,59})(?![\w-])"
+    r"(?:[^\W_](?:[\w-]{0,61}[^\W_])?\.){1,8}(?:[^\W\d_]{2,63}|xn--[a-z0-9-]{1,59})(?![^\W_]|-)"
 )
 _URL_USERINFO = re.compile(
     r"[A-Za-z][A-Za-z0-9+.-]{0,15}://([^\s/?#@:\"'<>]{1,128}):([^\s/?#@\"'<>]{1,256})@"
@@ -76,8 +92,9 @@ _MAC_DASH = re.compile(r"[0-9A-Fa-f]{2}(?:-[0-9A-Fa-f]{2}){5}")
 _MAC_DASH_START = re.compile(r"[0-9A-Fa-f]{2}-[0-9A-Fa-f]{2}-")
 
 _NOT_A_PHONE = re.compile(
-    r"(?:order|tracking|invoice|ref|reference|id|ticket|account|acct|po|sku|case|serial)"
-    r"(?:[ \t]*(?:no\.?|number|num|nr\.?))?[ \t]*[:#]?[ \t]*#?\Z",
+    r"(?:(?:order|tracking|invoice|ref|reference|id|ticket|account|acct|po|sku|case|serial)"
+    r"(?:[ \t]*(?:no\.?|number|num|nr\.?|#))?(?:[ \t]+(?:is|was|are))?[ \t]*[:#=]?[ \t]*"
+    r"|#[ \t]?)\Z",
     re.IGNORECASE,
 )
 _PHONE_CONTEXT = ("phone", "call", "tel", "telephone", "mobile", "cell", "number", "whatsapp")
@@ -163,7 +180,6 @@ _SECRETS: tuple[tuple[tuple[str, ...], str, re.Pattern[str], Callable[[str], boo
 )
 
 # Generic assignments: a key that names a secret, then = or :, then the value.
-_ASSIGN_GATE = ("pass", "pwd", "secret", "token", "key", "auth", "credential")
 # The key is looked for just before each '=' or ':', so text without them costs nothing.
 _ASSIGN_SEP = re.compile(r"[=:]")
 _ASSIGN_KEY = re.compile(
@@ -172,17 +188,32 @@ _ASSIGN_KEY = re.compile(
     r"|api[_-]?key|apikey|access[_-]?key|(?:access|auth|refresh|bearer|api)[_-]?token|token"
     r"|credentials?)[\"']?[ \t]{0,4}\Z"
 )
-_ASSIGN_VALUE = re.compile(r"[ \t]{0,4}[\"']?([^\s\"'`,;]{6,256})")
+# Between a label and its value: spaces, separators, quotes, brackets, table bars, a tag
+# ("<td>"), and any other non-word character (Unicode quotes and marks).
+_GAP = r"(?:[^\w]|_|<[a-z]{1,5}>){0,6}?"
+# Brackets may be inside a value ("1g^)Yqnv9"); those around it are trimmed after.
+_ASSIGN_VALUE = re.compile(_GAP + r"([^\s\"'`,;<>|=:][^\s\"'`,;<>|]{5,255})")
+# "my password is ...", "the API key was ...": a value named in a sentence.
+_PHRASE = re.compile(
+    r"(?<![a-z0-9])(pass(?:word|wd|phrase|code)?|pwd|api[ _-]?key|secret(?:[ _-]key)?"
+    r"|(?:access |auth |api )?token)[ \t]+(?:is|was|will be|would be)[ \t]*:?(?=[ \t])"
+)
+# An HTTP credential: after "Bearer", or after "Authorization: Basic".
+_BEARER = re.compile(
+    r"(?<![a-z0-9])(?:bearer|authorization[^\w]{1,4}basic)(?:[^\w]|_|<[a-z]{1,5}>){1,6}?"
+    r"([a-z0-9._~+/-]{8,4096}=*)"
+)
 _PLACEHOLDER = re.compile(
-    r"\$\{|\{\{|%\(|%s|<[A-Za-z_ -]+>|\*{3,}|x{4,}|\.\.\.|(?:none|null|nil|true|false"
-    r"|required|optional|string|redacted|changeme|undefined|your[_-].*|example.*)\Z",
+    r"\$\{|\{\{|%\(|%[sd](?![A-Za-z0-9])|<[A-Za-z_ -]+>|\*{3,}|x{4,}|\.\.\."
+    r"|(?:none|null|nil|true|false|required|optional|string|redacted|changeme|undefined|your[_-].*|example.*)\Z",
     re.IGNORECASE,
 )
 _AWS_SECRET = re.compile(r"[A-Za-z0-9/+]{40}\Z")
 
 _BIC = re.compile(
-    r"(?<![A-Za-z0-9])(?:bic|swift)(?:[ /-]?code)?[ \t]*[:#]?[ \t]*"
-    r"([A-Z]{6}[A-Z0-9]{2}(?:[A-Z0-9]{3})?)(?![A-Za-z0-9])",
+    r"(?<![A-Za-z0-9])(?:bic|swift)(?:[ /_-]?code)?"
+    + _GAP
+    + r"([A-Z]{6}[A-Z0-9]{2}(?:[A-Z0-9]{3})?)(?![A-Za-z0-9])",
     re.IGNORECASE,
 )
 
@@ -191,8 +222,8 @@ _MONTH = (
     r"|sep(?:t(?:ember)?)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)\.?"
 )
 _DOB = re.compile(
-    r"(?<![a-z])(?:date[ \t]of[ \t]birth|birth[ \t]?date|birthday|d\.?o\.?b\.?|born(?:[ \t]on)?)"
-    r"[ \t]*[:\-]?[ \t]*(?:is[ \t]+)?"
+    r"(?<![a-z])(?:date[ \t_]of[ \t_]birth|birth[ \t_]?date|birthday|d\.?o\.?b\.?"
+    r"|born(?:[ \t_]on)?)" + _GAP + r"(?:is[ \t]+)?"
     r"(?:(?P<y1>[0-9]{4})-(?P<m1>[0-9]{1,2})-(?P<d1>[0-9]{1,2})"
     r"|(?P<a2>[0-9]{1,2})[/.](?P<b2>[0-9]{1,2})[/.](?P<y2>[0-9]{4}|[0-9]{2})"
     r"|(?P<d3>[0-9]{1,2})(?:st|nd|rd|th)?[ \t]+(?P<m3>" + _MONTH + r"),?[ \t]+(?P<y3>[0-9]{4})"
@@ -200,7 +231,7 @@ _DOB = re.compile(
     r"(?![0-9])",
     re.IGNORECASE,
 )
-_AGE_BEFORE = re.compile(r"aged?[ \t]*:?[ \t]*([0-9]{1,3})(?![0-9])")
+_AGE_BEFORE = re.compile(r"aged?(?:[^\w]|_|<[a-z]{1,5}>){0,4}([0-9]{1,3})(?![0-9])")
 _AGE_AFTER = re.compile(r"(?:years?|yrs?)[ \t-]old(?![a-z])")
 _AGE_NUMBER = re.compile(r"(?<![0-9])([0-9]{1,3})[ \t-]?\Z")
 _ASCII_LOWER = {c: c + 32 for c in range(ord("A"), ord("Z") + 1)}
@@ -300,33 +331,47 @@ class BuiltinDetector:
         self._scan_digits(t, raw)
         if "@" in t:
             self._scan_at(t, raw)
-        for literals, kind, regex, validate in self._secrets:
-            for literal in literals:
-                if literal in t:
-                    self._scan_secret(t, kind, regex, validate, raw)
-                    break
+        # Every secret prefix holds '-', '_', 'A', 'J', "xox" or "hooks.": one check each skips the
+        # rules for the text most messages are (substring checks run in C; a regex
+        # alternation of the literals would try each one at every position).
+        if self._secrets and (
+            "-" in t or "_" in t or "A" in t or "J" in t or "xox" in t or "hooks." in t
+        ):
+            for literals, kind, regex, validate in self._secrets:
+                for literal in literals:
+                    if literal in t:
+                        self._scan_secret(t, kind, regex, validate, raw)
+                        break
         if ":" in t and ("ip_address" in kinds or "mac_address" in kinds):
             self._scan_colons(t, raw)
         if "mac_address" in kinds and t.count("-") >= 5:
             for m in _MAC_DASH.finditer(t):
-                if _bounded(t, m.start(), m.end(), _WORD | {"-"}):
-                    raw.append((m.start(), m.end(), "mac_address", 0.9))
+                s, e = m.span()
+                if _bounded_or_emphasis(t, s, e) and not (
+                    (s and t[s - 1] == "-") or (e < len(t) and t[e] == "-")
+                ):
+                    raw.append((s, e, "mac_address", 0.9))
         self._scan_words(t, raw)
         levels = self._levels
         name = self.name
         return [
-            Finding(folded.start(s), folded.end(e), kind, levels[kind], name, score)
+            Finding(folded.start(s), folded.end(e, text), kind, levels[kind], name, score)
             for s, e, kind, score in raw
             if kind in kinds
         ]
 
     def _context(self, t: str, start: int, regex: re.Pattern[str] | None) -> int:
-        """Characters between the nearest label word before ``start`` and it (_FAR if none)."""
+        """Characters between the nearest label word before ``start`` and it (_FAR if none).
+
+        A label names the first value after it: one with digits in between does not count.
+        """
         if regex is None:
             return _FAR
         window = t[max(0, start - 40) : start].lower()
         ends = [m.end() for m in regex.finditer(window)]
-        return len(window) - ends[-1] if ends else _FAR
+        if not ends or any(c.isdigit() for c in window[ends[-1] :]):
+            return _FAR
+        return len(window) - ends[-1]
 
     def _scan_digits(self, t: str, raw: list[Raw]) -> None:
         skip_until = 0
@@ -350,6 +395,8 @@ class BuiltinDetector:
             while ls > 0 and s - ls < _LETTERS_BEFORE and t[ls - 1] in _LETTER:
                 ls -= 1
             before = t[ls - 1] if ls > 0 else " "
+            if before == "_" and (ls < 2 or t[ls - 2] not in _ALNUM):
+                before = " "  # Markdown emphasis "_value_", not an identifier
             space = t.find(" ", s, e)
             if before in _WORD or (before in "-." and ls > 1 and t[ls - 2] in _ALNUM):
                 # A fragment of a longer token (hash, uuid, identifier); what follows
@@ -358,6 +405,8 @@ class BuiltinDetector:
                     pos = space + 1
                 continue
             after = t[e] if e < n else " "
+            if after == "_" and (e + 1 >= n or t[e + 1] not in _ALNUM):
+                after = " "
             if after in "_@" or (after in "-." and e + 1 < n and t[e + 1] in _ALNUM):
                 last_space = t.rfind(" ", s, e)
                 if last_space == -1:
@@ -370,7 +419,8 @@ class BuiltinDetector:
                 elif space != -1:
                     pos = space + 1
                 continue
-            start = s - 1 if before in "+(" else s
+            # "(415) 555-0132" starts at its bracket; "(303-48-6926)" is only inside one.
+            start = s - 1 if before == "+" or (before == "(" and t.find(")", s, e) != -1) else s
             if self._classify(t, start, e, raw):
                 continue
             if e - s <= 9 and self._spaced_nino(t, s, e, raw):
@@ -407,15 +457,43 @@ class BuiltinDetector:
         return 0
 
     def _short_iban(self, t: str, ls: int, raw: list[Raw]) -> int:
-        if "iban" not in self._kinds or (ls > 0 and t[ls - 1] in _WORD):
+        """An IBAN starting at ``ls``: its end, or 0. Shaped but invalid ones are skipped too.
+
+        The groups are read one by one and the candidate ends tried longest first, so a
+        word after the value ("AT35... thanks") is never taken for its last group.
+        """
+        if "iban" not in self._kinds:
             return 0
-        m = _IBAN.match(t, ls)
-        if m is None or (m.end() < len(t) and t[m.end()] in _WORD):
+        if ls > 0 and t[ls - 1] in _WORD and not (t[ls - 1] == "_" and _edge(t, ls - 1)):
             return 0
-        if not v.iban_valid(m.group().replace(" ", "").upper()):
+        head = t[ls : ls + 4]
+        if len(head) < 4 or not (head[2:].isdigit() and head[:2].isalpha()):
             return 0
-        raw.append((ls, m.end(), "iban", 0.99))
-        return m.end()
+        length = v.iban_length(head[:2].upper())
+        if length is None:
+            return 0
+        n = len(t)
+        pos = ls + 4
+        compact = head.upper()
+        while len(compact) < length:
+            gs = pos + 1 if pos < n and t[pos] == " " else pos
+            ge = gs
+            while ge < n and ge - gs < 4 and t[ge] in _ALNUM:
+                ge += 1
+            if ge == gs:
+                break
+            compact += t[gs:ge].upper()
+            pos = ge
+            if ge - gs < 4:
+                break  # only the last group is short
+        if len(compact) != length or (pos < n and t[pos] in _ALNUM):
+            return 0
+        if v.iban_valid(compact):
+            raw.append((ls, pos, "iban", 0.99))
+        elif self._evidence(t, ls, _IBAN_EVIDENCE):
+            raw.append((ls, pos, "iban", EVIDENCE_SCORE))
+        # Shaped like an IBAN either way: its groups are not phone numbers or ids.
+        return pos
 
     def _try_specs(
         self,
@@ -428,28 +506,38 @@ class BuiltinDetector:
         bare: bool = False,
     ) -> bool:
         compact: str | None = None
-        best: tuple[float, int, IdSpec] | None = None
+        best: tuple[bool, float, int, IdSpec] | None = None
         for spec in specs:
             if spec.compiled.fullmatch(token) is None:
                 continue
             if compact is None:
                 compact = _SEPARATORS.sub("", token).upper()
-            if not spec.validate(compact):
-                continue
-            score = spec.bare_score if bare and spec.bare_score is not None else spec.score
             distance = _FAR
-            if score < spec.context_score:
-                distance = self._context(t, start, spec.context_re)
-                if distance < _FAR:
-                    score = spec.context_score
-            # Several ids can share a shape (nine digits: SSN, routing, BSN): the one whose
-            # label is nearest wins.
-            if score >= MIN_SCORE and (best is None or (score, -distance) > (best[0], -best[1])):
-                best = (score, distance, spec)
+            if spec.validate(compact):
+                score = spec.bare_score if bare and spec.bare_score is not None else spec.score
+                if score < spec.context_score:
+                    distance = self._context(t, start, spec.context_re)
+                    if distance < _FAR:
+                        score = spec.context_score
+            else:
+                # Evidence: the right shape next to a word of its kind is that kind even
+                # when a checksum or an issuance rule fails (a typo, a test value).
+                distance = self._context(t, start, spec.evidence_re)
+                if distance == _FAR:
+                    continue
+                score = EVIDENCE_SCORE
+            # Several ids can share a shape (nine digits: SSN, ITIN, routing, BSN): one
+            # with its label nearby wins, then the more certain, then the nearer label.
+            rank = (distance < _FAR, score, -distance)
+            if score >= MIN_SCORE and (best is None or rank > (best[0], best[1], -best[2])):
+                best = (distance < _FAR, score, distance, spec)
         if best is None:
             return False
-        raw.append((start, end, best[2].kind, best[0]))
+        raw.append((start, end, best[3].kind, best[1]))
         return True
+
+    def _evidence(self, t: str, start: int, regex: re.Pattern[str]) -> bool:
+        return self._context(t, start, regex) < _FAR
 
     def _classify(self, t: str, start: int, end: int, raw: list[Raw]) -> bool:
         token = t[start:end]
@@ -478,9 +566,16 @@ class BuiltinDetector:
                 return False
             end = start + ext.start()
             token = token[: ext.start()]
-        if _PHONE_CHARS.fullmatch(token) is None or "/" in token:
+        if "/" in token:
+            # "030/901820": a trunk-prefixed area code and a slash, as in DE, AT and CH.
+            if _AREA_SLASH.fullmatch(token) is None:
+                return False
+            token = token.replace("/", " ")
+        if _PHONE_CHARS.fullmatch(token) is None:
             return False
         plus = token[0] == "+"
+        if _MAC_DASH.fullmatch(token) is not None:
+            return False  # six pairs of digits with dashes: a MAC address
         if _DATE_SHAPE.search(token) is not None:
             return False  # a date, or part of a timestamp "16 2024-01-05 10"
         context = False
@@ -525,7 +620,7 @@ class BuiltinDetector:
             or "uk_nino" not in self._kinds
         ):
             return False
-        if s > 3 and t[s - 4] in _WORD:
+        if s > 3 and t[s - 4] in _WORD and not (t[s - 4] == "_" and _edge(t, s - 4)):
             return False
         return self._nino_at(t, s - 3, e, raw)
 
@@ -534,7 +629,9 @@ class BuiltinDetector:
         if not specs:
             return False
         for end in (e + 2, e):
-            if end > len(t) or (end < len(t) and t[end] in _WORD):
+            if end > len(t) or (
+                end < len(t) and t[end] in _WORD and not (t[end] == "_" and _edge(t, end))
+            ):
                 continue
             if self._try_specs(t, ls, end, t[ls:end], specs, raw):
                 return True
@@ -581,12 +678,14 @@ class BuiltinDetector:
                 ls = local.start()
                 while ls < at and t[ls] in ".-+":
                     ls += 1
+                if t[ls] == "_" and domain.end() < len(t) and t[domain.end()] == "_":
+                    ls += 1  # Markdown emphasis "_jane@example.com_"
                 local_part = t[ls:at]
                 ok = (
                     local_part
                     and not local_part.endswith(".")
                     and ".." not in local_part
-                    and (ls == 0 or t[ls - 1] not in ":/")  # URL userinfo, not a mailbox
+                    and not _in_authority(t, ls)  # URL userinfo, not a mailbox
                     and ls != userinfo_end
                     and len(domain.group()) <= 253
                 )
@@ -604,8 +703,12 @@ class BuiltinDetector:
     ) -> None:
         for m in regex.finditer(t):
             s, e = m.span()
-            if (s > 0 and t[s - 1] in _WORD) or (e < len(t) and t[e] in _WORD):
+            if (s > 0 and t[s - 1] in _WORD and not (t[s - 1] == "_" and _edge(t, s - 1))) or (
+                e < len(t) and t[e] in _WORD and not (t[e] == "_" and _edge(t, e))
+            ):
                 continue
+            if s > 0 and t[s - 1] == "_" and t[e - 1] == "_":
+                e -= 1  # "_sk-proj-..._": the closing emphasis mark is not part of the key
             if (s > 0 and t[s - 1] == "-" and kind != "private_key") or not validate(m.group()):
                 continue
             raw.append((s, e, kind, 0.99))
@@ -621,12 +724,16 @@ class BuiltinDetector:
                 s = i
                 while s > 0 and i - s < 40 and t[s - 1] in _HEX_COLON:
                     s -= 1
+                if t[s] == ":" and t[s + 1 : s + 2] != ":":
+                    s += 1  # a separator before the value ("device :06:dc:..."), not "::"
                 m = _V6_TOKEN.match(t, s)
                 if m is not None:
                     e = m.end()
                     nxt_from = max(nxt_from, e)
                     token = m.group()
-                    if (s == 0 or t[s - 1] not in _WORD) and (e == n or t[e] not in _WORD):
+                    if token.endswith(":") and not token.endswith("::"):
+                        token, e = token[:-1], e - 1
+                    if _bounded_or_emphasis(t, s, e):
                         self._hex_colon_token(token, s, e, raw)
             i = t.find(":", nxt_from)
 
@@ -645,22 +752,43 @@ class BuiltinDetector:
         kinds = self._kinds
         # Offsets in ``lower`` must equal those in ``t``; str.lower() can lengthen non-ASCII.
         lower = t.lower() if t.isascii() else t.translate(_ASCII_LOWER)
-        if ("=" in t or ":" in t) and any(w in lower for w in _ASSIGN_GATE):
-            for sep in _ASSIGN_SEP.finditer(t):
-                p = sep.start()
-                key = _ASSIGN_KEY.search(lower, max(0, p - 40), p)
-                if key is None:
-                    continue
-                after = p + 2 if t[p : p + 2] in (":=", "=>") else p + 1
-                value = _ASSIGN_VALUE.match(t, after)
-                if value is not None:
-                    self._assignment(key.group(1), value, raw)
+        # Chained substring checks, not any(...) over a tuple: this runs once per call,
+        # and for short messages the generator's overhead was most of the call.
+        if (
+            "pass" in lower
+            or "pwd" in lower
+            or "secret" in lower
+            or "token" in lower
+            or "key" in lower
+            or "auth" in lower
+            or "credential" in lower
+        ):
+            if "=" in t or ":" in t:
+                for sep in _ASSIGN_SEP.finditer(t):
+                    p = sep.start()
+                    key = _ASSIGN_KEY.search(lower, max(0, p - 40), p)
+                    if key is None:
+                        continue
+                    after = p + 2 if t[p : p + 2] in (":=", "=>") else p + 1
+                    value = _ASSIGN_VALUE.match(t, after)
+                    if value is not None:
+                        self._assignment(key.group(1), value, raw)
+            if " is" in lower or " was" in lower or " be" in lower:
+                for m in _PHRASE.finditer(lower):
+                    value = _ASSIGN_VALUE.match(t, m.end())
+                    if value is not None:
+                        self._assignment(m.group(1), value, raw)
+        if "secret" in kinds and ("bearer" in lower or "basic" in lower):
+            for m in _BEARER.finditer(lower):
+                self._bearer(t, m.start(1), m.end(1), raw)
         if "swift_bic" in kinds and ("bic" in lower or "swift" in lower):
             for m in _BIC.finditer(t):
                 code = m.group(1)
                 if code.isupper() and v.bic_valid(code):
                     raw.append((m.start(1), m.end(1), "swift_bic", 0.9))
-        if "date_of_birth" in kinds and any(w in lower for w in ("birth", "dob", "d.o.b", "born")):
+        if "date_of_birth" in kinds and (
+            "birth" in lower or "dob" in lower or "d.o.b" in lower or "born" in lower
+        ):
             for m in _DOB.finditer(t):
                 if _dob_valid(m):
                     first = next(i for i in range(1, len(m.groups()) + 1) if m.group(i) is not None)
@@ -679,9 +807,23 @@ class BuiltinDetector:
                 if number is not None and int(number.group(1)) <= 120:
                     raw.append((number.start(1), number.end(1), "age", 0.8))
 
+    def _bearer(self, t: str, s: int, e: int, raw: list[Raw]) -> None:
+        """A credential after an HTTP auth scheme ("Authorization: Bearer 3f9a...")."""
+        lead, end = _trim_value(t[s:e])
+        s, e = s + lead, s + end
+        value = t[s:e]
+        if e - s < 8 or _PLACEHOLDER.match(value) or value.startswith("eyJ"):
+            return  # JWTs are their own kind
+        if sum(c.isdigit() for c in value) == 0 or v.entropy(value) < 2.5:
+            return
+        raw.append((s, e, "secret", 0.8))
+
     def _assignment(self, key: str, m: re.Match[str], raw: list[Raw]) -> None:
-        value = m.group(1).rstrip(".")
-        if _PLACEHOLDER.match(value):
+        lead, end = _trim_value(m.group(1))
+        value = m.group(1)[lead:end]
+        # With what came before it ("${DB_PASSWORD}"), less a markup tag ("<td>").
+        written = _TAG.sub("", m.group(0)).lstrip(" \t\"'")
+        if len(value) < 6 or _PLACEHOLDER.match(value) or _PLACEHOLDER.match(written):
             return
         classes = (
             any(c.islower() for c in value)
@@ -689,16 +831,92 @@ class BuiltinDetector:
             + any(c.isdigit() for c in value)
             + any(not c.isalnum() for c in value)
         )
-        if classes < 2 or v.entropy(value) < 2.5:
+        kind = "password" if key.startswith("pass") or key == "pwd" else "secret"
+        # A password label is evidence enough for a weaker one ("FNNJNZg1").
+        if classes < 2 or v.entropy(value) < (2.0 if kind == "password" else 2.5):
             return
-        s = m.start(1)
+        bare = value.rstrip("!?")
+        if any(rule[2].fullmatch(bare) for rule in self._secrets):
+            return  # a key with its own kind ("OPENAI_API_KEY=sk-proj-..."): reported as that
+        s = m.start(1) + lead
         e = s + len(value)
         aws = "aws" in key or "secret_access" in key.replace("-", "_")
-        if aws and _AWS_SECRET.match(value):
-            raw.append((s, e, "aws_secret_key", 0.95))
-            return
-        kind = "password" if key.startswith("pass") or key == "pwd" else "secret"
+        if aws:
+            # An exclamation or question mark after the key ends the sentence.
+            bare = value.rstrip("!?")
+            if _AWS_SECRET.match(bare):
+                raw.append((s, s + len(bare), "aws_secret_key", 0.95))
+                return
         raw.append((s, e, kind, 0.8))
+
+
+_TRAILING = frozenset(".,;:")
+_OPENERS = "([{<"
+_CLOSERS = ")]}>"
+_TAG = re.compile(r"<[a-z]{1,5}>")
+
+
+def _unicode_mark(c: str) -> bool:
+    return c > "\x7f" and unicodedata.category(c)[0] == "P"
+
+
+def _trim_value(value: str) -> tuple[int, int]:
+    """Where a value starts and ends without the quotes, brackets or marks around it."""
+    lead = 0
+    while lead < len(value) and _unicode_mark(value[lead]):
+        lead += 1
+    end = len(value)
+    # Markdown emphasis around the value: "**value**", "_value_".
+    for mark in ("**", "*", "__", "_"):
+        if value.startswith(mark, lead) and value.endswith(mark) and end - lead > 2 * len(mark):
+            lead += len(mark)
+            end -= len(mark)
+            break
+    for i in range(lead, end):
+        c = value[i]
+        if c > "\x7f" and unicodedata.category(c) in ("Ps", "Pe", "Pi", "Pf"):
+            end = i
+            break
+    while end > lead and (value[end - 1] in _TRAILING or _unicode_mark(value[end - 1])):
+        end -= 1
+    # A bracket that opens before the value or closes after it: "(value)", "{value}".
+    while lead < end and value[lead] in _OPENERS:
+        lead += 1
+    while end > lead and value[end - 1] in _CLOSERS:
+        closer = value[end - 1]
+        inside = value[lead:end]
+        if inside.count(closer) <= inside.count(_OPENERS[_CLOSERS.index(closer)]):
+            break  # balanced: the bracket is part of the value
+        end -= 1
+    while end > lead and value[end - 1] in _TRAILING:
+        end -= 1
+    return lead, end
+
+
+def _in_authority(t: str, ls: int) -> bool:
+    """Whether ``ls`` starts the user part of a URL ("ftp://bob@", "https://u:pw@")."""
+    if ls < 2:
+        return False
+    if t[ls - 2 : ls] == "//":
+        return True
+    if t[ls - 1] != ":":
+        return False  # "mailto:", "users/" and "email:" are not URLs' user parts
+    j = t.rfind("//", max(0, ls - 130), ls)
+    if j == -1:
+        return False
+    between = t[j + 2 : ls - 1]
+    return not any(c.isspace() or c in "/@" for c in between)
+
+
+def _bounded_or_emphasis(t: str, s: int, e: int) -> bool:
+    """No word character glued to ``t[s:e]``, except Markdown's emphasis underscores."""
+    left = s == 0 or t[s - 1] not in _WORD or (t[s - 1] == "_" and _edge(t, s - 1))
+    return left and (e == len(t) or t[e] not in _WORD or (t[e] == "_" and _edge(t, e)))
+
+
+def _edge(t: str, i: int) -> bool:
+    """Whether the underscore at ``i`` is an emphasis mark: no letter or digit outside it."""
+    return (i == 0 or t[i - 1] not in _ALNUM) or (i + 1 == len(t) or t[i + 1] not in _ALNUM)
 
 
 def _bounded(t: str, s: int, e: int, word: frozenset[str]) -> bool:

@@ -7,8 +7,12 @@ folded copy; findings are reported as offsets into the caller's string, so the s
 that gets tokenized includes the invisible characters too.
 
 Every substitution is one character for one character, and the only characters
-removed are the invisible ones, so the offset map is a sorted list of deletion
-points: cheap to build and to query, and absent for the common all-ASCII text.
+removed are the invisible ones and combining marks, so the offset map is a sorted
+list of deletion points: cheap to build and to query, and absent for the common
+all-ASCII text. Combining marks are removed so that a value written decomposed (NFD:
+``e`` followed by U+0301) reads as its base letters, as the precomposed form does
+to the matchers; the finding's span still covers the marks (see ``Normalized.end``).
+Tabs become spaces, so ``4111\t1111\t1111\t1111`` is grouped like ``4111 1111 ...``.
 """
 
 from __future__ import annotations
@@ -28,7 +32,10 @@ _INVISIBLE = (
     "\u202a\u202b\u202c\u202d\u202e\u2060\u2061\u2062\u2063\u2064\u2066\u2067\u2068"
     "\u2069\u206a\u206b\u206c\u206d\u206e\u206f\u3164\ufeff\uffa0"
 )
-_INVISIBLE_RE = re.compile("[" + _INVISIBLE + "]")
+# Combining diacritical marks (the blocks NFD output uses for Latin, Greek, Cyrillic).
+_COMBINING = "\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f"
+_INVISIBLE_RE = re.compile("[" + _INVISIBLE + _COMBINING + "]")
+_COMBINING_RE = re.compile("[" + _COMBINING + "]+")
 
 # Latin look-alikes from Cyrillic and Greek: the letters that render the same in
 # common fonts. Mapping them only changes what the matchers see, never the output.
@@ -55,7 +62,7 @@ def _table() -> dict[int, int]:
         digit = unicodedata.decimal(chr(code), None)
         if digit is not None:
             table[code] = ord("0") + digit
-    for code in (0x00A0, *range(0x2000, 0x200B), 0x202F, 0x205F):
+    for code in (0x09, 0x00A0, *range(0x2000, 0x200B), 0x202F, 0x205F):
         table[code] = ord(" ")
     for code in (*range(0x2010, 0x2016), 0x2212, 0xFE58, 0xFE63):
         table[code] = ord("-")
@@ -79,20 +86,27 @@ class Normalized:
             return index
         return index + bisect_right(self.removed_at, index)
 
-    def end(self, index: int) -> int:
+    def end(self, index: int, original: str = "") -> int:
         """Original offset just after the folded character at ``index - 1``.
 
         Invisible characters right after a value are not part of it; those inside are.
+        Combining marks right after it are (given ``original``): they belong to its
+        last letter.
         """
         if not self.removed_at or index == 0:
             return index
-        return self.start(index - 1) + 1
+        end = self.start(index - 1) + 1
+        if original:
+            m = _COMBINING_RE.match(original, end)
+            if m is not None:
+                end = m.end()
+        return end
 
 
 def normalize(text: str) -> Normalized:
     """Fold ``text`` for matching; all-ASCII text is returned as it is, without a copy."""
     if text.isascii():
-        return Normalized(text)
+        return Normalized(text.replace("\t", " ") if "\t" in text else text)
     folded = text.translate(_table())
     if _INVISIBLE_RE.search(folded) is None:
         return Normalized(folded)

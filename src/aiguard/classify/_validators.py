@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime
+import functools
 import ipaddress
 import json
 import math
@@ -39,6 +40,7 @@ __all__ = [
     "date_valid",
     "dni_valid",
     "entropy",
+    "iban_length",
     "iban_valid",
     "idnr_valid",
     "ip_valid",
@@ -179,8 +181,22 @@ def pan_valid(value: str) -> bool:
 
 
 def iban_valid(value: str) -> bool:
-    """IBAN: the country's length and format, and mod-97."""
-    return bool(_iban.is_valid(value))
+    """IBAN: the country's length and BBAN format, and the ISO 7064 mod-97 check.
+
+    The national check digits inside the BBAN (Belgium, Spain, France, ...) are not
+    required: a typo'd or test account number that passes mod-97 is still one the
+    user typed.
+    """
+    return bool(_iban.is_valid(value, check_country=False))
+
+
+@functools.cache
+def iban_length(country: str) -> int | None:
+    """The IBAN length of ``country`` (ISO 3166 alpha-2, upper case), None if it has none."""
+    info = _iban._ibandb.info(country)
+    if not info or not info[0][1] or "bban" not in info[0][1]:
+        return None
+    return 4 + sum(int(n) for n in re.findall(r"[0-9]+", info[0][1]["bban"]))
 
 
 def bic_valid(value: str) -> bool:

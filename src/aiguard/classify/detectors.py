@@ -12,13 +12,17 @@ e.g. the policy's own ``[[patterns]]``.
 from __future__ import annotations
 
 import re
+import unicodedata
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
+import phonenumbers
+
 from ._engine import MIN_SCORE, BuiltinDetector, _engine_for
 from ._finding import Detector, Finding
+from ._normalize import normalize
 from ._validators import luhn_valid
 from .levels import Level, check_kind
 
@@ -111,52 +115,130 @@ class KnownValue:
     level: Level
 
 
+def _key(text: str) -> str:
+    """What two writings of one value share: letters and digits, no case, no accents."""
+    decomposed = unicodedata.normalize("NFKD", normalize(text).text)
+    return "".join(c for c in decomposed if c.isalnum()).casefold()
+
+
+def _compact(text: str) -> str:
+    """The letters and digits of ``text`` as written (composed), separators dropped."""
+    return "".join(c for c in unicodedata.normalize("NFC", normalize(text).text) if c.isalnum())
+
+
+def _unit_pattern(char: str) -> str:
+    """One letter or digit of a known value, as it may be written (case, accent)."""
+    base = _key(char)
+    if not base or base == char.casefold():
+        return re.escape(char)
+    return f"(?:{re.escape(char)}|{re.escape(base)})"
+
+
+# Between the letters and digits of a known value: separators, spaces, brackets and
+# other punctuation, up to three ("536-22-8712", "(415) 555-0132", "DE89 3704 ...").
+_BETWEEN = r"(?:[^\w\n]|_){0,3}"
+
+
+def _value_pattern(compact: str) -> str:
+    return _BETWEEN.join(_unit_pattern(c) for c in compact)
+
+
 @lru_cache(maxsize=256)
-def _known_regex(values: tuple[str, ...]) -> re.Pattern[str]:
-    parts = []
-    for value in sorted(values, key=len, reverse=True):
-        escaped = re.escape(value)
-        left = r"(?<!\w)" if value[0].isalnum() or value[0] == "_" else ""
-        right = r"(?!\w)" if value[-1].isalnum() or value[-1] == "_" else ""
-        parts.append(left + escaped + right)
-    return re.compile("|".join(parts), re.IGNORECASE)
+def _known_regex(compacts: tuple[str, ...]) -> re.Pattern[str]:
+    parts = [_value_pattern(c) for c in sorted(compacts, key=len, reverse=True)]
+    alternation = "|".join(parts)
+    return re.compile(rf"(?<![^\W_])(?:{alternation})(?![^\W_])", re.IGNORECASE)
 
 
 class KnownValuesDetector:
-    """Finds values the caller declared (tagged fields), wherever and however cased they occur.
+    """Finds values the caller declared (tagged fields), however they are written.
 
-    A person's name is also found by its parts, so "Jane" is protected when the
-    field held "Jane Doe".
+    A known value matches across separators and spacing ("536228712" for
+    "536-22-8712"), case, Unicode forms (full-width, decomposed accents, look-alike
+    letters, invisible characters) and the other written forms of its kind: a phone
+    number with or without its country code or trunk prefix, a date of birth in the
+    usual numeric and month-name orders. A person's name is also found by its parts, so
+    "Jane" is protected when the field held "Jane Doe".
     """
 
-    __slots__ = ("_by_folded", "_regex")
+    __slots__ = ("_by_key", "_regex")
 
     def __init__(self, known: Iterable[KnownValue]) -> None:
-        by_folded: dict[str, KnownValue] = {}
+        by_key: dict[str, KnownValue] = {}
         for item in known:
             for value in _variants(item):
-                folded = value.casefold()
-                current = by_folded.get(folded)
+                key = _key(value)
+                if len(key) < 2:
+                    continue
+                current = by_key.get(key)
                 if current is None or item.level > current.level:
-                    by_folded[folded] = KnownValue(value, item.kind, item.level)
-        self._by_folded = by_folded
-        self._regex = (
-            _known_regex(tuple(v.value for v in by_folded.values())) if by_folded else None
-        )
+                    by_key[key] = KnownValue(value, item.kind, item.level)
+        self._by_key = by_key
+        # The patterns keep each value's accents, so "é" matches "é" and a bare "e" (NFD).
+        compacts = tuple(sorted({_compact(v.value) for v in by_key.values()}))
+        self._regex = _known_regex(compacts) if by_key else None
 
     def __bool__(self) -> bool:
         return self._regex is not None
 
     def detect(self, text: str) -> list[Finding]:
         """Every occurrence of a known value."""
-        if self._regex is None:
+        if self._regex is None or not text:
             return []
+        folded = normalize(text)
         found = []
-        for match in self._regex.finditer(text):
-            known = self._by_folded.get(match.group().casefold())
+        for match in self._regex.finditer(folded.text):
+            known = self._by_key.get(_key(match.group()))
             if known is not None:
-                found.append(Finding(match.start(), match.end(), known.kind, known.level, "known"))
+                start, end = folded.start(match.start()), folded.end(match.end(), text)
+                found.append(Finding(start, end, known.kind, known.level, "known"))
         return found
+
+
+_PHONE_REGIONS = ("US", "GB", "DE", "FR", "ES", "IT", "NL", "IN")
+_MONTH_NAMES = (
+    "january", "february", "march", "april", "may", "june", "july", "august",
+    "september", "october", "november", "december",
+)  # fmt: skip
+_ISO_DATE = re.compile(r"([0-9]{4})[-/.]([0-9]{1,2})[-/.]([0-9]{1,2})\Z")
+_DMY_DATE = re.compile(r"([0-9]{1,2})[-/.]([0-9]{1,2})[-/.]([0-9]{4})\Z")
+
+
+def _phone_variants(value: str) -> list[str]:
+    plus = value.lstrip().startswith("+")
+    regions: tuple[str | None, ...] = (None,) if plus else _PHONE_REGIONS
+    for region in regions:
+        try:
+            number = phonenumbers.parse(value, region)
+        except phonenumbers.NumberParseException:
+            continue
+        if not phonenumbers.is_possible_number(number):
+            continue
+        national = str(number.national_number)
+        code = str(number.country_code)
+        return [code + national, national, "0" + national, "00" + code + national]
+    return []
+
+
+def _date_variants(value: str) -> list[str]:
+    m = _ISO_DATE.match(value.strip())
+    if m is not None:
+        year, month, day = int(m.group(1)), int(m.group(2)), int(m.group(3))
+    else:
+        m = _DMY_DATE.match(value.strip())
+        if m is None:
+            return []
+        day, month, year = int(m.group(1)), int(m.group(2)), int(m.group(3))
+    if not 1 <= month <= 12 or not 1 <= day <= 31:
+        return []
+    name = _MONTH_NAMES[month - 1]
+    out: list[str] = []
+    for d in sorted({f"{day:02d}", str(day)}):
+        for mo in sorted({f"{month:02d}", str(month)}):
+            out.extend((f"{year}{mo}{d}", f"{d}{mo}{year}", f"{mo}{d}{year}"))
+        for n in sorted({name, name[:3]}):
+            out.extend((f"{d} {n} {year}", f"{n} {d} {year}"))
+    return out
 
 
 def _variants(item: KnownValue) -> list[str]:
@@ -168,6 +250,10 @@ def _variants(item: KnownValue) -> list[str]:
         variants.extend(
             part for part in re.split(r"[\s,]+", value) if len(part) >= 3 and part != value
         )
+    elif item.kind == "phone":
+        variants.extend(_phone_variants(value))
+    elif item.kind in ("date_of_birth", "dob", "birth_date"):
+        variants.extend(_date_variants(value))
     return variants
 
 
@@ -178,6 +264,8 @@ def merge_findings(findings: Iterable[Finding]) -> list[Finding]:
     empty spans are dropped. Runs in O(n log n): the chosen spans are kept sorted and
     only the neighbours of a new one are checked.
     """
+    if isinstance(findings, list) and len(findings) < 2:
+        return [f for f in findings if f.end > f.start]
     ranked = sorted(
         (f for f in findings if f.end > f.start),
         key=lambda f: (-f.level, f.start - f.end, -f.score, f.start),
@@ -231,13 +319,19 @@ def detect(
 
         detect(text, detectors=[builtin_detector(), PresidioDetector()])
     """
-    active: Sequence[Detector] = (
-        (builtin_detector(kinds=kinds, locales=locales),) if detectors is None else detectors
-    )
+    if detectors is None:
+        # The default configuration skips the cache key's construction: for a short
+        # message that lookup cost as much as scanning it.
+        default = (
+            _engine_for(None, None, ())
+            if kinds is None and locales is None
+            else builtin_detector(kinds=kinds, locales=locales)
+        )
+        return merge_findings(default.detect(text))
     found: list[Finding] = []
-    for detector in active:
+    for detector in detectors:
         found.extend(detector.detect(text))
-    if detectors is not None and kinds is not None:
+    if kinds is not None:
         wanted = frozenset(kinds)
         found = [f for f in found if f.kind in wanted]
     return merge_findings(found)

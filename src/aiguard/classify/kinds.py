@@ -90,7 +90,7 @@ DEFAULT_LEVELS: dict[str, Level] = {
 }
 
 # Shapes shared by several ids: nine digits as 3-2-4 with one separator, or bare.
-_SSN_SHAPE = r"[0-9]{3}([- ])[0-9]{2}\1[0-9]{4}"
+_SSN_SHAPE = r"[0-9]{3}([- .])[0-9]{2}\1[0-9]{4}"
 _NINE_BARE = r"[0-9]{9}"
 
 
@@ -120,6 +120,8 @@ class IdSpec:
     bare_score: float | None = None
     compiled: re.Pattern[str] = field(init=False, repr=False, compare=False)
     context_re: re.Pattern[str] | None = field(init=False, repr=False, compare=False)
+    #: The context words long enough to stand as evidence on their own (not "ss", "cc").
+    evidence_re: re.Pattern[str] | None = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         check_kind(self.kind)
@@ -129,6 +131,14 @@ class IdSpec:
             self,
             "context_re",
             re.compile(rf"(?<![a-z0-9])(?:{words})(?![a-z0-9])") if words else None,
+        )
+        strong = "|".join(
+            re.escape(w).replace(r"\ ", r"[\s_-]*") for w in self.context if len(w) >= 3
+        )
+        object.__setattr__(
+            self,
+            "evidence_re",
+            re.compile(rf"(?<![a-z0-9])(?:{strong})(?![a-z0-9])") if strong else None,
         )
 
 
@@ -183,8 +193,8 @@ GLOBAL_IDS: tuple[IdSpec, ...] = (
         "credit_card",
         DEFAULT_LEVELS["credit_card"],
         _n(*range(13, 20)),
-        r"[0-9]{13,19}|[0-9]{4}([ -])[0-9]{4}\1[0-9]{4}\1[0-9]{1,4}(?:\1[0-9]{3})?"
-        r"|[0-9]{4}([ -])[0-9]{6}\2[0-9]{4,5}",
+        r"[0-9]{13,19}|[0-9]{4}([ ._/-])[0-9]{4}\1[0-9]{4}\1[0-9]{1,4}(?:\1[0-9]{3})?"
+        r"|[0-9]{4}([ ._/-])[0-9]{6}\2[0-9]{4,5}",
         v.card_valid,
         score=0.95,
         context=("card", "credit card", "visa", "mastercard", "amex", "cc"),
@@ -194,7 +204,7 @@ GLOBAL_IDS: tuple[IdSpec, ...] = (
         "credit_card",
         DEFAULT_LEVELS["credit_card"],
         _n(12),
-        r"[0-9]{12}|[0-9]{4}([ -])[0-9]{4}\1[0-9]{4}",
+        r"[0-9]{12}|[0-9]{4}([ ._/-])[0-9]{4}\1[0-9]{4}",
         v.card_valid,
         score=0.3,
         context=("card", "debit card", "maestro", "pay with", "card number"),
