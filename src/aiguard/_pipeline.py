@@ -28,15 +28,19 @@ from .errors import (
     VaultError,
 )
 from .policy.model import Action, DestinationPolicy, Policy
+from .vault._core import KeyedVault
 from .vault.surrogates import SURROGATE_RE, from_surrogate, to_surrogate
-from .vault.tokens import TOKEN_RE, Scope
+from .vault.tokens import MIN_SUFFIX, TOKEN_RE, Scope, format_token, keyed_suffix
 
 if TYPE_CHECKING:
     from .consent.store import ConsentRecord
     from .guard import Guard
     from .providers.base import Adapter
 
-__all__ = ["Call", "Decision", "ProtectedFinding"]
+__all__ = ["LITERAL_KIND", "Call", "Decision", "ProtectedFinding"]
+
+#: The kind of the stand-ins for token-shaped text a caller sent (`Call._escape_tokens`).
+LITERAL_KIND = "token_literal"
 
 # Text aiguard itself put into a payload: tokens, pseudonyms, redaction markers.
 _SURROGATE_RE = re.compile(
@@ -248,6 +252,11 @@ class Call:
     #: Values below the output rule's level that the answer holds and the call never sent.
     unsent: Counter[str] = field(default_factory=Counter)
     _flagged: set[bytes] = field(default_factory=set, repr=False)
+    #: Token-shaped text the caller sent, re-tokenized: its stand-in -> the text itself.
+    literals: dict[str, str] = field(default_factory=dict, repr=False)
+    #: Token-shaped text that restored to nothing this caller may see (answers), plus
+    #: token-shaped text in the request: what guessing or replaying tokens looks like.
+    unknown_tokens: int = 0
 
     @property
     def scope(self) -> Scope:
@@ -268,6 +277,8 @@ class Call:
     # -- protecting ---------------------------------------------------------------
 
     def protect_text(self, path: str, text: str) -> str:
+        if "[" in text and "_" in text:
+            text = self._escape_tokens(text)
         found: list[Finding] = []
         for detector in self.detectors():
             found.extend(detector.detect(text))
@@ -290,6 +301,28 @@ class Call:
         pieces.append(text[cursor:])
         return "".join(pieces)
 
+    def _escape_tokens(self, text: str) -> str:
+        """Token-shaped text from the caller is data, never a restore key.
+
+        Each is replaced by a stand-in token known to this call only, which restores to
+        the text the caller sent: a guessed or replayed token of someone else's value
+        reaches the model as an opaque stand-in and comes back as it was sent.
+        """
+
+        def escape(match: re.Match[str]) -> str:
+            literal = match.group(0)
+            if literal in self.literals:  # a stand-in produced by this call (a retry)
+                return literal
+            digest = self.guard.digest("token-literal", self.context.tenant, literal)
+            suffix = keyed_suffix(bytes.fromhex(digest.rpartition(":")[2]), MIN_SUFFIX)
+            stand_in = format_token(LITERAL_KIND, suffix)
+            if stand_in not in self.literals:
+                self.unknown_tokens += 1
+            self.literals[stand_in] = literal
+            return stand_in
+
+        return TOKEN_RE.sub(escape, text)
+
     def apply(
         self, path: str, start: int, end: int, value: str, kind: str, level: Level
     ) -> str | None:
@@ -308,7 +341,7 @@ class Call:
             replacement = None
         elif action is Action.TOKENIZE:
             try:
-                token = self.guard.vault.tokenize(self.scope, kind, value, self.context.subject)
+                token = self._tokenize(kind, value)
             except Exception as exc:
                 if not self.target.fail_open:
                     raise VaultError(
@@ -334,6 +367,14 @@ class Call:
             replacement = redact(kind)
         self.findings.append(ProtectedFinding(path, start, end, kind, level, action, token))
         return replacement
+
+    def _tokenize(self, kind: str, value: str) -> str:
+        vault = self.guard.vault
+        ctx = self.context
+        if isinstance(vault, KeyedVault):
+            # Without a subject the principal owns the value (see `lookup`).
+            return vault.tokenize(self.scope, kind, value, ctx.subject, principal=ctx.principal)
+        return vault.tokenize(self.scope, kind, value, ctx.subject)
 
     def protect_json(self, body: Any, adapter: Adapter | None = None) -> Any:
         """Protect every non-structural string of a JSON body (the safety net).
@@ -410,12 +451,26 @@ class Call:
         return token if original is None else json.dumps(original, ensure_ascii=False)[1:-1]
 
     def lookup(self, token: str) -> str | None:
-        """The original of a token the caller may see: issued by this call, else in its scope."""
+        """The original of a token the caller may see, else None.
+
+        A token restores when this call sent it, or when it was issued in this scope to
+        the call's subject (without a subject: to its principal). Another subject's
+        token, guessed or replayed by a model, stays as it is and is counted.
+        """
         original = self.issued.get(token)
+        if original is None:
+            original = self.literals.get(token)
         if original is not None:
             return original
+        vault = self.guard.vault
+        ctx = self.context
         try:
-            return self.guard.vault.detokenize(self.scope, token)
+            if isinstance(vault, KeyedVault):
+                original = vault.detokenize_for(self.scope, token, ctx.subject, ctx.principal)
+            else:
+                # A vault that cannot say whom a token was issued to restores nothing
+                # beyond what this call sent (fail closed).
+                original = None
         except AIGuardError:
             raise
         except Exception as exc:  # typed, and never the driver's text (it can quote values)
@@ -423,6 +478,9 @@ class Call:
                 f"the vault could not restore a token ({type(exc).__name__}); the answer "
                 "was not returned. Check the vault"
             ) from None
+        if original is None:
+            self.unknown_tokens += 1
+        return original
 
     @property
     def output_rule_level(self) -> Level:
@@ -563,6 +621,8 @@ class Call:
             "gen_ai.request.model": self.request_model,
             "latency_us": (time.perf_counter_ns() - self.started_ns) // 1000,
         }
+        if self.unknown_tokens:
+            fields["unknown_tokens"] = self.unknown_tokens
         fields.update(extra)
         return fields
 

@@ -57,6 +57,11 @@ class Protected:
     request_id: str | None = None
     #: token -> original for tokens issued by this call; never serialized or logged.
     _issued: Mapping[str, str] | None = None
+    #: Whom the tokens were issued to: `Guard.restore` restores only their tokens.
+    subject: str | None = None
+    principal: str | None = None
+    #: Stand-ins for token-shaped text the caller sent (restored to that text).
+    _literals: Mapping[str, str] | None = None
 
     def __repr__(self) -> str:  # originals must never show up in a repr or a log line
         return (
@@ -312,20 +317,30 @@ class Guard:
             call.scope,
             call.request_id,
             dict(call.issued),
+            call.context.subject,
+            call.context.principal,
+            dict(call.literals),
         )
 
     def restore(self, answer: T, protected: Protected) -> T:
-        """Put back the originals of tokens issued in ``protected``'s scope.
+        """Put back the originals of tokens issued in ``protected``'s scope to its subject
+        (or, without one, its principal), and of every token ``protected`` holds.
 
         Works on text and on JSON-like data; text that only looks like a token, and
-        tokens from another scope, are left as they are.
+        tokens of another scope or subject, are left as they are.
         """
         call = Call(
             self,
-            CallContext(tenant=protected.scope.tenant, conversation=protected.scope.conversation),
+            CallContext(
+                tenant=protected.scope.tenant,
+                conversation=protected.scope.conversation,
+                subject=protected.subject,
+                principal=protected.principal,
+            ),
             None,
         )
         call.issued.update(protected._issued or {})
+        call.literals.update(protected._literals or {})
         call.sent_text = dump_json(_jsonable(protected.payload)).decode("utf-8")
         if isinstance(answer, str):
             return call.restore_text("$", answer)  # type: ignore[return-value]
