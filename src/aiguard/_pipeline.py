@@ -12,22 +12,26 @@ import json
 import re
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Container, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .classify.detectors import Detector, Finding, KnownValuesDetector, merge_findings
+from .classify.kinds import DEFAULT_LEVELS
 from .classify.levels import Level
+from .classify.structured import KEY_KINDS
 from .context import CallContext
 from .errors import (
     AIGuardError,
     ConsentRequired,
     DestinationRevoked,
+    MalformedPayload,
     PolicyDenied,
     UnknownDestination,
     VaultError,
 )
 from .policy.model import Action, DestinationPolicy, Policy
+from .providers.walk import STRUCTURAL_KEYS
 from .vault._core import KeyedVault
 from .vault.surrogates import SURROGATE_RE, from_surrogate, to_surrogate
 from .vault.tokens import MIN_SUFFIX, TOKEN_RE, Scope, format_token, keyed_suffix
@@ -46,6 +50,22 @@ LITERAL_KIND = "token_literal"
 _SURROGATE_RE = re.compile(
     TOKEN_RE.pattern + r"|\[[A-Z][A-Z0-9_]*~[0-9a-f]{12}\]|\[REDACTED:[a-z0-9_]+\]"
 )
+
+
+#: Deepest JSON nesting any door walks; deeper payloads are refused, not sent unscanned.
+MAX_JSON_DEPTH = 128
+#: JSON numbers with fewer digits cannot be an identifier worth a token (cards, phones,
+#: national ids all have more), so they are not scanned.
+_MIN_SCANNED_DIGITS = 6
+_CLEAN_KEYS_LIMIT = 50_000
+_KEY_NORMAL = re.compile(r"[^a-z0-9]")
+
+
+def _key_kind(key: str | None) -> str | None:
+    """The kind a key's name gives its value (`KEY_KINDS`), as `detect_json` reads it."""
+    if key is None:
+        return None
+    return KEY_KINDS.get(_KEY_NORMAL.sub("", key.lower()))
 
 
 @dataclass(frozen=True, slots=True)
@@ -377,31 +397,112 @@ class Call:
         return vault.tokenize(self.scope, kind, value, ctx.subject)
 
     def protect_json(self, body: Any, adapter: Adapter | None = None) -> Any:
-        """Protect every non-structural string of a JSON body (the safety net).
+        """Protect a JSON body with key context (`detect_json` semantics), the safety net.
 
-        Strings that are JSON text themselves (tool and function-call arguments, tool
-        results) are parsed, protected value by value and written back as JSON, so a
-        value is found whole and its token sits inside a valid JSON string. Strings
-        under the adapter's ``keep`` paths pass untouched.
+        Every non-structural string is protected; a value under a key that names a kind
+        (``ssn``, ``password``, ``card_number``, see `KEY_KINDS`) is that kind whole;
+        numbers long enough to be an identifier are scanned too, and one holding a
+        finding goes out as a string token; object keys are data like values. Strings
+        that are JSON text themselves (tool arguments and results) are parsed and
+        protected the same way, with their own keys as context, and written back as
+        JSON. Strings under the adapter's ``keep`` paths pass untouched. Nesting deeper
+        than `MAX_JSON_DEPTH` is refused (`MalformedPayload`), never walked unscanned.
         """
-        from .providers.base import parse_json_text
-        from .providers.walk import map_all_strings, map_strings
-
         keep = adapter.keep if adapter is not None else None
         free = adapter.free if adapter is not None else None
+        return self._protect_node(body, "$", None, free, keep, False, 0)
 
-        def transform(path: str, text: str) -> str:
+    def protect_tree(self, node: Any, path: str = "$") -> Any:
+        """`protect_json` for JSON the user defined: no key is structural."""
+        return self._protect_node(node, path, None, None, None, True, 0)
+
+    def _protect_node(
+        self,
+        node: Any,
+        path: str,
+        key: str | None,
+        free: Container[str] | None,
+        keep: Container[str] | None,
+        everything: bool,
+        depth: int,
+    ) -> Any:
+        if depth > MAX_JSON_DEPTH:
+            raise MalformedPayload(
+                f"the payload nests deeper than {MAX_JSON_DEPTH} levels, so aiguard cannot "
+                "inspect it whole; it was not sent"
+            )
+        if isinstance(node, str):
+            if not everything and key is not None and key in STRUCTURAL_KEYS:
+                return node
             if keep and path in keep:
-                return text
-            inner = parse_json_text(text)
-            if inner is not None:
-                protected = map_all_strings(inner, self.protect_text, path)
-                if protected == inner:
-                    return text
-                return json.dumps(protected, ensure_ascii=False)
-            return self.protect_text(path, text)
+                return node
+            return self._protect_string(path, key, node, depth)
+        if isinstance(node, dict):
+            if free and path in free:
+                everything = True
+            out: dict[str, Any] = {}
+            for k, v in node.items():
+                name = self._protect_key(f"{path}.{k}", k) if isinstance(k, str) else k
+                out[name] = self._protect_node(
+                    v, f"{path}.{k}", k, free, keep, everything, depth + 1
+                )
+            return out
+        if isinstance(node, list):
+            return [
+                self._protect_node(v, f"{path}[{i}]", key, free, keep, everything, depth + 1)
+                for i, v in enumerate(node)
+            ]
+        if isinstance(node, (int, float)) and not isinstance(node, bool):
+            return self._protect_number(path, key, node)
+        return node
 
-        return map_strings(body, transform, free=free)
+    def _protect_string(self, path: str, key: str | None, text: str, depth: int) -> str:
+        from .providers.base import parse_json_text
+
+        if not text:
+            return text
+        inner = parse_json_text(text)
+        if inner is not None:
+            protected = self._protect_node(inner, path, None, None, None, True, depth + 1)
+            if protected == inner:
+                return text
+            return json.dumps(protected, ensure_ascii=False)
+        kind = _key_kind(key)
+        if kind is not None:
+            replacement = self._apply_key_kind(path, kind, text)
+            if replacement is not None:
+                return replacement
+        return self.protect_text(path, text)
+
+    def _apply_key_kind(self, path: str, kind: str, text: str) -> str | None:
+        """The key names the value's kind: the whole value is one finding of it."""
+        if "[" in text and "_" in text and TOKEN_RE.search(text):
+            return None  # token-shaped text is escaped by protect_text first
+        level = self.guard.policy.levels.get(kind) or DEFAULT_LEVELS.get(kind, Level.SENSITIVE)
+        return self.apply(path, 0, len(text), text, kind, level)
+
+    def _protect_number(self, path: str, key: str | None, number: float) -> Any:
+        text = json.dumps(number)
+        kind = _key_kind(key)
+        if kind is not None:
+            replacement = self._apply_key_kind(path, kind, text)
+            if replacement is not None:
+                return replacement
+        if sum(ch.isdigit() for ch in text) < _MIN_SCANNED_DIGITS:
+            return number
+        protected = self.protect_text(path, text)
+        return number if protected == text else protected
+
+    def _protect_key(self, path: str, key: str) -> str:
+        clean: set[str] | None = getattr(self.guard, "_clean_keys", None)
+        if clean is None or self.context.known:
+            return self.protect_text(path, key)
+        if key in clean:
+            return key
+        protected = self.protect_text(path, key)
+        if protected == key and len(clean) < _CLEAN_KEYS_LIMIT:
+            clean.add(key)  # a key with no finding has none in any call (no known values)
+        return protected
 
     # -- restoring ----------------------------------------------------------------
 

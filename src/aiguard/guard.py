@@ -99,6 +99,8 @@ class Guard:
         self._event_key = hmac.new(self._secret, b"aiguard/v1/event-digest", "sha256").digest()
         self._pseudonym_key = hmac.new(self._secret, b"aiguard/v1/pseudonym", "sha256").digest()
         self.key_id = "k1"
+        #: JSON object keys known to hold no finding (`Call._protect_key`).
+        self._clean_keys: set[str] = set()
         self.vault: Vault = (
             vault
             if vault is not None
