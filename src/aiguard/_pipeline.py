@@ -456,12 +456,14 @@ class Call:
             return self._protect_number(path, key, node)
         return node
 
-    def _protect_string(self, path: str, key: str | None, text: str, depth: int) -> str:
+    def _protect_string(
+        self, path: str, key: str | None, text: str, depth: int, parse: bool = True
+    ) -> str:
         from .providers.base import parse_json_text
 
         if not text:
             return text
-        inner = parse_json_text(text)
+        inner = parse_json_text(text) if parse else None
         if inner is not None:
             protected = self._protect_node(inner, path, None, None, None, True, depth + 1)
             if protected == inner:
@@ -473,6 +475,13 @@ class Call:
             if replacement is not None:
                 return replacement
         return self.protect_text(path, text)
+
+    def protect_scalar(self, path: str, name: str | None, text: str) -> str:
+        """One named value outside a JSON body (a header, a query parameter), with its
+        name as key context."""
+        if not text:
+            return text
+        return self._protect_string(path, name, text, 0, parse=False)
 
     def _apply_key_kind(self, path: str, kind: str, text: str) -> str | None:
         """The key names the value's kind: the whole value is one finding of it."""

@@ -30,7 +30,7 @@ from .policy.model import Policy
 from .provenance.chain import ProvenanceLog, Receipt, Sink
 from .provenance.sinks import InMemorySink
 from .vault.memory import InMemoryVault, Vault, VaultKeys
-from .vault.tokens import Scope, label_for
+from .vault.tokens import TOKEN_RE, Scope, label_for
 
 if TYPE_CHECKING:
     from .dsr import DataSubjectRights, Principal
@@ -101,6 +101,7 @@ class Guard:
         self.key_id = "k1"
         #: JSON object keys known to hold no finding (`Call._protect_key`).
         self._clean_keys: set[str] = set()
+        self._clean_labels: set[str] = set()
         self.vault: Vault = (
             vault
             if vault is not None
@@ -443,6 +444,25 @@ class Guard:
 
     def digest_bytes(self, data: bytes) -> str:
         return keyed_digest(self._event_key, self.key_id, data)
+
+    def caller_id(self, label: str, tenant: str, value: str) -> str:
+        """An id the caller chose (an ``Idempotency-Key``), as events and errors may hold
+        it: a keyed digest, equal for equal ids, so retries still share it."""
+        return f"{label}_" + self.digest(label, tenant, value).rpartition(":")[2][:32]
+
+    def quotable(self, text: str, limit: int = 120) -> str:
+        """``text`` quoted for an error message or event when no detector finds anything
+        in it (names of paths, models, media types the caller sent); else a digest."""
+        clean = self._clean_labels
+        if text in clean:
+            return repr(text)
+        found = len(text) > limit or any(d.detect(text) for d in self.detectors)
+        if found or TOKEN_RE.search(text):
+            digest = self.digest("label", "", text).rpartition(":")[2][:16]
+            return f"<a value holding data, digest {digest}>"
+        if len(clean) < 10_000:
+            clean.add(text)
+        return repr(text)
 
     def digester(self) -> IncrementalDigest:
         """An incremental twin of `digest_bytes`, for bodies that arrive in pieces."""

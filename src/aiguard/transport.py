@@ -31,6 +31,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from ._pipeline import Call, dump_json, parse_json_body, usage_of
+from ._request_parts import protect_headers, protect_url
 from .context import CallContext, current_context
 from .errors import AIGuardError, MalformedPayload
 from .providers import Adapter, adapter_for
@@ -174,7 +175,7 @@ class _Exchange:
         path = request.url.path
         adapter: Adapter | None = None
         if raw:
-            what = _unreadable(headers)
+            what = _unreadable(guard, headers)
             if what is not None:
                 if target is not None and target.forward_unreadable:
                     unread = f"forwarded unread: the request body is {what} (forward_unreadable)"
@@ -196,7 +197,8 @@ class _Exchange:
                         adapter = _EVERY_STRING
                     else:
                         malformed = MalformedPayload(
-                            f"no payload adapter reads requests to {path!r}, so it was not "
+                            f"no payload adapter reads requests to {guard.quotable(path)}, so "
+                            "it was not "
                             "sent. Describe it with [[destinations."
                             f"{destination or '<name>'}.adapters]] (path, protect, keep, "
                             'restore), or set unknown_paths = "protect" there to protect '
@@ -205,7 +207,11 @@ class _Exchange:
         self.adapter = adapter
         self.json_content = adapter is not None and adapter.json_answer(body)
         model = body.get("model") if isinstance(body, dict) else None
+        # The model name is the caller's text too: events and errors quote it only
+        # when it holds no finding.
         model = model if isinstance(model, str) else None
+        if model is not None and guard.quotable(model) != repr(model):
+            model = guard.quotable(model)
         self.key = guard.digest_bytes(
             b"\x00".join(
                 [ctx.tenant.encode(), (ctx.conversation or "").encode(), url.encode(), raw]
@@ -220,7 +226,9 @@ class _Exchange:
             request_id, attempt = guard.attempts.resolve(self.key, retry_count, _new_request_id())
             idempotency = headers.get("idempotency-key")
             if idempotency:
-                request_id = idempotency
+                # The caller chose it (it can hold anything): events get a keyed digest,
+                # equal for the SDK's retries, which resend the same key.
+                request_id = guard.caller_id("idem", ctx.tenant, idempotency)
         call = guard.begin(
             ctx,
             destination,
@@ -245,13 +253,19 @@ class _Exchange:
                 protected = call.protect_json(body, adapter)
                 new_raw = dump_json(protected)
                 call.sent_text = new_raw.decode("utf-8")
+            # The URL and headers carry caller data too (extra_query, extra_headers,
+            # path parameters): inspected like body values, refused or tokenized.
+            new_url = protect_url(call, url)
+            new_headers = protect_headers(
+                call,
+                ((k, v) for k, v in headers.multi_items() if k.lower() != "content-length"),
+            )
         except AIGuardError as exc:
             guard.finish(call, "refusal", "denied", error=exc.code, **extra)
             raise
-        new_headers = [(k, v) for k, v in headers.multi_items() if k.lower() != "content-length"]
         return self.module.Request(
             request.method,
-            request.url,
+            request.url if new_url == url else new_url,
             headers=new_headers,
             content=new_raw,
             extensions=request.extensions,
@@ -546,14 +560,16 @@ def _stream_type(module: ModuleType, asynchronous: bool) -> type:
 _EVERY_STRING = Adapter("json", "other")
 
 
-def _unreadable(headers: Any) -> str | None:
-    """What makes a request body unreadable for aiguard, or None when it is JSON."""
+def _unreadable(guard: Guard, headers: Any) -> str | None:
+    """What makes a request body unreadable for aiguard, or None when it is JSON.
+
+    The header values are the caller's: quoted only when they hold no finding."""
     encoding = headers.get("content-encoding", "").strip().lower()
     if encoding and encoding != "identity":
-        return f"compressed (content-encoding {encoding})"
+        return f"compressed (content-encoding {guard.quotable(encoding)})"
     content_type = headers.get("content-type", "application/json")
     if "json" not in content_type.lower():
-        return repr(content_type.split(";")[0].strip() or content_type)
+        return guard.quotable(content_type.split(";")[0].strip() or content_type)
     return None
 
 

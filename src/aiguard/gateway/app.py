@@ -413,8 +413,8 @@ class Gateway:
                 504, "the upstream did not answer in time", "upstream_timeout"
             ) from None
         except self._transport_error as exc:
-            # httpx's messages name hosts and causes, never request or answer bodies.
-            log.warning("gateway: the upstream failed: %s: %s", type(exc).__name__, exc)
+            # Only the class: httpx's message can quote the URL, and its query is the caller's.
+            log.warning("gateway: the upstream failed: %s", type(exc).__name__)
             raise GatewayError(
                 502, f"the upstream could not be reached ({type(exc).__name__})", "upstream_error"
             ) from None

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import logging
 import sys
 from pathlib import Path
 from types import FrameType
@@ -166,6 +167,26 @@ def run(args: argparse.Namespace, out: IO[str] | None = None) -> int:
     return _serve(app, config)
 
 
+class _NoQueryFilter(logging.Filter):
+    """Cuts the query string out of uvicorn's access-log lines: callers put data there
+    (``?user=<e-mail>``), and a log line is no place for it. The path stays."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and len(args) >= 3 and isinstance(args[2], str):
+            path, mark, _query = args[2].partition("?")
+            if mark:
+                record.args = (*args[:2], path + "?<query omitted>", *args[3:])
+        return True
+
+
+def install_access_log_filter() -> None:
+    """Install the filter on ``uvicorn.access`` (once; `_serve` does it)."""
+    logger = logging.getLogger("uvicorn.access")
+    if not any(isinstance(f, _NoQueryFilter) for f in logger.filters):
+        logger.addFilter(_NoQueryFilter())
+
+
 def _serve(app: Any, config: GatewayConfig, *, access_log: bool = True) -> int:
     """Serve ``app`` with uvicorn (on uvloop and httptools when installed) until a signal."""
     import gc
@@ -192,6 +213,7 @@ def _serve(app: Any, config: GatewayConfig, *, access_log: bool = True) -> int:
             access_log=access_log,
         )
     )
+    install_access_log_filter()  # after uvicorn.Config set its logging up
     # The process is the gateway's own: what start-up built (modules, the app, the
     # policy) lives as long as it does. Frozen, it is no longer walked by every full
     # collection, each of which stopped all streams for tens of milliseconds.
