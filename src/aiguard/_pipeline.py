@@ -734,6 +734,13 @@ class Call:
         if self.unknown_tokens:
             fields["unknown_tokens"] = self.unknown_tokens
         fields.update(extra)
+        label_of = getattr(guard, "label_of", None)
+        if label_of is not None:
+            # Model names come from the caller's body and the upstream's answer.
+            for name in ("gen_ai.request.model", "gen_ai.response.model"):
+                value = fields.get(name)
+                if isinstance(value, str):
+                    fields[name] = label_of(value)
         return fields
 
 

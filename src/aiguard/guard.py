@@ -9,6 +9,7 @@ import hashlib
 import hmac
 import logging
 import os
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +31,7 @@ from .policy.model import Policy
 from .provenance.chain import ProvenanceLog, Receipt, Sink
 from .provenance.sinks import InMemorySink
 from .vault.memory import InMemoryVault, Vault, VaultKeys
-from .vault.tokens import TOKEN_RE, Scope, label_for
+from .vault.tokens import Scope, label_for
 
 if TYPE_CHECKING:
     from .dsr import DataSubjectRights, Principal
@@ -43,6 +44,10 @@ _log = logging.getLogger("aiguard")
 CallObserver = Callable[[Call, str, str, Mapping[str, Any]], None]
 
 T = TypeVar("T")
+
+#: What a caller-chosen name may look like to be quoted: no '@', no spaces, short.
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9._/:+\-]{0,120}")
+_DIGIT_RUN = re.compile(r"\d{6}")
 
 
 @dataclass(frozen=True)
@@ -450,19 +455,28 @@ class Guard:
         it: a keyed digest, equal for equal ids, so retries still share it."""
         return f"{label}_" + self.digest(label, tenant, value).rpartition(":")[2][:32]
 
-    def quotable(self, text: str, limit: int = 120) -> str:
-        """``text`` quoted for an error message or event when no detector finds anything
-        in it (names of paths, models, media types the caller sent); else a digest."""
+    def quotable(self, text: str) -> str:
+        """``text`` quoted for an error message, or a digest when it may hold data."""
+        label = self.label_of(text)
+        return repr(text) if label is text else label
+
+    def label_of(self, text: str) -> str:
+        """``text`` itself when it is a plain name that holds no finding (a path, a
+        model, a media type the caller sent), else a digest standing for it; what
+        errors and events may hold of a name the caller chose."""
         clean = self._clean_labels
         if text in clean:
-            return repr(text)
-        found = len(text) > limit or any(d.detect(text) for d in self.detectors)
-        if found or TOKEN_RE.search(text):
+            return text
+        if (
+            _PLAIN_NAME.fullmatch(text) is None
+            or _DIGIT_RUN.search(text) is not None
+            or any(d.detect(text) for d in self.detectors)
+        ):
             digest = self.digest("label", "", text).rpartition(":")[2][:16]
             return f"<a value holding data, digest {digest}>"
         if len(clean) < 10_000:
             clean.add(text)
-        return repr(text)
+        return text
 
     def digester(self) -> IncrementalDigest:
         """An incremental twin of `digest_bytes`, for bodies that arrive in pieces."""

@@ -209,9 +209,7 @@ class _Exchange:
         model = body.get("model") if isinstance(body, dict) else None
         # The model name is the caller's text too: events and errors quote it only
         # when it holds no finding.
-        model = model if isinstance(model, str) else None
-        if model is not None and guard.quotable(model) != repr(model):
-            model = guard.quotable(model)
+        model = guard.label_of(model) if isinstance(model, str) else None
         self.key = guard.digest_bytes(
             b"\x00".join(
                 [ctx.tenant.encode(), (ctx.conversation or "").encode(), url.encode(), raw]
@@ -566,7 +564,7 @@ def _unreadable(guard: Guard, headers: Any) -> str | None:
     The header values are the caller's: quoted only when they hold no finding."""
     encoding = headers.get("content-encoding", "").strip().lower()
     if encoding and encoding != "identity":
-        return f"compressed (content-encoding {guard.quotable(encoding)})"
+        return f"compressed (content-encoding {guard.label_of(encoding)})"
     content_type = headers.get("content-type", "application/json")
     if "json" not in content_type.lower():
         return guard.quotable(content_type.split(";")[0].strip() or content_type)
