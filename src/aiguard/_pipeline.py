@@ -773,6 +773,10 @@ def parse_json_body(raw: bytes, what: str) -> Any:
         ) from None
     try:
         return json.loads(text)
+    except RecursionError:
+        raise MalformedPayload(
+            f"the {what} body nests too deeply for aiguard to inspect it; it was not sent"
+        ) from None
     except ValueError as exc:
         raise MalformedPayload(
             f"the {what} body is not valid JSON (line {getattr(exc, 'lineno', '?')}, "

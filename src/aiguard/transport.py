@@ -53,6 +53,11 @@ SDK_MAX_KEEPALIVE = 100
 
 _HOP_HEADERS = {"content-length", "content-encoding", "transfer-encoding"}
 
+#: Bodies (requests or answers) at least this large are protected or restored in a
+#: worker thread by the async transport, whatever the stores: scanning megabytes on the
+#: event loop would stall every other request and stream it serves.
+OFFLOAD_BYTES = 256 * 1024
+
 
 class Router:
     """Maps a request URL to the policy destination whose base_url is its longest prefix."""
@@ -730,9 +735,10 @@ class AsyncGuardTransport(httpx.AsyncBaseTransport):
         return await AsyncRetrying(sleep=anyio.sleep, **options)(attempt)
 
     async def _attempt(self, exchange: _Exchange, raw: bytes) -> Any:
-        blocking = self._guard.stores_block
-        # SQLite and PostgreSQL stores do real I/O: run the pipeline in a worker thread
-        # (the call context travels with it) so the event loop is never blocked.
+        # SQLite and PostgreSQL stores do real I/O, and a large body takes long to scan:
+        # then the pipeline runs in a worker thread (the call context travels with it)
+        # so the event loop is never blocked.
+        blocking = self._guard.stores_block or len(raw) >= OFFLOAD_BYTES
         if blocking:
             upstream = await _to_thread(_in_context(exchange.prepare, raw))
         else:
@@ -749,7 +755,7 @@ class AsyncGuardTransport(httpx.AsyncBaseTransport):
         except BaseException as exc:
             exchange.failed(exc)
             raise
-        if blocking:
+        if blocking or len(body) >= OFFLOAD_BYTES:
             return await _to_thread(_in_context(exchange.complete, response, body))
         return exchange.complete(response, body)
 

@@ -187,6 +187,56 @@ def install_access_log_filter() -> None:
         logger.addFilter(_NoQueryFilter())
 
 
+def http_protocol(header_timeout: float) -> type:
+    """uvicorn's HTTP protocol (httptools when installed, else h11) with a deadline on
+    a request's headers: a client that opens a connection, or starts a request, and
+    trickles its headers is cut off after ``header_timeout`` seconds. uvicorn itself
+    only times out idle keep-alive connections."""
+    base: type
+    try:
+        from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol as base
+    except ImportError:  # httptools is optional
+        from uvicorn.protocols.http.h11_impl import H11Protocol as base
+
+    class HeaderDeadline(base):  # type: ignore[misc]
+        _aiguard_timer: Any = None
+
+        def connection_made(self, transport: Any) -> None:
+            super().connection_made(transport)
+            self._aiguard_arm()
+
+        def data_received(self, data: bytes) -> None:
+            if self._aiguard_timer is None and self._aiguard_waiting():
+                self._aiguard_arm()
+            super().data_received(data)
+            if self._aiguard_timer is not None and not self._aiguard_waiting():
+                self._aiguard_timer.cancel()
+                self._aiguard_timer = None
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            if self._aiguard_timer is not None:
+                self._aiguard_timer.cancel()
+                self._aiguard_timer = None
+            super().connection_lost(exc)
+
+        def _aiguard_waiting(self) -> bool:
+            # No request yet, or the last one is answered: the next one's headers
+            # are what the connection waits for.
+            cycle = getattr(self, "cycle", None)
+            return cycle is None or bool(cycle.response_complete)
+
+        def _aiguard_arm(self) -> None:
+            self._aiguard_timer = self.loop.call_later(header_timeout, self._aiguard_expire)
+
+        def _aiguard_expire(self) -> None:
+            self._aiguard_timer = None
+            transport = getattr(self, "transport", None)
+            if self._aiguard_waiting() and transport is not None and not transport.is_closing():
+                transport.close()
+
+    return HeaderDeadline
+
+
 def _serve(app: Any, config: GatewayConfig, *, access_log: bool = True) -> int:
     """Serve ``app`` with uvicorn (on uvloop and httptools when installed) until a signal."""
     import gc
@@ -211,6 +261,7 @@ def _serve(app: Any, config: GatewayConfig, *, access_log: bool = True) -> int:
             timeout_graceful_shutdown=int(config.drain_seconds) or None,
             log_level="info",
             access_log=access_log,
+            http=http_protocol(config.header_timeout),
         )
     )
     install_access_log_filter()  # after uvicorn.Config set its logging up
