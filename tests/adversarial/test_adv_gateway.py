@@ -130,6 +130,7 @@ def test_a_large_body_is_protected_off_the_event_loop() -> None:
     with serve(_upstream_app()) as (base, _s):
         app, spy = _gateway(base + "/v1")
         with serve(app) as (url, _server):
+
             def small() -> None:
                 httpx.post(
                     url + "/v1/chat/completions",

@@ -64,14 +64,9 @@ def test_a_model_replaying_a_token_into_another_subjects_answer(leak_values: Any
         )
     assert VICTIM not in message.content[0].text
     assert token in message.content[0].text
-
-
-def test_the_tokens_own_subject_still_gets_it_back_in_a_later_call() -> None:
-    guard, _sink = new_guard()
-    token = _victims_token(guard, conversation="c1")
-    fake = FakeModel(reply=f"You wrote {token}.")
-    with guard.context(subject="victim", tenant="acme", conversation="c1", purpose="inference"):
-        assert chat(openai_client(guard, fake), "remind me") == f"You wrote {VICTIM}."
+    # The control: the token's own subject gets its value back in a later call.
+    with guard.context(subject="victim", tenant="acme", purpose="inference"):
+        assert chat(openai_client(guard, fake), "remind me") == f"Earlier someone wrote {VICTIM}."
 
 
 def test_subjectless_tokens_belong_to_the_principal_that_sent_them(leak_values: Any) -> None:
