@@ -58,6 +58,7 @@ MAX_JSON_DEPTH = 128
 #: national ids all have more), so they are not scanned.
 _MIN_SCANNED_DIGITS = 6
 _CLEAN_KEYS_LIMIT = 50_000
+_CLEAN_NAME_LENGTH = 100
 _KEY_NORMAL = re.compile(r"[^a-z0-9]")
 
 
@@ -503,14 +504,21 @@ class Call:
         return number if protected == text else protected
 
     def _protect_key(self, path: str, key: str) -> str:
+        return self.protect_name(path, key)
+
+    def protect_name(self, path: str, text: str) -> str:
+        """`protect_text` for the short strings every request repeats (object keys, URL
+        path segments, header values): one without a finding is remembered per guard,
+        so the next request skips detection. Not while the call has known values (its
+        own detector could find what the others did not)."""
         clean: set[str] | None = getattr(self.guard, "_clean_keys", None)
-        if clean is None or self.context.known:
-            return self.protect_text(path, key)
-        if key in clean:
-            return key
-        protected = self.protect_text(path, key)
-        if protected == key and len(clean) < _CLEAN_KEYS_LIMIT:
-            clean.add(key)  # a key with no finding has none in any call (no known values)
+        if clean is None or self.context.known or len(text) > _CLEAN_NAME_LENGTH:
+            return self.protect_text(path, text)
+        if text in clean:
+            return text
+        protected = self.protect_text(path, text)
+        if protected == text and len(clean) < _CLEAN_KEYS_LIMIT:
+            clean.add(text)
         return protected
 
     # -- restoring ----------------------------------------------------------------

@@ -79,7 +79,7 @@ def protect_url(call: Call, url: str) -> str:
         if not segment:
             continue
         plain = unquote(segment)
-        protected = call.protect_text(f"$url.path[{i}]", plain)
+        protected = call.protect_name(f"$url.path[{i}]", plain)
         if protected != plain:
             segments[i] = quote(protected, safe="")
             changed = True
@@ -88,7 +88,7 @@ def protect_url(call: Call, url: str) -> str:
         pairs = parse_qsl(query, keep_blank_values=True)
         new_pairs = []
         for name, value in pairs:
-            new_name = call.protect_text("$url.query", name)
+            new_name = call.protect_name("$url.query", name)
             new_value = call.protect_scalar(f"$url.query.{new_name}", name, value)
             new_pairs.append((new_name, new_value))
         if new_pairs != pairs:
