@@ -174,7 +174,11 @@ class TestAfterKillSwitch:
 
 
 def test_no_rules_no_engine() -> None:
-    assert AlertEngine.for_policy(parse_policy(RULES.split("[alerts", maxsplit=1)[0])) is None
+    base = RULES.split("[alerts", maxsplit=1)[0]
+    off = parse_policy(base + "\n[alerts.unknown_tokens]\nenabled = false\n")
+    assert AlertEngine.for_policy(off) is None
+    # The unknown-tokens rule is the one on by default.
+    assert AlertEngine.for_policy(parse_policy(base)) is not None
 
 
 class TestLive:

@@ -93,12 +93,12 @@ def test_tokens_in_tool_arguments_and_urls_of_another_scope(guard: aiguard.Guard
 
 
 def test_own_tokens_do_restore_in_tool_arguments(guard: aiguard.Guard) -> None:
-    """The control: the caller's own scope is entitled to its values, even in a URL."""
+    """The control: the token's own subject is entitled to its value, even in a URL."""
     token = _victim_token(guard, tenant="victim")
     answer = Answer(
         tool_calls=(ToolCall("open", json.dumps({"url": f"https://x.example/?u={token}"})),)
     )
-    message = _ask(guard, answer, tenant="victim")
+    message = _ask(guard, answer, tenant="victim", subject="victim-subject")
     assert VICTIM in json.loads(message.tool_calls[0].function.arguments)["url"]
 
 

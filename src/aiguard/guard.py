@@ -9,6 +9,7 @@ import hashlib
 import hmac
 import logging
 import os
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar, cast
@@ -43,6 +44,10 @@ _log = logging.getLogger("aiguard")
 T = TypeVar("T")
 _Client = TypeVar("_Client")
 
+#: What a caller-chosen name may look like to be quoted: no '@', no spaces, short.
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9._/:+\-]{0,120}")
+_DIGIT_RUN = re.compile(r"\d{6}")
+
 
 class Guard:
     """Makes calls to AI models compliant: decide, minimize, tokenize, restore, record.
@@ -73,6 +78,9 @@ class Guard:
         self._event_key = hmac.new(self._secret, b"aiguard/v1/event-digest", "sha256").digest()
         self._pseudonym_key = hmac.new(self._secret, b"aiguard/v1/pseudonym", "sha256").digest()
         self.key_id = "k1"
+        #: JSON object keys known to hold no finding (`Call._protect_key`).
+        self._clean_keys: set[str] = set()
+        self._clean_labels: set[str] = set()
         self.vault: Vault = (
             vault
             if vault is not None
@@ -289,20 +297,30 @@ class Guard:
             call.scope,
             call.request_id,
             dict(call.issued),
+            call.context.subject,
+            call.context.principal,
+            dict(call.literals),
         )
 
     def restore(self, answer: T, protected: Protected) -> T:
-        """Put back the originals of tokens issued in ``protected``'s scope.
+        """Put back the originals of tokens issued in ``protected``'s scope to its subject
+        (or, without one, its principal), and of every token ``protected`` holds.
 
         Works on text and on JSON-like data; text that only looks like a token, and
-        tokens from another scope, are left as they are.
+        tokens of another scope or subject, are left as they are.
         """
         call = Call(
             self,
-            CallContext(tenant=protected.scope.tenant, conversation=protected.scope.conversation),
+            CallContext(
+                tenant=protected.scope.tenant,
+                conversation=protected.scope.conversation,
+                subject=protected.subject,
+                principal=protected.principal,
+            ),
             None,
         )
         call.issued.update(protected._issued or {})
+        call.literals.update(protected._literals or {})
         call.sent_text = dump_json(_jsonable(protected.payload)).decode("utf-8")
         if isinstance(answer, str):
             return call.restore_text("$", answer)  # type: ignore[return-value]
@@ -407,6 +425,34 @@ class Guard:
 
     def digest_bytes(self, data: bytes) -> str:
         return keyed_digest(self._event_key, self.key_id, data)
+
+    def caller_id(self, label: str, tenant: str, value: str) -> str:
+        """An id the caller chose (an ``Idempotency-Key``), as events and errors may hold
+        it: a keyed digest, equal for equal ids, so retries still share it."""
+        return f"{label}_" + self.digest(label, tenant, value).rpartition(":")[2][:32]
+
+    def quotable(self, text: str) -> str:
+        """``text`` quoted for an error message, or a digest when it may hold data."""
+        label = self.label_of(text)
+        return repr(text) if label is text else label
+
+    def label_of(self, text: str) -> str:
+        """``text`` itself when it is a plain name that holds no finding (a path, a
+        model, a media type the caller sent), else a digest standing for it; what
+        errors and events may hold of a name the caller chose."""
+        clean = self._clean_labels
+        if text in clean:
+            return text
+        if (
+            _PLAIN_NAME.fullmatch(text) is None
+            or _DIGIT_RUN.search(text) is not None
+            or any(d.detect(text) for d in self.detectors)
+        ):
+            digest = self.digest("label", "", text).rpartition(":")[2][:16]
+            return f"<a value holding data, digest {digest}>"
+        if len(clean) < 10_000:
+            clean.add(text)
+        return text
 
     def digester(self) -> IncrementalDigest:
         """An incremental twin of `digest_bytes`, for bodies that arrive in pieces."""

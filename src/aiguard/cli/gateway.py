@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import logging
 import sys
 from pathlib import Path
 from types import FrameType
@@ -172,6 +173,76 @@ def run(args: argparse.Namespace, out: IO[str] | None = None) -> int:
     return _serve(app, config)
 
 
+class _NoQueryFilter(logging.Filter):
+    """Cuts the query string out of uvicorn's access-log lines: callers put data there
+    (``?user=<e-mail>``), and a log line is no place for it. The path stays."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and len(args) >= 3 and isinstance(args[2], str):
+            path, mark, _query = args[2].partition("?")
+            if mark:
+                record.args = (*args[:2], path + "?<query omitted>", *args[3:])
+        return True
+
+
+def install_access_log_filter() -> None:
+    """Install the filter on ``uvicorn.access`` (once; `_serve` does it)."""
+    logger = logging.getLogger("uvicorn.access")
+    if not any(isinstance(f, _NoQueryFilter) for f in logger.filters):
+        logger.addFilter(_NoQueryFilter())
+
+
+def http_protocol(header_timeout: float) -> type:
+    """uvicorn's HTTP protocol (httptools when installed, else h11) with a deadline on
+    a request's headers: a client that opens a connection, or starts a request, and
+    trickles its headers is cut off after ``header_timeout`` seconds. uvicorn itself
+    only times out idle keep-alive connections."""
+    base: type
+    try:
+        from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol as base
+    except ImportError:  # httptools is optional
+        from uvicorn.protocols.http.h11_impl import H11Protocol as base
+
+    class HeaderDeadline(base):  # type: ignore[misc]
+        _aiguard_timer: Any = None
+
+        def connection_made(self, transport: Any) -> None:
+            super().connection_made(transport)
+            self._aiguard_arm()
+
+        def data_received(self, data: bytes) -> None:
+            if self._aiguard_timer is None and self._aiguard_waiting():
+                self._aiguard_arm()
+            super().data_received(data)
+            if self._aiguard_timer is not None and not self._aiguard_waiting():
+                self._aiguard_timer.cancel()
+                self._aiguard_timer = None
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            if self._aiguard_timer is not None:
+                self._aiguard_timer.cancel()
+                self._aiguard_timer = None
+            super().connection_lost(exc)
+
+        def _aiguard_waiting(self) -> bool:
+            # No request yet, or the last one is answered: the next one's headers
+            # are what the connection waits for.
+            cycle = getattr(self, "cycle", None)
+            return cycle is None or bool(cycle.response_complete)
+
+        def _aiguard_arm(self) -> None:
+            self._aiguard_timer = self.loop.call_later(header_timeout, self._aiguard_expire)
+
+        def _aiguard_expire(self) -> None:
+            self._aiguard_timer = None
+            transport = getattr(self, "transport", None)
+            if self._aiguard_waiting() and transport is not None and not transport.is_closing():
+                transport.close()
+
+    return HeaderDeadline
+
+
 def _serve(app: Any, config: GatewayConfig, *, access_log: bool = True) -> int:
     """Serve ``app`` with uvicorn (on uvloop and httptools when installed) until a signal."""
     import gc
@@ -196,8 +267,10 @@ def _serve(app: Any, config: GatewayConfig, *, access_log: bool = True) -> int:
             timeout_graceful_shutdown=int(config.drain_seconds) or None,
             log_level="info",
             access_log=access_log,
+            http=http_protocol(config.header_timeout),
         )
     )
+    install_access_log_filter()  # after uvicorn.Config set its logging up
     # The process is the gateway's own: what start-up built (modules, the app, the
     # policy) lives as long as it does. Frozen, it is no longer walked by every full
     # collection, each of which stopped all streams for tens of milliseconds.

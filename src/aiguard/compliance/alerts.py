@@ -16,7 +16,10 @@ Rules:
   (id or terms) differs from its previous training call's, or follows a consent event;
 * ``denial_spike``: more than ``max_denials`` calls are refused within ``window_seconds``;
 * ``after_kill_switch``: a call goes out to a destination after its kill switch was
-  thrown (and before it was reinstated).
+  thrown (and before it was reinstated);
+* ``unknown_tokens`` (on by default): a principal's calls hold more than ``max_tokens``
+  token-shaped strings within ``window_seconds`` that restore to nothing it may see
+  (the ``unknown_tokens`` count of call events): guessing or replaying tokens.
 
 Each windowed rule fires at most once per window and key, so a sustained burst gives
 one alert per window, not one per event.
@@ -123,6 +126,10 @@ class AlertEngine:
             _Window(rules.regulated_burst.window_seconds) if rules.regulated_burst else None
         )
         self._denials = _Window(rules.denial_spike.window_seconds) if rules.denial_spike else None
+        unknown = rules.unknown_tokens
+        self._unknown = (
+            _Window(unknown.window_seconds) if unknown is not None and unknown.enabled else None
+        )
         self._consent_seen: dict[str, tuple[Any, Any]] = {}
         self._consent_changed: set[str] = set()
         self._revoked: set[str] = set()
@@ -145,6 +152,7 @@ class AlertEngine:
             self._regulated(event, when, fired)
             self._training(event, kind, when, fired)
             self._denial_spike(event, kind, when, fired)
+            self._unknown_tokens(event, when, fired)
             return fired
 
     # -- rules ------------------------------------------------------------------------
@@ -305,6 +313,31 @@ class AlertEngine:
                     {
                         "count": total,
                         "threshold": rule.max_denials,
+                        "window_seconds": rule.window_seconds,
+                    },
+                )
+            )
+
+    def _unknown_tokens(self, event: Mapping[str, Any], when: float, fired: list[Alert]) -> None:
+        rule = self._rules.unknown_tokens
+        count = event.get("unknown_tokens")
+        if rule is None or self._unknown is None or not isinstance(count, int) or count <= 0:
+            return
+        principal = str(event.get("principal") or "(none)")
+        total = self._unknown.add(principal, when, count)
+        if total > rule.max_tokens and self._unknown.may_fire(principal, when):
+            fired.append(
+                Alert(
+                    "unknown_tokens",
+                    when,
+                    f"principal {principal!r} sent or received {total} token-shaped strings "
+                    f"that restore to nothing it may see in {rule.window_seconds} s "
+                    f"(threshold {rule.max_tokens}): tokens are being guessed or replayed",
+                    {
+                        "principal": principal,
+                        "destination": event.get("destination"),
+                        "count": total,
+                        "threshold": rule.max_tokens,
                         "window_seconds": rule.window_seconds,
                     },
                 )

@@ -64,8 +64,6 @@ DEFAULT_SUBJECT_FIELDS = ("subject", "customer_id")
 MAX_LISTED_PROBLEMS = 1_000
 _BATCH = 512
 _CONSENT_CACHE = 65_536
-#: Integers with at least this many digits are scanned like strings (card, phone numbers).
-_MIN_SCANNED_DIGITS = 6
 
 SubjectAction = Literal["pseudonymize", "keep", "drop"]
 
@@ -581,20 +579,10 @@ def _set_path(node: dict[str, Any], path: Sequence[str], value: Any) -> None:
 
 
 def _protect_record(call: Call, node: Any, path: str = "$") -> Any:
-    """Every string of a record is data (no structural keys here), and so are integers
-    long enough to be a card or phone number; keys are kept as they are."""
-    if isinstance(node, str):
-        return call.protect_text(path, node)
-    if isinstance(node, dict):
-        return {k: _protect_record(call, v, f"{path}.{k}") for k, v in node.items()}
-    if isinstance(node, list):
-        return [_protect_record(call, v, f"{path}[{i}]") for i, v in enumerate(node)]
-    if isinstance(node, int) and not isinstance(node, bool):
-        text = str(node)
-        if len(text.lstrip("-")) >= _MIN_SCANNED_DIGITS:
-            protected = call.protect_text(path, text)
-            return node if protected == text else protected
-    return node
+    """Every string of a record is data (no structural keys here), keys included, with
+    key context (`Call.protect_tree`), and so are integers long enough to be a card or
+    phone number."""
+    return call.protect_tree(node, path)
 
 
 # -- output -------------------------------------------------------------------------------

@@ -31,6 +31,7 @@ from ..errors import AIGuardError, MalformedPayload
 from ..pipeline.call import Call, dump_json, parse_json_body, usage_of
 from ..pipeline.routing import Router
 from ..providers import Adapter, adapter_for
+from ._request_parts import protect_headers, protect_url
 from .streaming import DEFAULT_HOLD_LIMIT, StreamRestorer, TokenRestorer
 
 if TYPE_CHECKING:
@@ -48,6 +49,11 @@ SDK_MAX_CONNECTIONS = 1000
 SDK_MAX_KEEPALIVE = 100
 
 _HOP_HEADERS = {"content-length", "content-encoding", "transfer-encoding"}
+
+#: Bodies (requests or answers) at least this large are protected or restored in a
+#: worker thread by the async transport, whatever the stores: scanning megabytes on the
+#: event loop would stall every other request and stream it serves.
+OFFLOAD_BYTES = 256 * 1024
 
 
 def _operation(path: str) -> str:
@@ -102,7 +108,7 @@ class _Exchange:
         path = request.url.path
         adapter: Adapter | None = None
         if raw:
-            what = _unreadable(headers)
+            what = _unreadable(guard, headers)
             if what is not None:
                 if target is not None and target.forward_unreadable:
                     unread = f"forwarded unread: the request body is {what} (forward_unreadable)"
@@ -124,7 +130,8 @@ class _Exchange:
                         adapter = _EVERY_STRING
                     else:
                         malformed = MalformedPayload(
-                            f"no payload adapter reads requests to {path!r}, so it was not "
+                            f"no payload adapter reads requests to {guard.quotable(path)}, so "
+                            "it was not "
                             "sent. Describe it with [[destinations."
                             f"{destination or '<name>'}.adapters]] (path, protect, keep, "
                             'restore), or set unknown_paths = "protect" there to protect '
@@ -133,7 +140,9 @@ class _Exchange:
         self.adapter = adapter
         self.json_content = adapter is not None and adapter.json_answer(body)
         model = body.get("model") if isinstance(body, dict) else None
-        model = model if isinstance(model, str) else None
+        # The model name is the caller's text too: events and errors quote it only
+        # when it holds no finding.
+        model = guard.label_of(model) if isinstance(model, str) else None
         self.key = guard.digest_bytes(
             b"\x00".join(
                 [ctx.tenant.encode(), (ctx.conversation or "").encode(), url.encode(), raw]
@@ -148,7 +157,9 @@ class _Exchange:
             request_id, attempt = guard.attempts.resolve(self.key, retry_count, _new_request_id())
             idempotency = headers.get("idempotency-key")
             if idempotency:
-                request_id = idempotency
+                # The caller chose it (it can hold anything): events get a keyed digest,
+                # equal for the SDK's retries, which resend the same key.
+                request_id = guard.caller_id("idem", ctx.tenant, idempotency)
         call = guard.begin(
             ctx,
             destination,
@@ -174,13 +185,19 @@ class _Exchange:
                 protected = call.protect_json(body, adapter)
                 new_raw = dump_json(protected)
                 call.sent_text = new_raw.decode("utf-8")
+            # The URL and headers carry caller data too (extra_query, extra_headers,
+            # path parameters): inspected like body values, refused or tokenized.
+            new_url = protect_url(call, url)
+            new_headers = protect_headers(
+                call,
+                ((k, v) for k, v in headers.multi_items() if k.lower() != "content-length"),
+            )
         except AIGuardError as exc:
             guard.finish(call, "refusal", "denied", error=exc.code, **extra)
             raise
-        new_headers = [(k, v) for k, v in headers.multi_items() if k.lower() != "content-length"]
         return self.module.Request(
             request.method,
-            request.url,
+            request.url if new_url == url else new_url,
             headers=new_headers,
             content=new_raw,
             extensions=request.extensions,
@@ -475,14 +492,16 @@ def _stream_type(module: ModuleType, asynchronous: bool) -> type:
 _EVERY_STRING = Adapter("json", "other")
 
 
-def _unreadable(headers: Any) -> str | None:
-    """What makes a request body unreadable for aiguard, or None when it is JSON."""
+def _unreadable(guard: GuardHost, headers: Any) -> str | None:
+    """What makes a request body unreadable for aiguard, or None when it is JSON.
+
+    The header values are the caller's: quoted only when they hold no finding."""
     encoding = headers.get("content-encoding", "").strip().lower()
     if encoding and encoding != "identity":
-        return f"compressed (content-encoding {encoding})"
+        return f"compressed (content-encoding {guard.label_of(encoding)})"
     content_type = headers.get("content-type", "application/json")
     if "json" not in content_type.lower():
-        return repr(content_type.split(";")[0].strip() or content_type)
+        return guard.quotable(content_type.split(";")[0].strip() or content_type)
     return None
 
 
@@ -645,9 +664,10 @@ class AsyncGuardTransport(httpx.AsyncBaseTransport):
         return await AsyncRetrying(sleep=anyio.sleep, **options)(attempt)
 
     async def _attempt(self, exchange: _Exchange, raw: bytes) -> Any:
-        blocking = self._guard.stores_block
-        # SQLite and PostgreSQL stores do real I/O: run the pipeline in a worker thread
-        # (the call context travels with it) so the event loop is never blocked.
+        # SQLite and PostgreSQL stores do real I/O, and a large body takes long to scan:
+        # then the pipeline runs in a worker thread (the call context travels with it)
+        # so the event loop is never blocked.
+        blocking = self._guard.stores_block or len(raw) >= OFFLOAD_BYTES
         if blocking:
             upstream = await _to_thread(_in_context(exchange.prepare, raw))
         else:
@@ -664,7 +684,7 @@ class AsyncGuardTransport(httpx.AsyncBaseTransport):
         except BaseException as exc:
             exchange.failed(exc)
             raise
-        if blocking:
+        if blocking or len(body) >= OFFLOAD_BYTES:
             return await _to_thread(_in_context(exchange.complete, response, body))
         return exchange.complete(response, body)
 

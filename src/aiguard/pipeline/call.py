@@ -12,25 +12,30 @@ import json
 import re
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Container, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
 
 from ..classify.detectors import Detector, Finding, KnownValuesDetector, merge_findings
+from ..classify.kinds import DEFAULT_LEVELS
 from ..classify.levels import Level
+from ..classify.structured import KEY_KINDS
 from ..context import CallContext
 from ..errors import (
     AIGuardError,
     ConsentRequired,
     DestinationRevoked,
+    MalformedPayload,
     PolicyDenied,
     UnknownDestination,
     VaultError,
 )
 from ..policy.model import Action, DestinationPolicy, Policy
+from ..providers.walk import STRUCTURAL_KEYS
+from ..vault._core import KeyedVault
 from ..vault.surrogates import SURROGATE_RE, from_surrogate, to_surrogate
-from ..vault.tokens import TOKEN_RE, Scope
+from ..vault.tokens import MIN_SUFFIX, TOKEN_RE, Scope, format_token, keyed_suffix
 
 if TYPE_CHECKING:
     from ..consent.store import ConsentRecord, ConsentStore
@@ -38,12 +43,32 @@ if TYPE_CHECKING:
     from ..providers.base import Adapter
     from ..vault.memory import Vault
 
-__all__ = ["Call", "Decision", "PipelineHost", "ProtectedFinding"]
+__all__ = ["LITERAL_KIND", "Call", "Decision", "PipelineHost", "ProtectedFinding"]
+
+#: The kind of the stand-ins for token-shaped text a caller sent (`Call._escape_tokens`).
+LITERAL_KIND = "token_literal"
 
 # Text aiguard itself put into a payload: tokens, pseudonyms, redaction markers.
 _SURROGATE_RE = re.compile(
     TOKEN_RE.pattern + r"|\[[A-Z][A-Z0-9_]*~[0-9a-f]{12}\]|\[REDACTED:[a-z0-9_]+\]"
 )
+
+
+#: Deepest JSON nesting any door walks; deeper payloads are refused, not sent unscanned.
+MAX_JSON_DEPTH = 128
+#: JSON numbers with fewer digits cannot be an identifier worth a token (cards, phones,
+#: national ids all have more), so they are not scanned.
+_MIN_SCANNED_DIGITS = 6
+_CLEAN_KEYS_LIMIT = 50_000
+_CLEAN_NAME_LENGTH = 100
+_KEY_NORMAL = re.compile(r"[^a-z0-9]")
+
+
+def _key_kind(key: str | None) -> str | None:
+    """The kind a key's name gives its value (`KEY_KINDS`), as `detect_json` reads it."""
+    if key is None:
+        return None
+    return KEY_KINDS.get(_KEY_NORMAL.sub("", key.lower()))
 
 
 class PipelineHost(Protocol):
@@ -304,6 +329,11 @@ class Call:
     #: Values below the output rule's level that the answer holds and the call never sent.
     unsent: Counter[str] = field(default_factory=Counter)
     _flagged: set[bytes] = field(default_factory=set, repr=False)
+    #: Token-shaped text the caller sent, re-tokenized: its stand-in -> the text itself.
+    literals: dict[str, str] = field(default_factory=dict, repr=False)
+    #: Token-shaped text that restored to nothing this caller may see (answers), plus
+    #: token-shaped text in the request: what guessing or replaying tokens looks like.
+    unknown_tokens: int = 0
 
     @property
     def scope(self) -> Scope:
@@ -324,6 +354,8 @@ class Call:
     # -- protecting ---------------------------------------------------------------
 
     def protect_text(self, path: str, text: str) -> str:
+        if "[" in text and "_" in text:
+            text = self._escape_tokens(text)
         found: list[Finding] = []
         for detector in self.detectors():
             found.extend(detector.detect(text))
@@ -346,6 +378,28 @@ class Call:
         pieces.append(text[cursor:])
         return "".join(pieces)
 
+    def _escape_tokens(self, text: str) -> str:
+        """Token-shaped text from the caller is data, never a restore key.
+
+        Each is replaced by a stand-in token known to this call only, which restores to
+        the text the caller sent: a guessed or replayed token of someone else's value
+        reaches the model as an opaque stand-in and comes back as it was sent.
+        """
+
+        def escape(match: re.Match[str]) -> str:
+            literal = match.group(0)
+            if literal in self.literals:  # a stand-in produced by this call (a retry)
+                return literal
+            digest = self.guard.digest("token-literal", self.context.tenant, literal)
+            suffix = keyed_suffix(bytes.fromhex(digest.rpartition(":")[2]), MIN_SUFFIX)
+            stand_in = format_token(LITERAL_KIND, suffix)
+            if stand_in not in self.literals:
+                self.unknown_tokens += 1
+            self.literals[stand_in] = literal
+            return stand_in
+
+        return TOKEN_RE.sub(escape, text)
+
     def apply(
         self, path: str, start: int, end: int, value: str, kind: str, level: Level
     ) -> str | None:
@@ -364,7 +418,7 @@ class Call:
             replacement = None
         elif action is Action.TOKENIZE:
             try:
-                token = self.guard.vault.tokenize(self.scope, kind, value, self.context.subject)
+                token = self._tokenize(kind, value)
             except Exception as exc:
                 if not self.target.fail_open:
                     raise VaultError(
@@ -391,32 +445,137 @@ class Call:
         self.findings.append(ProtectedFinding(path, start, end, kind, level, action, token))
         return replacement
 
+    def _tokenize(self, kind: str, value: str) -> str:
+        vault = self.guard.vault
+        ctx = self.context
+        if isinstance(vault, KeyedVault):
+            # Without a subject the principal owns the value (see `lookup`).
+            return vault.tokenize(self.scope, kind, value, ctx.subject, principal=ctx.principal)
+        return vault.tokenize(self.scope, kind, value, ctx.subject)
+
     def protect_json(self, body: Any, adapter: Adapter | None = None) -> Any:
-        """Protect every non-structural string of a JSON body (the safety net).
+        """Protect a JSON body with key context (`detect_json` semantics), the safety net.
 
-        Strings that are JSON text themselves (tool and function-call arguments, tool
-        results) are parsed, protected value by value and written back as JSON, so a
-        value is found whole and its token sits inside a valid JSON string. Strings
-        under the adapter's ``keep`` paths pass untouched.
+        Every non-structural string is protected; a value under a key that names a kind
+        (``ssn``, ``password``, ``card_number``, see `KEY_KINDS`) is that kind whole;
+        numbers long enough to be an identifier are scanned too, and one holding a
+        finding goes out as a string token; object keys are data like values. Strings
+        that are JSON text themselves (tool arguments and results) are parsed and
+        protected the same way, with their own keys as context, and written back as
+        JSON. Strings under the adapter's ``keep`` paths pass untouched. Nesting deeper
+        than `MAX_JSON_DEPTH` is refused (`MalformedPayload`), never walked unscanned.
         """
-        from ..providers.base import parse_json_text
-        from ..providers.walk import map_all_strings, map_strings
-
         keep = adapter.keep if adapter is not None else None
         free = adapter.free if adapter is not None else None
+        return self._protect_node(body, "$", None, free, keep, False, 0)
 
-        def transform(path: str, text: str) -> str:
+    def protect_tree(self, node: Any, path: str = "$") -> Any:
+        """`protect_json` for JSON the user defined: no key is structural."""
+        return self._protect_node(node, path, None, None, None, True, 0)
+
+    def _protect_node(
+        self,
+        node: Any,
+        path: str,
+        key: str | None,
+        free: Container[str] | None,
+        keep: Container[str] | None,
+        everything: bool,
+        depth: int,
+    ) -> Any:
+        if depth > MAX_JSON_DEPTH:
+            raise MalformedPayload(
+                f"the payload nests deeper than {MAX_JSON_DEPTH} levels, so aiguard cannot "
+                "inspect it whole; it was not sent"
+            )
+        if isinstance(node, str):
+            if not everything and key is not None and key in STRUCTURAL_KEYS:
+                return node
             if keep and path in keep:
-                return text
-            inner = parse_json_text(text)
-            if inner is not None:
-                protected = map_all_strings(inner, self.protect_text, path)
-                if protected == inner:
-                    return text
-                return json.dumps(protected, ensure_ascii=False)
-            return self.protect_text(path, text)
+                return node
+            return self._protect_string(path, key, node, depth)
+        if isinstance(node, dict):
+            if free and path in free:
+                everything = True
+            out: dict[str, Any] = {}
+            for k, v in node.items():
+                name = self._protect_key(f"{path}.{k}", k) if isinstance(k, str) else k
+                out[name] = self._protect_node(
+                    v, f"{path}.{k}", k, free, keep, everything, depth + 1
+                )
+            return out
+        if isinstance(node, list):
+            return [
+                self._protect_node(v, f"{path}[{i}]", key, free, keep, everything, depth + 1)
+                for i, v in enumerate(node)
+            ]
+        if isinstance(node, (int, float)) and not isinstance(node, bool):
+            return self._protect_number(path, key, node)
+        return node
 
-        return map_strings(body, transform, free=free)
+    def _protect_string(
+        self, path: str, key: str | None, text: str, depth: int, parse: bool = True
+    ) -> str:
+        from ..providers.base import parse_json_text
+
+        if not text:
+            return text
+        inner = parse_json_text(text) if parse else None
+        if inner is not None:
+            protected = self._protect_node(inner, path, None, None, None, True, depth + 1)
+            if protected == inner:
+                return text
+            return json.dumps(protected, ensure_ascii=False)
+        kind = _key_kind(key)
+        if kind is not None:
+            replacement = self._apply_key_kind(path, kind, text)
+            if replacement is not None:
+                return replacement
+        return self.protect_text(path, text)
+
+    def protect_scalar(self, path: str, name: str | None, text: str) -> str:
+        """One named value outside a JSON body (a header, a query parameter), with its
+        name as key context."""
+        if not text:
+            return text
+        return self._protect_string(path, name, text, 0, parse=False)
+
+    def _apply_key_kind(self, path: str, kind: str, text: str) -> str | None:
+        """The key names the value's kind: the whole value is one finding of it."""
+        if "[" in text and "_" in text and TOKEN_RE.search(text):
+            return None  # token-shaped text is escaped by protect_text first
+        level = self.guard.policy.levels.get(kind) or DEFAULT_LEVELS.get(kind, Level.SENSITIVE)
+        return self.apply(path, 0, len(text), text, kind, level)
+
+    def _protect_number(self, path: str, key: str | None, number: float) -> Any:
+        text = json.dumps(number)
+        kind = _key_kind(key)
+        if kind is not None:
+            replacement = self._apply_key_kind(path, kind, text)
+            if replacement is not None:
+                return replacement
+        if sum(ch.isdigit() for ch in text) < _MIN_SCANNED_DIGITS:
+            return number
+        protected = self.protect_text(path, text)
+        return number if protected == text else protected
+
+    def _protect_key(self, path: str, key: str) -> str:
+        return self.protect_name(path, key)
+
+    def protect_name(self, path: str, text: str) -> str:
+        """`protect_text` for the short strings every request repeats (object keys, URL
+        path segments, header values): one without a finding is remembered per guard,
+        so the next request skips detection. Not while the call has known values (its
+        own detector could find what the others did not)."""
+        clean: set[str] | None = getattr(self.guard, "_clean_keys", None)
+        if clean is None or self.context.known or len(text) > _CLEAN_NAME_LENGTH:
+            return self.protect_text(path, text)
+        if text in clean:
+            return text
+        protected = self.protect_text(path, text)
+        if protected == text and len(clean) < _CLEAN_KEYS_LIMIT:
+            clean.add(text)
+        return protected
 
     # -- restoring ----------------------------------------------------------------
 
@@ -466,12 +625,26 @@ class Call:
         return token if original is None else json.dumps(original, ensure_ascii=False)[1:-1]
 
     def lookup(self, token: str) -> str | None:
-        """The original of a token the caller may see: issued by this call, else in its scope."""
+        """The original of a token the caller may see, else None.
+
+        A token restores when this call sent it, or when it was issued in this scope to
+        the call's subject (without a subject: to its principal). Another subject's
+        token, guessed or replayed by a model, stays as it is and is counted.
+        """
         original = self.issued.get(token)
+        if original is None:
+            original = self.literals.get(token)
         if original is not None:
             return original
+        vault = self.guard.vault
+        ctx = self.context
         try:
-            return self.guard.vault.detokenize(self.scope, token)
+            if isinstance(vault, KeyedVault):
+                original = vault.detokenize_for(self.scope, token, ctx.subject, ctx.principal)
+            else:
+                # A vault that cannot say whom a token was issued to restores nothing
+                # beyond what this call sent (fail closed).
+                original = None
         except AIGuardError:
             raise
         except Exception as exc:  # typed, and never the driver's text (it can quote values)
@@ -479,6 +652,9 @@ class Call:
                 f"the vault could not restore a token ({type(exc).__name__}); the answer "
                 "was not returned. Check the vault"
             ) from None
+        if original is None:
+            self.unknown_tokens += 1
+        return original
 
     @property
     def output_rule_level(self) -> Level:
@@ -619,7 +795,16 @@ class Call:
             "gen_ai.request.model": self.request_model,
             "latency_us": (time.perf_counter_ns() - self.started_ns) // 1000,
         }
+        if self.unknown_tokens:
+            fields["unknown_tokens"] = self.unknown_tokens
         fields.update(extra)
+        label_of = getattr(guard, "label_of", None)
+        if label_of is not None:
+            # Model names come from the caller's body and the upstream's answer.
+            for name in ("gen_ai.request.model", "gen_ai.response.model"):
+                value = fields.get(name)
+                if isinstance(value, str):
+                    fields[name] = label_of(value)
         return fields
 
 
@@ -652,6 +837,10 @@ def parse_json_body(raw: bytes, what: str) -> Any:
         ) from None
     try:
         return json.loads(text)
+    except RecursionError:
+        raise MalformedPayload(
+            f"the {what} body nests too deeply for aiguard to inspect it; it was not sent"
+        ) from None
     except ValueError as exc:
         raise MalformedPayload(
             f"the {what} body is not valid JSON (line {getattr(exc, 'lineno', '?')}, "

@@ -47,6 +47,11 @@ class Protected:
     request_id: str | None = None
     #: token -> original for tokens issued by this call; never serialized or logged.
     _issued: Mapping[str, str] | None = None
+    #: Whom the tokens were issued to: `Guard.restore` restores only their tokens.
+    subject: str | None = None
+    principal: str | None = None
+    #: Stand-ins for token-shaped text the caller sent (restored to that text).
+    _literals: Mapping[str, str] | None = None
 
     def __repr__(self) -> str:  # originals must never show up in a repr or a log line
         return (
@@ -130,6 +135,12 @@ class GuardHost(PipelineHost, Protocol):
     def finish(self, call: Call, event_type: str, status: str, **extra: Any) -> Receipt: ...
 
     def digest_bytes(self, data: bytes) -> str: ...
+
+    def caller_id(self, label: str, tenant: str, value: str) -> str: ...
+
+    def quotable(self, text: str) -> str: ...
+
+    def label_of(self, text: str) -> str: ...
 
     def digester(self) -> IncrementalDigest: ...
 

@@ -291,6 +291,18 @@ class KillSwitchAlert(_Strict):
     enabled: bool = True
 
 
+class UnknownTokensAlert(_Strict):
+    """A principal sending or receiving more than ``max_tokens`` token-shaped strings that
+    restore to nothing it may see, in a window: someone guessing or replaying tokens.
+
+    On by default (``enabled = false`` under ``[alerts.unknown_tokens]`` turns it off).
+    """
+
+    enabled: bool = True
+    max_tokens: int = Field(default=50, ge=1)
+    window_seconds: int = Field(default=300, ge=1)
+
+
 class AlertsPolicy(_Strict):
     """Alert rules; a rule is on when its table is present (``[alerts.denial_spike]``)."""
 
@@ -299,6 +311,7 @@ class AlertsPolicy(_Strict):
     training_consent_change: TrainingConsentAlert | None = None
     denial_spike: DenialSpikeAlert | None = None
     after_kill_switch: KillSwitchAlert | None = None
+    unknown_tokens: UnknownTokensAlert | None = Field(default_factory=UnknownTokensAlert)
 
     @property
     def any(self) -> bool:
@@ -310,6 +323,7 @@ class AlertsPolicy(_Strict):
                 self.training_consent_change,
                 self.denial_spike,
                 self.after_kill_switch,
+                self.unknown_tokens,
             )
         )
 

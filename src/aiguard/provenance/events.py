@@ -84,6 +84,12 @@ class ProvenanceEvent(BaseModel):
         description="Values in the answer never sent, below the output rule's level "
         "(left in the answer, flagged), per kind.",
     )
+    unknown_tokens: int | None = Field(
+        default=None,
+        ge=0,
+        description="Token-shaped text the caller sent (re-tokenized as data) or the answer "
+        "held that restores to nothing the caller may see: what guessing looks like.",
+    )
     input_digest: str | None = Field(default=None, description="hmac-sha256:<kid>:<hex>.")
     output_digest: str | None = Field(default=None, description="hmac-sha256:<kid>:<hex>.")
     dataset_version: str | None = Field(default=None, description="Dataset the call feeds.")

@@ -34,7 +34,15 @@ from typing import Any, NamedTuple
 from cryptography.exceptions import InvalidTag
 
 from ..errors import VaultError
-from ._crypto import VaultKeys, _lp, _make_cipher, blind_index, entry_aad, token_candidates
+from ._crypto import (
+    VaultKeys,
+    _lp,
+    _make_cipher,
+    blind_index,
+    entry_aad,
+    token_candidates,
+    token_matches,
+)
 from .keys import KeyProvider, KeyProviderError, SecretKeyProvider
 from .tokens import Scope
 
@@ -147,7 +155,7 @@ class KeyedVault:
         #: Only backends that can tell cheaply whether anything was erased since keep
         #: one (SQLite); see `_s_generation`.
         self.restore_cache_ttl = 300.0
-        self._plain: dict[tuple[str, str], tuple[str, float, tuple[int, int]]] = {}
+        self._plain: dict[tuple[str, str], tuple[str, float, tuple[int, int], str]] = {}
         self._local_generation = 0
 
     # -- storage primitives (implemented by each backend) ---------------------------
@@ -411,10 +419,20 @@ class KeyedVault:
 
     # -- the Vault protocol -------------------------------------------------------------
 
-    def tokenize(self, scope: Scope, kind: str, value: str, subject: str | None = None) -> str:
+    def tokenize(
+        self,
+        scope: Scope,
+        kind: str,
+        value: str,
+        subject: str | None = None,
+        *,
+        principal: str | None = None,
+    ) -> str:
+        """The token of ``value``; without a subject, ``principal`` (when given) owns it,
+        so `detokenize_for` restores it for that principal only."""
         subject = subject or None  # an empty subject id is no subject (one blind index)
         keys = self._tenant(scope.tenant)
-        index = blind_index(keys, scope, kind, value, subject)
+        index = blind_index(keys, scope, kind, value, subject, principal)
         cache_key = (scope.key, index)
         token = self._token_cache.get(cache_key)
         if token is not None:
@@ -522,23 +540,47 @@ class KeyedVault:
         generation it was read under is still current, in this process and in the
         database, so an erased value never comes back from the cache.
         """
+        found = self._read_entry(scope, token)
+        return None if found is None else found[0]
+
+    def detokenize_for(
+        self, scope: Scope, token: str, subject: str | None, principal: str | None
+    ) -> str | None:
+        """`detokenize`, but only a token issued to this owner: ``subject``, or without
+        one ``principal`` (a token issued with neither restores for callers with neither).
+
+        The row does not say whom it was issued to; the token does: it is a keyed MAC
+        of the blind index, which covers the owner. So the original is decrypted and
+        the token recomputed for the caller's owner; another owner's token gives None.
+        """
+        found = self._read_entry(scope, token)
+        if found is None:
+            return None
+        value, kind = found
+        if value == ERASED:
+            return value
+        keys = self._tenant(scope.tenant)
+        index = blind_index(keys, scope, kind, value, subject or None, principal)
+        return value if token_matches(keys, scope, token, index) else None
+
+    def _read_entry(self, scope: Scope, token: str) -> tuple[str, str] | None:
         generation = self._s_generation() if self.restore_cache_ttl > 0 else None
         if generation is None:
             row = self._s_entry(scope.key, token)
-            return None if row is None else self._open(scope, token, row)
+            return None if row is None else (self._open(scope, token, row), row.kind)
         stamp = (generation, self._local_generation)
         key = (scope.key, token)
         now = time.monotonic()
         hit = self._plain.get(key)
         if hit is not None and hit[2] == stamp and hit[1] > now:
-            return hit[0]
+            return hit[0], hit[3]
         row = self._s_entry(scope.key, token)
         if row is None:
             return None
         value = self._open(scope, token, row)
         if not row.erased and value != ERASED:
-            self._remember(self._plain, key, (value, now + self.restore_cache_ttl, stamp))
-        return value
+            self._remember(self._plain, key, (value, now + self.restore_cache_ttl, stamp, row.kind))
+        return value, row.kind
 
     def _forget(self) -> None:
         """Invalidate every cache that could hold or lead to an erased value."""

@@ -26,6 +26,7 @@ __all__ = [
     "key_check",
     "normalize",
     "token_candidates",
+    "token_matches",
 ]
 
 
@@ -90,9 +91,23 @@ def _lp(*parts: str) -> bytes:
     return b"".join(out)
 
 
-def blind_index(keys: VaultKeys, scope: Scope, kind: str, value: str, subject: str | None) -> bytes:
-    """The keyed lookup digest of a value: equal for equal (scope, kind, subject, value)."""
+def blind_index(
+    keys: VaultKeys,
+    scope: Scope,
+    kind: str,
+    value: str,
+    subject: str | None,
+    principal: str | None = None,
+) -> bytes:
+    """The keyed lookup digest of a value: equal for equal (scope, kind, owner, value).
+
+    The owner is the subject; for a value seen without one, the principal that sent it
+    (when known), so such a token restores for that principal only. Without either the
+    digest is the one of the first aiguard versions.
+    """
     material = _lp(scope.key, kind, subject or "", normalize(kind, value))
+    if not subject and principal:
+        material += _lp("principal", principal)
     return hmac.digest(keys.index_key, material, "sha256")
 
 
@@ -105,6 +120,17 @@ def token_candidates(keys: VaultKeys, scope: Scope, kind: str, index: bytes) -> 
     mac = hmac.digest(keys.token_key, _lp(scope.key) + index, "sha256")
     for length in range(MIN_SUFFIX, MAX_SUFFIX + 1, 2):
         yield format_token(kind, keyed_suffix(mac, length))
+
+
+def token_matches(keys: VaultKeys, scope: Scope, token: str, index: bytes) -> bool:
+    """Whether ``token`` is one `token_candidates` gives for ``index`` (any suffix length,
+    legacy ones included): the token was issued to the owner ``index`` was computed for."""
+    start = token.rfind("_")
+    suffix = token[start + 1 : -1]
+    if start < 0 or not suffix:
+        return False
+    mac = hmac.digest(keys.token_key, _lp(scope.key) + index, "sha256")
+    return hmac.compare_digest(keyed_suffix(mac, len(suffix)), suffix)
 
 
 def entry_aad(scope: Scope, token: str, kind: str, key_version: int) -> bytes:

@@ -11,8 +11,11 @@ never be someone's real data:
 * phone: ``+999 1 104 8575`` (country code 999 is reserved by the ITU, never assigned);
 * payment card: ``4000 0000 0104 8575``-shaped, Luhn-valid, in the 4000 test range.
 
-Suffixes up to 8 characters are encodable (tokens extend beyond that only after
-repeated collisions); a token that cannot be encoded stays a placeholder.
+Suffixes of 4, 6 and 8 characters (tokens issued before 65-bit suffixes) and of 13
+characters (every token issued now, unless collisions extended it) are encodable; a
+token that cannot be encoded stays a placeholder. A 13-character suffix holds 65 bits,
+so its phone surrogate has 21 digits and its card surrogate 26: longer than real ones,
+which only the reserved namespaces make harmless.
 """
 
 from __future__ import annotations
@@ -32,15 +35,18 @@ __all__ = [
 
 SURROGATE_KINDS = frozenset({"email", "phone", "credit_card"})
 
-_CODES = {4: "1", 6: "2", 8: "3"}
+_CODES = {4: "1", 6: "2", 8: "3", 13: "4"}
 _LENGTHS = {code: length for length, code in _CODES.items()}
-_DIGITS = {4: 7, 6: 10, 8: 13}  # decimal digits that hold 5 bits per suffix character
+_DIGITS = {4: 7, 6: 10, 8: 13, 13: 20}  # decimal digits that hold 5 bits per character
 _VALUE = {ch: i for i, ch in enumerate(SUFFIX_ALPHABET)}
 
-_EMAIL = r"(?<![\w.+-])(?P<email>[0-9a-hjkmnp-tv-z]{4,8})\.s@aiguard\.invalid(?![\w-])"
+_EMAIL = r"(?<![\w.+-])(?P<email>[0-9a-hjkmnp-tv-z]{4,13})\.s@aiguard\.invalid(?![\w-])"
 # Exact digit counts per length code, so a digit that merely follows is never taken in.
-_PHONE = r"(?<![\w+])\+999 (?P<phone>1(?: ?\d){7}|2(?: ?\d){10}|3(?: ?\d){13})(?!\d)"
-_CARD = r"(?<![\d-])(?P<card>4000[ -]?(?:[12](?:[ -]?\d){11}|3(?:[ -]?\d){14}))(?!\d)"
+_PHONE = r"(?<![\w+])\+999 (?P<phone>1(?: ?\d){7}|2(?: ?\d){10}|3(?: ?\d){13}|4(?: ?\d){20})(?!\d)"
+_CARD = (
+    r"(?<![\d-])(?P<card>4000[ -]?(?:[12](?:[ -]?\d){11}|3(?:[ -]?\d){14}|4(?:[ -]?\d){21}))"
+    r"(?!\d)"
+)
 SURROGATE_RE = re.compile(f"{_EMAIL}|{_PHONE}|{_CARD}")
 
 

@@ -1,7 +1,12 @@
-"""Token format: ``[EMAIL_7Q2K]`` — a typed label and a short keyed suffix.
+"""Token format: ``[EMAIL_7Q2KX9M4T1B8C]`` — a typed label and a keyed suffix.
 
 The suffix alphabet is Crockford's base32 (no I, L, O, U), so tokens survive a model
 copying them and never spell words. Finding tokens in text uses one compiled pattern.
+
+New suffixes are at least `MIN_SUFFIX` characters (65 bits of a keyed MAC), so a
+caller cannot enumerate a scope's tokens by guessing them. Tokens issued before with
+4 to 12 characters (`LEGACY_MIN_SUFFIX`) are still recognized, and restore only for
+the subject (or principal) they were issued to (docs/keys.md).
 """
 
 from __future__ import annotations
@@ -10,12 +15,24 @@ import base64
 import re
 from dataclasses import dataclass
 
-__all__ = ["SUFFIX_ALPHABET", "TOKEN_RE", "Scope", "format_token", "keyed_suffix", "label_for"]
+__all__ = [
+    "LEGACY_MIN_SUFFIX",
+    "MIN_SUFFIX",
+    "SUFFIX_ALPHABET",
+    "TOKEN_RE",
+    "Scope",
+    "format_token",
+    "keyed_suffix",
+    "label_for",
+]
 
 SUFFIX_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 _B32_TO_CROCKFORD = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", SUFFIX_ALPHABET)
 
-MIN_SUFFIX = 4
+#: Characters of a newly issued suffix: 13 * 5 = 65 bits, beyond guessing.
+MIN_SUFFIX = 13
+#: The shortest suffix ever issued (before 65-bit suffixes); still parsed and restored.
+LEGACY_MIN_SUFFIX = 4
 MAX_SUFFIX = 26
 
 TOKEN_RE = re.compile(r"\[([A-Z][A-Z0-9_]{0,63})_([0-9A-HJKMNP-TV-Z]{4,26})\]")

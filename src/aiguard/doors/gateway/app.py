@@ -65,8 +65,9 @@ _FORWARD_REQUEST = frozenset(
         "x-stainless-retry-count",
     }
 )
-#: Answer headers passed back: the body's type, request ids and rate-limit hints.
-_FORWARD_RESPONSE_PREFIXES = ("openai-", "x-ratelimit-", "anthropic-")
+#: Answer headers passed back: the body's type, the request id and when to retry. The
+#: upstream's account headers (``openai-organization``, ``x-ratelimit-*``, processing
+#: times) stay here unless `GatewayConfig.forward_response_headers` names them.
 _FORWARD_RESPONSE = frozenset({"content-type", "x-request-id", "retry-after", "retry-after-ms"})
 
 #: Body metadata keys that carry the context; removed before the body goes upstream.
@@ -92,6 +93,7 @@ _ERROR_TYPES = {
     403: "permission_error",
     404: "not_found_error",
     405: "invalid_request_error",
+    408: "invalid_request_error",
     413: "invalid_request_error",
     429: "rate_limit_error",
     500: "server_error",
@@ -189,6 +191,9 @@ class Gateway:
         self.keys = config.key_table()
         self.anonymous = config.anonymous_allowed()
         self.upstream_key = config.upstream_key()
+        self.response_headers = _FORWARD_RESPONSE | {
+            name.lower() for name in config.forward_response_headers
+        }
         # httpx2 when it is installed: httpx's pool walks every idle connection (and
         # counts them again per connection) on each request, which at a hundred streams
         # costs the gateway more than the streams themselves; httpx2's pool does not.
@@ -302,6 +307,13 @@ class Gateway:
 
     # -- forwarding ------------------------------------------------------------------
 
+    async def _off_loop(self, raw: bytes, fn: Any, *args: Any) -> Any:
+        """``fn(*args)``, in a worker thread when ``raw`` is large (parsing megabytes on
+        the event loop would stall every stream in flight)."""
+        if len(raw) >= self.config.offload_bytes:
+            return await anyio.to_thread.run_sync(fn, *args)
+        return fn(*args)
+
     async def read_body(self, request: Request) -> bytes:
         limit = self.config.max_body_bytes
         declared = request.headers.get("content-length")
@@ -315,10 +327,18 @@ class Gateway:
             except ValueError:
                 raise GatewayError(400, "invalid Content-Length", "invalid_request") from None
         body = bytearray()
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > limit:
-                raise too_big
+        # A client trickling its body would hold a connection (and a slot) for ever.
+        with anyio.move_on_after(self.config.body_timeout) as deadline:
+            async for chunk in request.stream():
+                body += chunk
+                if len(body) > limit:
+                    raise too_big
+        if deadline.cancelled_caught:
+            raise GatewayError(
+                408,
+                f"the request body did not arrive within {self.config.body_timeout:g} s",
+                "request_timeout",
+            )
         return bytes(body)
 
     def headers_for_upstream(self, request: Request) -> list[tuple[str, str]]:
@@ -345,11 +365,10 @@ class Gateway:
             raw = await self.read_body(request) if request.method == "POST" else b""
             body: Any = None
             if raw:
-                with contextlib.suppress(ValueError):
-                    body = json.loads(raw)
+                body = await self._off_loop(raw, _parse_body, raw)
             context, changed = self.context_of(request, principal, body)
             if changed:
-                raw = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+                raw = await self._off_loop(raw, _dump_body, body)
             wants_stream = isinstance(body, dict) and body.get("stream") is True
             if wants_stream:
                 if self.streams >= self.config.max_streams:
@@ -367,7 +386,7 @@ class Gateway:
                 if wants_stream:
                     self._stream_closed()
                 raise
-            headers = _answer_headers(upstream.headers)
+            headers = _answer_headers(upstream.headers, self.response_headers)
             if _is_event_stream(upstream):
                 streaming = True
                 return StreamingResponse(
@@ -413,8 +432,8 @@ class Gateway:
                 504, "the upstream did not answer in time", "upstream_timeout"
             ) from None
         except self._transport_error as exc:
-            # httpx's messages name hosts and causes, never request or answer bodies.
-            log.warning("gateway: the upstream failed: %s: %s", type(exc).__name__, exc)
+            # Only the class: httpx's message can quote the URL, and its query is the caller's.
+            log.warning("gateway: the upstream failed: %s", type(exc).__name__)
             raise GatewayError(
                 502, f"the upstream could not be reached ({type(exc).__name__})", "upstream_error"
             ) from None
@@ -488,17 +507,33 @@ class Gateway:
         await anyio.to_thread.run_sync(close)
 
 
+def _parse_body(raw: bytes) -> Any:
+    """The body as JSON, or None when it is not JSON (the transport then refuses it)."""
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return None
+    except RecursionError:
+        raise GatewayError(
+            400, "the request body nests too deeply to be inspected", "malformed_payload"
+        ) from None
+
+
+def _dump_body(body: Any) -> bytes:
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+
+
 def _is_event_stream(response: Any) -> bool:
     content_type = str(response.headers.get("content-type", ""))
     status = int(response.status_code)
     return 200 <= status < 300 and content_type.startswith("text/event-stream")
 
 
-def _answer_headers(headers: Mapping[str, str]) -> dict[str, str]:
+def _answer_headers(headers: Mapping[str, str], allowed: frozenset[str]) -> dict[str, str]:
     out: dict[str, str] = {}
     for name, value in headers.items():
         lower = name.lower()
-        if lower in _FORWARD_RESPONSE or lower.startswith(_FORWARD_RESPONSE_PREFIXES):
+        if lower in allowed:
             out[lower] = value
     return out
 

@@ -134,6 +134,18 @@ class GatewayConfig(_Strict):
     upstream_timeout: float = Field(default=600.0, gt=0)
     #: On shutdown, how long streams in flight may take to finish.
     drain_seconds: float = Field(default=30.0, ge=0)
+    #: Longest a client may take to send a request's headers (then the connection is
+    #: closed) and its body (then 408): a slow client must not hold a connection.
+    header_timeout: float = Field(default=10.0, gt=0)
+    body_timeout: float = Field(default=30.0, gt=0)
+    #: Bodies at least this large are parsed and protected in a worker thread, so one
+    #: big request never stalls every other stream on the event loop.
+    offload_bytes: int = Field(default=256 * 1024, ge=0)
+    #: Upstream answer headers passed back besides the allowlist (content-type,
+    #: x-request-id, retry-after, retry-after-ms); by default no ``openai-*``,
+    #: ``anthropic-*`` or ``x-ratelimit-*`` header (they describe the upstream account:
+    #: organization, limits, processing times). Names, case-insensitive.
+    forward_response_headers: list[str] = Field(default_factory=list)
     #: Provenance file of the default policy, relative to the working directory.
     provenance: str = DEFAULT_PROVENANCE_FILE
 

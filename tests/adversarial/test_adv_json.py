@@ -1,0 +1,160 @@
+"""Issue #19 item 2: structured values in JSON went out raw.
+
+The transport scanned each string alone, so a key's meaning was lost; JSON numbers and
+object keys were never inspected. Every door now walks JSON as `detect_json` does.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from _adv import anthropic_client, gateway, new_guard, openai_client, sent
+
+import aiguard
+from aiguard.testing import FakeModel
+from aiguard.vault.tokens import TOKEN_RE
+
+openai = pytest.importorskip("openai")
+anthropic = pytest.importorskip("anthropic")
+
+TOOL_RESULT = {
+    "ssn": "536228726",
+    "phone": "4155550132",
+    "password": "Hunter2xyz!",
+    "api_key": "q8Fz2LmP9xK3",
+    "dob": "1985-03-12",
+    "card_number": 4111111111111111,
+}
+RAW = ["536228726", "4155550132", "Hunter2xyz!", "q8Fz2LmP9xK3", "1985-03-12", "4111111111111111"]
+
+
+def _tool_messages(result: str) -> list[dict[str, Any]]:
+    return [
+        {"role": "user", "content": "look the customer up"},
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {
+                    "id": "call_1",
+                    "type": "function",
+                    "function": {"name": "lookup", "arguments": '{"q": "customer"}'},
+                }
+            ],
+        },
+        {"role": "tool", "tool_call_id": "call_1", "content": result},
+    ]
+
+
+def test_a_tool_result_keeps_its_keys_meaning_through_the_openai_sdk(leak_values: Any) -> None:
+    leak_values(RAW)
+    guard, sink = new_guard()
+    fake = FakeModel(reply="done")
+    with guard.context(subject="cust-1", tenant="acme", purpose="inference"):
+        openai_client(guard, fake).chat.completions.create(
+            model="gpt-4o-mini", messages=_tool_messages(json.dumps(TOOL_RESULT))
+        )
+    upstream = sent(fake)
+    for value in RAW:
+        assert value not in upstream, value
+    content = json.loads(fake.requests[0].json["messages"][2]["content"])
+    assert set(content) == set(TOOL_RESULT)  # the keys stay; every value is a token
+    assert all(isinstance(v, str) and TOKEN_RE.fullmatch(v) for v in content.values())
+    assert sink.calls()[0]["findings"]["credit_card"] == 1
+
+
+def test_numbers_and_object_keys_are_inspected(leak_values: Any) -> None:
+    email, card = "jane.doe@example.com", 4111111111111111
+    leak_values([email, str(card)])
+    guard, _sink = new_guard()
+    fake = FakeModel(reply="ok")
+    with guard.context(subject="cust-1", tenant="acme", purpose="inference"):
+        openai_client(guard, fake).chat.completions.create(
+            model="gpt-4o-mini",
+            messages=[{"role": "user", "content": "hi"}],
+            extra_body={"metadata": {email: "vip", "ref": card}},
+        )
+    body = fake.requests[0].json
+    assert email not in sent(fake) and str(card) not in sent(fake)
+    (key,) = set(body["metadata"]) - {"ref"}
+    assert TOKEN_RE.fullmatch(key) and body["metadata"][key] == "vip"
+    # A JSON number holding a card number goes out as a string token.
+    assert TOKEN_RE.fullmatch(body["metadata"]["ref"])
+
+
+def test_tool_use_input_keys_and_numbers_through_the_anthropic_sdk(leak_values: Any) -> None:
+    leak_values(RAW)
+    guard, _sink = new_guard()
+    fake = FakeModel(reply="ok")
+    with guard.context(subject="cust-1", tenant="acme", purpose="inference"):
+        anthropic_client(guard, fake).messages.create(
+            model="claude-3-5-haiku-latest",
+            max_tokens=64,
+            messages=[
+                {"role": "user", "content": "look up"},
+                {
+                    "role": "assistant",
+                    "content": [
+                        {"type": "tool_use", "id": "tu_1", "name": "lookup", "input": TOOL_RESULT}
+                    ],
+                },
+                {
+                    "role": "user",
+                    "content": [
+                        {
+                            "type": "tool_result",
+                            "tool_use_id": "tu_1",
+                            "content": json.dumps(TOOL_RESULT),
+                        }
+                    ],
+                },
+            ],
+        )
+    upstream = sent(fake)
+    for value in RAW:
+        assert value not in upstream, value
+
+
+def test_the_gateway_protects_json_with_key_context(leak_values: Any) -> None:
+    pytest.importorskip("uvicorn")
+    leak_values(RAW)
+    model = FakeModel(reply="ok")
+    with model.serve() as base, gateway(base + "/v1") as (url, _guard, _sink):
+        client = openai.OpenAI(base_url=url + "/v1", api_key="unused", max_retries=0)
+        client.chat.completions.create(
+            model="gpt-4o-mini", messages=_tool_messages(json.dumps(TOOL_RESULT))
+        )
+    upstream = sent(model)
+    for value in RAW:
+        assert value not in upstream, value
+
+
+def test_the_direct_door_reads_keys_too(leak_values: Any) -> None:
+    leak_values(RAW)
+    guard, _sink = new_guard()
+    with guard.context(subject="cust-1", tenant="acme", purpose="inference"):
+        protected = guard.protect({"record": TOOL_RESULT}, destination="openai")
+    text = json.dumps(protected.payload)
+    for value in RAW:
+        assert value not in text, value
+    assert guard.restore(protected.payload, protected)["record"]["ssn"] == "536228726"
+
+
+def test_depth_beyond_the_limit_is_refused_not_sent() -> None:
+    guard, _sink = new_guard()
+    fake = FakeModel(reply="ok")
+    deep: Any = "jane.doe@example.com"
+    for _ in range(200):
+        deep = {"a": deep}
+    with (
+        guard.context(subject="cust-1", tenant="acme", purpose="inference"),
+        pytest.raises(aiguard.MalformedPayload, match="nests deeper"),
+    ):
+        openai_client(guard, fake).chat.completions.create(
+            model="gpt-4o-mini",
+            messages=[{"role": "user", "content": "hi"}],
+            extra_body={"metadata": deep},
+        )
+    assert fake.requests == []
