@@ -578,12 +578,20 @@ class Call:
 
 _PATH_KEY = re.compile(r"\.([^.\[\]]*)")
 _SAFE_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_-]{0,63}")
+_EVENT_TYPE = re.compile(r"[a-z][a-z0-9_.]{0,63}")
 
 
 def _safe_path(path: str) -> str:
     """A field path fit for an event: keys an answer chose that do not look like field
-    names (they could hold a value) become ``*``."""
-    return _PATH_KEY.sub(lambda m: m.group(0) if _SAFE_KEY.fullmatch(m.group(1)) else ".*", path)
+    names (they could hold a value) become ``*``. A streamed event's path starts with
+    its type (``response.output_text.done:$.text``)."""
+    event, sep, rest = path.partition(":$")
+    if not sep:
+        event, rest = "", path
+    elif not _EVENT_TYPE.fullmatch(event):
+        event = "*"
+    rest = _PATH_KEY.sub(lambda m: m.group(0) if _SAFE_KEY.fullmatch(m.group(1)) else ".*", rest)
+    return f"{event}:${rest}" if sep else rest
 
 
 def redact(kind: str) -> str:

@@ -620,6 +620,17 @@ _SAFE_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_-]{0,63}")
 _CLEAN_CACHE = 1024
 
 
+_EVENT_TYPE = re.compile(r"[a-z][a-z0-9_.]{0,63}")
+
+
+def _root(obj: Any) -> str:
+    """Where field paths of an event start: its type, when it has a plain one."""
+    kind = obj.get("type") if isinstance(obj, dict) else None
+    if isinstance(kind, str) and _EVENT_TYPE.fullmatch(kind):
+        return f"{kind}:$"
+    return "$"
+
+
 def _key(name: str) -> str:
     """A key fit for a field path in an event (an upstream's key could hold a value)."""
     return name if _SAFE_KEY.fullmatch(name) else "*"
@@ -706,7 +717,7 @@ class StreamRestorer:
         return self._whole(frame, obj)
 
     def _whole(self, frame: SSEFrame, obj: Any) -> list[bytes]:
-        restored = self._scan(obj, "$", None)
+        restored = self._scan(obj, _root(obj), None)
         if restored == obj:
             return [frame.raw]
         return [encode_frame(_dumps(restored), frame.event, frame.id)]
@@ -961,7 +972,7 @@ class StreamRestorer:
                 }
 
             json_text = name == "partial_json"
-            path = f"$.content_block[{index}].delta.{name}"
+            path = f"content_block_delta:$.delta.{name}"
             # Signed thinking keeps its tokens as the model wrote them (restoring them
             # would void the signature); the output rule still applies to it, so a new
             # value is redacted, and a block so changed fails verification (closed).
@@ -1015,13 +1026,16 @@ class StreamRestorer:
             # tool arguments) is a channel; the rest of the event is whole values.
             base = kind.removesuffix(".delta")
             json_text = "arguments" in base or base.endswith("_input")
-            template = {k: self._scan(v, f"$.{_key(k)}", k) for k, v in obj.items() if k != "delta"}
+            root = _root(obj)
+            template = {
+                k: self._scan(v, f"{root}.{_key(k)}", k) for k, v in obj.items() if k != "delta"
+            }
 
             def make(rest: str) -> dict[str, Any]:
                 return {**template, "delta": rest}
 
             key = self._responses_key(base, obj)
-            path = f"$.{_key(kind)}.delta"
+            path = f"{root}.delta"
             channel = self._channel(key, json_text, make, frame.event, path)
             out = channel.hold.feed(text)
             if out == text and all(template[k] == obj[k] for k in template):
