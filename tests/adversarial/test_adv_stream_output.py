@@ -212,3 +212,32 @@ def test_restored_value_in_a_json_fence_inside_prose() -> None:
     )
     body = text.split("```json\n", 1)[1].split("\n```", 1)[0]
     assert json.loads(body) == {"name": original}
+
+
+def test_responses_content_part_and_output_item_done() -> None:
+    """``response.content_part.done`` and ``response.output_item.done`` repeat the text;
+    frames without a ``[`` in them went out unscanned."""
+    part = {"type": "output_text", "text": f"Card {CARD}"}
+    frames = [
+        _frame(
+            {
+                "type": "response.content_part.done",
+                "output_index": 0,
+                "content_index": 0,
+                "part": part,
+            }
+        ),
+        _frame(
+            {
+                "type": "response.output_item.done",
+                "output_index": 0,
+                "item": {"type": "function_call", "id": "fc_1", "arguments": f'{{"c":"{CARD}"}}'},
+            }
+        ),
+    ]
+    out, call = _run(frames)
+    _no_part(out, CARD)
+    assert set(call.leak_paths) == {
+        "response.content_part.done:$.part.text",
+        "response.output_item.done:$.item.arguments",
+    }
