@@ -618,6 +618,7 @@ _SAFE_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_-]{0,63}")
 #: Strings found clean by the output rule, kept so the envelope repeated in every
 #: event (ids, model names, object types) is scanned once.
 _CLEAN_CACHE = 1024
+_CLEAN_LENGTH = 256
 
 
 _EVENT_TYPE = re.compile(r"[a-z][a-z0-9_.]{0,63}")
@@ -736,7 +737,7 @@ class StreamRestorer:
                 out = restorer.redact(node, path)
             else:
                 out = restorer.value(path, node)
-            if out == node:
+            if out == node and len(node) <= _CLEAN_LENGTH:
                 if len(self._clean) >= _CLEAN_CACHE:
                     self._clean.clear()
                 self._clean.add(node)
