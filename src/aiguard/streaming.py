@@ -27,6 +27,7 @@ token grammar holds text.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Callable, Sequence
@@ -619,6 +620,7 @@ _SAFE_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_-]{0,63}")
 #: event (ids, model names, object types) is scanned once.
 _CLEAN_CACHE = 1024
 _CLEAN_LENGTH = 256
+_SCALARS = frozenset({int, float, bool, type(None)})
 
 
 _EVENT_TYPE = re.compile(r"[a-z][a-z0-9_.]{0,63}")
@@ -632,6 +634,7 @@ def _root(obj: Any) -> str:
     return "$"
 
 
+@functools.lru_cache(maxsize=1024)
 def _key(name: str) -> str:
     """A key fit for a field path in an event (an upstream's key could hold a value)."""
     return name if _SAFE_KEY.fullmatch(name) else "*"
@@ -800,12 +803,15 @@ class StreamRestorer:
         changed = False
         # Every field besides the choices is a whole value (ids, usage, a provider's
         # extras); scanned first, so frames made for flushed text carry it scanned.
+        clean = self._clean
         for name, value in list(obj.items()):
-            if name != "choices":
-                scanned = self._scan(value, f"$.{_key(name)}", name)
-                if scanned != value:
-                    obj[name] = scanned
-                    changed = True
+            cls = value.__class__
+            if name == "choices" or cls in _SCALARS or (cls is str and value in clean):
+                continue  # the envelope repeats in every event: numbers, known strings
+            scanned = self._scan(value, f"$.{_key(name)}", name)
+            if scanned != value:
+                obj[name] = scanned
+                changed = True
         envelope = {k: v for k, v in obj.items() if k not in {"choices", "usage"}}
         before: list[bytes] = []
         for position, choice in enumerate(choices):
