@@ -27,6 +27,7 @@ token grammar holds text.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Callable, Sequence
@@ -34,7 +35,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from ..pipeline.call import usage_of
-from ..providers.walk import map_strings
+from ..providers.walk import STRUCTURAL_KEYS
 from ..vault.surrogates import restore_surrogates
 from ..vault.tokens import MAX_SUFFIX, TOKEN_RE
 
@@ -85,8 +86,9 @@ class OutputRule(Protocol):
         """Spans (start, end, kind) of ``text`` that must not reach the caller."""
         ...
 
-    def record_leak(self, kind: str, value: str) -> None:
-        """Count one withheld value for the event (never logged raw)."""
+    def record_leak(self, kind: str, value: str, path: str = "$") -> None:
+        """Count one withheld value, and the answer field it was in, for the event
+        (never logged raw)."""
         ...
 
 
@@ -172,11 +174,11 @@ class TokenRestorer:
         self._lookup = lookup
         self.rule = rule
 
-    def redact(self, text: str) -> str:
+    def redact(self, text: str, path: str = "$") -> str:
         """``text`` with what the output rule withholds redacted (and counted)."""
         if self.rule is None or not text:
             return text
-        return _redact_spans(text, self.rule.withheld(text), self.rule, 0, len(text), 0)
+        return _redact_spans(text, self.rule.withheld(text), self.rule, 0, len(text), 0, path)
 
     def swap(self, text: str) -> str:
         """Tokens (and realistic surrogates of them) to originals, nothing else."""
@@ -196,17 +198,21 @@ class TokenRestorer:
         original = self._lookup(token)
         return None if original is None else json.dumps(original, ensure_ascii=False)[1:-1]
 
-    def text(self, text: str) -> str:
-        return self.swap(self.redact(text))
+    def text(self, text: str, path: str = "$") -> str:
+        return self.swap(self.redact(text, path))
 
-    def json_text(self, text: str) -> str:
-        return self.swap_json(self.redact(text))
+    def json_text(self, text: str, path: str = "$") -> str:
+        return self.swap_json(self.redact(text, path))
 
     def value(self, path: str, text: str) -> str:
         """For `map_strings`: JSON-in-a-string fields get escaped originals."""
         if path.endswith((".arguments", ".partial_json")) or _looks_json(text):
-            return self.json_text(text)
-        return self.text(text)
+            return self.json_text(text, path)
+        return self.text(text, path)
+
+    def in_context(self, json_text: bool) -> Transform:
+        """A restore for one streamed text channel that follows its JSON context."""
+        return _ContextSwap(self._lookup, json_text)
 
     def _swap(self, match: re.Match[str]) -> str:
         token = match.group(0)
@@ -217,6 +223,76 @@ class TokenRestorer:
         token = match.group(0)
         original = self._lookup(token)
         return token if original is None else json.dumps(original, ensure_ascii=False)[1:-1]
+
+
+# What moves a channel's JSON state, and the tokens to restore.
+_CONTEXT_RE = re.compile(r'[\\"]|' + TOKEN_RE.pattern)
+
+
+class _ContextSwap:
+    """Restores the tokens of one streamed text channel according to where they stand.
+
+    A model may write JSON without being asked to (no ``response_format``, or inside a
+    Markdown fence). An original restored raw inside a JSON string could close the
+    string and add keys (``", "admin": true, "x": "``), so the channel's released text
+    is followed: inside a double-quoted string an original is JSON-escaped, wherever the
+    channel is; in a channel declared JSON (tool arguments, structured output) an
+    original outside any string is written as a JSON string. In prose only originals
+    holding a quote, a backslash or a control character, written between double
+    quotes, change.
+    """
+
+    __slots__ = ("_escape", "_in_string", "_json", "_lookup")
+
+    def __init__(self, lookup: Lookup, json_text: bool) -> None:
+        self._lookup = lookup
+        self._json = json_text
+        self._in_string = False
+        self._escape = False
+
+    def _escaped(self, token: str) -> str | None:
+        original = self._lookup(token)
+        return None if original is None else json.dumps(original, ensure_ascii=False)[1:-1]
+
+    def __call__(self, text: str) -> str:
+        if self._json or self._in_string:
+            text = restore_surrogates(text, self._escaped)
+        else:
+            text = restore_surrogates(text, self._lookup)
+        if "[" not in text and '"' not in text and "\\" not in text:
+            return text
+        pieces: list[str] = []
+        cursor = 0
+        escape_at = 0 if self._escape else -1
+        for match in _CONTEXT_RE.finditer(text):
+            found = match.group(0)
+            at = match.start()
+            if found == "\\":
+                if at == escape_at:
+                    escape_at = -1
+                elif self._in_string:
+                    escape_at = at + 1
+                continue
+            if found == '"':
+                if at != escape_at:
+                    self._in_string = not self._in_string
+                escape_at = -1
+                continue
+            original = self._lookup(found)
+            if original is None:
+                continue
+            if self._in_string:
+                original = json.dumps(original, ensure_ascii=False)[1:-1]
+            elif self._json:
+                original = json.dumps(original, ensure_ascii=False)
+            pieces.append(text[cursor:at])
+            pieces.append(original)
+            cursor = match.end()
+        self._escape = escape_at == len(text)
+        if not pieces:
+            return text
+        pieces.append(text[cursor:])
+        return "".join(pieces)
 
 
 def _looks_json(text: str) -> bool:
@@ -236,6 +312,7 @@ def _redact_spans(
     lo: int,
     hi: int,
     shift: int,
+    path: str = "$",
 ) -> str:
     """``text[lo:hi]`` with every span inside redacted; span offsets are ``shift`` ahead.
 
@@ -250,7 +327,7 @@ def _redact_spans(
         start = max(span_start - shift, lo)
         pieces.append(text[cursor:start])
         pieces.append(f"[REDACTED:{kind}]")
-        rule.record_leak(kind, text[start:end])
+        rule.record_leak(kind, text[start:end], path)
         cursor = end
     if not pieces:
         return text[lo:hi]
@@ -267,12 +344,18 @@ class HoldBack:
     releases what is held (end of the channel).
     """
 
-    __slots__ = ("_context", "_held", "_limit", "_restore", "_rule", "_suppress")
+    __slots__ = ("_context", "_held", "_limit", "_restore", "_rule", "_suppress", "path")
 
     def __init__(
-        self, restore: Transform, rule: OutputRule | None = None, limit: int = DEFAULT_HOLD_LIMIT
+        self,
+        restore: Transform,
+        rule: OutputRule | None = None,
+        limit: int = DEFAULT_HOLD_LIMIT,
+        path: str = "$",
     ) -> None:
         self._restore = restore
+        #: The answer field this channel is, for the event's count of redactions.
+        self.path = path
         self._rule = rule
         self._limit = limit
         self._held = ""
@@ -313,11 +396,11 @@ class HoldBack:
         for start, end, _kind in reversed(spans):
             if end - shift > cut:
                 cut = min(cut, max(start - shift, 0))
-        released = _redact_spans(buf, spans, rule, 0, cut, shift) if spans else buf[:cut]
+        released = _redact_spans(buf, spans, rule, 0, cut, shift, self.path) if spans else buf[:cut]
         held = buf[cut:]
         if len(held) > self._limit:
             # Fail closed: whatever the held run is, it does not go out.
-            rule.record_leak("held_text", held)
+            rule.record_leak("held_text", held, self.path)
             released += _OVERLONG
             self._suppress = held.startswith(_PEM_BEGIN)
             end = _run_end(held, self._suppress)
@@ -344,7 +427,7 @@ class HoldBack:
             context = self._context
             spans = rule.withheld(context + held)
             if spans:
-                held = _redact_spans(held, spans, rule, 0, len(held), len(context))
+                held = _redact_spans(held, spans, rule, 0, len(held), len(context), self.path)
             self._context = (context + held)[-_CONTEXT:]
         return self._restore(held)
 
@@ -472,28 +555,29 @@ def _dumps(obj: Any) -> str:
 Key = tuple[Any, ...]
 
 
-def _carries_nothing(chunk: dict[str, Any]) -> bool:
+def _drained(chunk: dict[str, Any]) -> bool:
     """A chat chunk whose only payload was text that is now held back."""
     if chunk.get("usage"):
         return False
     for choice in chunk["choices"]:
         if not isinstance(choice, dict) or choice.get("finish_reason") or choice.get("logprobs"):
             return False
-        delta = choice.get("delta", {})
-        if not isinstance(delta, dict) or choice.get("text"):
+        if choice.get("text") or not _empty(choice.get("delta", {}), True):
             return False
-        for name, value in delta.items():
-            if name == "tool_calls" and isinstance(value, list):
-                if not all(
-                    isinstance(call, dict)
-                    and set(call) <= {"index", "function"}
-                    and call.get("function") == {"arguments": ""}
-                    for call in value
-                ):
-                    return False
-            elif name not in {"content", "refusal"} or value:
-                return False
     return True
+
+
+def _empty(node: Any, top: bool) -> bool:
+    """Nothing but emptied text, list positions and (in a content part) its type."""
+    if isinstance(node, str):
+        return node == ""
+    if isinstance(node, dict):
+        return all(
+            k == "index" or (k == "type" and not top) or _empty(v, False) for k, v in node.items()
+        )
+    if isinstance(node, list):
+        return all(_empty(v, False) for v in node)
+    return False
 
 
 def _within(prefix: Key) -> Callable[[Key], bool]:
@@ -519,12 +603,43 @@ _ANTHROPIC_TYPES = frozenset(
         "ping",
     }
 )
-_ANTHROPIC_FIELDS = {"text_delta": "text", "input_json_delta": "partial_json"}
-_RESPONSES_DELTAS = {
-    "response.output_text.delta": False,
-    "response.refusal.delta": False,
-    "response.function_call_arguments.delta": True,
+_ANTHROPIC_FIELDS = {
+    "text_delta": "text",
+    "input_json_delta": "partial_json",
+    "thinking_delta": "thinking",
 }
+#: Fields that carry bytes (audio, images, signatures, encrypted state), not text: no
+#: detector reads them, and changing one breaks it, so they pass untouched.
+_OPAQUE_KEYS = frozenset(
+    {"data", "signature", "encrypted_content", "b64_json", "partial_image_b64", "obfuscation"}
+)
+_JSON_FIELDS = frozenset({"arguments", "partial_json", "input"})
+_OPAQUE_DELTAS = frozenset({"response.audio.delta"})
+_SAFE_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_-]{0,63}")
+#: Strings found clean by the output rule, kept so the envelope repeated in every
+#: event (ids, model names, object types) is scanned once.
+_CLEAN_CACHE = 1024
+_CLEAN_LENGTH = 256
+_SCALARS = frozenset({int, float, bool, type(None)})
+
+
+_EVENT_TYPE = re.compile(r"[a-z][a-z0-9_.]{0,63}")
+
+
+def _root(obj: Any) -> str:
+    """Where field paths of an event start: its type, when it has a plain one."""
+    kind = obj.get("type") if isinstance(obj, dict) else None
+    if isinstance(kind, str) and _EVENT_TYPE.fullmatch(kind):
+        return f"{kind}:$"
+    return "$"
+
+
+@functools.lru_cache(maxsize=1024)
+def _key(name: str) -> str:
+    """A key fit for a field path in an event (an upstream's key could hold a value)."""
+    return name if _SAFE_KEY.fullmatch(name) else "*"
+
+
 _RESPONSES_TERMINAL = frozenset({"response.completed", "response.incomplete", "response.failed"})
 
 
@@ -556,6 +671,7 @@ class StreamRestorer:
     hold_limit: int = DEFAULT_HOLD_LIMIT
     _decoder: SSEDecoder = field(default_factory=SSEDecoder)
     _channels: dict[Key, _Channel] = field(default_factory=dict)
+    _clean: set[str] = field(default_factory=set)
 
     def feed(self, chunk: bytes) -> bytes:
         frames = self._decoder.feed(chunk)
@@ -605,10 +721,35 @@ class StreamRestorer:
         return self._whole(frame, obj)
 
     def _whole(self, frame: SSEFrame, obj: Any) -> list[bytes]:
-        restored = map_strings(obj, self.restorer.value)
+        restored = self._scan(obj, _root(obj), None)
         if restored == obj:
             return [frame.raw]
         return [encode_frame(_dumps(restored), frame.event, frame.id)]
+
+    def _scan(self, node: Any, path: str, key: str | None) -> Any:
+        """``node`` with every string restored and redacted as a whole value.
+
+        Identifier-like fields (`STRUCTURAL_KEYS`) are only redacted, never restored;
+        byte fields (`_OPAQUE_KEYS`) pass untouched.
+        """
+        if isinstance(node, str):
+            if not node or node in self._clean or key in _OPAQUE_KEYS:
+                return node
+            restorer = self.restorer
+            if key in STRUCTURAL_KEYS:
+                out = restorer.redact(node, path)
+            else:
+                out = restorer.value(path, node)
+            if out == node and len(node) <= _CLEAN_LENGTH:
+                if len(self._clean) >= _CLEAN_CACHE:
+                    self._clean.clear()
+                self._clean.add(node)
+            return out
+        if isinstance(node, dict):
+            return {k: self._scan(v, f"{path}.{_key(k)}", k) for k, v in node.items()}
+        if isinstance(node, list):
+            return [self._scan(v, f"{path}[{i}]", key) for i, v in enumerate(node)]
+        return node
 
     def _error(self, frame: SSEFrame, obj: dict[str, Any]) -> list[bytes]:
         error = obj.get("error")
@@ -617,14 +758,24 @@ class StreamRestorer:
         return [*self._flush(lambda _key: True), *self._whole(frame, obj)]
 
     def _channel(
-        self, key: Key, json_text: bool, make: Callable[[str], dict[str, Any]], event: str | None
+        self,
+        key: Key,
+        json_text: bool,
+        make: Callable[[str], dict[str, Any]],
+        event: str | None,
+        path: str,
+        restore_tokens: bool = True,
     ) -> _Channel:
         channel = self._channels.get(key)
         if channel is None:
             restorer = self.restorer
-            json_text = json_text or self.json_content
-            restore = restorer.swap_json if json_text else restorer.swap
-            channel = _Channel(HoldBack(restore, restorer.rule, self.hold_limit), make, event)
+            restore = (
+                restorer.in_context(json_text or self.json_content)
+                if restore_tokens
+                else _unchanged
+            )
+            hold = HoldBack(restore, restorer.rule, self.hold_limit, path)
+            channel = _Channel(hold, make, event)
             self._channels[key] = channel
         return channel
 
@@ -638,6 +789,10 @@ class StreamRestorer:
                 out.append(encode_frame(_dumps(channel.make(text)), channel.event))
         return out
 
+    def _released(self, channel: _Channel, text: str, finishing: bool) -> str:
+        out = channel.hold.feed(text)
+        return out + channel.hold.flush() if finishing else out
+
     # -- OpenAI chat completions and completions --------------------------------------
 
     def _openai(self, frame: SSEFrame, obj: dict[str, Any]) -> list[bytes]:
@@ -645,79 +800,160 @@ class StreamRestorer:
         choices = obj.get("choices")
         if not isinstance(choices, list):
             return self._whole(frame, obj)
-        envelope = {k: v for k, v in obj.items() if k not in {"choices", "usage"}}
         changed = False
+        # Every field besides the choices is a whole value (ids, usage, a provider's
+        # extras); scanned first, so frames made for flushed text carry it scanned.
+        clean = self._clean
+        for name, value in list(obj.items()):
+            cls = value.__class__
+            if name == "choices" or cls in _SCALARS or (cls is str and value in clean):
+                continue  # the envelope repeats in every event: numbers, known strings
+            scanned = self._scan(value, f"$.{_key(name)}", name)
+            if scanned != value:
+                obj[name] = scanned
+                changed = True
+        envelope = {k: v for k, v in obj.items() if k not in {"choices", "usage"}}
         before: list[bytes] = []
-        for choice in choices:
+        for position, choice in enumerate(choices):
             if not isinstance(choice, dict):
                 continue
             index = choice.get("index", 0)
             finishing = choice.get("finish_reason") is not None
-            delta = choice.get("delta")
-            if isinstance(delta, dict):
-                for name in ("content", "refusal"):
-                    changed |= self._chat_text(envelope, delta, index, name, finishing)
-                calls = delta.get("tool_calls")
-                if isinstance(calls, list):
-                    for call in calls:
-                        if isinstance(call, dict):
-                            changed |= self._chat_tool(envelope, call, index, finishing)
-            elif isinstance(choice.get("text"), str):
-                changed |= self._completion_text(envelope, choice, index, finishing)
+            at = f"$.choices[{position}]"
+            for name, value in list(choice.items()):
+                if name == "delta" and isinstance(value, dict):
+                    changed |= self._delta(envelope, value, index, finishing, at + ".delta")
+                elif name == "text" and isinstance(value, str):
+                    changed |= self._completion_text(envelope, choice, index, finishing, at)
+                elif name not in {"index", "finish_reason"}:
+                    # logprobs, a provider's extras: whole values.
+                    scanned = self._scan(value, f"{at}.{_key(name)}", name)
+                    if scanned != value:
+                        choice[name] = scanned
+                        changed = True
             if finishing:
                 before.extend(self._flush(_within(("chat", index))))
         if not changed:
             return [*before, frame.raw]
-        if _carries_nothing(obj):
+        if _drained(obj):
             return before  # all of its text is held; an empty chunk would only be noise
         return [*before, encode_frame(_dumps(obj), frame.event, frame.id)]
 
-    def _released(self, channel: _Channel, text: str, finishing: bool) -> str:
-        out = channel.hold.feed(text)
-        return out + channel.hold.flush() if finishing else out
-
-    def _chat_text(
-        self, envelope: dict[str, Any], delta: dict[str, Any], index: Any, name: str, end: bool
+    def _delta(
+        self, envelope: dict[str, Any], delta: dict[str, Any], index: Any, end: bool, at: str
     ) -> bool:
-        text = delta.get(name)
-        if not isinstance(text, str):
-            return False
+        """Every text field of a chat delta is a stream of its own (content, refusal,
+        reasoning_content, a provider's extra field, a field in a content part)."""
+        changed = False
+        for name, value in list(delta.items()):
+            path = f"{at}.{_key(name)}"
+            if name == "tool_calls" and isinstance(value, list):
+                for position, call in enumerate(value):
+                    if isinstance(call, dict):
+                        changed |= self._chat_tool(
+                            envelope, call, index, end, f"{path}[{position}]"
+                        )
+            elif name in STRUCTURAL_KEYS or name in _OPAQUE_KEYS:
+                scanned = self._scan(value, path, name)
+                if scanned != value:
+                    delta[name] = scanned
+                    changed = True
+            else:
+                out = self._part(envelope, index, end, (name,), value, path)
+                if out != value:
+                    delta[name] = out
+                    changed = True
+        return changed
 
-        def make(rest: str) -> dict[str, Any]:
-            return {**envelope, "choices": [{"index": index, "delta": {name: rest}}]}
+    def _part(
+        self,
+        envelope: dict[str, Any],
+        index: Any,
+        end: bool,
+        where: tuple[Any, ...],
+        value: Any,
+        path: str,
+    ) -> Any:
+        """One delta field, as streamed text channels keyed by their place in it."""
+        if isinstance(value, str):
 
-        channel = self._channel(("chat", index, name), False, make, None)
-        out = self._released(channel, text, end)
-        delta[name] = out
-        return out != text
+            def make(rest: str) -> dict[str, Any]:
+                return {**envelope, "choices": [{"index": index, "delta": _rebuild(where, rest)}]}
+
+            last = where[-1]
+            json_text = (last[0] if isinstance(last, tuple) else last) in _JSON_FIELDS
+            channel = self._channel(("chat", index, *where), json_text, make, None, path)
+            return self._released(channel, value, end)
+        if isinstance(value, dict):
+            out: dict[str, Any] = {}
+            for name, item in value.items():
+                sub = f"{path}.{_key(name)}"
+                if (
+                    name in STRUCTURAL_KEYS
+                    or name in _OPAQUE_KEYS
+                    or not isinstance(item, (str, dict, list))
+                ):
+                    out[name] = self._scan(item, sub, name)
+                else:
+                    shape = {k: value[k] for k in ("index", "type") if k in value}
+                    out[name] = self._part(
+                        envelope, index, end, (*where, (name, _Shape(shape))), item, sub
+                    )
+            return out
+        if isinstance(value, list):
+            return [
+                self._part(
+                    envelope,
+                    index,
+                    end,
+                    (*where, item.get("index", i) if isinstance(item, dict) else i),
+                    item,
+                    f"{path}[{i}]",
+                )
+                for i, item in enumerate(value)
+            ]
+        return value
 
     def _chat_tool(
-        self, envelope: dict[str, Any], call: dict[str, Any], index: Any, end: bool
+        self, envelope: dict[str, Any], call: dict[str, Any], index: Any, end: bool, at: str
     ) -> bool:
-        function = call.get("function")
-        text = function.get("arguments") if isinstance(function, dict) else None
-        if not isinstance(function, dict) or not isinstance(text, str):
-            return False
+        changed = False
         position = call.get("index", 0)
+        for name, value in list(call.items()):
+            if name == "function" and isinstance(value, dict):
+                for key, item in list(value.items()):
+                    path = f"{at}.function.{_key(key)}"
+                    if key == "arguments" and isinstance(item, str):
 
-        def make(rest: str) -> dict[str, Any]:
-            tool = {"index": position, "function": {"arguments": rest}}
-            return {**envelope, "choices": [{"index": index, "delta": {"tool_calls": [tool]}}]}
+                        def make(rest: str) -> dict[str, Any]:
+                            tool = {"index": position, "function": {"arguments": rest}}
+                            choice = {"index": index, "delta": {"tool_calls": [tool]}}
+                            return {**envelope, "choices": [choice]}
 
-        channel = self._channel(("chat", index, "tool", position), True, make, None)
-        out = self._released(channel, text, end)
-        function["arguments"] = out
-        return out != text
+                        key_ = ("chat", index, "tool", position)
+                        channel = self._channel(key_, True, make, None, path)
+                        out = self._released(channel, item, end)
+                    else:
+                        out = self._scan(item, path, key)
+                    if out != item:
+                        value[key] = out
+                        changed = True
+            elif name != "index":
+                scanned = self._scan(value, f"{at}.{_key(name)}", name)
+                if scanned != value:
+                    call[name] = scanned
+                    changed = True
+        return changed
 
     def _completion_text(
-        self, envelope: dict[str, Any], choice: dict[str, Any], index: Any, end: bool
+        self, envelope: dict[str, Any], choice: dict[str, Any], index: Any, end: bool, at: str
     ) -> bool:
         text: str = choice["text"]
 
         def make(rest: str) -> dict[str, Any]:
             return {**envelope, "choices": [{"index": index, "text": rest}]}
 
-        channel = self._channel(("chat", index, "text"), False, make, None)
+        channel = self._channel(("chat", index, "text"), False, make, None, at + ".text")
         out = self._released(channel, text, end)
         choice["text"] = out
         return out != text
@@ -730,7 +966,8 @@ class StreamRestorer:
             name = _ANTHROPIC_FIELDS.get(delta.get("type", "")) if isinstance(delta, dict) else None
             text = delta.get(name) if isinstance(delta, dict) and name else None
             if not isinstance(delta, dict) or name is None or not isinstance(text, str):
-                return [frame.raw]  # thinking and signatures must reach the caller unchanged
+                # Signatures pass untouched (opaque); any other delta is whole values.
+                return self._whole(frame, obj)
             index = obj.get("index", 0)
             delta_type = delta["type"]
 
@@ -742,7 +979,18 @@ class StreamRestorer:
                 }
 
             json_text = name == "partial_json"
-            channel = self._channel(("anthropic", index), json_text, make, "content_block_delta")
+            path = f"content_block_delta:$.delta.{name}"
+            # Signed thinking keeps its tokens as the model wrote them (restoring them
+            # would void the signature); the output rule still applies to it, so a new
+            # value is redacted, and a block so changed fails verification (closed).
+            channel = self._channel(
+                ("anthropic", index),
+                json_text,
+                make,
+                "content_block_delta",
+                path,
+                restore_tokens=name != "thinking",
+            )
             out = channel.hold.feed(text)
             if out == text:
                 return [frame.raw]
@@ -754,7 +1002,7 @@ class StreamRestorer:
             message = obj.get("message")
             if isinstance(message, dict):
                 self.meta.update(usage_of(message))
-            return self._plain(frame, obj)
+            return self._whole(frame, obj)
         if kind == "content_block_stop":
             index = obj.get("index", 0)
             return [*self._flush(_within(("anthropic", index))), frame.raw]
@@ -764,41 +1012,47 @@ class StreamRestorer:
             self.done = True
         if kind == "ping":
             return [frame.raw]
-        return [*self._flush(lambda _key: True), *self._plain(frame, obj)]
-
-    def _plain(self, frame: SSEFrame, obj: dict[str, Any]) -> list[bytes]:
-        """A frame without deltas: strings in it are whole, restore them only if needed."""
-        data = frame.data or ""
-        return self._whole(frame, obj) if "[" in data else [frame.raw]
+        return [*self._flush(lambda _key: True), *self._whole(frame, obj)]
 
     # -- OpenAI Responses --------------------------------------------------------------
 
+    @staticmethod
+    def _responses_key(base: str, obj: dict[str, Any]) -> Key:
+        return (
+            "responses",
+            base,
+            obj.get("output_index"),
+            obj.get("content_index"),
+            obj.get("summary_index"),
+        )
+
     def _responses(self, frame: SSEFrame, obj: dict[str, Any], kind: str) -> list[bytes]:
-        json_text = _RESPONSES_DELTAS.get(kind)
-        if json_text is not None:
-            text = obj.get("delta")
-            if not isinstance(text, str):
-                return [frame.raw]
+        text = obj.get("delta")
+        if kind.endswith(".delta") and isinstance(text, str) and kind not in _OPAQUE_DELTAS:
+            # Every text delta (output text, refusal, reasoning, summaries, transcripts,
+            # tool arguments) is a channel; the rest of the event is whole values.
             base = kind.removesuffix(".delta")
-            where = (obj.get("output_index"), obj.get("content_index"))
-            template = {k: v for k, v in obj.items() if k != "delta"}
+            json_text = "arguments" in base or base.endswith("_input")
+            root = _root(obj)
+            template = {
+                k: self._scan(v, f"{root}.{_key(k)}", k) for k, v in obj.items() if k != "delta"
+            }
 
             def make(rest: str) -> dict[str, Any]:
                 return {**template, "delta": rest}
 
-            channel = self._channel(("responses", base, *where), json_text, make, frame.event)
+            key = self._responses_key(base, obj)
+            path = f"{root}.delta"
+            channel = self._channel(key, json_text, make, frame.event, path)
             out = channel.hold.feed(text)
-            if out == text:
+            if out == text and all(template[k] == obj[k] for k in template):
                 return [frame.raw]
             if not out:
                 return []
-            obj["delta"] = out
-            return [encode_frame(_dumps(obj), frame.event, frame.id)]
+            return [encode_frame(_dumps({**template, "delta": out}), frame.event, frame.id)]
         before: list[bytes] = []
         if kind.endswith(".done"):
-            base = kind.removesuffix(".done")
-            where = (obj.get("output_index"), obj.get("content_index"))
-            before = self._flush(_within(("responses", base, *where)))
+            before = self._flush(_within(self._responses_key(kind.removesuffix(".done"), obj)))
         response = obj.get("response")
         if isinstance(response, dict):
             self.meta.update(usage_of(response))
@@ -809,4 +1063,31 @@ class StreamRestorer:
             before.extend(self._flush(lambda _key: True))
         elif kind == "response.error":
             self.upstream_error = "upstream_error"
-        return [*before, *self._plain(frame, obj)]
+        # .done frames, the completed response and output items carry whole text.
+        return [*before, *self._whole(frame, obj)]
+
+
+def _unchanged(text: str) -> str:
+    return text
+
+
+@dataclass(frozen=True, slots=True)
+class _Shape:
+    """The fields that place a content part (its ``index`` and ``type``) in a frame."""
+
+    fields: dict[str, Any]
+
+    def __hash__(self) -> int:
+        return hash(tuple(sorted((k, str(v)) for k, v in self.fields.items())))
+
+
+def _rebuild(where: tuple[Any, ...], rest: str) -> dict[str, Any]:
+    """A delta holding only ``rest`` at the place ``where`` names (see `_part`)."""
+    node: Any = rest
+    for step in reversed(where[1:]):
+        if isinstance(step, tuple):
+            name, shape = step
+            node = {**shape.fields, name: node}
+        else:
+            node = [node]
+    return {where[0]: node}

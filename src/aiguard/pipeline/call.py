@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
 
+from ..classify._decode import detect_decoded
 from ..classify.detectors import Detector, Finding, KnownValuesDetector, merge_findings
 from ..classify.kinds import DEFAULT_LEVELS
 from ..classify.levels import Level
@@ -328,6 +329,9 @@ class Call:
     _leaked: set[bytes] = field(default_factory=set, repr=False)
     #: Values below the output rule's level that the answer holds and the call never sent.
     unsent: Counter[str] = field(default_factory=Counter)
+    #: Withheld values per answer field (JSON path, then kind): where the rule acted.
+    leak_paths: dict[str, Counter[str]] = field(default_factory=dict)
+    _leaked_at: set[bytes] = field(default_factory=set, repr=False)
     _flagged: set[bytes] = field(default_factory=set, repr=False)
     #: Token-shaped text the caller sent, re-tokenized: its stand-in -> the text itself.
     literals: dict[str, str] = field(default_factory=dict, repr=False)
@@ -356,9 +360,8 @@ class Call:
     def protect_text(self, path: str, text: str) -> str:
         if "[" in text and "_" in text:
             text = self._escape_tokens(text)
-        found: list[Finding] = []
-        for detector in self.detectors():
-            found.extend(detector.detect(text))
+        # Decoded views too: a percent-encoded or base64 value is protected whole.
+        found = detect_decoded(self.detectors(), text)
         if not found:
             return text
         pieces: list[str] = []
@@ -598,7 +601,7 @@ class Call:
                 restored = map_all_strings(inner, self.restore_text, path)
                 return json.dumps(restored, ensure_ascii=False)
             return TOKEN_RE.sub(self._swap_escaped, text) if "[" in text else text
-        text = self.redact_leaks(text)
+        text = self.redact_leaks(text, path)
         if "[" not in text:
             return text
         return TOKEN_RE.sub(self._swap, text)
@@ -669,9 +672,8 @@ class Call:
         sent. The scope's tokens and surrogates (pseudonyms, redactions) are recognized
         first and never count as new values.
         """
-        found: list[Finding] = []
-        for detector in self.guard.detectors:
-            found.extend(detector.detect(text))
+        # Decoded views too: a model can percent-encode or base64 a value to smuggle it.
+        found = detect_decoded(self.guard.detectors, text)
         if not found:
             return []
         surrogates = [m.span() for m in _SURROGATE_RE.finditer(text)] if "[" in text else []
@@ -704,15 +706,21 @@ class Call:
             self._flagged.add(key)
             self.unsent[kind] += 1
 
-    def record_leak(self, kind: str, value: str) -> None:
-        """Count a withheld value once per call, however often the answer repeats it."""
+    def record_leak(self, kind: str, value: str, path: str = "$") -> None:
+        """Count a withheld value once per call, however often the answer repeats it,
+        and once per answer field it appeared in (``path``, never the value)."""
         # Only a hash is kept: the raw value must not linger in the call object.
         key = hashlib.blake2b(f"{kind}\x00{value}".encode(), digest_size=16).digest()
         if key not in self._leaked:
             self._leaked.add(key)
             self.leaks[kind] += 1
+        path = _safe_path(path)
+        at = hashlib.blake2b(f"{path}\x00".encode() + key, digest_size=16).digest()
+        if at not in self._leaked_at:
+            self._leaked_at.add(at)
+            self.leak_paths.setdefault(path, Counter())[kind] += 1
 
-    def redact_leaks(self, text: str) -> str:
+    def redact_leaks(self, text: str, path: str = "$") -> str:
         """Redact what the output rule withholds (see `withheld`) and count it."""
         spans = self.withheld(text)
         if not spans:
@@ -722,7 +730,7 @@ class Call:
         for start, end, kind in spans:
             pieces.append(text[cursor:start])
             pieces.append(redact(kind))
-            self.record_leak(kind, text[start:end])
+            self.record_leak(kind, text[start:end], path)
             cursor = end
         pieces.append(text[cursor:])
         return "".join(pieces)
@@ -738,7 +746,7 @@ class Call:
             return map_strings(body, self.restore_text, free=free)
 
         def transform(path: str, text: str) -> str:
-            return self.restore_text(path, text) if path in only else self.redact_leaks(text)
+            return self.restore_text(path, text) if path in only else self.redact_leaks(text, path)
 
         return map_strings(body, transform, free=free)
 
@@ -784,6 +792,7 @@ class Call:
             "actions": dict(actions),
             "tokens": sorted({t.strip("[]") for t in self.issued}),
             "leaks": dict(self.leaks),
+            "leak_paths": {path: dict(kinds) for path, kinds in sorted(self.leak_paths.items())},
             "unsent_findings": dict(self.unsent),
             "input_digest": self.input_digest,
             "output_digest": self.output_digest,
@@ -806,6 +815,24 @@ class Call:
                 if isinstance(value, str):
                     fields[name] = label_of(value)
         return fields
+
+
+_PATH_KEY = re.compile(r"\.([^.\[\]]*)")
+_SAFE_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_-]{0,63}")
+_EVENT_TYPE = re.compile(r"[a-z][a-z0-9_.]{0,63}")
+
+
+def _safe_path(path: str) -> str:
+    """A field path fit for an event: keys an answer chose that do not look like field
+    names (they could hold a value) become ``*``. A streamed event's path starts with
+    its type (``response.output_text.done:$.text``)."""
+    event, sep, rest = path.partition(":$")
+    if not sep:
+        event, rest = "", path
+    elif not _EVENT_TYPE.fullmatch(event):
+        event = "*"
+    rest = _PATH_KEY.sub(lambda m: m.group(0) if _SAFE_KEY.fullmatch(m.group(1)) else ".*", rest)
+    return f"{event}:${rest}" if sep else rest
 
 
 def redact(kind: str) -> str:

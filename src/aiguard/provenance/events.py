@@ -79,6 +79,10 @@ class ProvenanceEvent(BaseModel):
         default_factory=dict,
         description="Values in the answer never sent and redacted by the output rule, per kind.",
     )
+    leak_paths: dict[str, dict[str, int]] = Field(
+        default_factory=dict,
+        description="Where the output rule redacted: answer field path, then count per kind.",
+    )
     unsent_findings: dict[str, int] = Field(
         default_factory=dict,
         description="Values in the answer never sent, below the output rule's level "

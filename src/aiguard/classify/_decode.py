@@ -1,0 +1,196 @@
+"""Decoding what a model or a caller can use to smuggle a value past the detectors.
+
+Percent-encoding (``jane%40example.com``), HTML entities (``jane&#64;example.com``),
+``\\u`` / ``\\x`` escapes written out as text, and base64 runs are decoded into one
+view of the text, with each decoded unit mapped back to the characters it came from.
+Detectors then run on the plain text and on that view; a finding in the view is
+reported over the original characters, widened to whole encoded units (a value found
+inside a base64 run covers the whole run, since no part of the run is the value).
+
+The folding the engine already does (full-width digits, look-alikes, invisible
+characters) runs on the decoded view too, because the view goes through the same
+detectors. Decoding is applied to a fixed depth (`MAX_ROUNDS`), so a value encoded
+twice (base64 of a percent-encoded email) is still found, and a crafted input cannot
+make the work grow without bound.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import html
+import re
+from bisect import bisect_right
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from ._finding import Detector, Finding
+
+__all__ = ["MAX_ROUNDS", "Decoded", "decode", "detect_decoded"]
+
+#: Decoding rounds: a value encoded twice is still found.
+MAX_ROUNDS = 2
+#: The shortest base64 run decoded: 9 bytes, the shortest value worth withholding
+#: (an SSN, a short email) encodes to 12 characters.
+_B64_MIN = 12
+
+_UNITS = re.compile(
+    r"(?P<pct>(?:%[0-9A-Fa-f]{2})+)"
+    r"|(?P<ent>&(?:#[0-9]{1,7}|#[xX][0-9A-Fa-f]{1,6}|[A-Za-z][A-Za-z0-9]{1,31});)"
+    r"|(?P<esc>(?:\\u[0-9A-Fa-f]{4}|\\x[0-9A-Fa-f]{2})+)"
+    rf"|(?P<b64>(?<![A-Za-z0-9+/=_-])[A-Za-z0-9+/_-]{{{_B64_MIN},}}={{0,2}}(?![A-Za-z0-9+/=_-]))"
+)
+_B64_HINT = re.compile(rf"[A-Za-z0-9+/_-]{{{_B64_MIN},}}")
+
+
+def _printable(text: str) -> bool:
+    return bool(text) and all(ch.isprintable() or ch in "\t\n\r" for ch in text)
+
+
+def _pct(unit: str) -> str | None:
+    try:
+        return bytes.fromhex(unit.replace("%", "")).decode("utf-8")
+    except ValueError:
+        return None
+
+
+def _esc(unit: str) -> str | None:
+    try:
+        if "\\x" in unit:
+            raw = bytes(int(part[:2], 16) for part in unit.split("\\x")[1:] if part)
+            if "\\u" not in unit:
+                return raw.decode("utf-8")
+        decoded = unit.encode("ascii").decode("unicode_escape")
+        # Surrogate pairs written as two \u escapes.
+        return decoded.encode("utf-16", "surrogatepass").decode("utf-16")
+    except (ValueError, UnicodeError):
+        return None
+
+
+def _b64(unit: str) -> str | None:
+    body = unit.rstrip("=")
+    if len(body) % 4 == 1:
+        return None
+    padded = body + "=" * (-len(body) % 4)
+    try:
+        if "-" in body or "_" in body:
+            raw = base64.urlsafe_b64decode(padded)
+        else:
+            raw = base64.b64decode(padded, validate=True)
+        text = raw.decode("utf-8")
+    except (binascii.Error, ValueError):
+        return None
+    return text if _printable(text) else None
+
+
+@dataclass(frozen=True, slots=True)
+class Decoded:
+    """A decoded view of some text and the way back to the text's offsets.
+
+    Pieces are (view start, original start, original end, verbatim): a verbatim piece
+    maps character for character, a decoded one maps as a whole.
+    """
+
+    text: str
+    _view_starts: tuple[int, ...]
+    _pieces: tuple[tuple[int, int, int, bool], ...]
+
+    def span(self, start: int, end: int) -> tuple[int, int]:
+        """The original span that holds view span ``[start, end)`` (whole units)."""
+        return self._at(start, False), self._at(max(end - 1, start), True)
+
+    def _at(self, pos: int, is_end: bool) -> int:
+        i = max(bisect_right(self._view_starts, pos) - 1, 0)
+        view_start, orig_start, orig_end, verbatim = self._pieces[i]
+        if verbatim:
+            return orig_start + (pos - view_start) + (1 if is_end else 0)
+        return orig_end if is_end else orig_start
+
+
+def _decode_once(text: str) -> Decoded | None:
+    if "%" not in text and "&" not in text and "\\" not in text and not _B64_HINT.search(text):
+        return None
+    pieces: list[tuple[int, int, int, bool]] = []
+    out: list[str] = []
+    view = 0
+    cursor = 0
+    for match in _UNITS.finditer(text):
+        unit = match.group(0)
+        group = match.lastgroup
+        if group == "pct":
+            decoded = _pct(unit)
+        elif group == "ent":
+            decoded = html.unescape(unit)
+            decoded = None if decoded == unit else decoded
+        elif group == "esc":
+            decoded = _esc(unit)
+        else:
+            decoded = _b64(unit)
+        if not decoded:
+            continue
+        start, end = match.span()
+        if start > cursor:
+            pieces.append((view, cursor, start, True))
+            out.append(text[cursor:start])
+            view += start - cursor
+        pieces.append((view, start, end, False))
+        out.append(decoded)
+        view += len(decoded)
+        cursor = end
+    if not pieces:
+        return None
+    if cursor < len(text):
+        pieces.append((view, cursor, len(text), True))
+        out.append(text[cursor:])
+    return Decoded("".join(out), tuple(p[0] for p in pieces), tuple(pieces))
+
+
+def decode(text: str) -> list[Decoded]:
+    """The decoded views of ``text``, one per round that changed something (outermost
+    first); empty when nothing in it decodes."""
+    views: list[Decoded] = []
+    current = text
+    for _ in range(MAX_ROUNDS):
+        view = _decode_once(current)
+        if view is None or view.text == current:
+            break
+        views.append(view)
+        current = view.text
+    return views
+
+
+def _back(views: list[Decoded], start: int, end: int) -> tuple[int, int]:
+    for view in reversed(views):
+        start, end = view.span(start, end)
+    return start, end
+
+
+def detect_decoded(detectors: Iterable[Detector], text: str) -> list[Finding]:
+    """Findings of ``detectors`` in ``text`` and in its decoded views, over ``text``'s offsets.
+
+    A finding in a view that only repeats one in the plain text is dropped by the
+    caller's overlap resolution (`merge_findings`), since both cover the same characters.
+    """
+    detectors = tuple(detectors)
+    found: list[Finding] = []
+    for detector in detectors:
+        found.extend(detector.detect(text))
+    views = decode(text)
+    for depth in range(len(views)):
+        layer = views[: depth + 1]
+        view_text = layer[-1].text
+        for detector in detectors:
+            for finding in detector.detect(view_text):
+                start, end = _back(layer, finding.start, finding.end)
+                if end > start:
+                    found.append(
+                        Finding(
+                            start,
+                            end,
+                            finding.kind,
+                            finding.level,
+                            finding.detector,
+                            finding.score,
+                        )
+                    )
+    return found
