@@ -198,15 +198,29 @@ class FaultyVault:
         self.inner = InMemoryVault()
         self.fault = fault
 
-    def tokenize(self, scope: Any, kind: str, value: str, subject: str | None = None) -> str:
+    def tokenize(
+        self,
+        scope: Any,
+        kind: str,
+        value: str,
+        subject: str | None = None,
+        *,
+        principal: str | None = None,
+    ) -> str:
         self.fault.gate("vault")
         if self.fault.mode == "garbage":
             return "\x00garbage"
-        return self.inner.tokenize(scope, kind, value, subject)
+        return self.inner.tokenize(scope, kind, value, subject, principal=principal)
 
     def detokenize(self, scope: Any, token: str) -> str | None:
         self.fault.gate("vault")
         return self.inner.detokenize(scope, token)
+
+    def detokenize_for(
+        self, scope: Any, token: str, subject: str | None, principal: str | None
+    ) -> str | None:
+        self.fault.gate("vault")
+        return self.inner.detokenize_for(scope, token, subject, principal)
 
 
 class FaultyConsent:

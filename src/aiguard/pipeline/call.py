@@ -34,7 +34,7 @@ from ..errors import (
 )
 from ..policy.model import Action, DestinationPolicy, Policy
 from ..providers.walk import STRUCTURAL_KEYS
-from ..vault._core import KeyedVault
+from ..vault.memory import OwnerVault
 from ..vault.surrogates import SURROGATE_RE, from_surrogate, to_surrogate
 from ..vault.tokens import MIN_SUFFIX, TOKEN_RE, Scope, format_token, keyed_suffix
 
@@ -451,7 +451,7 @@ class Call:
     def _tokenize(self, kind: str, value: str) -> str:
         vault = self.guard.vault
         ctx = self.context
-        if isinstance(vault, KeyedVault):
+        if isinstance(vault, OwnerVault):
             # Without a subject the principal owns the value (see `lookup`).
             return vault.tokenize(self.scope, kind, value, ctx.subject, principal=ctx.principal)
         return vault.tokenize(self.scope, kind, value, ctx.subject)
@@ -642,7 +642,7 @@ class Call:
         vault = self.guard.vault
         ctx = self.context
         try:
-            if isinstance(vault, KeyedVault):
+            if isinstance(vault, OwnerVault):
                 original = vault.detokenize_for(self.scope, token, ctx.subject, ctx.principal)
             else:
                 # A vault that cannot say whom a token was issued to restores nothing

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ._core import ERASED, RotationReport
 from .keyfile import load_or_create_key
-from .memory import BatchVault, InMemoryVault, SubjectVault, Vault, VaultKeys
+from .memory import BatchVault, InMemoryVault, OwnerVault, SubjectVault, Vault, VaultKeys
 from .sqlite import SQLiteVault
 from .tokens import TOKEN_RE, Scope
 
@@ -18,6 +18,7 @@ __all__ = [
     "RotationReport",
     "SQLiteVault",
     "Scope",
+    "OwnerVault",
     "SubjectVault",
     "Vault",
     "VaultKeys",

@@ -21,7 +21,15 @@ from .keys import KeyProvider
 from .tokens import Scope
 
 # normalize and VaultKeys are re-exported: they lived here first and callers import them.
-__all__ = ["BatchVault", "InMemoryVault", "SubjectVault", "Vault", "VaultKeys", "normalize"]
+__all__ = [
+    "BatchVault",
+    "InMemoryVault",
+    "OwnerVault",
+    "SubjectVault",
+    "Vault",
+    "VaultKeys",
+    "normalize",
+]
 
 
 @runtime_checkable
@@ -38,6 +46,30 @@ class Vault(Protocol):
     def detokenize(self, scope: Scope, token: str) -> str | None:
         """The original of a token issued in ``scope``, or None for any other text."""
         ...
+
+
+@runtime_checkable
+class OwnerVault(Vault, Protocol):
+    """A vault that can say whom a token was issued to (every built-in vault).
+
+    Without a subject, ``principal`` owns a value; `detokenize_for` restores a token only
+    for its owner. Restoring through a vault that is not one is limited to the tokens a
+    call sent itself.
+    """
+
+    def tokenize(
+        self,
+        scope: Scope,
+        kind: str,
+        value: str,
+        subject: str | None = None,
+        *,
+        principal: str | None = None,
+    ) -> str: ...
+
+    def detokenize_for(
+        self, scope: Scope, token: str, subject: str | None, principal: str | None
+    ) -> str | None: ...
 
 
 @runtime_checkable
