@@ -58,6 +58,7 @@ _IBAN_EVIDENCE = re.compile(
 _CHUNK = re.compile(r"[0-9][0-9A-Za-z]{0,47}(?:(?:[ \-./_]|\) ?| ?\()[0-9][0-9A-Za-z]{0,47}){0,15}")
 _SEPARATORS = re.compile(r"[ \-./()+_]")
 _SPACE_GROUPS = re.compile(r"[^ ]+")
+_DROP_SEPARATORS = dict.fromkeys(map(ord, " -./()+_"))
 _LETTERS_BEFORE = 16
 _MAX_GROUPS = 8
 
@@ -71,6 +72,10 @@ _DATE_SHAPE = re.compile(
     r"(?![-/.]?[0-9])"
 )
 _PHONE_CHARS = re.compile(r"\+?(?:\(?[0-9]+\)?[ \-.]?)+")
+# Regions whose national format always starts with the trunk prefix 0, and regions
+# whose numbers never start with 0.
+_TRUNK_ZERO = frozenset({"GB", "DE", "AT", "CH", "FR", "BE", "NL"})
+_NO_TRUNK_ZERO = frozenset({"US", "CA", "ES"})
 _AREA_SLASH = re.compile(r"0[0-9]{1,5}/[0-9][0-9 -]{2,12}")
 _PHONE_EXTENSION = re.compile(r"x[0-9]{1,5}\Z")
 _ALNUM = frozenset("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
@@ -254,6 +259,8 @@ class BuiltinDetector:
         "_levels",
         "_phone_re",
         "_phone_regions",
+        "_phone_regions_plain",
+        "_phone_regions_zero",
         "_secrets",
         "name",
     )
@@ -304,6 +311,12 @@ class BuiltinDetector:
             regions.extend(r for r in pack.phone_regions if r not in regions)
             words.extend(w for w in pack.phone_words if w not in words)
         self._phone_regions = tuple(regions) or ("US",)
+        self._phone_regions_zero = tuple(
+            r for r in self._phone_regions if r not in _NO_TRUNK_ZERO
+        ) or self._phone_regions
+        self._phone_regions_plain = tuple(
+            r for r in self._phone_regions if r not in _TRUNK_ZERO
+        ) or self._phone_regions
         alternation = "|".join(re.escape(w) for w in words)
         self._phone_re = re.compile(rf"(?<![a-z0-9])(?:{alternation})(?![a-z0-9])")
         self._secrets = tuple(rule for rule in _SECRETS if rule[1] in wanted)
@@ -541,7 +554,7 @@ class BuiltinDetector:
 
     def _classify(self, t: str, start: int, end: int, raw: list[Raw]) -> bool:
         token = t[start:end]
-        compact_len = end - start - sum(token.count(c) for c in " -./()+")
+        compact_len = len(token.translate(_DROP_SEPARATORS))
         bare = compact_len == end - start
         if "." in token and _IPV4.fullmatch(token) is not None:
             if "ip_address" in self._kinds and v.ip_valid(token) and not _version_like(t, start):
@@ -596,7 +609,15 @@ class BuiltinDetector:
             return False  # the SSN shape whatever its ranges; card and tracking groupings
         if len(groups) == 2 and "." in token:
             return False  # a decimal number or a coordinate
-        regions: tuple[str | None, ...] = (None,) if plus else self._phone_regions
+        regions: tuple[str | None, ...]
+        if plus:
+            regions = (None,)
+        else:
+            # A national number starting with 0 is a trunk prefix (GB, DE, FR, ...); one
+            # without cannot be from those, and NANP and Spanish numbers never start with
+            # 0. Each region tried costs a phonenumbers parse and validation.
+            zero = token.lstrip("(")[:1] == "0"
+            regions = self._phone_regions_zero if zero else self._phone_regions_plain
         for region in regions:
             try:
                 number = phonenumbers.parse(token, region)
