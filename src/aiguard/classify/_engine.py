@@ -26,8 +26,6 @@ import unicodedata
 from collections.abc import Callable, Iterable, Mapping
 from functools import lru_cache
 
-import phonenumbers
-
 from . import _validators as v
 from ._finding import Finding
 from ._normalize import normalize
@@ -59,6 +57,7 @@ _CHUNK = re.compile(r"[0-9][0-9A-Za-z]{0,47}(?:(?:[ \-./_]|\) ?| ?\()[0-9][0-9A-
 _SEPARATORS = re.compile(r"[ \-./()+_]")
 _SPACE_GROUPS = re.compile(r"[^ ]+")
 _DROP_SEPARATORS = dict.fromkeys(map(ord, " -./()+_"))
+_DROP_PHONE_MARKS = dict.fromkeys(map(ord, " -.()+"))
 _LETTERS_BEFORE = 16
 _MAX_GROUPS = 8
 
@@ -311,12 +310,12 @@ class BuiltinDetector:
             regions.extend(r for r in pack.phone_regions if r not in regions)
             words.extend(w for w in pack.phone_words if w not in words)
         self._phone_regions = tuple(regions) or ("US",)
-        self._phone_regions_zero = tuple(
-            r for r in self._phone_regions if r not in _NO_TRUNK_ZERO
-        ) or self._phone_regions
-        self._phone_regions_plain = tuple(
-            r for r in self._phone_regions if r not in _TRUNK_ZERO
-        ) or self._phone_regions
+        self._phone_regions_zero = (
+            tuple(r for r in self._phone_regions if r not in _NO_TRUNK_ZERO) or self._phone_regions
+        )
+        self._phone_regions_plain = (
+            tuple(r for r in self._phone_regions if r not in _TRUNK_ZERO) or self._phone_regions
+        )
         alternation = "|".join(re.escape(w) for w in words)
         self._phone_re = re.compile(rf"(?<![a-z0-9])(?:{alternation})(?![a-z0-9])")
         self._secrets = tuple(rule for rule in _SECRETS if rule[1] in wanted)
@@ -618,12 +617,11 @@ class BuiltinDetector:
             # 0. Each region tried costs a phonenumbers parse and validation.
             zero = token.lstrip("(")[:1] == "0"
             regions = self._phone_regions_zero if zero else self._phone_regions_plain
+        digits = token.translate(_DROP_PHONE_MARKS)
+        if not digits.isdigit():
+            return False
         for region in regions:
-            try:
-                number = phonenumbers.parse(token, region)
-            except phonenumbers.NumberParseException:
-                continue
-            if phonenumbers.is_valid_number(number):
+            if v.valid_phone(digits, plus, region):
                 if not context:
                     context = (
                         self._phone_re.search(t[max(0, start - 30) : start].lower()) is not None
