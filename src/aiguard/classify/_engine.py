@@ -57,6 +57,7 @@ _CHUNK = re.compile(r"[0-9][0-9A-Za-z]{0,47}(?:(?:[ \-./_]|\) ?| ?\()[0-9][0-9A-
 _SEPARATORS = re.compile(r"[ \-./()+_]")
 _SPACE_GROUPS = re.compile(r"[^ ]+")
 _DROP_SEPARATORS = dict.fromkeys(map(ord, " -./()+_"))
+_PHONE_GROUPS = re.compile(r"[ \-.()]+")
 _DROP_PHONE_MARKS = dict.fromkeys(map(ord, " -.()+"))
 _LETTERS_BEFORE = 16
 _MAX_GROUPS = 8
@@ -598,7 +599,7 @@ class BuiltinDetector:
             context = self._phone_re.search(t[max(0, start - 30) : start].lower()) is not None
             if not context:
                 return False
-        groups = [g for g in re.split(r"[ \-.()]+", token.lstrip("+")) if g]
+        groups = [g for g in _PHONE_GROUPS.split(token.lstrip("+")) if g]
         if len(groups) > 6 or (len(groups) > 1 and max(len(g) for g in groups) > 8):
             return False
         if not plus and token.count(".") and len(groups) == 4:
