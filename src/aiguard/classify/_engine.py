@@ -58,6 +58,7 @@ _SEPARATORS = re.compile(r"[ \-./()+_]")
 _SPACE_GROUPS = re.compile(r"[^ ]+")
 _DROP_SEPARATORS = dict.fromkeys(map(ord, " -./()+_"))
 _PHONE_GROUPS = re.compile(r"[ \-.()]+")
+_DROP_DIGITS = dict.fromkeys(map(ord, "0123456789"))
 _DROP_PHONE_MARKS = dict.fromkeys(map(ord, " -.()+"))
 _LETTERS_BEFORE = 16
 _MAX_GROUPS = 8
@@ -261,6 +262,7 @@ class BuiltinDetector:
         "_phone_regions",
         "_phone_regions_plain",
         "_phone_regions_zero",
+        "_secret_literals",
         "_secrets",
         "name",
     )
@@ -320,6 +322,7 @@ class BuiltinDetector:
         alternation = "|".join(re.escape(w) for w in words)
         self._phone_re = re.compile(rf"(?<![a-z0-9])(?:{alternation})(?![a-z0-9])")
         self._secrets = tuple(rule for rule in _SECRETS if rule[1] in wanted)
+        self._secret_literals = tuple(lit for rule in self._secrets for lit in rule[0])
         self.name = name
 
     @property
@@ -845,18 +848,21 @@ class BuiltinDetector:
         written = _TAG.sub("", m.group(0)).lstrip(" \t\"'")
         if len(value) < 6 or _PLACEHOLDER.match(value) or _PLACEHOLDER.match(written):
             return
+        # Character classes by C-level string methods (no per-character Python loop).
         classes = (
-            any(c.islower() for c in value)
-            + any(c.isupper() for c in value)
-            + any(c.isdigit() for c in value)
-            + any(not c.isalnum() for c in value)
+            (value.upper() != value)
+            + (value.lower() != value)
+            + (value.translate(_DROP_DIGITS) != value)
+            + (not value.isalnum())
         )
         kind = "password" if key.startswith("pass") or key == "pwd" else "secret"
         # A password label is evidence enough for a weaker one ("FNNJNZg1").
         if classes < 2 or v.entropy(value) < (2.0 if kind == "password" else 2.5):
             return
         bare = value.rstrip("!?")
-        if any(rule[2].fullmatch(bare) for rule in self._secrets):
+        if bare.startswith(self._secret_literals) and any(
+            rule[2].fullmatch(bare) for rule in self._secrets
+        ):
             return  # a key with its own kind ("OPENAI_API_KEY=sk-proj-..."): reported as that
         s = m.start(1) + lead
         e = s + len(value)

@@ -255,7 +255,9 @@ def jwt_valid(value: str) -> bool:
 def entropy(value: str) -> float:
     """Shannon entropy in bits per character."""
     n = len(value)
-    return -sum(c / n * math.log2(c / n) for c in Counter(value).values())
+    counts = Counter(value).values()
+    # H = log2(n) - sum(c * log2(c)) / n: one log per distinct character, no division.
+    return math.log2(n) - sum(c * math.log2(c) for c in counts) / n
 
 
 _MONTHS = {
