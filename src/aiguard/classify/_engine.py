@@ -340,8 +340,9 @@ class BuiltinDetector:
         """Findings in ``text``, possibly overlapping (``merge_findings`` resolves them)."""
         if not text:
             return []
-        folded = normalize(text)
-        t = folded.text
+        # All-ASCII text (most messages) needs no folding and no offset map.
+        folded = None if text.isascii() else normalize(text)
+        t = folded.text if folded is not None else text.replace("\t", " ")
         raw: list[Raw] = []
         kinds = self._kinds
         self._scan_digits(t, raw)
@@ -368,8 +369,16 @@ class BuiltinDetector:
                 ):
                     raw.append((s, e, "mac_address", 0.9))
         self._scan_words(t, raw)
+        if not raw:
+            return []
         levels = self._levels
         name = self.name
+        if folded is None or not folded.removed_at:
+            return [
+                Finding(s, e, kind, levels[kind], name, score)
+                for s, e, kind, score in raw
+                if kind in kinds
+            ]
         return [
             Finding(folded.start(s), folded.end(e, text), kind, levels[kind], name, score)
             for s, e, kind, score in raw
