@@ -10,6 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from aiguard.classify import (
+    EVIDENCE_SCORE,
+    MIN_SCORE,
     Finding,
     KnownValue,
     KnownValuesDetector,
@@ -19,7 +21,6 @@ from aiguard.classify import (
     detect,
     merge_findings,
 )
-from aiguard.classify._engine import EVIDENCE_SCORE, MIN_SCORE
 from aiguard.classify.kinds import DEFAULT_LEVELS
 
 _JWT = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0In0.dBjftJeZ4CVPmB92K27uhbUJU1p1r_wW1gFWFOEjXk"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ._engine import BuiltinDetector
 from .detectors import (
+    EVIDENCE_SCORE,
     MIN_SCORE,
     Detector,
     Finding,
@@ -29,6 +30,7 @@ from .structured import DepthLimitExceeded, JsonFinding, detect_json
 
 __all__ = [
     "DEFAULT_LEVELS",
+    "EVIDENCE_SCORE",
     "MIN_SCORE",
     "BuiltinDetector",
     "Classified",

@@ -26,8 +26,6 @@ import unicodedata
 from collections.abc import Callable, Iterable, Mapping
 from functools import lru_cache
 
-import phonenumbers
-
 from . import _validators as v
 from ._finding import Finding
 from ._normalize import normalize
@@ -58,6 +56,10 @@ _IBAN_EVIDENCE = re.compile(
 _CHUNK = re.compile(r"[0-9][0-9A-Za-z]{0,47}(?:(?:[ \-./_]|\) ?| ?\()[0-9][0-9A-Za-z]{0,47}){0,15}")
 _SEPARATORS = re.compile(r"[ \-./()+_]")
 _SPACE_GROUPS = re.compile(r"[^ ]+")
+_DROP_SEPARATORS = dict.fromkeys(map(ord, " -./()+_"))
+_PHONE_GROUPS = re.compile(r"[ \-.()]+")
+_DROP_DIGITS = dict.fromkeys(map(ord, "0123456789"))
+_DROP_PHONE_MARKS = dict.fromkeys(map(ord, " -.()+"))
 _LETTERS_BEFORE = 16
 _MAX_GROUPS = 8
 
@@ -71,6 +73,10 @@ _DATE_SHAPE = re.compile(
     r"(?![-/.]?[0-9])"
 )
 _PHONE_CHARS = re.compile(r"\+?(?:\(?[0-9]+\)?[ \-.]?)+")
+# Regions whose national format always starts with the trunk prefix 0, and regions
+# whose numbers never start with 0.
+_TRUNK_ZERO = frozenset({"GB", "DE", "AT", "CH", "FR", "BE", "NL"})
+_NO_TRUNK_ZERO = frozenset({"US", "CA", "ES"})
 _AREA_SLASH = re.compile(r"0[0-9]{1,5}/[0-9][0-9 -]{2,12}")
 _PHONE_EXTENSION = re.compile(r"x[0-9]{1,5}\Z")
 _ALNUM = frozenset("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
@@ -254,6 +260,9 @@ class BuiltinDetector:
         "_levels",
         "_phone_re",
         "_phone_regions",
+        "_phone_regions_plain",
+        "_phone_regions_zero",
+        "_secret_literals",
         "_secrets",
         "name",
     )
@@ -304,9 +313,16 @@ class BuiltinDetector:
             regions.extend(r for r in pack.phone_regions if r not in regions)
             words.extend(w for w in pack.phone_words if w not in words)
         self._phone_regions = tuple(regions) or ("US",)
+        self._phone_regions_zero = (
+            tuple(r for r in self._phone_regions if r not in _NO_TRUNK_ZERO) or self._phone_regions
+        )
+        self._phone_regions_plain = (
+            tuple(r for r in self._phone_regions if r not in _TRUNK_ZERO) or self._phone_regions
+        )
         alternation = "|".join(re.escape(w) for w in words)
         self._phone_re = re.compile(rf"(?<![a-z0-9])(?:{alternation})(?![a-z0-9])")
         self._secrets = tuple(rule for rule in _SECRETS if rule[1] in wanted)
+        self._secret_literals = tuple(lit for rule in self._secrets for lit in rule[0])
         self.name = name
 
     @property
@@ -324,8 +340,9 @@ class BuiltinDetector:
         """Findings in ``text``, possibly overlapping (``merge_findings`` resolves them)."""
         if not text:
             return []
-        folded = normalize(text)
-        t = folded.text
+        # All-ASCII text (most messages) needs no folding and no offset map.
+        folded = None if text.isascii() else normalize(text)
+        t = folded.text if folded is not None else text.replace("\t", " ")
         raw: list[Raw] = []
         kinds = self._kinds
         self._scan_digits(t, raw)
@@ -352,8 +369,16 @@ class BuiltinDetector:
                 ):
                     raw.append((s, e, "mac_address", 0.9))
         self._scan_words(t, raw)
+        if not raw:
+            return []
         levels = self._levels
         name = self.name
+        if folded is None or not folded.removed_at:
+            return [
+                Finding(s, e, kind, levels[kind], name, score)
+                for s, e, kind, score in raw
+                if kind in kinds
+            ]
         return [
             Finding(folded.start(s), folded.end(e, text), kind, levels[kind], name, score)
             for s, e, kind, score in raw
@@ -541,7 +566,7 @@ class BuiltinDetector:
 
     def _classify(self, t: str, start: int, end: int, raw: list[Raw]) -> bool:
         token = t[start:end]
-        compact_len = end - start - sum(token.count(c) for c in " -./()+")
+        compact_len = len(token.translate(_DROP_SEPARATORS))
         bare = compact_len == end - start
         if "." in token and _IPV4.fullmatch(token) is not None:
             if "ip_address" in self._kinds and v.ip_valid(token) and not _version_like(t, start):
@@ -586,7 +611,7 @@ class BuiltinDetector:
             context = self._phone_re.search(t[max(0, start - 30) : start].lower()) is not None
             if not context:
                 return False
-        groups = [g for g in re.split(r"[ \-.()]+", token.lstrip("+")) if g]
+        groups = [g for g in _PHONE_GROUPS.split(token.lstrip("+")) if g]
         if len(groups) > 6 or (len(groups) > 1 and max(len(g) for g in groups) > 8):
             return False
         if not plus and token.count(".") and len(groups) == 4:
@@ -596,13 +621,20 @@ class BuiltinDetector:
             return False  # the SSN shape whatever its ranges; card and tracking groupings
         if len(groups) == 2 and "." in token:
             return False  # a decimal number or a coordinate
-        regions: tuple[str | None, ...] = (None,) if plus else self._phone_regions
+        regions: tuple[str | None, ...]
+        if plus:
+            regions = (None,)
+        else:
+            # A national number starting with 0 is a trunk prefix (GB, DE, FR, ...); one
+            # without cannot be from those, and NANP and Spanish numbers never start with
+            # 0. Each region tried costs a phonenumbers parse and validation.
+            zero = token.lstrip("(")[:1] == "0"
+            regions = self._phone_regions_zero if zero else self._phone_regions_plain
+        digits = token.translate(_DROP_PHONE_MARKS)
+        if not digits.isdigit():
+            return False
         for region in regions:
-            try:
-                number = phonenumbers.parse(token, region)
-            except phonenumbers.NumberParseException:
-                continue
-            if phonenumbers.is_valid_number(number):
+            if v.valid_phone(digits, plus, region):
                 if not context:
                     context = (
                         self._phone_re.search(t[max(0, start - 30) : start].lower()) is not None
@@ -825,18 +857,21 @@ class BuiltinDetector:
         written = _TAG.sub("", m.group(0)).lstrip(" \t\"'")
         if len(value) < 6 or _PLACEHOLDER.match(value) or _PLACEHOLDER.match(written):
             return
+        # Character classes by C-level string methods (no per-character Python loop).
         classes = (
-            any(c.islower() for c in value)
-            + any(c.isupper() for c in value)
-            + any(c.isdigit() for c in value)
-            + any(not c.isalnum() for c in value)
+            (value.upper() != value)
+            + (value.lower() != value)
+            + (value.translate(_DROP_DIGITS) != value)
+            + (not value.isalnum())
         )
         kind = "password" if key.startswith("pass") or key == "pwd" else "secret"
         # A password label is evidence enough for a weaker one ("FNNJNZg1").
         if classes < 2 or v.entropy(value) < (2.0 if kind == "password" else 2.5):
             return
         bare = value.rstrip("!?")
-        if any(rule[2].fullmatch(bare) for rule in self._secrets):
+        if bare.startswith(self._secret_literals) and any(
+            rule[2].fullmatch(bare) for rule in self._secrets
+        ):
             return  # a key with its own kind ("OPENAI_API_KEY=sk-proj-..."): reported as that
         s = m.start(1) + lead
         e = s + len(value)

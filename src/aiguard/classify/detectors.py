@@ -20,13 +20,14 @@ from functools import lru_cache
 
 import phonenumbers
 
-from ._engine import MIN_SCORE, BuiltinDetector, _engine_for
+from ._engine import EVIDENCE_SCORE, MIN_SCORE, BuiltinDetector, _engine_for
 from ._finding import Detector, Finding
 from ._normalize import normalize
 from ._validators import luhn_valid
 from .levels import Level, check_kind
 
 __all__ = [
+    "EVIDENCE_SCORE",
     "MIN_SCORE",
     "BuiltinDetector",
     "Detector",

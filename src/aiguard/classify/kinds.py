@@ -197,7 +197,21 @@ GLOBAL_IDS: tuple[IdSpec, ...] = (
         r"|[0-9]{4}([ ._/-])[0-9]{6}\2[0-9]{4,5}",
         v.card_valid,
         score=0.95,
-        context=("card", "credit card", "visa", "mastercard", "amex", "cc"),
+        context=(
+            "card",
+            "credit card",
+            "visa",
+            "mastercard",
+            "amex",
+            "cc",
+            "kreditkarte",
+            "karte",
+            "carte",
+            "tarjeta",
+            "carta",
+            "creditcard",
+            "kaart",
+        ),
     ),
     # Twelve-digit Maestro cards look like any order number: only with a card word.
     IdSpec(
