@@ -72,6 +72,12 @@ def register(sub: Any) -> None:
         help="provenance JSONL file, sqlite:///file.db or a postgresql:// DSN",
     )
     report.add_argument("--log-name", metavar="NAME", help="log name inside a database")
+    report.add_argument(
+        "--public-key",
+        metavar="FILE",
+        help="verifier key checkpoints must match (from `aiguard keys public`); without "
+        "it signed checkpoints are self-attested",
+    )
     report.add_argument("--policy", metavar="FILE", required=True)
     report.add_argument("--out", metavar="FILE", help="default: stdout")
     report.add_argument("--format", choices=("html", "markdown", "json"), default="html")
@@ -209,11 +215,26 @@ def _report(args: argparse.Namespace) -> int:
             check = json.loads(Path(args.check).read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
             return _error("report", f"cannot read {args.check}: {exc}")
+    options = None
+    if args.public_key:
+        from .provenance.checkpoint import Verifier
+        from .provenance.verify import VerifyOptions
+
+        try:
+            key = Verifier.from_vkey(Path(args.public_key).read_text("utf-8"))
+        except (OSError, ValueError) as exc:
+            return _error("report", f"cannot use the key file {args.public_key}: {exc}")
+        options = VerifyOptions(public_key=key)
     show = args.progress if args.progress is not None else sys.stderr.isatty()
     bar = _ProgressBar(sys.stderr) if show else None
     try:
         report = build_report(
-            args.log, lint.policy, check=check, progress=bar, log_name=args.log_name
+            args.log,
+            lint.policy,
+            check=check,
+            progress=bar,
+            log_name=args.log_name,
+            verify_options=options,
         )
     except OSError as exc:
         return _error("report", f"cannot read {args.log}: {exc.strerror or exc}")
