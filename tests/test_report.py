@@ -303,7 +303,7 @@ def test_command_with_progress(
     )
     assert code == 0
     err = capsys.readouterr().err
-    assert "verifying [" in err and "reading   [" in err and "100%" in err
+    assert "verifying [" in err and "reading   [" in err and "100.0%" in err
     page = out.read_text()
     assert "<script" not in page and "http://" not in page.replace("http://www.w3.org/2000/svg", "")
     # Seven charts; the alert chart is a sentence when replay found no alert.

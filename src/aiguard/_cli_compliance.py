@@ -13,7 +13,7 @@ import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 __all__ = ["COMMANDS", "register", "run"]
 
@@ -200,6 +200,7 @@ def _lint(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
+    from ._progress import ProgressBar
     from .errors import ProvenanceError
     from .policy.lint import lint_file
     from .report import build_report, render_html, render_markdown
@@ -226,7 +227,7 @@ def _report(args: argparse.Namespace) -> int:
             return _error("report", f"cannot use the key file {args.public_key}: {exc}")
         options = VerifyOptions(public_key=key)
     show = args.progress if args.progress is not None else sys.stderr.isatty()
-    bar = _ProgressBar(sys.stderr) if show else None
+    bar = ProgressBar(sys.stderr) if show else None
     try:
         report = build_report(
             args.log,
@@ -250,28 +251,3 @@ def _report(args: argparse.Namespace) -> int:
     else:
         _write(render_html(report), args.out)
     return 0 if report.chain_ok else 1
-
-
-class _ProgressBar:
-    """``[#####.....]  48%  120,000 records`` on one terminal line, redrawn in place."""
-
-    def __init__(self, stream: TextIO, width: int = 30) -> None:
-        self.stream = stream
-        self.width = width
-        self.shown = -1
-
-    def __call__(self, phase: str, done: int, total: int, records: int) -> None:
-        percent = 100 * done // total if total else 100
-        if percent == self.shown:
-            return
-        self.shown = percent
-        filled = self.width * percent // 100
-        bar = "#" * filled + "." * (self.width - filled)
-        self.stream.write(f"\r{phase:<9} [{bar}] {percent:3d}%  {records:,} records")
-        self.stream.flush()
-        if percent == 100:
-            self.shown = -1  # the next phase starts its own bar
-
-    def done(self) -> None:
-        self.stream.write("\n")
-        self.stream.flush()

@@ -188,6 +188,7 @@ LARGE_INPUT = 8 * 1024 * 1024
 def _dataset(args: argparse.Namespace) -> int:
     import os
 
+    from ._progress import ProgressBar
     from .dataset import DEFAULT_SUBJECT_FIELDS, prepare_dataset
     from .errors import AIGuardError
     from .guard import Guard
@@ -205,7 +206,12 @@ def _dataset(args: argparse.Namespace) -> int:
     show = args.progress == "always" or (
         args.progress == "auto" and sys.stderr.isatty() and size >= LARGE_INPUT
     )
-    bar = _ProgressBar() if show else None
+    drawn = ProgressBar() if show else None
+
+    def bar(done: int, total: int, records: int) -> None:
+        assert drawn is not None
+        drawn("preparing", done, total, records)
+
     try:
         report = prepare_dataset(
             guard,
@@ -220,18 +226,18 @@ def _dataset(args: argparse.Namespace) -> int:
             dataset=args.dataset,
             model=args.model,
             principal=args.principal,
-            progress=bar,
+            progress=bar if drawn is not None else None,
         )
     except (AIGuardError, ValueError, OSError) as exc:
-        if bar is not None:
-            bar.done()
+        if drawn is not None:
+            drawn.done()
         # Typed errors and line problems never carry record content.
         print(f"aiguard dataset: {exc}", file=sys.stderr)
         return 2
     finally:
         guard.close()
-    if bar is not None:
-        bar.done()
+    if drawn is not None:
+        drawn.done()
     for problem in report.problems:
         print(f"aiguard dataset: {args.input}: {problem}", file=sys.stderr)
     total = report.manifest["problems_total"]
@@ -253,31 +259,3 @@ def _dataset(args: argparse.Namespace) -> int:
         )
     )
     return 0
-
-
-class _ProgressBar:
-    """``[#########-----------]  45%  120.3/260.0 MB  1,234,567 records`` on stderr."""
-
-    WIDTH = 30
-
-    def __init__(self) -> None:
-        self._last = -1
-
-    def __call__(self, done: int, total: int, records: int) -> None:
-        permille = 1000 if total <= 0 else min(1000, done * 1000 // total)
-        if permille == self._last:
-            return
-        self._last = permille
-        filled = self.WIDTH * permille // 1000
-        bar = "#" * filled + "-" * (self.WIDTH - filled)
-        print(
-            f"\r[{bar}] {permille / 10:5.1f}%  {done / 1e6:,.1f}/{total / 1e6:,.1f} MB  "
-            f"{records:,} records",
-            end="",
-            file=sys.stderr,
-            flush=True,
-        )
-
-    def done(self) -> None:
-        if self._last >= 0:
-            print(file=sys.stderr, flush=True)
