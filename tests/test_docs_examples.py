@@ -164,3 +164,18 @@ def test_the_extractor_sees_every_python_block() -> None:
     total = sum(p.read_text(encoding="utf-8").count("\n```python\n") for p in PAGES)
     found = sum(1 for p in PAGES for b in blocks(p) if b.language == "python")
     assert found == total > 0
+
+
+@pytest.mark.parametrize("script", sorted((ROOT / "examples").glob("*.py")), ids=lambda p: p.name)
+def test_example_scripts_run_offline(script: Path, tmp_path: Path) -> None:
+    """The scripts the README points to run the same way: offline, from any directory."""
+    done = subprocess.run(
+        [sys.executable, str(script)],
+        cwd=tmp_path,
+        env=_offline_env(),
+        capture_output=True,
+        check=False,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, f"{script.name}:\n{done.stdout}\n{done.stderr}"
