@@ -368,3 +368,27 @@ def test_memory_stays_flat(tmp_path: Path) -> None:
     # need noticeably more than the 5 MB one.
     assert peaks[40] < 1.5 * peaks[5], peaks
     guard.close()
+
+
+def test_cli_prepare_summarises_many_refusals(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """1,500 records without consent: a summary line and ten examples, not 1,000 lines."""
+    policy = tmp_path / "aiguard.toml"
+    policy.write_text(POLICY)
+    (tmp_path / "state").mkdir()
+    source = tmp_path / "in.jsonl"
+    source.write_text(
+        "".join(json.dumps({"subject": f"c{i}", "text": "hi"}) + "\n" for i in range(1500))
+        + "not json\n"
+    )
+    argv = ["dataset", "prepare", str(source), "--destination", "trainer"]
+    argv += ["--out", str(tmp_path / "out.jsonl"), "--policy", str(policy)]
+    assert main(argv) == 0
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 12
+    assert lines[0].endswith("1,501 record(s) dropped (no_consent 1,500, unparseable 1)")
+    assert lines[1].endswith("line 1: the subject has no valid consent for the purpose")
+    assert "1,491 more line(s): see" in lines[-1] and "manifest.json" in lines[-1]
+    assert main([*argv, "--show-problems", "0"]) == 0
+    assert len(capsys.readouterr().err.splitlines()) == 2

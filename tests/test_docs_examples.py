@@ -77,13 +77,18 @@ def _runnable(page: Path) -> bool:
     return any(b.language == "python" and b.marker != "not-run" for b in blocks(page))
 
 
-# Each block runs under its page and fence line, so a traceback names where it is.
+# Each block runs under its page and fence line, so a traceback names where it is; then
+# the page's test modules run with pytest in the same interpreter (one start per page).
 RUNNER = textwrap.dedent(
     """
     import json, sys
+    job = json.load(sys.stdin)
     namespace = {"__name__": "__main__"}
-    for name, source in json.load(sys.stdin):
+    for name, source in job["scripts"]:
         exec(compile(source, name, "exec"), namespace)
+    if job["tests"]:
+        import pytest
+        sys.exit(int(pytest.main(["-q", "-p", "no:cacheprovider", *job["tests"]])))
     """
 )
 
@@ -118,29 +123,20 @@ def test_page_examples_run_offline(page: Path, tmp_path: Path) -> None:
         elif block.language == "python" and block.marker != "not-run":
             # Padded so that line numbers in a traceback are the page's own.
             scripts.append((where, "\n" * block.line + block.text))
-    if scripts:
-        done = subprocess.run(
-            [sys.executable, "-c", RUNNER],
-            input=json.dumps(scripts),
-            cwd=tmp_path,
-            env=env,
-            capture_output=True,
-            check=False,
-            text=True,
-            timeout=120,
-        )
-        assert done.returncode == 0, f"{page.name}:\n{done.stdout}\n{done.stderr}"
-    for test in tests:
-        done = subprocess.run(
-            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", test],
-            cwd=tmp_path,
-            env=env,
-            capture_output=True,
-            check=False,
-            text=True,
-            timeout=300,
-        )
-        assert done.returncode == 0, f"{page.name} {test}:\n{done.stdout}\n{done.stderr}"
+    done = subprocess.run(
+        [sys.executable, "-c", RUNNER],
+        input=json.dumps({"scripts": scripts, "tests": tests}),
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        check=False,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, f"{page.name}:\n{done.stdout}\n{done.stderr}"
+    if tests:
+        passed = re.search(r"(\d+) passed", done.stdout)
+        assert passed and int(passed.group(1)) >= len(tests), done.stdout  # none is empty
 
 
 def test_markers_name_what_they_need() -> None:
@@ -168,3 +164,18 @@ def test_the_extractor_sees_every_python_block() -> None:
     total = sum(p.read_text(encoding="utf-8").count("\n```python\n") for p in PAGES)
     found = sum(1 for p in PAGES for b in blocks(p) if b.language == "python")
     assert found == total > 0
+
+
+@pytest.mark.parametrize("script", sorted((ROOT / "examples").glob("*.py")), ids=lambda p: p.name)
+def test_example_scripts_run_offline(script: Path, tmp_path: Path) -> None:
+    """The scripts the README points to run the same way: offline, from any directory."""
+    done = subprocess.run(
+        [sys.executable, str(script)],
+        cwd=tmp_path,
+        env=_offline_env(),
+        capture_output=True,
+        check=False,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, f"{script.name}:\n{done.stdout}\n{done.stderr}"

@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import random
-import signal
 import subprocess
 import sys
 import threading
@@ -337,43 +334,72 @@ class TestCrashRecovery:
         sink.close()
 
     def test_sigkill_never_loses_an_acknowledged_event(self, tmp_path: Path) -> None:
-        writer = (
-            "import sys\n"
+        # One helper imports aiguard once and forks each writer, so the 50 kills cost a
+        # fork each rather than an interpreter start and an import (most of the time).
+        helper = (
+            "import os, random, signal, sys, time\n"
             "from aiguard.provenance import ProvenanceLog, JsonlSink\n"
-            "sink = JsonlSink(sys.argv[1], fsync='always')\n"
-            "log = ProvenanceLog('kill', [sink], background=True)\n"
-            "i = 0\n"
-            "while True:\n"
-            "    rec = log.append({'type': 'call', 'request_id': f'{sys.argv[2]}-{i}'}).wait(10)\n"
-            "    print(rec.document['request_id'], flush=True)\n"
-            "    i += 1\n"
+            "path, runs = sys.argv[1], int(sys.argv[2])\n"
+            "rng = random.Random(7)\n"
+            "for run in range(runs):\n"
+            "    r, w = os.pipe()\n"
+            "    pid = os.fork()\n"
+            "    if pid == 0:\n"
+            "        try:\n"
+            "            os.close(r)\n"
+            "            sink = JsonlSink(path, fsync='always')\n"
+            "            log = ProvenanceLog('kill', [sink], background=True)\n"
+            "            i = 0\n"
+            "            while True:\n"
+            "                doc = {'type': 'call', 'request_id': f'{run}-{i}'}\n"
+            "                rec = log.append(doc).wait(10)\n"
+            "                os.write(w, (rec.document['request_id'] + '\\n').encode())\n"
+            "                i += 1\n"
+            "        finally:\n"
+            "            os._exit(1)\n"
+            "    os.close(w)\n"
+            "    reader = os.fdopen(r)\n"
+            "    first = reader.readline()  # the writer is up: one durable record\n"
+            "    time.sleep(rng.random() * 0.2)  # then killed at a random moment\n"
+            "    os.kill(pid, signal.SIGKILL)\n"
+            "    os.waitpid(pid, 0)\n"
+            "    rest = reader.read()\n"
+            "    reader.close()\n"
+            "    print('ACK', *(first + rest).split(), flush=True)\n"
+            "    sys.stdin.readline()  # the test has verified the file\n"
         )
-        rng = random.Random(7)
         path = tmp_path / "p.jsonl"
+        runs = 50
         acknowledged: list[str] = []
-        for run in range(50):
-            proc = subprocess.Popen(
-                [sys.executable, "-c", writer, str(path), str(run)],
-                stdout=subprocess.PIPE,
-                text=True,
-            )
-            assert proc.stdout is not None
-            # Wait until the writer is up (one durable record), then kill at a random moment.
-            acknowledged.append(proc.stdout.readline().strip())
-            time.sleep(rng.random() * 0.2)
-            os.kill(proc.pid, signal.SIGKILL)
-            out, _ = proc.communicate(timeout=30)
-            acknowledged += out.split()
-            report = verify_file(path)
-            # Killed mid-write at most tears the last line; the next writer repairs it.
-            assert report.ok or (
-                report.failure is not None and "torn last line" in report.failure.reason
-            )
+        proc = subprocess.Popen(
+            [sys.executable, "-c", helper, str(path), str(runs)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert proc.stdin is not None and proc.stdout is not None
+        try:
+            for _ in range(runs):
+                line = proc.stdout.readline().split()
+                assert line[:1] == ["ACK"] and len(line) >= 2, line
+                acknowledged += line[1:]
+                report = verify_file(path)
+                # Killed mid-write at most tears the last line; the next writer repairs it.
+                assert report.ok or (
+                    report.failure is not None and "torn last line" in report.failure.reason
+                )
+                proc.stdin.write("\n")
+                proc.stdin.flush()
+            assert proc.wait(timeout=30) == 0
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
         ProvenanceLog("kill", [JsonlSink(path)]).close()
         report = verify_file(path)
         assert report.ok, report.summary()
         written = {json.loads(line).get("request_id") for line in path.read_text().splitlines()}
-        assert acknowledged and set(acknowledged) <= written
+        assert len(acknowledged) >= runs and set(acknowledged) <= written
 
 
 class TestRotation:

@@ -209,6 +209,10 @@ def test_numbers_of_a_100k_event_log(report: Any) -> None:
     assert report.stages["opt_in"].attempts == per_slot
     assert report.stages["opt_in"].denied == pilot_denied
     assert report.stages["general"].attempts == 9 * per_slot
+    # Only the attempts that needed consent count towards a stage's consent rate.
+    assert report.stages["general"].consent_attempts == 2 * per_slot
+    assert report.stages["general"].consent_rate == pytest.approx(0.5)
+    assert report.stages["opt_in"].consent_attempts == per_slot
     assert report.training_flag == per_slot and report.training_without_consent == 0
     unit, labels, per = report.series()
     assert unit == "day" and len(labels) == 3
@@ -299,7 +303,7 @@ def test_command_with_progress(
     )
     assert code == 0
     err = capsys.readouterr().err
-    assert "verifying [" in err and "reading   [" in err and "100%" in err
+    assert "verifying [" in err and "reading   [" in err and "100.0%" in err
     page = out.read_text()
     assert "<script" not in page and "http://" not in page.replace("http://www.w3.org/2000/svg", "")
     # Seven charts; the alert chart is a sentence when replay found no alert.
@@ -385,3 +389,28 @@ def test_html_report_in_headless_chromium(report: Any, tmp_path: Path) -> None:
         timeout=60,
     )
     assert shot.exists() and shot.stat().st_size > 10_000
+
+
+def test_self_attested_checkpoints_are_not_evidence(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Checkpoints verified only against the log's own key do not satisfy the item."""
+    import aiguard
+
+    policy = tmp_path / "aiguard.toml"
+    policy.write_text(POLICY + '\n[provenance]\njsonl = "log.jsonl"\nsigning_key = "signing.key"\n')
+    with aiguard.Guard.from_toml(policy) as guard, guard.context(purpose="inference"):
+        guard.protect("hello", destination="openai")
+    log = tmp_path / "log.jsonl"
+    items = {i.id: i for i in build_report(log, parse_policy(POLICY)).checklist}
+    assert items["checkpoints"].status == "no evidence"
+    assert "self-attested" in items["checkpoints"].evidence
+    public = tmp_path / "public.vkey"
+    assert main(["keys", "public", "--policy", str(policy), "--out", str(public)]) == 0
+    out = tmp_path / "r.json"
+    args = ["report", "--log", str(log), "--policy", str(policy), "--format", "json"]
+    assert main([*args, "--public-key", str(public), "--out", str(out)]) == 0
+    checklist = {c["id"]: c for c in json.loads(out.read_text())["checklist"]}
+    assert checklist["checkpoints"]["status"] == "satisfied"
+    assert main([*args, "--public-key", str(tmp_path / "missing.vkey")]) == 2
+    assert "cannot use the key file" in capsys.readouterr().err

@@ -143,8 +143,12 @@ def _reader(module: str, name: str) -> Any:
 
 
 def _progress_printer() -> Callable[[int], None]:
+    from ._progress import ProgressBar
+
+    bar = ProgressBar(sys.stderr)
+
     def show(count: int) -> None:
-        print(f"\rverified {count:,} records…", end="", file=sys.stderr, flush=True)
+        bar("verifying", 0, 0, count)
 
     return show
 

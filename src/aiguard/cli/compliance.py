@@ -13,7 +13,7 @@ import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 __all__ = ["COMMANDS", "register", "run"]
 
@@ -72,6 +72,12 @@ def register(sub: Any) -> None:
         help="provenance JSONL file, sqlite:///file.db or a postgresql:// DSN",
     )
     report.add_argument("--log-name", metavar="NAME", help="log name inside a database")
+    report.add_argument(
+        "--public-key",
+        metavar="FILE",
+        help="verifier key checkpoints must match (from `aiguard keys public`); without "
+        "it signed checkpoints are self-attested",
+    )
     report.add_argument("--policy", metavar="FILE", required=True)
     report.add_argument("--out", metavar="FILE", help="default: stdout")
     report.add_argument("--format", choices=("html", "markdown", "json"), default="html")
@@ -197,6 +203,7 @@ def _report(args: argparse.Namespace) -> int:
     from ..compliance.report import build_report, render_html, render_markdown
     from ..errors import ProvenanceError
     from ..policy.lint import lint_file
+    from ._progress import ProgressBar
 
     lint = lint_file(args.policy)
     if lint.policy is None:
@@ -209,11 +216,26 @@ def _report(args: argparse.Namespace) -> int:
             check = json.loads(Path(args.check).read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
             return _error("report", f"cannot read {args.check}: {exc}")
+    options = None
+    if args.public_key:
+        from ..provenance.checkpoint import Verifier
+        from ..provenance.verify import VerifyOptions
+
+        try:
+            key = Verifier.from_vkey(Path(args.public_key).read_text("utf-8"))
+        except (OSError, ValueError) as exc:
+            return _error("report", f"cannot use the key file {args.public_key}: {exc}")
+        options = VerifyOptions(public_key=key)
     show = args.progress if args.progress is not None else sys.stderr.isatty()
-    bar = _ProgressBar(sys.stderr) if show else None
+    bar = ProgressBar(sys.stderr) if show else None
     try:
         report = build_report(
-            args.log, lint.policy, check=check, progress=bar, log_name=args.log_name
+            args.log,
+            lint.policy,
+            check=check,
+            progress=bar,
+            log_name=args.log_name,
+            verify_options=options,
         )
     except OSError as exc:
         return _error("report", f"cannot read {args.log}: {exc.strerror or exc}")
@@ -229,28 +251,3 @@ def _report(args: argparse.Namespace) -> int:
     else:
         _write(render_html(report), args.out)
     return 0 if report.chain_ok else 1
-
-
-class _ProgressBar:
-    """``[#####.....]  48%  120,000 records`` on one terminal line, redrawn in place."""
-
-    def __init__(self, stream: TextIO, width: int = 30) -> None:
-        self.stream = stream
-        self.width = width
-        self.shown = -1
-
-    def __call__(self, phase: str, done: int, total: int, records: int) -> None:
-        percent = 100 * done // total if total else 100
-        if percent == self.shown:
-            return
-        self.shown = percent
-        filled = self.width * percent // 100
-        bar = "#" * filled + "." * (self.width - filled)
-        self.stream.write(f"\r{phase:<9} [{bar}] {percent:3d}%  {records:,} records")
-        self.stream.flush()
-        if percent == 100:
-            self.shown = -1  # the next phase starts its own bar
-
-    def done(self) -> None:
-        self.stream.write("\n")
-        self.stream.flush()

@@ -55,7 +55,7 @@ def _register_dataset(sub: Any) -> None:
         description="Read JSON Lines, keep the records whose subject consented to the "
         "purpose and destination, protect them as the policy protects a call to the "
         "destination, and write OUT plus OUT.manifest.json. Exit 0 on success (dropped "
-        "records are listed on stderr), 2 when the run was refused or failed.",
+        "records are summarised on stderr), 2 when the run was refused or failed.",
     )
     prepare.add_argument("input", metavar="IN.jsonl")
     prepare.add_argument("--out", required=True, metavar="OUT.jsonl")
@@ -78,6 +78,14 @@ def _register_dataset(sub: Any) -> None:
     prepare.add_argument("--dataset", metavar="NAME", help="dataset name/version (ledger)")
     prepare.add_argument("--model", metavar="NAME", help="model the data trains (ledger)")
     prepare.add_argument("--principal", metavar="ID", help="who runs it (recorded)")
+    prepare.add_argument(
+        "--show-problems",
+        type=int,
+        default=10,
+        metavar="N",
+        help="list the first N dropped or unreadable lines on stderr (default 10; the "
+        "manifest lists up to 1,000 and counts every one)",
+    )
     prepare.add_argument(
         "--progress",
         choices=("auto", "always", "never"),
@@ -181,6 +189,33 @@ def _public_key(args: argparse.Namespace) -> int:
     return 0
 
 
+def _summarise_problems(args: argparse.Namespace, report: Any) -> None:
+    """One line of counts by reason, a few examples, and where the rest are.
+
+    A large input with a common refusal (no consent) must not bury the summary under a
+    thousand lines; the manifest holds the list.
+    """
+    total = int(report.manifest["problems_total"])
+    dropped = {reason: n for reason, n in report.dropped.items() if n}
+    if not total and not dropped:
+        return
+    by_reason = ", ".join(f"{reason} {n:,}" for reason, n in sorted(dropped.items()))
+    print(
+        f"aiguard dataset: {args.input}: {sum(dropped.values()):,} record(s) dropped"
+        + (f" ({by_reason})" if by_reason else ""),
+        file=sys.stderr,
+    )
+    shown = report.problems[: max(0, args.show_problems)]
+    for problem in shown:
+        print(f"aiguard dataset: {args.input}: {problem}", file=sys.stderr)
+    if total > len(shown):
+        print(
+            f"aiguard dataset: ... {total - len(shown):,} more line(s): see "
+            f"{report.manifest_file} (lists the first {len(report.problems):,}, counts all)",
+            file=sys.stderr,
+        )
+
+
 #: Inputs at least this large get a progress bar in ``--progress auto``.
 LARGE_INPUT = 8 * 1024 * 1024
 
@@ -191,6 +226,7 @@ def _dataset(args: argparse.Namespace) -> int:
     from ..doors.dataset import DEFAULT_SUBJECT_FIELDS, prepare_dataset
     from ..errors import AIGuardError
     from ..guard import Guard
+    from ._progress import ProgressBar
 
     try:
         size = os.stat(args.input).st_size
@@ -205,7 +241,12 @@ def _dataset(args: argparse.Namespace) -> int:
     show = args.progress == "always" or (
         args.progress == "auto" and sys.stderr.isatty() and size >= LARGE_INPUT
     )
-    bar = _ProgressBar() if show else None
+    drawn = ProgressBar() if show else None
+
+    def bar(done: int, total: int, records: int) -> None:
+        assert drawn is not None
+        drawn("preparing", done, total, records)
+
     try:
         report = prepare_dataset(
             guard,
@@ -220,26 +261,19 @@ def _dataset(args: argparse.Namespace) -> int:
             dataset=args.dataset,
             model=args.model,
             principal=args.principal,
-            progress=bar,
+            progress=bar if drawn is not None else None,
         )
     except (AIGuardError, ValueError, OSError) as exc:
-        if bar is not None:
-            bar.done()
+        if drawn is not None:
+            drawn.done()
         # Typed errors and line problems never carry record content.
         print(f"aiguard dataset: {exc}", file=sys.stderr)
         return 2
     finally:
         guard.close()
-    if bar is not None:
-        bar.done()
-    for problem in report.problems:
-        print(f"aiguard dataset: {args.input}: {problem}", file=sys.stderr)
-    total = report.manifest["problems_total"]
-    if total > len(report.problems):
-        print(
-            f"aiguard dataset: ... {total - len(report.problems)} more (counted in the manifest)",
-            file=sys.stderr,
-        )
+    if drawn is not None:
+        drawn.done()
+    _summarise_problems(args, report)
     counts = report.manifest["counts"]
     print(
         json.dumps(
@@ -253,31 +287,3 @@ def _dataset(args: argparse.Namespace) -> int:
         )
     )
     return 0
-
-
-class _ProgressBar:
-    """``[#########-----------]  45%  120.3/260.0 MB  1,234,567 records`` on stderr."""
-
-    WIDTH = 30
-
-    def __init__(self) -> None:
-        self._last = -1
-
-    def __call__(self, done: int, total: int, records: int) -> None:
-        permille = 1000 if total <= 0 else min(1000, done * 1000 // total)
-        if permille == self._last:
-            return
-        self._last = permille
-        filled = self.WIDTH * permille // 1000
-        bar = "#" * filled + "-" * (self.WIDTH - filled)
-        print(
-            f"\r[{bar}] {permille / 10:5.1f}%  {done / 1e6:,.1f}/{total / 1e6:,.1f} MB  "
-            f"{records:,} records",
-            end="",
-            file=sys.stderr,
-            flush=True,
-        )
-
-    def done(self) -> None:
-        if self._last >= 0:
-            print(file=sys.stderr, flush=True)

@@ -24,7 +24,7 @@ from ..classify.levels import Level
 from ..errors import ProvenanceError
 from ..policy.model import Policy
 from ..provenance.chain import EventRecord
-from ..provenance.verify import VerifyReport, verify_file, verify_records
+from ..provenance.verify import VerifyOptions, VerifyReport, verify_file, verify_records
 from .alerts import Alert, AlertEngine, event_time
 
 __all__ = [
@@ -59,6 +59,8 @@ class _Stage:
     attempts: int = 0
     allowed: int = 0
     denied: int = 0
+    #: Attempts whose purpose needs consent (or in an opt-in stage): the rate's base.
+    consent_attempts: int = 0
     with_consent: int = 0
     leaks: int = 0
     alerts: int = 0
@@ -69,7 +71,8 @@ class _Stage:
 
     @property
     def consent_rate(self) -> float | None:
-        return self.with_consent / self.attempts if self.attempts else None
+        """Of the attempts that needed consent, the share with a record; None if none did."""
+        return self.with_consent / self.consent_attempts if self.consent_attempts else None
 
 
 @dataclass
@@ -211,6 +214,7 @@ class EvidenceReport:
                     "attempts": s.attempts,
                     "allowed": s.allowed,
                     "denied": s.denied,
+                    "consent_attempts": s.consent_attempts,
                     "consent_rate": s.consent_rate,
                     "incidents": s.incidents,
                 }
@@ -235,6 +239,7 @@ def build_report(
     check: Mapping[str, Any] | None = None,
     progress: Progress | None = None,
     log_name: str | None = None,
+    verify_options: VerifyOptions | None = None,
 ) -> EvidenceReport:
     """Verify and read the log at ``log``; raises `OSError` when it cannot be read.
 
@@ -242,14 +247,16 @@ def build_report(
     locations ``aiguard verify`` reads; ``log_name`` picks the log inside a database
     holding several). A database that cannot be read raises `ProvenanceError`.
     ``check`` is the JSON output of ``aiguard check`` (evidence for the inventory and
-    CI-gate items of the checklist).
+    CI-gate items of the checklist). ``verify_options`` are `aiguard verify`'s (a
+    trusted public key, a published checkpoint): without a trusted key, signed
+    checkpoints are self-attested and the checkpoints item is not satisfied.
     """
     location = os.fspath(log)
     if is_database(location):
-        return _build_from_database(location, policy, check, progress, log_name)
+        return _build_from_database(location, policy, check, progress, log_name, verify_options)
     path = Path(log)
     total = path.stat().st_size
-    verify = _verify(path, total, progress)
+    verify = _verify(path, total, progress, verify_options)
     report = EvidenceReport(str(path), policy, verify)
     _start(report, policy)
     engine = AlertEngine(policy)
@@ -291,13 +298,14 @@ def _build_from_database(
     check: Mapping[str, Any] | None,
     progress: Progress | None,
     log_name: str | None,
+    options: VerifyOptions | None = None,
 ) -> EvidenceReport:
     def step(count: int) -> None:
         if progress is not None:
             progress("verifying", 0, 0, count)
 
     try:
-        verify = verify_records(_records(location, log_name), progress=step)
+        verify = verify_records(_records(location, log_name), options, progress=step)
         report = EvidenceReport(_shown_location(location), policy, verify)
         _start(report, policy)
         engine = AlertEngine(policy)
@@ -330,9 +338,11 @@ def _start(report: EvidenceReport, policy: Policy) -> None:
     }
 
 
-def _verify(path: Path, total: int, progress: Progress | None) -> VerifyReport:
+def _verify(
+    path: Path, total: int, progress: Progress | None, options: VerifyOptions | None = None
+) -> VerifyReport:
     if progress is None:
-        return verify_file(path)
+        return verify_file(path, options)
     # verify_file reports records, not bytes: estimate bytes from the mean line length
     # seen so far by the reading pass's twin (records * size / lines is close enough).
     lines = max(1, _count_lines(path))
@@ -340,7 +350,7 @@ def _verify(path: Path, total: int, progress: Progress | None) -> VerifyReport:
     def step(count: int) -> None:
         progress("verifying", min(total, total * count // lines), total, count)
 
-    result = verify_file(path, progress=step)
+    result = verify_file(path, options, progress=step)
     progress("verifying", total, total, result.records)
     return result
 
@@ -461,7 +471,9 @@ def _count(report: EvidenceReport, event: dict[str, Any], engine: AlertEngine) -
         stage.attempts += 1
         stage.allowed += decision == "allow"
         stage.denied += decision == "deny"
-        stage.with_consent += has_record
+        if consent_based:  # a rate over calls that need no consent would mean nothing
+            stage.consent_attempts += 1
+            stage.with_consent += has_record
         stage.leaks += leaked
 
     _stage_of(report, destination, tally)
@@ -643,11 +655,25 @@ def _checklist(report: EvidenceReport, check: Mapping[str, Any] | None) -> list[
         "satisfied" if report.verify.ok else "not satisfied",
         report.verify.summary(),
     )
+    signed = report.verify.checkpoints
+    trusted = report.verify.attestation == "trusted key"
     add(
         "checkpoints",
         "The log is sealed by signed checkpoints",
-        "satisfied" if report.verify.ok and report.verify.checkpoints else "not satisfied",
-        f"{report.verify.checkpoints} signed checkpoint(s), {report.verify.attestation}",
+        # Checkpoints checked only against the key the log names itself prove nothing
+        # against whoever could rewrite the log: evidence needs a key held elsewhere.
+        "not satisfied"
+        if not report.verify.ok or not signed
+        else "satisfied"
+        if trusted
+        else "no evidence",
+        f"{signed} signed checkpoint(s), valid against the trusted public key"
+        if signed and trusted
+        else f"{signed} signed checkpoint(s), self-attested only (checked against the key "
+        "the log names itself); give the published key: aiguard keys public, then "
+        "aiguard report --public-key FILE"
+        if signed
+        else "no signed checkpoint: set [provenance] signing_key",
     )
     add(
         "alerts",
