@@ -212,11 +212,15 @@ class SQLiteDatabase:
         self._inherited: list[sqlite3.Connection] = []
         self._closed = False
         self.key = key
-        with self.guarded(StoreError, "open the database"):
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            conn = self.connection()
-            self._enable_wal(conn)
-            self.version = migrate(conn)
+        try:
+            with self.guarded(StoreError, "open the database"):
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                conn = self.connection()
+                self._enable_wal(conn)
+                self.version = migrate(conn)
+        except BaseException:
+            self.close()  # no connection (and no file handle) outlives a failed open
+            raise
 
     @contextmanager
     def guarded(self, error: type[AIGuardError], operation: str) -> Iterator[None]:

@@ -77,7 +77,11 @@ def _mount_tmpfs(target: Path, options: str) -> bool:
 
 
 def _umount(target: Path) -> None:
-    subprocess.run(["umount", str(target)], capture_output=True, check=False)
+    done = subprocess.run(["umount", str(target)], capture_output=True, check=False)
+    if done.returncode != 0:
+        # Still busy (a handle the garbage collector has not closed yet): detach it now,
+        # the kernel frees it with the last handle. A test never leaves a mount behind.
+        subprocess.run(["umount", "-l", str(target)], capture_output=True, check=False)
 
 
 @pytest.fixture
@@ -501,3 +505,54 @@ def test_tmpfs_or_injection_is_reported(full_disk: FullDisk) -> None:
     """Which disk-full mechanism this run used (shown with -s); both are real faults."""
     print(f"\ndisk full: {'injected ENOSPC' if full_disk.injected else 'a full 64 KiB tmpfs'}")
     assert full_disk.directory.parent.exists()
+
+
+# -- the disk fills while calls go on ------------------------------------------------
+
+
+def test_jsonl_disk_fills_after_start_then_recovers(tmp_path: Path) -> None:
+    """A real full disk under a running JSONL log: the call whose event cannot be
+    written fails typed, the next is refused before anything is sent, a partial line is
+    never left behind, and once space is freed the backlog lands and the log verifies."""
+    from aiguard.provenance import verify_file
+
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if not _mount_tmpfs(disk, "size=64k"):
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        log = disk / "events.jsonl"
+        (tmp_path / "aiguard.toml").write_text(_jsonl(str(log)))
+        guard = aiguard.Guard.from_toml(tmp_path / "aiguard.toml")
+        fake = FakeModel()
+        call = DoorCall("sync", guard, transport=fake.transport)
+        assert call() == "Echo: " + MESSAGE
+        filler = disk / "filler"
+        with contextlib.suppress(OSError), open(filler, "wb") as handle:
+            while True:
+                handle.write(os.urandom(1024))
+                handle.flush()
+        # The log's last page may still have room for a few records; then it is full.
+        failure: aiguard.ProvenanceError | None = None
+        for _ in range(64):
+            try:
+                call()
+            except aiguard.ProvenanceError as exc:
+                failure = exc
+                break
+        assert failure is not None, "the disk never filled"
+        assert re.search("disk is full", str(failure)), failure
+        assert str(log) in str(failure) and "[provenance] jsonl" in str(failure)
+        sent = len(fake.requests)
+        with pytest.raises(aiguard.ProvenanceError, match="refused until it recovers"):
+            call()
+        assert len(fake.requests) == sent  # refused before sending
+        assert log.read_bytes().endswith(b"\n")  # no torn line left by the failed write
+        filler.unlink()
+        assert call() == "Echo: " + MESSAGE
+        guard.close()
+        report = verify_file(log)
+        assert report.ok, report
+        assert_no_raw_values(fake, RAW.values())
+    finally:
+        _umount(disk)
