@@ -376,8 +376,10 @@ def enable_wal(conn: sqlite3.Connection, path: object, timeout: float) -> None:
     while True:
         try:
             mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-        except sqlite3.OperationalError:
-            if time.monotonic() >= deadline:
+        except sqlite3.OperationalError as exc:
+            # Only a lock is worth waiting for; a full disk or a read-only file is not.
+            text = str(exc).lower()
+            if time.monotonic() >= deadline or not ("locked" in text or "busy" in text):
                 raise
             time.sleep(0.01)
             continue

@@ -173,7 +173,10 @@ def _jsonl(location: str) -> str:
 
 
 def _sqlite_sink(location: str) -> str:
-    return DESTINATION + f'[[provenance.sinks]]\ntype = "sqlite"\npath = "{location}"\n'
+    return (
+        DESTINATION
+        + f'[[provenance.sinks]]\ntype = "sqlite"\npath = "{location}"\nlock_timeout = 0.5\n'
+    )
 
 
 def _http_sink(location: str) -> str:
