@@ -559,3 +559,46 @@ def test_jsonl_disk_fills_after_start_then_recovers(tmp_path: Path) -> None:
         assert_no_raw_values(fake, RAW.values())
     finally:
         _umount(disk)
+
+
+# -- a store locked after start ----------------------------------------------------
+
+
+@pytest.mark.parametrize("component", ["vault", "consent store", "kill switch"])
+def test_database_locked_after_start_fails_writes_typed(tmp_path: Path, component: str) -> None:
+    """The guard started fine; then another process holds the file's write lock. Every
+    write fails within ``database_timeout`` with a typed error naming the file, the fix
+    and the key; a call that needs a write (a new token) is not sent; reads go on (WAL:
+    readers never wait for a writer)."""
+    database = tmp_path / "aiguard.db"
+    (tmp_path / "aiguard.toml").write_text(_database(str(database)))
+    guard = aiguard.Guard.from_toml(tmp_path / "aiguard.toml")
+    fake = FakeModel()
+    holder = sqlite3.connect(database, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    holder.execute("CREATE TABLE holder (x)")
+    expected: type[aiguard.AIGuardError] = aiguard.StoreError
+    try:
+        started = time.monotonic()
+        with pytest.raises(aiguard.AIGuardError) as caught:
+            if component == "vault":
+                expected = aiguard.VaultError
+                DoorCall("sync", guard, transport=fake.transport)()
+            elif component == "consent store":
+                guard.consent.grant("cust-7", "third_party_sharing", terms_version="t1")
+            else:
+                guard.revoke("openai", "incident")
+        seconds = time.monotonic() - started
+        if component != "vault":
+            # Reading the store while the writer holds the file still works.
+            DoorCall("sync", guard, transport=fake.transport)("no personal data here")
+    finally:
+        holder.close()
+        guard.close()
+    assert isinstance(caught.value, expected), caught.value
+    text = str(caught.value)
+    assert str(database) in text and "policy key database" in text and "lock" in text
+    if component == "vault":
+        assert fake.requests == []
+    # database_timeout = 0.5 per attempt, a few attempts for the vault's retries.
+    assert seconds < 0.5 * 4 + 2.0, f"took {seconds:.2f} s"
