@@ -77,7 +77,11 @@ def _mount_tmpfs(target: Path, options: str) -> bool:
 
 
 def _umount(target: Path) -> None:
-    subprocess.run(["umount", str(target)], capture_output=True, check=False)
+    done = subprocess.run(["umount", str(target)], capture_output=True, check=False)
+    if done.returncode != 0:
+        # Still busy (a handle the garbage collector has not closed yet): detach it now,
+        # the kernel frees it with the last handle. A test never leaves a mount behind.
+        subprocess.run(["umount", "-l", str(target)], capture_output=True, check=False)
 
 
 @pytest.fixture
@@ -169,7 +173,10 @@ def _jsonl(location: str) -> str:
 
 
 def _sqlite_sink(location: str) -> str:
-    return DESTINATION + f'[[provenance.sinks]]\ntype = "sqlite"\npath = "{location}"\n'
+    return (
+        DESTINATION
+        + f'[[provenance.sinks]]\ntype = "sqlite"\npath = "{location}"\nlock_timeout = 0.5\n'
+    )
 
 
 def _http_sink(location: str) -> str:
@@ -501,3 +508,97 @@ def test_tmpfs_or_injection_is_reported(full_disk: FullDisk) -> None:
     """Which disk-full mechanism this run used (shown with -s); both are real faults."""
     print(f"\ndisk full: {'injected ENOSPC' if full_disk.injected else 'a full 64 KiB tmpfs'}")
     assert full_disk.directory.parent.exists()
+
+
+# -- the disk fills while calls go on ------------------------------------------------
+
+
+def test_jsonl_disk_fills_after_start_then_recovers(tmp_path: Path) -> None:
+    """A real full disk under a running JSONL log: the call whose event cannot be
+    written fails typed, the next is refused before anything is sent, a partial line is
+    never left behind, and once space is freed the backlog lands and the log verifies."""
+    from aiguard.provenance import verify_file
+
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if not _mount_tmpfs(disk, "size=64k"):
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        log = disk / "events.jsonl"
+        (tmp_path / "aiguard.toml").write_text(_jsonl(str(log)))
+        guard = aiguard.Guard.from_toml(tmp_path / "aiguard.toml")
+        fake = FakeModel()
+        call = DoorCall("sync", guard, transport=fake.transport)
+        assert call() == "Echo: " + MESSAGE
+        filler = disk / "filler"
+        with contextlib.suppress(OSError), open(filler, "wb") as handle:
+            while True:
+                handle.write(os.urandom(1024))
+                handle.flush()
+        # The log's last page may still have room for a few records; then it is full.
+        failure: aiguard.ProvenanceError | None = None
+        for _ in range(64):
+            try:
+                call()
+            except aiguard.ProvenanceError as exc:
+                failure = exc
+                break
+        assert failure is not None, "the disk never filled"
+        assert re.search("disk is full", str(failure)), failure
+        assert str(log) in str(failure) and "[provenance] jsonl" in str(failure)
+        sent = len(fake.requests)
+        with pytest.raises(aiguard.ProvenanceError, match="refused until it recovers"):
+            call()
+        assert len(fake.requests) == sent  # refused before sending
+        assert log.read_bytes().endswith(b"\n")  # no torn line left by the failed write
+        filler.unlink()
+        assert call() == "Echo: " + MESSAGE
+        guard.close()
+        report = verify_file(log)
+        assert report.ok, report
+        assert_no_raw_values(fake, RAW.values())
+    finally:
+        _umount(disk)
+
+
+# -- a store locked after start ----------------------------------------------------
+
+
+@pytest.mark.parametrize("component", ["vault", "consent store", "kill switch"])
+def test_database_locked_after_start_fails_writes_typed(tmp_path: Path, component: str) -> None:
+    """The guard started fine; then another process holds the file's write lock. Every
+    write fails within ``database_timeout`` with a typed error naming the file, the fix
+    and the key; a call that needs a write (a new token) is not sent; reads go on (WAL:
+    readers never wait for a writer)."""
+    database = tmp_path / "aiguard.db"
+    (tmp_path / "aiguard.toml").write_text(_database(str(database)))
+    guard = aiguard.Guard.from_toml(tmp_path / "aiguard.toml")
+    fake = FakeModel()
+    holder = sqlite3.connect(database, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    holder.execute("CREATE TABLE holder (x)")
+    expected: type[aiguard.AIGuardError] = aiguard.StoreError
+    try:
+        started = time.monotonic()
+        with pytest.raises(aiguard.AIGuardError) as caught:
+            if component == "vault":
+                expected = aiguard.VaultError
+                DoorCall("sync", guard, transport=fake.transport)()
+            elif component == "consent store":
+                guard.consent.grant("cust-7", "third_party_sharing", terms_version="t1")
+            else:
+                guard.revoke("openai", "incident")
+        seconds = time.monotonic() - started
+        if component != "vault":
+            # Reading the store while the writer holds the file still works.
+            DoorCall("sync", guard, transport=fake.transport)("no personal data here")
+    finally:
+        holder.close()
+        guard.close()
+    assert isinstance(caught.value, expected), caught.value
+    text = str(caught.value)
+    assert str(database) in text and "policy key database" in text and "lock" in text
+    if component == "vault":
+        assert fake.requests == []
+    # database_timeout = 0.5 per attempt, a few attempts for the vault's retries.
+    assert seconds < 0.5 * 4 + 2.0, f"took {seconds:.2f} s"

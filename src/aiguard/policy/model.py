@@ -338,6 +338,8 @@ class ProvenanceSinkPolicy(_Strict):
     spool_dir: str | None = None
     required: bool = True
     fsync: Literal["always", "interval", "never"] = "never"
+    #: sqlite: seconds a write waits for another process's lock before it fails.
+    lock_timeout: float = Field(default=10.0, gt=0)
     #: postgres: seconds to open a connection before the write fails (libpq rounds up to 2).
     connect_timeout: float = Field(default=5.0, gt=0)
     #: postgres: seconds a statement may run (a lock held elsewhere) before it fails.

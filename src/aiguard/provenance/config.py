@@ -44,7 +44,10 @@ def build_sink(spec: ProvenanceSinkPolicy, base: Path, index: int = 0) -> Sink:
 
         assert spec.path is not None
         return SqliteSink(
-            _resolve(base, spec.path), required=spec.required, key=sink_key(index, "path")
+            _resolve(base, spec.path),
+            required=spec.required,
+            timeout=spec.lock_timeout,
+            key=sink_key(index, "path"),
         )
     if spec.type == "postgres":
         from .postgres import PostgresSink

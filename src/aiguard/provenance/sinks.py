@@ -264,6 +264,9 @@ class JsonlSink:
                 # off so the backlog's replay continues the file at a record boundary.
                 with contextlib.suppress(OSError):
                     os.ftruncate(self._file.fileno(), start)
+                    # The offset moved with the partial write; put it back at the end so
+                    # the next batch measures its start from the file as it is.
+                    self._file.seek(0, os.SEEK_END)
                 raise
             if self._fsync == "always" or (
                 self._fsync == "interval"

@@ -92,11 +92,15 @@ class SqliteSink:
         self._conn: sqlite3.Connection | None = None
         self._closed = False
         self.key = key
-        with self._lock, self._faults("open the database"):
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            conn = self._connection()
-            _enable_wal(conn, self.path, timeout)
-            _migrate(conn)
+        try:
+            with self._lock, self._faults("open the database"):
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                conn = self._connection()
+                _enable_wal(conn, self.path, timeout)
+                _migrate(conn)
+        except BaseException:
+            self.close()  # no connection (and no file handle) outlives a failed open
+            raise
 
     def _faults(self, operation: str) -> Any:
         return translating(

@@ -211,11 +211,15 @@ class SQLiteDatabase:
         self._inherited: list[sqlite3.Connection] = []
         self._closed = False
         self.key = key
-        with self.guarded(StoreError, "open the database"):
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            conn = self.connection()
-            self._enable_wal(conn)
-            self.version = migrate(conn)
+        try:
+            with self.guarded(StoreError, "open the database"):
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                conn = self.connection()
+                self._enable_wal(conn)
+                self.version = migrate(conn)
+        except BaseException:
+            self.close()  # no connection (and no file handle) outlives a failed open
+            raise
 
     @contextmanager
     def guarded(self, error: type[AIGuardError], operation: str) -> Iterator[None]:
@@ -337,8 +341,10 @@ def enable_wal(conn: sqlite3.Connection, path: object, timeout: float) -> None:
     while True:
         try:
             mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-        except sqlite3.OperationalError:
-            if time.monotonic() >= deadline:
+        except sqlite3.OperationalError as exc:
+            # Only a lock is worth waiting for; a full disk or a read-only file is not.
+            text = str(exc).lower()
+            if time.monotonic() >= deadline or not ("locked" in text or "busy" in text):
                 raise
             time.sleep(0.01)
             continue

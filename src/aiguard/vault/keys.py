@@ -140,7 +140,8 @@ class EnvKeyProvider(SecretKeyProvider):
         if not raw:
             raise KeyProviderError(
                 f"environment variable {variable} is not set; set it to a base64-encoded "
-                f"{ROOT_KEY_BYTES}-byte key (e.g. `openssl rand -base64 32`)"
+                f"{ROOT_KEY_BYTES}-byte key (e.g. `openssl rand -base64 32`), or name another "
+                "variable with the policy key [keys] env"
             )
         super().__init__(_decode_key(raw.strip(), variable), label="env")
         self.variable = variable
@@ -169,7 +170,9 @@ def _read_private(path: Path) -> bytes:
             mode = os.fstat(handle.fileno()).st_mode
             data = handle.read(ROOT_KEY_BYTES + 1)
     except FileNotFoundError:
-        raise KeyProviderError(f"key file {path} does not exist") from None
+        raise KeyProviderError(
+            f"key file {path} does not exist; restore it, or fix the policy key [keys] file"
+        ) from None
     if sys.platform != "win32" and mode & (stat.S_IRWXG | stat.S_IRWXO):
         raise KeyProviderError(
             f"key file {path} is accessible to other users; run `chmod 600 {path}` "

@@ -152,11 +152,16 @@ class SQLiteVault(KeyedVault):
             else SQLiteDatabase(database, timeout=timeout)
         )
         self._seen = threading.local()  # per thread: (PRAGMA data_version, generation)
-        with self._db.guarded(VaultError, "open the vault"):
-            _migrate_vault(self._db)
-            if isinstance(keys, VaultKeys):
-                self._check_keys(keys)
-            self._open_keys()
+        try:
+            with self._db.guarded(VaultError, "open the vault"):
+                _migrate_vault(self._db)
+                if isinstance(keys, VaultKeys):
+                    self._check_keys(keys)
+                self._open_keys()
+        except BaseException:
+            if self._owns_db:
+                self._db.close()
+            raise
 
     @property
     def database(self) -> SQLiteDatabase:
