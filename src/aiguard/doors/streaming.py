@@ -812,7 +812,7 @@ class StreamRestorer:
             if scanned != value:
                 obj[name] = scanned
                 changed = True
-        envelope = {k: v for k, v in obj.items() if k not in {"choices", "usage"}}
+        envelope = _Envelope(obj)
         before: list[bytes] = []
         for position, choice in enumerate(choices):
             if not isinstance(choice, dict):
@@ -840,7 +840,7 @@ class StreamRestorer:
         return [*before, encode_frame(_dumps(obj), frame.event, frame.id)]
 
     def _delta(
-        self, envelope: dict[str, Any], delta: dict[str, Any], index: Any, end: bool, at: str
+        self, envelope: _Envelope, delta: dict[str, Any], index: Any, end: bool, at: str
     ) -> bool:
         """Every text field of a chat delta is a stream of its own (content, refusal,
         reasoning_content, a provider's extra field, a field in a content part)."""
@@ -867,7 +867,7 @@ class StreamRestorer:
 
     def _part(
         self,
-        envelope: dict[str, Any],
+        envelope: _Envelope,
         index: Any,
         end: bool,
         where: tuple[Any, ...],
@@ -876,13 +876,20 @@ class StreamRestorer:
     ) -> Any:
         """One delta field, as streamed text channels keyed by their place in it."""
         if isinstance(value, str):
+            key = ("chat", index, *where)
+            channel = self._channels.get(key)
+            if channel is not None:
+                return self._released(channel, value, end)
 
             def make(rest: str) -> dict[str, Any]:
-                return {**envelope, "choices": [{"index": index, "delta": _rebuild(where, rest)}]}
+                return {
+                    **envelope.fields,
+                    "choices": [{"index": index, "delta": _rebuild(where, rest)}],
+                }
 
             last = where[-1]
             json_text = (last[0] if isinstance(last, tuple) else last) in _JSON_FIELDS
-            channel = self._channel(("chat", index, *where), json_text, make, None, path)
+            channel = self._channel(key, json_text, make, None, path)
             return self._released(channel, value, end)
         if isinstance(value, dict):
             out: dict[str, Any] = {}
@@ -915,7 +922,7 @@ class StreamRestorer:
         return value
 
     def _chat_tool(
-        self, envelope: dict[str, Any], call: dict[str, Any], index: Any, end: bool, at: str
+        self, envelope: _Envelope, call: dict[str, Any], index: Any, end: bool, at: str
     ) -> bool:
         changed = False
         position = call.get("index", 0)
@@ -928,7 +935,7 @@ class StreamRestorer:
                         def make(rest: str) -> dict[str, Any]:
                             tool = {"index": position, "function": {"arguments": rest}}
                             choice = {"index": index, "delta": {"tool_calls": [tool]}}
-                            return {**envelope, "choices": [choice]}
+                            return {**envelope.fields, "choices": [choice]}
 
                         key_ = ("chat", index, "tool", position)
                         channel = self._channel(key_, True, make, None, path)
@@ -946,12 +953,12 @@ class StreamRestorer:
         return changed
 
     def _completion_text(
-        self, envelope: dict[str, Any], choice: dict[str, Any], index: Any, end: bool, at: str
+        self, envelope: _Envelope, choice: dict[str, Any], index: Any, end: bool, at: str
     ) -> bool:
         text: str = choice["text"]
 
         def make(rest: str) -> dict[str, Any]:
-            return {**envelope, "choices": [{"index": index, "text": rest}]}
+            return {**envelope.fields, "choices": [{"index": index, "text": rest}]}
 
         channel = self._channel(("chat", index, "text"), False, make, None, at + ".text")
         out = self._released(channel, text, end)
@@ -1065,6 +1072,23 @@ class StreamRestorer:
             self.upstream_error = "upstream_error"
         # .done frames, the completed response and output items carry whole text.
         return [*before, *self._whole(frame, obj)]
+
+
+class _Envelope:
+    """The fields of a chat chunk besides its choices and usage, for the frames that
+    carry flushed text; read only when such a frame is made."""
+
+    __slots__ = ("_fields", "_obj")
+
+    def __init__(self, obj: dict[str, Any]) -> None:
+        self._obj = obj
+        self._fields: dict[str, Any] | None = None
+
+    @property
+    def fields(self) -> dict[str, Any]:
+        if self._fields is None:
+            self._fields = {k: v for k, v in self._obj.items() if k not in {"choices", "usage"}}
+        return self._fields
 
 
 def _unchanged(text: str) -> str:
