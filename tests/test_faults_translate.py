@@ -13,7 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import aiguard
-from aiguard._faults import hint, mask_dsn, store_fault, translating
+from aiguard.storage._faults import hint, mask_dsn, store_fault, translating
 
 SECRET = st.text(alphabet=string.ascii_letters + string.digits + "!$%^*()-_+=~", min_size=4)
 
