@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import sys
 import tempfile
 import textwrap
 from collections.abc import Callable
@@ -25,7 +26,22 @@ from ..testing.assertions import assert_no_raw_values
 from ..testing.fake import FakeModel
 from ..vault.tokens import TOKEN_RE
 
-__all__ = ["Customer", "run_demo"]
+__all__ = ["COMMANDS", "Customer", "register", "run", "run_demo"]
+
+COMMANDS = frozenset({"demo"})
+
+
+def register(sub: Any) -> None:
+    """Add ``demo`` to ``aiguard``'s subparsers."""
+    demo = sub.add_parser("demo", help="play the customer-support scenario against a fake model")
+    demo.add_argument(
+        "--out", metavar="DIR", help="write DIR/provenance.jsonl (default: a temp dir)"
+    )
+
+
+def run(args: Any) -> int:
+    """Play the demo, printing to stdout."""
+    return run_demo(args.out, sys.stdout)
 
 
 class Customer(BaseModel):

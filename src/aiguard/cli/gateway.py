@@ -25,7 +25,9 @@ from ..doors.gateway.config import (
 if TYPE_CHECKING:
     from ..guard import Guard
 
-__all__ = ["build_guard", "register", "run"]
+__all__ = ["COMMANDS", "build_guard", "register", "run"]
+
+COMMANDS = frozenset({"gateway"})
 
 
 def register(sub: Any) -> None:
