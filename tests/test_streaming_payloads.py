@@ -34,9 +34,14 @@ KEY = "sk-proj-abcdefghijklmnopqrstuvwxyz0123456789ABCD"
 SECRETS = (SSN, CARD, KEY)
 
 
+# One guard for every check: building one per cut was a fifth of the exhaustive tests'
+# time. Each check still gets a fresh Call, which is where a call's state lives.
+_RULE_GUARD = aiguard.Guard()
+
+
 def rule() -> Call:
     """The real output rule of a call that sent none of the secrets."""
-    return Call(aiguard.Guard(), CallContext(), None)
+    return Call(_RULE_GUARD, CallContext(), None)
 
 
 def fragments(value: str, size: int = 4) -> set[str]:
