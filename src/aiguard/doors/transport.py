@@ -183,18 +183,21 @@ class _Exchange:
                 new_raw = raw
             else:
                 protected = call.protect_json(body, adapter)
-                new_raw = dump_json(protected)
+                # An untouched body is forwarded as the caller's bytes, not re-encoded.
+                new_raw = raw if protected is body else dump_json(protected)
                 call.sent_text = new_raw.decode("utf-8")
             # The URL and headers carry caller data too (extra_query, extra_headers,
             # path parameters): inspected like body values, refused or tokenized.
             new_url = protect_url(call, url)
-            new_headers = protect_headers(
-                call,
-                ((k, v) for k, v in headers.multi_items() if k.lower() != "content-length"),
-            )
+            pairs = headers.multi_items()
+            new_headers = protect_headers(call, pairs)
         except AIGuardError as exc:
             guard.finish(call, "refusal", "denied", error=exc.code, **extra)
             raise
+        if new_raw is raw and new_url == url and new_headers == pairs:
+            # Nothing to change: the request goes on as the SDK built it.
+            return request
+        new_headers = [(k, v) for k, v in new_headers if k.lower() != "content-length"]
         return self.module.Request(
             request.method,
             request.url if new_url == url else new_url,
@@ -226,8 +229,11 @@ class _Exchange:
                 return call.restore_text("$", text).encode("utf-8")
             if isinstance(body, dict):
                 extra.update(usage_of(body))
-            return dump_json(call.restore_json(body, self.adapter))
-        return call.restore_text("$", text).encode("utf-8")
+            restored = call.restore_json(body, self.adapter)
+            # Nothing restored or withheld: the caller gets the upstream bytes.
+            return raw if restored is body else dump_json(restored)
+        restored_text = call.restore_text("$", text)
+        return raw if restored_text is text else restored_text.encode("utf-8")
 
     def complete(self, response: Any, raw: bytes) -> Any:
         """Restore the answer and record the event; returns the response for the caller."""
@@ -259,6 +265,8 @@ class _Exchange:
             error=None if ok else f"http_{response.status_code}",
             **extra,
         )
+        if new_raw is raw:
+            return response
         return self._response(response, content=new_raw)
 
     def streamed(self, response: Any, stream: Any) -> Any:

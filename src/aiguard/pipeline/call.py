@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import itertools
 import json
 import re
 import time
@@ -500,18 +501,27 @@ class Call:
         if isinstance(node, dict):
             if free and path in free:
                 everything = True
-            out: dict[str, Any] = {}
-            for k, v in node.items():
-                name = self._protect_key(f"{path}.{k}", k) if isinstance(k, str) else k
-                out[name] = self._protect_node(
-                    v, f"{path}.{k}", k, free, keep, everything, depth + 1
-                )
-            return out
+            # Copied only once something changed: an untouched body comes back as
+            # itself, and the transport then forwards the request as it was.
+            out: dict[str, Any] | None = None
+            for position, (k, v) in enumerate(node.items()):
+                where = f"{path}.{k}"
+                name = self._protect_key(where, k) if isinstance(k, str) else k
+                new = self._protect_node(v, where, k, free, keep, everything, depth + 1)
+                if out is None and (name is not k or new is not v):
+                    out = dict(itertools.islice(node.items(), position))
+                if out is not None:
+                    out[name] = new
+            return node if out is None else out
         if isinstance(node, list):
-            return [
-                self._protect_node(v, f"{path}[{i}]", key, free, keep, everything, depth + 1)
-                for i, v in enumerate(node)
-            ]
+            items: list[Any] | None = None
+            for i, v in enumerate(node):
+                new = self._protect_node(v, f"{path}[{i}]", key, free, keep, everything, depth + 1)
+                if new is not v:
+                    if items is None:
+                        items = list(node)
+                    items[i] = new
+            return node if items is None else items
         if isinstance(node, (int, float)) and not isinstance(node, bool):
             return self._protect_number(path, key, node)
         return node

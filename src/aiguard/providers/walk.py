@@ -46,11 +46,14 @@ def map_strings(
     key: str | None = None,
     free: Container[str] | None = None,
 ) -> Any:
-    """Return a copy of ``node`` with every non-structural string passed through ``transform``.
+    """``node`` with every non-structural string passed through ``transform``.
 
     ``transform`` receives the JSON path (for findings and errors) and the string.
     Below a path in ``free`` (user-defined JSON such as a tool's input object, where a
     key named ``id`` or ``type`` is data like any other) every string is transformed.
+    Containers are copied only where a string changed: when nothing changed, ``node``
+    itself comes back, so a caller can tell "untouched" by identity and skip
+    re-encoding it.
     """
     if isinstance(node, str):
         if key is not None and key in STRUCTURAL_KEYS:
@@ -59,9 +62,23 @@ def map_strings(
     if isinstance(node, dict):
         if free and path in free:
             return map_all_strings(node, transform, path)
-        return {k: map_strings(v, transform, f"{path}.{k}", k, free) for k, v in node.items()}
+        changed: dict[Any, Any] | None = None
+        for k, v in node.items():
+            new = map_strings(v, transform, f"{path}.{k}", k, free)
+            if new is not v:
+                if changed is None:
+                    changed = dict(node)
+                changed[k] = new
+        return node if changed is None else changed
     if isinstance(node, list):
-        return [map_strings(v, transform, f"{path}[{i}]", key, free) for i, v in enumerate(node)]
+        items: list[Any] | None = None
+        for i, v in enumerate(node):
+            new = map_strings(v, transform, f"{path}[{i}]", key, free)
+            if new is not v:
+                if items is None:
+                    items = list(node)
+                items[i] = new
+        return node if items is None else items
     return node
 
 
@@ -70,7 +87,21 @@ def map_all_strings(node: Any, transform: Callable[[str, str], str], path: str =
     if isinstance(node, str):
         return transform(path, node)
     if isinstance(node, dict):
-        return {k: map_all_strings(v, transform, f"{path}.{k}") for k, v in node.items()}
+        changed: dict[Any, Any] | None = None
+        for k, v in node.items():
+            new = map_all_strings(v, transform, f"{path}.{k}")
+            if new is not v:
+                if changed is None:
+                    changed = dict(node)
+                changed[k] = new
+        return node if changed is None else changed
     if isinstance(node, list):
-        return [map_all_strings(v, transform, f"{path}[{i}]") for i, v in enumerate(node)]
+        items: list[Any] | None = None
+        for i, v in enumerate(node):
+            new = map_all_strings(v, transform, f"{path}[{i}]")
+            if new is not v:
+                if items is None:
+                    items = list(node)
+                items[i] = new
+        return node if items is None else items
     return node
