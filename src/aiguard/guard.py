@@ -4,6 +4,7 @@ provenance event per attempt."""
 from __future__ import annotations
 
 import contextlib
+import copy
 import functools
 import hashlib
 import hmac
@@ -283,6 +284,10 @@ class Guard:
                 out = call.protect_text("$", payload)
             else:
                 out = call.protect_json(payload)
+                if out is payload:
+                    # The walk hands back an untouched body itself; the caller's object
+                    # and what may leave the process stay two objects.
+                    out = copy.deepcopy(payload)
         except AIGuardError as exc:
             self.finish(call, "refusal", "denied", error=exc.code)
             raise
