@@ -55,41 +55,31 @@ def map_strings(
     itself comes back, so a caller can tell "untouched" by identity and skip
     re-encoding it.
     """
-    if isinstance(node, str):
-        if key is not None and key in STRUCTURAL_KEYS:
-            return node
-        return transform(path, node)
-    if isinstance(node, dict):
-        if free and path in free:
-            return map_all_strings(node, transform, path)
-        changed: dict[Any, Any] | None = None
-        for k, v in node.items():
-            new = map_strings(v, transform, f"{path}.{k}", k, free)
-            if new is not v:
-                if changed is None:
-                    changed = dict(node)
-                changed[k] = new
-        return node if changed is None else changed
-    if isinstance(node, list):
-        items: list[Any] | None = None
-        for i, v in enumerate(node):
-            new = map_strings(v, transform, f"{path}[{i}]", key, free)
-            if new is not v:
-                if items is None:
-                    items = list(node)
-                items[i] = new
-        return node if items is None else items
-    return node
+    return _walk(node, transform, path, key, free, False)
 
 
 def map_all_strings(node: Any, transform: Callable[[str, str], str], path: str = "$") -> Any:
     """Like `map_strings`, but no key is structural: for JSON the user defined."""
+    return _walk(node, transform, path, None, None, True)
+
+
+def _walk(
+    node: Any,
+    transform: Callable[[str, str], str],
+    path: str,
+    key: str | None,
+    free: Container[str] | None,
+    everything: bool,
+) -> Any:
     if isinstance(node, str):
+        if not everything and key is not None and key in STRUCTURAL_KEYS:
+            return node
         return transform(path, node)
     if isinstance(node, dict):
+        everything = everything or bool(free and path in free)
         changed: dict[Any, Any] | None = None
         for k, v in node.items():
-            new = map_all_strings(v, transform, f"{path}.{k}")
+            new = _walk(v, transform, f"{path}.{k}", k, free, everything)
             if new is not v:
                 if changed is None:
                     changed = dict(node)
@@ -98,7 +88,7 @@ def map_all_strings(node: Any, transform: Callable[[str, str], str], path: str =
     if isinstance(node, list):
         items: list[Any] | None = None
         for i, v in enumerate(node):
-            new = map_all_strings(v, transform, f"{path}[{i}]")
+            new = _walk(v, transform, f"{path}[{i}]", key, free, everything)
             if new is not v:
                 if items is None:
                     items = list(node)
