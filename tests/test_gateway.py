@@ -31,6 +31,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse  # noq
 from starlette.routing import Route  # noqa: E402
 
 import aiguard  # noqa: E402
+from _servers import serve  # noqa: E402
 from aiguard.doors.gateway import ApiKey, GatewayConfig, create_app, default_policy, hash_key  # noqa: E402
 from aiguard.provenance.chain import ProvenanceLog  # noqa: E402
 from aiguard.testing import FakeModel, InMemorySink, assert_chain_valid  # noqa: E402
@@ -61,28 +62,6 @@ _CONFUSABLES = str.maketrans(
 
 
 # -- servers ------------------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def serve(app: Any, **options: Any) -> Iterator[tuple[str, Any]]:
-    """Serve ``app`` with uvicorn in a thread on 127.0.0.1 and a free port."""
-    config = uvicorn.Config(
-        app, host="127.0.0.1", port=0, log_level="warning", lifespan="on", **options
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}", server
-    finally:
-        server.should_exit = True
-        thread.join(15)
 
 
 class Scripted:

@@ -13,11 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import itertools
 import json
-import threading
-import time
 import urllib.parse
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
@@ -37,6 +34,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse  # noq
 from starlette.routing import Route  # noqa: E402
 
 import aiguard  # noqa: E402
+from _servers import serve  # noqa: E402
 from aiguard.doors.gateway import GatewayConfig, create_app, default_policy  # noqa: E402
 from aiguard.policy.model import Action, ActionsPolicy  # noqa: E402
 from aiguard.testing import InMemorySink  # noqa: E402
@@ -237,25 +235,6 @@ def upstream_app(scenario: Scenario) -> Starlette:
     )
 
 
-@contextlib.contextmanager
-def serve(app: Any) -> Iterator[str]:
-    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(15)
-
-
 @dataclass
 class World:
     scenario: Scenario
@@ -287,11 +266,11 @@ def sdk_policy(upstream: str) -> aiguard.Policy:
 @pytest.fixture(scope="module")
 def world() -> Iterator[World]:
     scenario = Scenario()
-    with serve(upstream_app(scenario)) as upstream:
+    with serve(upstream_app(scenario)) as (upstream, _upstream_server):
         gateway_sink = InMemorySink()
         gateway_guard = aiguard.Guard(default_policy(upstream + "/v1"), sinks=[gateway_sink])
         app = create_app(gateway_guard, GatewayConfig(upstream=upstream + "/v1"))
-        with serve(app) as gateway:
+        with serve(app) as (gateway, _gateway_server):
             sdk_sink = InMemorySink()
             sdk = aiguard.Guard(sdk_policy(upstream), sinks=[sdk_sink])
             yield World(scenario, upstream, gateway, gateway_sink, sdk, sdk_sink)

@@ -10,8 +10,6 @@ is back.
 from __future__ import annotations
 
 import contextlib
-import threading
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -20,29 +18,11 @@ import pytest
 from faultkit import MESSAGE, RAW, Fault, FaultyConsent, FaultySink, FaultyVault, call_events
 
 import aiguard
+from _servers import serve
 from aiguard.testing import FakeModel, assert_chain_valid, assert_no_raw_values
 
 uvicorn = pytest.importorskip("uvicorn")
 gateway = pytest.importorskip("aiguard.doors.gateway")
-
-
-@contextlib.contextmanager
-def _serve(app: Any) -> Iterator[str]:
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        thread.join(15)
 
 
 @contextlib.contextmanager
@@ -53,7 +33,7 @@ def _gateway(**stores: Any) -> Iterator[tuple[httpx.Client, FakeModel, aiguard.G
         policy = gateway.default_policy(upstream)
         guard = aiguard.Guard(policy, **stores)
         app = gateway.create_app(guard, gateway.GatewayConfig(upstream=upstream))
-        with _serve(app) as url, httpx.Client(base_url=url, timeout=10) as client:
+        with serve(app) as (url, _server), httpx.Client(base_url=url, timeout=10) as client:
             yield client, model, guard
 
 
