@@ -13,6 +13,8 @@ from typing import Any
 
 import pytest
 from _adv import ANTHROPIC_URL, anthropic_client, chat, new_guard, openai_client, sent
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import aiguard
 from aiguard.testing import FakeModel
@@ -211,3 +213,36 @@ def test_through_the_gateway_one_key_cannot_restore_another_keys_values(
         leak_values([VICTIM])
         assert VICTIM not in ask("gw-narrow", f"who is {token}")
         assert ask("gw-narrow", f"who is {token}") == f"Echo: who is {token}"
+
+
+_ids = st.text(min_size=1, max_size=12)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    owner=st.tuples(st.one_of(st.none(), _ids), st.one_of(st.none(), _ids)),
+    caller=st.tuples(st.one_of(st.none(), _ids), st.one_of(st.none(), _ids)),
+    value=st.emails(),
+    conversation=st.one_of(st.none(), _ids),
+)
+def test_a_token_restores_exactly_for_its_owner(
+    owner: tuple[str | None, str | None],
+    caller: tuple[str | None, str | None],
+    value: str,
+    conversation: str | None,
+) -> None:
+    """The contract of `detokenize_for`: the owner is the subject, else the principal."""
+    from aiguard.vault import InMemoryVault
+    from aiguard.vault.tokens import Scope
+
+    vault = InMemoryVault()
+    scope = Scope("acme", conversation)
+    token = vault.tokenize(scope, "email", value, owner[0], principal=owner[1])
+
+    def who(subject: str | None, principal: str | None) -> tuple[str, str | None]:
+        return ("s", subject) if subject else ("p", principal)
+
+    same = who(*owner) == who(*caller)
+    assert (vault.detokenize_for(scope, token, *caller) == value) is same
+    # Never across scopes, whoever asks.
+    assert vault.detokenize_for(Scope("acme", (conversation or "") + "x"), token, *owner) is None

@@ -49,19 +49,25 @@ UNINSPECTED_HEADERS = frozenset(
 _UNINSPECTED_PREFIXES = ("x-stainless-",)
 
 
+_INSPECTED: dict[str, bool] = {}
+
+
 def inspected_header(name: str) -> bool:
-    lower = name.lower()
-    return lower not in UNINSPECTED_HEADERS and not lower.startswith(_UNINSPECTED_PREFIXES)
+    known = _INSPECTED.get(name)
+    if known is None:
+        lower = name.lower()
+        known = lower not in UNINSPECTED_HEADERS and not lower.startswith(_UNINSPECTED_PREFIXES)
+        if len(_INSPECTED) < 4096:  # header names repeat; values are never kept
+            _INSPECTED[name] = known
+    return known
 
 
 def protect_headers(call: Call, headers: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
     """The headers to send: inspected ones protected (tokenized, or refused per policy)."""
-    out: list[tuple[str, str]] = []
-    for name, value in headers:
+    out = list(headers)
+    for i, (name, value) in enumerate(out):
         if value and inspected_header(name):
-            out.append((name, call.protect_scalar(f"$headers.{name.lower()}", name, value)))
-        else:
-            out.append((name, value))
+            out[i] = (name, call.protect_scalar(f"$headers.{name.lower()}", name, value))
     return out
 
 
