@@ -131,8 +131,9 @@ def _pg_hint(exc: BaseException) -> str | None:
     state = getattr(exc, "sqlstate", None)
     if name == "PoolTimeout":
         return (
-            "no connection could be made within the connect timeout: check that the "
-            "server is up, reachable and answering"
+            "no connection could be made or was free within the connect timeout: check "
+            "that the server is up, reachable and answering, and that the pool is not "
+            "exhausted by long calls"
         )
     if name == "QueryCanceled" or state == "57014":
         return (
