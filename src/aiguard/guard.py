@@ -139,29 +139,45 @@ class Guard:
         kept in memory.
         """
         policy = load_policy(os.fspath(path))
-        if policy.keys is not None and overrides.get("vault") is None:
-            from .vault.factory import vault_from_policy
+        given = {name for name, value in overrides.items() if value is not None}
+        try:
+            if policy.keys is not None and overrides.get("vault") is None:
+                from .vault.factory import vault_from_policy
 
-            vault = vault_from_policy(policy, Path(path).resolve().parent)
-            if vault is not None:
-                overrides["vault"] = vault
-        if policy.keys is not None and policy.keys.vault == "postgres":
-            # Consent and kill switch shared through PostgreSQL too (the vault's pool).
-            from .vault.factory import postgres_stores
+                vault = vault_from_policy(policy, Path(path).resolve().parent)
+                if vault is not None:
+                    overrides["vault"] = vault
+            if policy.keys is not None and policy.keys.vault == "postgres":
+                # Consent and kill switch shared through PostgreSQL too (the vault's pool).
+                from .vault.factory import postgres_stores
 
-            overrides.update(postgres_stores(policy, overrides))
-        if policy.database is not None:
-            from .vault.factory import embedded_stores
+                overrides.update(postgres_stores(policy, overrides))
+            if policy.database is not None:
+                from .vault.factory import embedded_stores
 
-            database = Path(path).resolve().parent / Path(policy.database).expanduser()
-            overrides.update(embedded_stores(database, overrides, timeout=policy.database_timeout))
-        if policy.provenance is not None and not {"sinks", "log"} & set(overrides):
-            from .provenance.config import build_log
+                database = Path(path).resolve().parent / Path(policy.database).expanduser()
+                overrides.update(
+                    embedded_stores(database, overrides, timeout=policy.database_timeout)
+                )
+            if policy.provenance is not None and not {"sinks", "log"} & set(overrides):
+                from .provenance.config import build_log
 
-            overrides["log"] = build_log(
-                policy.provenance, Path(path).resolve().parent, overrides.pop("log_name", None)
-            )
-        return cls(policy, **overrides)
+                overrides["log"] = build_log(
+                    policy.provenance, Path(path).resolve().parent, overrides.pop("log_name", None)
+                )
+            return cls(policy, **overrides)
+        except BaseException:
+            # A store or sink that fails to open must not leave the ones opened before
+            # it holding connections, file locks or file handles.
+            for name, value in overrides.items():
+                if name not in given:
+                    # A shared SQLite database belongs to none of its stores: close it too.
+                    for thing in (value, getattr(value, "database", None)):
+                        close = getattr(thing, "close", None)
+                        if callable(close):
+                            with contextlib.suppress(Exception):
+                                close()
+            raise
 
     # -- context and control ------------------------------------------------------
 

@@ -23,6 +23,7 @@ once the current one exceeds ``segment_bytes``; fully delivered ones are deleted
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import logging
@@ -171,7 +172,9 @@ class HttpSink:
                 "file is shorter; the spool was changed outside aiguard"
             )
         self._write_segment = last
-        self._writer: IO[bytes] = open(path, "ab")  # noqa: SIM115 - open for the sink's life
+        # Unbuffered: after a failed write nothing is left in a buffer to be written
+        # later, behind the cut (see emit_batch).
+        self._writer: IO[bytes] = open(path, "ab", buffering=0)  # noqa: SIM115 - kept open
         self._write_size = size
         _fsync_directory(self.spool_dir)
         self._cursor = cursor
@@ -196,8 +199,12 @@ class HttpSink:
             if self._write_size >= self.segment_bytes:
                 self._rotate()
             try:
-                self._writer.write(data)
-                self._writer.flush()
+                view = memoryview(data)
+                while view:
+                    written = self._writer.write(view)
+                    if not written:
+                        raise OSError(errno.EIO, "the spool accepted no bytes")
+                    view = view[written:]
                 os.fsync(self._writer.fileno())
             except OSError as exc:
                 # Cut whatever part of the batch reached the file, so the spool never
@@ -224,7 +231,7 @@ class HttpSink:
     def _rotate(self) -> None:
         self._writer.close()
         self._write_segment += 1
-        self._writer = open(self._segment(self._write_segment), "ab")  # noqa: SIM115
+        self._writer = open(self._segment(self._write_segment), "ab", buffering=0)  # noqa: SIM115
         self._write_size = 0
         _fsync_directory(self.spool_dir)
 

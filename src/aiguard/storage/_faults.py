@@ -131,8 +131,9 @@ def _pg_hint(exc: BaseException) -> str | None:
     state = getattr(exc, "sqlstate", None)
     if name == "PoolTimeout":
         return (
-            "no connection could be made within the connect timeout: check that the "
-            "server is up, reachable and answering"
+            "no connection could be made or was free within the connect timeout: check "
+            "that the server is up, reachable and answering, and that the pool is not "
+            "exhausted by long calls"
         )
     if name == "QueryCanceled" or state == "57014":
         return (
@@ -147,7 +148,7 @@ def _pg_hint(exc: BaseException) -> str | None:
     if state is None and any(c.__name__ == "OperationalError" for c in type(exc).__mro__):
         # libpq's own text: host, port and the socket error, never a parameter.
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else name
-        return f"cannot connect: {first}"
+        return f"libpq: {first}; check that the server is up and reachable"
     return f"PostgreSQL failed ({name}" + (f", SQLSTATE {state}" if state else "") + ")"
 
 

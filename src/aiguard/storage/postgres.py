@@ -71,6 +71,7 @@ class PostgresPool:
         self.application_name = application_name
         self.key = key
         self._lock = threading.Lock()
+        self._in_use = 0  # connections this process has checked out right now
         self._pid = -1
         self._pool: Any = None
         self.transient: tuple[type[BaseException], ...] = (self._pg.OperationalError,)
@@ -127,8 +128,20 @@ class PostgresPool:
         def attempt() -> T:
             try:
                 with self._get().connection() as conn:
-                    return work(conn)
+                    with self._lock:
+                        self._in_use += 1
+                    try:
+                        return work(conn)
+                    finally:
+                        with self._lock:
+                            self._in_use -= 1
             except PoolTimeout as exc:
+                with self._lock:
+                    exhausted = self._in_use >= self._max_size
+                if exhausted:
+                    # Every connection is busy with other calls: the server is fine, so
+                    # neither a connection of our own nor a new pool is the answer.
+                    raise _Final(exc) from exc
                 return self._direct(work, exc)
             except self._pg.errors.QueryCanceled as exc:
                 raise _Final(exc) from exc
