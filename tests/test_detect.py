@@ -210,6 +210,24 @@ class TestPrecision:
         assert detect("ssn 219099998")[0].kind == "us_ssn"
         assert detect("lessnuanced 219099998") == []
 
+    @pytest.mark.parametrize(
+        ("written", "kind"),
+        [
+            ("ab123456c", "uk_nino"),
+            ("12345678z", "es_dni"),
+            ("rssmra85t10a562s", "it_codice_fiscale"),
+        ],
+    )
+    def test_an_id_with_lower_case_letters_needs_a_word_of_its_kind(
+        self, written: str, kind: str
+    ) -> None:
+        """Ids with letters are written in capitals: in lower case, prose ("ok 875769b")
+        is far likelier than an id, so only a label makes it one."""
+        assert detect(f"then {written} and more") == []
+        assert [f.kind for f in detect(f"then {written.upper()} and more")] == [kind]
+        label = {"uk_nino": "NINO", "es_dni": "DNI", "it_codice_fiscale": "codice fiscale"}[kind]
+        assert [f.kind for f in detect(f"my {label} is {written}")] == [kind]
+
     def test_order_number_is_not_a_phone_even_near_a_phone_word(self) -> None:
         """The label right before a number wins over a phone word further back."""
         assert detect("my cell broke, order #0529193 please") == []

@@ -540,10 +540,15 @@ class BuiltinDetector:
             distance = _FAR
             if spec.validate(compact):
                 score = spec.bare_score if bare and spec.bare_score is not None else spec.score
-                if score < spec.context_score:
+                # Ids with letters are written in capitals; lower-case letters without a
+                # word of the kind nearby are prose ("ok 875769b"), not an id.
+                lowered = token != token.upper()
+                if lowered or score < spec.context_score:
                     distance = self._context(t, start, spec.context_re)
                     if distance < _FAR:
                         score = spec.context_score
+                    elif lowered:
+                        continue
             else:
                 # Evidence: the right shape next to a word of its kind is that kind even
                 # when a checksum or an issuance rule fails (a typo, a test value).
