@@ -548,7 +548,7 @@ class BuiltinDetector:
                 # Evidence: the right shape next to a word of its kind is that kind even
                 # when a checksum or an issuance rule fails (a typo, a test value).
                 distance = self._context(t, start, spec.evidence_re)
-                if distance == _FAR:
+                if distance == _FAR or _sentence_end(t, start - distance, start):
                     continue
                 score = EVIDENCE_SCORE
             # Several ids can share a shape (nine digits: SSN, ITIN, routing, BSN): one
@@ -562,7 +562,8 @@ class BuiltinDetector:
         return True
 
     def _evidence(self, t: str, start: int, regex: re.Pattern[str]) -> bool:
-        return self._context(t, start, regex) < _FAR
+        distance = self._context(t, start, regex)
+        return distance < _FAR and not _sentence_end(t, start - distance, start)
 
     def _classify(self, t: str, start: int, end: int, raw: list[Raw]) -> bool:
         token = t[start:end]
@@ -947,6 +948,14 @@ def _bounded_or_emphasis(t: str, s: int, e: int) -> bool:
     """No word character glued to ``t[s:e]``, except Markdown's emphasis underscores."""
     left = s == 0 or t[s - 1] not in _WORD or (t[s - 1] == "_" and _edge(t, s - 1))
     return left and (e == len(t) or t[e] not in _WORD or (t[e] == "_" and _edge(t, e)))
+
+
+_SENTENCE_END = re.compile(r"[.!?][ \t\n]")
+
+
+def _sentence_end(t: str, s: int, e: int) -> bool:
+    """Whether a sentence ends between ``s`` and ``e``: a word there names something else."""
+    return _SENTENCE_END.search(t, s, e) is not None
 
 
 def _edge(t: str, i: int) -> bool:
