@@ -197,6 +197,8 @@ _ASSIGN_KEY = re.compile(
 # Between a label and its value: spaces, separators, quotes, brackets, table bars, a tag
 # ("<td>"), and any other non-word character (Unicode quotes and marks).
 _GAP = r"(?:[^\w]|_|<[a-z]{1,5}>){0,6}?"
+# The same, not across the end of a sentence ("... was born. 2026-09-28 11:02").
+_GAP_IN_SENTENCE = r"(?:[^\w.!?]|_|<[a-z]{1,5}>){0,6}?"
 # Brackets may be inside a value ("1g^)Yqnv9"); those around it are trimmed after.
 _ASSIGN_VALUE = re.compile(_GAP + r"([^\s\"'`,;<>|=:][^\s\"'`,;<>|]{5,255})")
 # "my password is ...", "the API key was ...": a value named in a sentence.
@@ -229,7 +231,7 @@ _MONTH = (
 )
 _DOB = re.compile(
     r"(?<![a-z])(?:date[ \t_]of[ \t_]birth|birth[ \t_]?date|birthday|d\.?o\.?b\.?"
-    r"|born(?:[ \t_]on)?)" + _GAP + r"(?:is[ \t]+)?"
+    r"|born(?:[ \t_]on)?)" + _GAP_IN_SENTENCE + r"(?:is[ \t]+)?"
     r"(?:(?P<y1>[0-9]{4})-(?P<m1>[0-9]{1,2})-(?P<d1>[0-9]{1,2})"
     r"|(?P<a2>[0-9]{1,2})[/.](?P<b2>[0-9]{1,2})[/.](?P<y2>[0-9]{4}|[0-9]{2})"
     r"|(?P<d3>[0-9]{1,2})(?:st|nd|rd|th)?[ \t]+(?P<m3>" + _MONTH + r"),?[ \t]+(?P<y3>[0-9]{4})"
