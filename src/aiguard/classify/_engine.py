@@ -204,7 +204,7 @@ _ASSIGN_VALUE = re.compile(_GAP + r"([^\s\"'`,;<>|=:][^\s\"'`,;<>|]{5,255})")
 # "my password is ...", "the API key was ...": a value named in a sentence.
 _PHRASE = re.compile(
     r"(?<![a-z0-9])(pass(?:word|wd|phrase|code)?|pwd|api[ _-]?key|secret(?:[ _-]key)?"
-    r"|(?:access |auth |api )?token)[ \t]+(?:is|was|will be|would be)[ \t]*:?(?=[ \t])"
+    r"|(?:api[ _-]?)?token)[ \t]+(?:is|was|will be|would be)[ \t]*:?(?=[ \t])"
 )
 # An HTTP credential: after "Bearer", or after "Authorization: Basic".
 _BEARER = re.compile(
@@ -809,7 +809,12 @@ class BuiltinDetector:
                     if value is not None:
                         self._assignment(key.group(1), value, raw)
             if " is" in lower or " was" in lower or " be" in lower:
-                for m in _PHRASE.finditer(lower):
+                # Matched at each label word only: a scan of the whole text with the
+                # phrase's alternation cost more than the rest of the label pass.
+                for i in _occurrences(lower, _PHRASE_WORDS):
+                    m = _PHRASE.match(lower, i)
+                    if m is None:
+                        continue
                     value = _ASSIGN_VALUE.match(t, m.end())
                     if value is not None:
                         self._assignment(m.group(1), value, raw)
@@ -817,14 +822,23 @@ class BuiltinDetector:
             for m in _BEARER.finditer(lower):
                 self._bearer(t, m.start(1), m.end(1), raw)
         if "swift_bic" in kinds and ("bic" in lower or "swift" in lower):
-            for m in _BIC.finditer(t):
+            for i in _occurrences(lower, ("bic", "swift")):
+                m = _BIC.match(t, i)
+                if m is None:
+                    continue
                 code = m.group(1)
                 if code.isupper() and v.bic_valid(code):
                     raw.append((m.start(1), m.end(1), "swift_bic", 0.9))
         if "date_of_birth" in kinds and (
             "birth" in lower or "dob" in lower or "d.o.b" in lower or "born" in lower
         ):
-            for m in _DOB.finditer(t):
+            last = -1
+            for i in _occurrences(lower, ("birth", "dob", "d.o.b", "born")):
+                # "date of birth" starts before its word; the date follows within a line.
+                m = _DOB.search(t, max(last, i - 14), i + 120)
+                if m is None or m.start() < last:
+                    continue
+                last = m.end()
                 if _dob_valid(m):
                     first = next(i for i in range(1, len(m.groups()) + 1) if m.group(i) is not None)
                     raw.append((m.start(first), m.end(), "date_of_birth", 0.9))
@@ -958,6 +972,21 @@ _SENTENCE_END = re.compile(r"[.!?][ \t\n]")
 def _sentence_end(t: str, s: int, e: int) -> bool:
     """Whether a sentence ends between ``s`` and ``e``: a word there names something else."""
     return _SENTENCE_END.search(t, s, e) is not None
+
+
+_PHRASE_WORDS = ("pass", "pwd", "api", "secret", "token")
+
+
+def _occurrences(lower: str, words: tuple[str, ...]) -> list[int]:
+    """Where each of ``words`` occurs in ``lower``, in text order."""
+    found = []
+    for word in words:
+        i = lower.find(word)
+        while i != -1:
+            found.append(i)
+            i = lower.find(word, i + 1)
+    found.sort()
+    return found
 
 
 def _edge(t: str, i: int) -> bool:
