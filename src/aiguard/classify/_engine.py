@@ -197,12 +197,14 @@ _ASSIGN_KEY = re.compile(
 # Between a label and its value: spaces, separators, quotes, brackets, table bars, a tag
 # ("<td>"), and any other non-word character (Unicode quotes and marks).
 _GAP = r"(?:[^\w]|_|<[a-z]{1,5}>){0,6}?"
+# The same, not across the end of a sentence ("... was born. 2026-09-28 11:02").
+_GAP_IN_SENTENCE = r"(?:[^\w.!?]|_|<[a-z]{1,5}>){0,6}?"
 # Brackets may be inside a value ("1g^)Yqnv9"); those around it are trimmed after.
 _ASSIGN_VALUE = re.compile(_GAP + r"([^\s\"'`,;<>|=:][^\s\"'`,;<>|]{5,255})")
 # "my password is ...", "the API key was ...": a value named in a sentence.
 _PHRASE = re.compile(
     r"(?<![a-z0-9])(pass(?:word|wd|phrase|code)?|pwd|api[ _-]?key|secret(?:[ _-]key)?"
-    r"|(?:access |auth |api )?token)[ \t]+(?:is|was|will be|would be)[ \t]*:?(?=[ \t])"
+    r"|(?:api[ _-]?)?token)[ \t]+(?:is|was|will be|would be)[ \t]*:?(?=[ \t])"
 )
 # An HTTP credential: after "Bearer", or after "Authorization: Basic".
 _BEARER = re.compile(
@@ -229,7 +231,7 @@ _MONTH = (
 )
 _DOB = re.compile(
     r"(?<![a-z])(?:date[ \t_]of[ \t_]birth|birth[ \t_]?date|birthday|d\.?o\.?b\.?"
-    r"|born(?:[ \t_]on)?)" + _GAP + r"(?:is[ \t]+)?"
+    r"|born(?:[ \t_]on)?)" + _GAP_IN_SENTENCE + r"(?:is[ \t]+)?"
     r"(?:(?P<y1>[0-9]{4})-(?P<m1>[0-9]{1,2})-(?P<d1>[0-9]{1,2})"
     r"|(?P<a2>[0-9]{1,2})[/.](?P<b2>[0-9]{1,2})[/.](?P<y2>[0-9]{4}|[0-9]{2})"
     r"|(?P<d3>[0-9]{1,2})(?:st|nd|rd|th)?[ \t]+(?P<m3>" + _MONTH + r"),?[ \t]+(?P<y3>[0-9]{4})"
@@ -553,7 +555,7 @@ class BuiltinDetector:
                 # Evidence: the right shape next to a word of its kind is that kind even
                 # when a checksum or an issuance rule fails (a typo, a test value).
                 distance = self._context(t, start, spec.evidence_re)
-                if distance == _FAR:
+                if distance == _FAR or _sentence_end(t, start - distance, start):
                     continue
                 score = EVIDENCE_SCORE
             # Several ids can share a shape (nine digits: SSN, ITIN, routing, BSN): one
@@ -567,7 +569,8 @@ class BuiltinDetector:
         return True
 
     def _evidence(self, t: str, start: int, regex: re.Pattern[str]) -> bool:
-        return self._context(t, start, regex) < _FAR
+        distance = self._context(t, start, regex)
+        return distance < _FAR and not _sentence_end(t, start - distance, start)
 
     def _classify(self, t: str, start: int, end: int, raw: list[Raw]) -> bool:
         token = t[start:end]
@@ -811,7 +814,12 @@ class BuiltinDetector:
                     if value is not None:
                         self._assignment(key.group(1), value, raw)
             if " is" in lower or " was" in lower or " be" in lower:
-                for m in _PHRASE.finditer(lower):
+                # Matched at each label word only: a scan of the whole text with the
+                # phrase's alternation cost more than the rest of the label pass.
+                for i in _occurrences(lower, _PHRASE_WORDS):
+                    m = _PHRASE.match(lower, i)
+                    if m is None:
+                        continue
                     value = _ASSIGN_VALUE.match(t, m.end())
                     if value is not None:
                         self._assignment(m.group(1), value, raw)
@@ -819,14 +827,23 @@ class BuiltinDetector:
             for m in _BEARER.finditer(lower):
                 self._bearer(t, m.start(1), m.end(1), raw)
         if "swift_bic" in kinds and ("bic" in lower or "swift" in lower):
-            for m in _BIC.finditer(t):
+            for i in _occurrences(lower, ("bic", "swift")):
+                m = _BIC.match(t, i)
+                if m is None:
+                    continue
                 code = m.group(1)
                 if code.isupper() and v.bic_valid(code):
                     raw.append((m.start(1), m.end(1), "swift_bic", 0.9))
         if "date_of_birth" in kinds and (
             "birth" in lower or "dob" in lower or "d.o.b" in lower or "born" in lower
         ):
-            for m in _DOB.finditer(t):
+            last = -1
+            for i in _occurrences(lower, ("birth", "dob", "d.o.b", "born")):
+                # "date of birth" starts before its word; the date follows within a line.
+                m = _DOB.search(t, max(last, i - 14), i + 120)
+                if m is None or m.start() < last:
+                    continue
+                last = m.end()
                 if _dob_valid(m):
                     first = next(i for i in range(1, len(m.groups()) + 1) if m.group(i) is not None)
                     raw.append((m.start(first), m.end(), "date_of_birth", 0.9))
@@ -952,6 +969,29 @@ def _bounded_or_emphasis(t: str, s: int, e: int) -> bool:
     """No word character glued to ``t[s:e]``, except Markdown's emphasis underscores."""
     left = s == 0 or t[s - 1] not in _WORD or (t[s - 1] == "_" and _edge(t, s - 1))
     return left and (e == len(t) or t[e] not in _WORD or (t[e] == "_" and _edge(t, e)))
+
+
+_SENTENCE_END = re.compile(r"[.!?][ \t\n]")
+
+
+def _sentence_end(t: str, s: int, e: int) -> bool:
+    """Whether a sentence ends between ``s`` and ``e``: a word there names something else."""
+    return _SENTENCE_END.search(t, s, e) is not None
+
+
+_PHRASE_WORDS = ("pass", "pwd", "api", "secret", "token")
+
+
+def _occurrences(lower: str, words: tuple[str, ...]) -> list[int]:
+    """Where each of ``words`` occurs in ``lower``, in text order."""
+    found = []
+    for word in words:
+        i = lower.find(word)
+        while i != -1:
+            found.append(i)
+            i = lower.find(word, i + 1)
+    found.sort()
+    return found
 
 
 def _edge(t: str, i: int) -> bool:
