@@ -569,13 +569,20 @@ def _drained(chunk: dict[str, Any]) -> bool:
 
 def _empty(node: Any, top: bool) -> bool:
     """Nothing but emptied text, list positions and (in a content part) its type."""
-    if isinstance(node, str):
-        return node == ""
-    if isinstance(node, dict):
-        return all(
-            k == "index" or (k == "type" and not top) or _empty(v, False) for k, v in node.items()
-        )
-    if isinstance(node, list):
+    cls = node.__class__
+    if cls is str:
+        return not node
+    if cls is dict:
+        for k, v in node.items():
+            if k == "index" or (k == "type" and not top):
+                continue
+            if v.__class__ is str:
+                if v:
+                    return False
+            elif not _empty(v, False):
+                return False
+        return True
+    if cls is list:
         return all(_empty(v, False) for v in node)
     return False
 
@@ -845,7 +852,16 @@ class StreamRestorer:
         """Every text field of a chat delta is a stream of its own (content, refusal,
         reasoning_content, a provider's extra field, a field in a content part)."""
         changed = False
+        channels = self._channels
         for name, value in list(delta.items()):
+            if value.__class__ is str:
+                channel = channels.get(("chat", index, name))
+                if channel is not None:  # the common case: the next piece of a stream
+                    out = self._released(channel, value, end)
+                    if out != value:
+                        delta[name] = out
+                        changed = True
+                    continue
             path = f"{at}.{_key(name)}"
             if name == "tool_calls" and isinstance(value, list):
                 for position, call in enumerate(value):
@@ -929,19 +945,21 @@ class StreamRestorer:
         for name, value in list(call.items()):
             if name == "function" and isinstance(value, dict):
                 for key, item in list(value.items()):
-                    path = f"{at}.function.{_key(key)}"
                     if key == "arguments" and isinstance(item, str):
-
-                        def make(rest: str) -> dict[str, Any]:
-                            tool = {"index": position, "function": {"arguments": rest}}
-                            choice = {"index": index, "delta": {"tool_calls": [tool]}}
-                            return {**envelope.fields, "choices": [choice]}
-
                         key_ = ("chat", index, "tool", position)
-                        channel = self._channel(key_, True, make, None, path)
+                        channel = self._channels.get(key_)
+                        if channel is None:
+
+                            def make(rest: str) -> dict[str, Any]:
+                                tool = {"index": position, "function": {"arguments": rest}}
+                                choice = {"index": index, "delta": {"tool_calls": [tool]}}
+                                return {**envelope.fields, "choices": [choice]}
+
+                            path = f"{at}.function.arguments"
+                            channel = self._channel(key_, True, make, None, path)
                         out = self._released(channel, item, end)
                     else:
-                        out = self._scan(item, path, key)
+                        out = self._scan(item, f"{at}.function.{_key(key)}", key)
                     if out != item:
                         value[key] = out
                         changed = True
