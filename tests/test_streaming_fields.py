@@ -14,9 +14,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import aiguard
-from aiguard._pipeline import Call
 from aiguard.context import CallContext
-from aiguard.streaming import StreamRestorer, TokenRestorer
+from aiguard.doors.streaming import StreamRestorer, TokenRestorer
+from aiguard.pipeline.call import Call
 
 CARD = "4111 1111 1111 1111"
 EMAIL = "jane.doe@example.com"
