@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import aiguard
 from aiguard.errors import VaultError
@@ -456,3 +458,26 @@ def test_postgres_tokenize_many_matches_tokenize_and_races() -> None:
     assert vault.detokenize(scope, batched[3]) == items[3][1]
     vault.close()
     other.close()
+
+
+@settings(max_examples=500)
+@given(
+    st.sampled_from(["email", "phone", "credit_card", "us_ssn", "iban", "person", "account"]),
+    st.text(),
+)
+def test_normalize_skips_nothing_its_definition_does(kind: str, value: str) -> None:
+    """The ASCII fast paths of `normalize` give what the definition (NFKC first) gives,
+    so a value keeps its token whichever path it took."""
+    import unicodedata
+
+    from aiguard.vault._crypto import normalize
+
+    reference = unicodedata.normalize("NFKC", value).strip()
+    if kind == "email" and "@" in reference:
+        local, _, domain = reference.rpartition("@")
+        reference = f"{local}@{domain.lower()}"
+    elif kind in {"credit_card", "phone", "us_ssn", "iban"}:
+        reference = "".join(ch for ch in reference if ch.isalnum() or ch == "+")
+    elif kind == "person":
+        reference = " ".join(reference.casefold().split())
+    assert normalize(kind, value) == reference

@@ -65,13 +65,23 @@ class VaultKeys:
         return cls(version, expand("data"), expand("blind-index"), expand("token"))
 
 
+_DIGIT_KINDS = frozenset({"credit_card", "phone", "us_ssn", "iban"})
+# Every ASCII character that is neither alphanumeric nor "+": what the digit kinds drop.
+_DROP_PUNCTUATION = str.maketrans(
+    "", "", "".join(chr(c) for c in range(128) if not (chr(c).isalnum() or chr(c) == "+"))
+)
+
+
 def normalize(kind: str, value: str) -> str:
     """Values that mean the same get the same token: NFKC, and case-folded e-mail domains."""
-    value = unicodedata.normalize("NFKC", value).strip()
+    # NFKC leaves ASCII as it is: most values skip the Unicode tables.
+    value = (value if value.isascii() else unicodedata.normalize("NFKC", value)).strip()
     if kind == "email" and "@" in value:
         local, _, domain = value.rpartition("@")
         return f"{local}@{domain.lower()}"
-    if kind in {"credit_card", "phone", "us_ssn", "iban"}:
+    if kind in _DIGIT_KINDS:
+        if value.isascii():
+            return value.translate(_DROP_PUNCTUATION)
         return "".join(ch for ch in value if ch.isalnum() or ch == "+")
     if kind == "person":
         return " ".join(value.casefold().split())
