@@ -197,13 +197,14 @@ class _Exchange:
         if new_raw is raw and new_url == url and new_headers == pairs:
             # Nothing to change: the request goes on as the SDK built it.
             return request
-        new_headers = [(k, v) for k, v in new_headers if k.lower() != "content-length"]
-        return self.module.Request(
-            request.method,
-            request.url if new_url == url else new_url,
-            headers=new_headers,
-            content=new_raw,
-            extensions=request.extensions,
+        return _with_body(
+            self.module.Request(
+                request.method,
+                request.url if new_url == url else new_url,
+                headers=_sized(new_headers, new_raw),
+                stream=self.module.ByteStream(new_raw),
+                extensions=request.extensions,
+            )
         )
 
     def failed(self, exc: BaseException) -> None:
@@ -273,18 +274,43 @@ class _Exchange:
         """The caller's response for a server-sent event stream: restored as it is read."""
         return self._response(response, stream=stream)
 
-    def _response(self, upstream: Any, **body: Any) -> Any:
-        # Length and encoding change with restoring; the library sets them anew.
+    def _response(self, upstream: Any, *, content: bytes | None = None, stream: Any = None) -> Any:
+        # Length and encoding change with restoring; the library sets them anew for a
+        # stream, and a whole body gets its length here.
         headers = [
             (k, v) for k, v in upstream.headers.multi_items() if k.lower() not in _HOP_HEADERS
         ]
+        if content is not None:
+            return _with_body(
+                self.module.Response(
+                    upstream.status_code,
+                    headers=_sized(headers, content),
+                    request=self.request,
+                    extensions=upstream.extensions,
+                    stream=self.module.ByteStream(content),
+                )
+            )
         return self.module.Response(
             upstream.status_code,
             headers=headers,
             request=self.request,
             extensions=upstream.extensions,
-            **body,
+            stream=stream,
         )
+
+
+def _sized(headers: list[tuple[str, str]], body: bytes) -> list[tuple[str, str]]:
+    """``headers`` with the Content-Length of ``body`` (any earlier one dropped)."""
+    out = [(k, v) for k, v in headers if k.lower() != "content-length"]
+    out.append(("Content-Length", str(len(body))))
+    return out
+
+
+def _with_body(message: Any) -> Any:
+    # Built from a stream (the library's own encoding step costs more than the rest of
+    # the message) and read at once, so ``.content`` is there as with ``content=``.
+    message.read()
+    return message
 
 
 def _is_stream(response: Any) -> bool:
