@@ -62,6 +62,10 @@ def at_least(value: float, target: float) -> tuple[bool, float]:
     return value >= target, value / target
 
 
+def at_most(value: float, target: float) -> tuple[bool, float]:
+    return value <= target, target / value if value > 0 else math.inf
+
+
 def below(value: float, target: float) -> tuple[bool, float]:
     return value < target, target / value if value > 0 else math.inf
 
@@ -116,7 +120,8 @@ def detect_rows(result: Result) -> list[Row]:
         return failed(group, result)
     rows: list[Row] = []
     installed = set(f.get("peers", []))
-    for density, target in (("sparse", 20.0), ("dense", 5.0)):
+    rows += _matrix_and_short_rows(group, f)
+    for density, target in (("sparse", 20.0), ("dense", 8.0)):
         d = f[density]
         mbs = d["mb_per_s"]
         peers = []
@@ -172,6 +177,56 @@ def detect_rows(result: Result) -> list[Row]:
                 hit <= 0.02,
                 0.02 / hit if hit else None,
                 note="no distractor hit" if not hit else "",
+            )
+        )
+    return rows
+
+
+def _matrix_and_short_rows(group: str, f: dict[str, Any]) -> list[Row]:
+    """Issue #15's figures: the context matrix per kind, and short messages vs naive."""
+    rows: list[Row] = []
+    m = f.get("matrix")
+    if m:
+        kinds = m["kinds"]
+        for measure in ("precision", "recall"):
+            worst = min(kinds, key=lambda k: kinds[k][measure])
+            value = kinds[worst][measure]
+            ok, ratio = at_least(value, 0.99)
+            rows.append(
+                Row(
+                    group,
+                    f"context matrix {measure}, lowest of any kind ({m['cases']} cases)",
+                    f"{value:.3f}",
+                    ">= 0.99 per kind",
+                    ok,
+                    ratio,
+                    note=f"worst kind: {worst} ({len(kinds)} kinds)" if value < 1 else "",
+                )
+            )
+        hit = m["lookalike_hit_rate"]
+        rows.append(
+            Row(
+                group,
+                "context matrix look-alike hit rate",
+                f"{hit:.2%}",
+                "<= 1%",
+                hit <= 0.01,
+                0.01 / hit if hit else None,
+            )
+        )
+    short = f.get("short")
+    if short:
+        ok, ratio = at_least(short["ratio_to_naive"], 3.0)
+        rows.append(
+            Row(
+                group,
+                f"detect, short messages ({short['texts']} x 50-200 chars) vs a naive "
+                "one-pass alternation",
+                f"{short['ratio_to_naive']:.2f}x",
+                ">= 3x",
+                ok,
+                ratio,
+                note=f"{short['mb_per_s']:.1f} MB/s against {short['naive_mb_per_s']:.1f} MB/s",
             )
         )
     return rows
@@ -372,7 +427,13 @@ def call_rows(result: Result) -> list[Row]:
         return failed(group, result)
     rows = [
         Row(group, "detect one 250-character support message", f"{f['detect_us']:.1f} µs"),
-        Row(group, "guard.protect(message) incl. event", f"{f['protect_us']:.1f} µs"),
+        Row(
+            group,
+            "guard.protect(message) incl. event",
+            f"{f['protect_us']:.1f} µs",
+            "<= 60 µs",
+            *at_most(f["protect_us"], 60.0),
+        ),
     ]
     if "added_us" in f:
         added = f["added_us"]
@@ -381,7 +442,8 @@ def call_rows(result: Result) -> list[Row]:
                 group,
                 "added by the guard per OpenAI-SDK call (fake model)",
                 f"{added:.0f} µs",
-                "report (goal: µs, not ms)",
+                "<= 150 µs",
+                *at_most(added, 150.0),
                 note=(
                     f"with guard {f['sdk_guarded_us']:.0f} µs, without "
                     f"{f['sdk_plain_us']:.0f} µs; {'below' if added < 1000 else 'above'} 1 ms"
