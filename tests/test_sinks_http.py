@@ -197,3 +197,25 @@ def test_delivers_to_a_real_http_server(tmp_path: Path, loopback: tuple[str, lis
     sink.flush(5)
     log.close()
     assert received == [r.line for r in memory.records]
+
+
+def test_close_does_not_sit_out_the_retries_of_a_collector_that_refuses(tmp_path: Path) -> None:
+    """Shutting down right after a call, with the collector refusing connections, returns
+    at the first failed attempt (not after the whole close timeout), and the record waits
+    in the spool for the next start."""
+    collector = Collector()
+    sink = HttpSink(
+        "http://127.0.0.1:9/events",  # nothing listens on the discard port
+        spool_dir=tmp_path,
+        backoff=0.5,
+        max_attempts=8,
+        max_backoff=30.0,
+    )
+    sink.emit(records(1)[0])
+    started = time.monotonic()
+    sink.close(timeout=10)
+    assert time.monotonic() - started < 3
+    again = sink_for(tmp_path, collector)
+    again.flush(5)
+    again.close()
+    assert len(collector.lines) == 1

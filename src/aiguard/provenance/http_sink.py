@@ -118,6 +118,10 @@ class HttpSink:
         )
         self._healthy = True
         self._failures = 0
+        #: The latest delivery attempt failed (set before each backoff, cleared when a
+        #: batch goes through): `close` stops waiting then instead of sitting out the
+        #: retries against a collector that does not answer.
+        self._attempt_failed = False
         self._write_lock = threading.Lock()
         self._cond = threading.Condition()
         self._stop = threading.Event()
@@ -311,6 +315,7 @@ class HttpSink:
             if lines:
                 self._healthy = True
                 self._failures = 0
+                self._attempt_failed = False
             self._cond.notify_all()
 
     def _deliver(self, body: bytes, count: int) -> bool:
@@ -326,6 +331,7 @@ class HttpSink:
             wait=tenacity.wait_exponential(multiplier=self.backoff, max=self.max_backoff),
             retry=tenacity.retry_if_exception_type((httpx.HTTPError, _Rejected)),
             sleep=self._sleep,
+            before_sleep=self._failed_attempt,
             reraise=True,
         )
         try:
@@ -344,6 +350,11 @@ class HttpSink:
             return False
         return True
 
+    def _failed_attempt(self, _state: tenacity.RetryCallState) -> None:
+        with self._cond:
+            self._attempt_failed = True
+            self._cond.notify_all()
+
     def _sleep(self, seconds: float) -> None:
         # Interruptible, so close() does not wait out a long backoff.
         self._stop.wait(seconds)
@@ -351,6 +362,7 @@ class HttpSink:
     def _mark_unhealthy(self) -> None:
         with self._cond:
             self._healthy = False
+            self._attempt_failed = True
             self._failures += 1
             self._cond.notify_all()
 
@@ -368,14 +380,15 @@ class HttpSink:
         with self._cond:
             return self._cursor < self._end
 
-    def flush(self, timeout: float | None = None) -> None:
+    def flush(self, timeout: float | None = None, *, while_failing: bool = True) -> None:
         """With a ``timeout``: wait until everything spooled so far is delivered.
 
         Waits at most ``timeout`` seconds, then raises `ProvenanceError`; undelivered
-        records stay in the spool either way. Without one (how `ProvenanceLog` flushes
-        its sinks, e.g. before signing a checkpoint) it returns at once: every accepted
-        record is already fsynced in the spool, and a down collector must not stall
-        the log's writer.
+        records stay in the spool either way. ``while_failing=False`` stops waiting as
+        soon as a delivery attempt fails (what `close` does). Without a timeout (how
+        `ProvenanceLog` flushes its sinks, e.g. before signing a checkpoint) it returns
+        at once: every accepted record is already fsynced in the spool, and a down
+        collector must not stall the log's writer.
         """
         if timeout is None:
             return
@@ -383,7 +396,12 @@ class HttpSink:
         with self._cond:
             target = self._end
             done = self._cond.wait_for(
-                lambda: self._cursor >= target or not self._thread.is_alive(), limit
+                lambda: (
+                    self._cursor >= target
+                    or not self._thread.is_alive()
+                    or (not while_failing and self._attempt_failed)
+                ),
+                limit,
             )
             delivered = self._cursor >= target
         if not (done and delivered):
@@ -405,7 +423,7 @@ class HttpSink:
         if self.healthy and self._pid == os.getpid():
             # Not delivered in time: kept in the spool for the next start.
             with contextlib.suppress(ProvenanceError):
-                self.flush(timeout)
+                self.flush(timeout, while_failing=False)
         self._stop.set()
         with self._cond:
             self._cond.notify_all()
