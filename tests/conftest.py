@@ -1,11 +1,22 @@
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 
 import pytest
+from hypothesis import settings
 
 import aiguard
 from aiguard.testing import FakeModel, InMemorySink
+
+# CI replays the same examples on every run (derandomized), so whether a submission
+# lands never depends on a draw; a developer's run draws new ones, which is how the
+# property tests find the next class of bug. HYPOTHESIS_PROFILE overrides either.
+settings.register_profile("ci", derandomize=True, print_blob=True)
+settings.register_profile("explore", print_blob=True)
+settings.load_profile(
+    os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI") else "explore")
+)
 
 OPENAI_URL = "https://api.openai.com/v1"
 

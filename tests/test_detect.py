@@ -410,3 +410,10 @@ class TestOtherDetectors:
             ],
         )
         assert [f.kind for f in found] == ["account", "person", "email"]
+
+
+def test_a_dot_leader_before_an_aws_secret_is_not_part_of_it() -> None:
+    """Found by the context matrix: U+2024 folds to '.', which no AWS secret contains."""
+    secret = "/M4zlHTMyemAGuFUEU3HFZdBrh5zQHwLseCe+Fr5"
+    text = f"AWS_SECRET_ACCESS_KEY=\u2024{secret}\u00bf, thanks"
+    assert [(text[f.start : f.end], f.kind) for f in detect(text)] == [(secret, "aws_secret_key")]

@@ -899,10 +899,14 @@ class BuiltinDetector:
         e = s + len(value)
         aws = "aws" in key or "secret_access" in key.replace("-", "_")
         if aws:
-            # An exclamation or question mark after the key ends the sentence.
+            # An exclamation or question mark after the key ends the sentence; a dot or
+            # comma before it (a dot leader U+2024, folded to ".") is outside the key's
+            # alphabet, so it cannot be part of it.
             bare = value.rstrip("!?")
-            if _AWS_SECRET.match(bare):
-                raw.append((s, s + len(bare), "aws_secret_key", 0.95))
+            core = bare.lstrip(".,;:")
+            if _AWS_SECRET.match(core):
+                start = s + len(bare) - len(core)
+                raw.append((start, start + len(core), "aws_secret_key", 0.95))
                 return
         raw.append((s, e, kind, 0.8))
 
