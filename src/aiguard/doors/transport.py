@@ -143,9 +143,17 @@ class _Exchange:
         # The model name is the caller's text too: events and errors quote it only
         # when it holds no finding.
         model = guard.label_of(model) if isinstance(model, str) else None
+        # The body is hashed once: its keyed digest is the event's input digest and,
+        # with the scope and URL, what tells a retried attempt of the same call.
+        input_digest = guard.digest_bytes(raw) if raw else None
         self.key = guard.digest_bytes(
             b"\x00".join(
-                [ctx.tenant.encode(), (ctx.conversation or "").encode(), url.encode(), raw]
+                [
+                    ctx.tenant.encode(),
+                    (ctx.conversation or "").encode(),
+                    url.encode(),
+                    (input_digest or "").encode(),
+                ]
             )
         )
         follows = self._follows
@@ -171,7 +179,7 @@ class _Exchange:
             url=url,
         )
         self.call = call
-        call.input_digest = guard.digest_bytes(raw) if raw else None
+        call.input_digest = input_digest
         if unread is not None and call.decision is not None:
             call.decision = dataclasses.replace(
                 call.decision, reasons=(*call.decision.reasons, unread)

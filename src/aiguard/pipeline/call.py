@@ -23,6 +23,7 @@ from ..classify.detectors import Detector, Finding, KnownValuesDetector, merge_f
 from ..classify.kinds import DEFAULT_LEVELS
 from ..classify.levels import Level
 from ..classify.structured import KEY_KINDS
+from ..consent.store import ConsentRecord
 from ..context import CallContext
 from ..errors import (
     AIGuardError,
@@ -34,14 +35,15 @@ from ..errors import (
     VaultError,
 )
 from ..policy.model import Action, DestinationPolicy, Policy
-from ..providers.walk import STRUCTURAL_KEYS
+from ..providers.base import parse_json_text
+from ..providers.walk import STRUCTURAL_KEYS, map_all_strings, map_strings
 from ..vault._core import KeyedVault
 from ..vault.memory import OwnerVault
 from ..vault.surrogates import SURROGATE_RE, from_surrogate, to_surrogate
 from ..vault.tokens import MIN_SUFFIX, TOKEN_RE, Scope, format_token, keyed_suffix
 
 if TYPE_CHECKING:
-    from ..consent.store import ConsentRecord, ConsentStore
+    from ..consent.store import ConsentStore
     from ..policy.killswitch import KillSwitch
     from ..providers.base import Adapter
     from ..vault.memory import Vault
@@ -305,8 +307,6 @@ def decide(
 
 
 def _is_grant(record: object) -> bool:
-    from ..consent.store import ConsentRecord
-
     return isinstance(record, ConsentRecord) and record.action == "grant"
 
 
@@ -535,8 +535,6 @@ class Call:
     def _protect_string(
         self, path: str, key: str | None, text: str, depth: int, parse: bool = True
     ) -> str:
-        from ..providers.base import parse_json_text
-
         if not text:
             return text
         inner = parse_json_text(text) if parse else None
@@ -604,16 +602,12 @@ class Call:
         When the text is JSON (tool arguments, structured output), originals are
         JSON-escaped so that it stays valid JSON and decodes to the originals.
         """
-        from ..providers.base import parse_json_text
-
         if self.guard.policy.surrogates:
             text = self._surrogates_to_tokens(text)
         inner = parse_json_text(text) if "[" in text or "{" in text else None
         if inner is not None:
             if self.withheld(text):
                 # Redacting spans of the raw JSON could cut an escape; work per value.
-                from ..providers.walk import map_all_strings
-
                 restored = map_all_strings(inner, self.restore_text, path)
                 return json.dumps(restored, ensure_ascii=False)
             return TOKEN_RE.sub(self._swap_escaped, text) if "[" in text else text
@@ -754,8 +748,6 @@ class Call:
     def restore_json(self, body: Any, adapter: Adapter | None = None) -> Any:
         """Restore every string of an answer (or only the adapter's ``restore`` paths;
         the others are still scanned by the output rule)."""
-        from ..providers.walk import map_strings
-
         only = adapter.restore if adapter is not None else None
         free = adapter.free if adapter is not None else None
         if not only:
@@ -877,8 +869,6 @@ def keyed_digest(key: bytes, key_id: str, data: bytes) -> str:
 
 
 def parse_json_body(raw: bytes, what: str) -> Any:
-    from ..errors import MalformedPayload
-
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
