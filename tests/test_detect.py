@@ -417,3 +417,30 @@ def test_a_dot_leader_before_an_aws_secret_is_not_part_of_it() -> None:
     secret = "/M4zlHTMyemAGuFUEU3HFZdBrh5zQHwLseCe+Fr5"
     text = f"AWS_SECRET_ACCESS_KEY=\u2024{secret}\u00bf, thanks"
     assert [(text[f.start : f.end], f.kind) for f in detect(text)] == [(secret, "aws_secret_key")]
+
+
+_ENCRYPTED_PEM = (
+    "-----BEGIN RSA PRIVATE KEY-----\n"
+    "Proc-Type: 4,ENCRYPTED\n"
+    "DEK-Info: AES-128-CBC,3F17F5316E2BAC89A1B2C3D4E5F60718\n"
+    "\n"
+    "MIIBOgIBAAJBAKj34GkxFhD90vcNLYLInFEX6Ppy1tPf9Cnzj4p4WGeKLs1Pt8Qu\n"
+    "-----END RSA PRIVATE KEY-----"
+)
+
+
+@pytest.mark.parametrize(
+    ("text", "key"),
+    [
+        (f"key:\n{_ENCRYPTED_PEM}\nthanks", _ENCRYPTED_PEM),
+        # An unterminated header before a whole key: the key is still found as itself.
+        (f"-----BEGIN RSA PRIVATE KEY----- oops\n{_PEM}", _PEM),
+        ("-----BEGIN RSA PRIVATE KEY-----a\n" * 50 + _PEM, _PEM),
+    ],
+    ids=["encrypted headers", "stray header before", "many stray headers before"],
+)
+def test_a_private_key_is_found_whole_after_headers_and_stray_begin_lines(
+    text: str, key: str
+) -> None:
+    found = [text[f.start : f.end] for f in detect(text) if f.kind == "private_key"]
+    assert found == [key]

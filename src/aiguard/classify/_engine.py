@@ -124,9 +124,11 @@ _SECRETS: tuple[tuple[tuple[str, ...], str, re.Pattern[str], Callable[[str], boo
     (
         ("-----BEGIN",),
         "private_key",
-        # Bounded body so a missing END line costs one bounded scan, not a quadratic one.
+        # A body never holds five dashes, so each BEGIN's scan stops at the next dash run
+        # (an END line or the next BEGIN): the scans of all BEGINs cover the text once.
+        # A bounded body alone still cost every BEGIN 16 KB when its END was missing.
         re.compile(
-            r"-----BEGIN [A-Z0-9 ]{0,40}PRIVATE KEY-----[A-Za-z0-9+/=\s:,.-]{0,16384}?"
+            r"-----BEGIN [A-Z0-9 ]{0,40}PRIVATE KEY-----(?:(?!-----)[A-Za-z0-9+/=\s:,.-]){0,16384}"
             r"-----END [A-Z0-9 ]{0,40}PRIVATE KEY-----"
         ),
         _always,
