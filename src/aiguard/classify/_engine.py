@@ -53,6 +53,7 @@ _IBAN_EVIDENCE = re.compile(
 # "4111 1111 1111 1111", "(415) 555-0132", "85T10A562S", "192.168.0.1".
 # Bounded so a megabyte of digits is many short runs (each then seen as a fragment),
 # which keeps the regex engine's backtracking stack small and the scan linear.
+_DIGITS_AS_ZERO = bytes.maketrans(b"123456789", b"000000000")
 _CHUNK = re.compile(r"[0-9][0-9A-Za-z]{0,47}(?:(?:[ \-./_]|\) ?| ?\()[0-9][0-9A-Za-z]{0,47}){0,15}")
 _SEPARATORS = re.compile(r"[ \-./()+_]")
 _SPACE_GROUPS = re.compile(r"[^ ]+")
@@ -120,7 +121,8 @@ def _always(_: str) -> bool:
 
 
 # Secrets with a recognisable prefix: (literals that must occur, kind, regex, validator).
-_SECRETS: tuple[tuple[tuple[str, ...], str, re.Pattern[str], Callable[[str], bool]], ...] = (
+_SecretRule = tuple[tuple[str, ...], str, re.Pattern[str], Callable[[str], bool]]
+_SECRETS: tuple[_SecretRule, ...] = (
     (
         ("-----BEGIN",),
         "private_key",
@@ -186,6 +188,24 @@ _SECRETS: tuple[tuple[tuple[str, ...], str, re.Pattern[str], Callable[[str], boo
         v.jwt_valid,
     ),
 )
+
+# What every literal of a secret rule holds, looked for once per text before the rule's
+# literals are. A one-character gate is a memchr; prose seldom holds "_" or "J", so most
+# texts skip those rules for the price of one. The AWS and Google prefixes all start with
+# "A": one search for a capital A followed by one of them replaces five substring scans.
+_AWS_OR_GOOGLE_PREFIX = re.compile(r"A(?:KIA|SIA|BIA|CCA|Iza)")
+_SECRET_GATES: dict[str, str | re.Pattern[str]] = {
+    "private_key": "-",
+    "aws_access_key": _AWS_OR_GOOGLE_PREFIX,
+    "github_token": "_",
+    "slack_token": "-",
+    "slack_webhook": "hooks.",
+    "anthropic_key": "-",
+    "openai_key": "-",
+    "stripe_key": "_",
+    "google_api_key": _AWS_OR_GOOGLE_PREFIX,
+    "jwt": "J",
+}
 
 # Generic assignments: a key that names a secret, then = or :, then the value.
 # The key is looked for just before each '=' or ':', so text without them costs nothing.
@@ -266,6 +286,7 @@ class BuiltinDetector:
         "_phone_regions",
         "_phone_regions_plain",
         "_phone_regions_zero",
+        "_secret_groups",
         "_secret_literals",
         "_secrets",
         "name",
@@ -327,6 +348,10 @@ class BuiltinDetector:
         self._phone_re = re.compile(rf"(?<![a-z0-9])(?:{alternation})(?![a-z0-9])")
         self._secrets = tuple(rule for rule in _SECRETS if rule[1] in wanted)
         self._secret_literals = tuple(lit for rule in self._secrets for lit in rule[0])
+        groups: dict[str | re.Pattern[str], list[_SecretRule]] = {}
+        for rule in self._secrets:
+            groups.setdefault(_SECRET_GATES[rule[1]], []).append(rule)
+        self._secret_groups = tuple((gate, tuple(rules)) for gate, rules in groups.items())
         self.name = name
 
     @property
@@ -352,17 +377,8 @@ class BuiltinDetector:
         self._scan_digits(t, raw)
         if "@" in t:
             self._scan_at(t, raw)
-        # Every secret prefix holds '-', '_', 'A', 'J', "xox" or "hooks.": one check each skips the
-        # rules for the text most messages are (substring checks run in C; a regex
-        # alternation of the literals would try each one at every position).
-        if self._secrets and (
-            "-" in t or "_" in t or "A" in t or "J" in t or "xox" in t or "hooks." in t
-        ):
-            for literals, kind, regex, validate in self._secrets:
-                for literal in literals:
-                    if literal in t:
-                        self._scan_secret(t, kind, regex, validate, raw)
-                        break
+        if self._secret_groups:
+            self._scan_secrets(t, raw)
         if ":" in t and ("ip_address" in kinds or "mac_address" in kinds):
             self._scan_colons(t, raw)
         if "mac_address" in kinds and t.count("-") >= 5:
@@ -406,8 +422,19 @@ class BuiltinDetector:
         skip_until = 0
         n = len(t)
         pos = 0
+        # Every run starts at a digit, and re's search tests each character against [0-9]
+        # in turn: about 30 instructions a character, the pass's largest cost on prose.
+        # In ASCII text with every digit written as "0" (bytes.translate, a table lookup
+        # a character) the next digit is a memchr away, and the run is matched there.
+        digits = t.encode("ascii").translate(_DIGITS_AS_ZERO) if t.isascii() else None
         while True:
-            m = _CHUNK.search(t, pos)
+            if digits is not None:
+                i = digits.find(b"0", pos)
+                if i == -1:
+                    return
+                m = _CHUNK.match(t, i)
+            else:
+                m = _CHUNK.search(t, pos)
             if m is None:
                 return
             s, e = m.span()
@@ -735,6 +762,16 @@ class BuiltinDetector:
                     raw.append((ls, domain.end(), "email", 0.99))
             at = nxt
 
+    def _scan_secrets(self, t: str, raw: list[Raw]) -> None:
+        for gate, rules in self._secret_groups:
+            if not (gate in t if isinstance(gate, str) else gate.search(t) is not None):
+                continue
+            for literals, kind, regex, validate in rules:
+                for literal in literals:
+                    if literal in t:
+                        self._scan_secret(t, kind, regex, validate, raw)
+                        break
+
     def _scan_secret(
         self,
         t: str,
@@ -794,15 +831,20 @@ class BuiltinDetector:
         kinds = self._kinds
         # Offsets in ``lower`` must equal those in ``t``; str.lower() can lengthen non-ASCII.
         lower = t.lower() if t.isascii() else t.translate(_ASCII_LOWER)
-        # Chained substring checks, not any(...) over a tuple: this runs once per call,
-        # and for short messages the generator's overhead was most of the call.
+        # Each label word is looked for once (a C substring search): the phrase pass
+        # below starts from these first indexes instead of searching again. Most texts
+        # hold none of them, and then these searches are the whole label pass. (A regex
+        # alternation of the words tries each one at every position: slower than all the
+        # searches together.)
+        find = lower.find
+        at_pass, at_pwd, at_secret = find("pass"), find("pwd"), find("secret")
+        at_token, at_key = find("token"), find("key")
         if (
-            "pass" in lower
-            or "pwd" in lower
-            or "secret" in lower
-            or "token" in lower
-            or "key" in lower
-            or "auth" in lower
+            at_pass != -1
+            or at_pwd != -1
+            or at_secret != -1
+            or at_token != -1
+            or at_key != -1
             or "credential" in lower
         ):
             if "=" in t or ":" in t:
@@ -815,21 +857,32 @@ class BuiltinDetector:
                     value = _ASSIGN_VALUE.match(t, after)
                     if value is not None:
                         self._assignment(key.group(1), value, raw)
-            if " is" in lower or " was" in lower or " be" in lower:
-                # Matched at each label word only: a scan of the whole text with the
-                # phrase's alternation cost more than the rest of the label pass.
-                for i in _occurrences(lower, _PHRASE_WORDS):
-                    m = _PHRASE.match(lower, i)
-                    if m is None:
-                        continue
-                    value = _ASSIGN_VALUE.match(t, m.end())
-                    if value is not None:
-                        self._assignment(m.group(1), value, raw)
+            # "api key is" and "api token is" start at "api": without key or token no
+            # phrase does.
+            at_api = find("api") if at_key != -1 or at_token != -1 else -1
+            # Matched at each label word only: a scan of the whole text with the phrase's
+            # alternation cost more than the rest of the label pass.
+            for i in _occurrences(
+                lower,
+                (
+                    ("pass", at_pass),
+                    ("pwd", at_pwd),
+                    ("api", at_api),
+                    ("secret", at_secret),
+                    ("token", at_token),
+                ),
+            ):
+                m = _PHRASE.match(lower, i)
+                if m is None:
+                    continue
+                value = _ASSIGN_VALUE.match(t, m.end())
+                if value is not None:
+                    self._assignment(m.group(1), value, raw)
         if "secret" in kinds and ("bearer" in lower or "basic" in lower):
             for m in _BEARER.finditer(lower):
                 self._bearer(t, m.start(1), m.end(1), raw)
         if "swift_bic" in kinds and ("bic" in lower or "swift" in lower):
-            for i in _occurrences(lower, ("bic", "swift")):
+            for i in _occurrences(lower, ((word, find(word)) for word in ("bic", "swift"))):
                 m = _BIC.match(t, i)
                 if m is None:
                     continue
@@ -840,7 +893,8 @@ class BuiltinDetector:
             "birth" in lower or "dob" in lower or "d.o.b" in lower or "born" in lower
         ):
             last = -1
-            for i in _occurrences(lower, ("birth", "dob", "d.o.b", "born")):
+            dob_words = ("birth", "dob", "d.o.b", "born")
+            for i in _occurrences(lower, ((word, find(word)) for word in dob_words)):
                 # "date of birth" starts before its word; the date follows within a line.
                 m = _DOB.search(t, max(last, i - 14), i + 120)
                 if m is None or m.start() < last:
@@ -851,12 +905,17 @@ class BuiltinDetector:
                     raw.append((m.start(first), m.end(), "date_of_birth", 0.9))
         if "age" not in kinds:
             return
-        if "age" in lower:
-            for m in _AGE_BEFORE.finditer(lower):
-                if (m.start() == 0 or not lower[m.start() - 1].isalpha()) and int(
-                    m.group(1)
-                ) <= 120:
-                    raw.append((m.start(1), m.end(1), "age", 0.8))
+        # "age" mostly occurs inside words ("message", "page"): one look at the character
+        # before each occurrence rejects those without running the pattern there.
+        i, last = find("age"), 0
+        while i != -1:
+            if i >= last and (i == 0 or not lower[i - 1].isalpha()):
+                m = _AGE_BEFORE.match(lower, i)
+                if m is not None:
+                    last = m.end()
+                    if int(m.group(1)) <= 120:
+                        raw.append((m.start(1), m.end(1), "age", 0.8))
+            i = find("age", i + 1)
         if " old" in lower or "-old" in lower:
             for m in _AGE_AFTER.finditer(lower):
                 number = _AGE_NUMBER.search(lower, max(0, m.start() - 5), m.start())
@@ -985,14 +1044,15 @@ def _sentence_end(t: str, s: int, e: int) -> bool:
     return _SENTENCE_END.search(t, s, e) is not None
 
 
-_PHRASE_WORDS = ("pass", "pwd", "api", "secret", "token")
+def _occurrences(lower: str, firsts: Iterable[tuple[str, int]]) -> list[int]:
+    """Where each word occurs in ``lower``, in text order.
 
-
-def _occurrences(lower: str, words: tuple[str, ...]) -> list[int]:
-    """Where each of ``words`` occurs in ``lower``, in text order."""
+    Each word comes with its first index (-1 when it does not occur), so that no word is
+    searched for from the start twice.
+    """
     found = []
-    for word in words:
-        i = lower.find(word)
+    for word, first in firsts:
+        i = first
         while i != -1:
             found.append(i)
             i = lower.find(word, i + 1)
