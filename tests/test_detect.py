@@ -346,11 +346,15 @@ ADVERSARIAL = {
 
 class TestLinearTime:
     @pytest.mark.parametrize("unit", list(ADVERSARIAL.values()), ids=list(ADVERSARIAL))
-    def test_ten_times_the_text_costs_at_most_fifteen_times_the_time(self, unit: str) -> None:
+    def test_ten_times_the_text_costs_far_less_than_a_hundred_times_the_time(
+        self, unit: str
+    ) -> None:
         """No pattern backtracks catastrophically: time grows linearly with the input.
 
         300 KB against 30 KB: quadratic work would show as a 100x ratio, so the sizes
-        only need to be large enough for the timer, not large in themselves.
+        only need to be large enough for the timer, not large in themselves. The bound
+        is 25, not 10: on a loaded 2-core CI machine a linear unit measured 15.6x once
+        (a 2.6 ms small run against a 40 ms large one), and n log n is still 13x.
         """
         small = unit * (30_000 // len(unit))
         large = unit * (300_000 // len(unit))
@@ -366,7 +370,7 @@ class TestLinearTime:
             return min(times)
 
         t_small, t_large = best(small), best(large)
-        assert t_large / max(t_small, 1e-4) <= 15
+        assert t_large / max(t_small, 1e-4) <= 25
 
 
 class TestMerge:
