@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import html
+import re
 import urllib.parse
 from typing import Any
 
@@ -139,3 +140,49 @@ def test_request_side_through_the_transport() -> None:
     assert _pct(VALUES["email"]).encode() not in sent
     assert _b64(VALUES["credit_card"]).encode() not in sent
     assert encoded in answer.json()["choices"][0]["message"]["content"]
+
+
+# The single alternation the unit scanner replaces: the reference for what a unit is.
+_REFERENCE_UNITS = re.compile(
+    r"(?P<pct>(?:%[0-9A-Fa-f]{2})+)"
+    r"|(?P<ent>&(?:#[0-9]{1,7}|#[xX][0-9A-Fa-f]{1,6}|[A-Za-z][A-Za-z0-9]{1,31});)"
+    r"|(?P<esc>(?:\\u[0-9A-Fa-f]{4}|\\x[0-9A-Fa-f]{2})+)"
+    r"|(?P<b64>(?<![A-Za-z0-9+/=_-])[A-Za-z0-9+/_-]{12,}={0,2}(?![A-Za-z0-9+/=_-]))"
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.lists(
+        st.sampled_from(
+            [
+                "%41",
+                "%4",
+                "&amp;",
+                "&#64;",
+                "&x",
+                "\\u0041",
+                "\\x4",
+                "=",
+                "==",
+                " ",
+                "é",
+                ".",
+                "QUJDREVGR0hJSktM",
+                "abcdefghijkl",
+                "abc",
+                "-",
+                "_",
+                "+/",
+                "0",
+            ]
+        ),
+        max_size=20,
+    ).map("".join)
+)
+def test_the_unit_scanner_finds_what_one_left_to_right_alternation_finds(text: str) -> None:
+    """Units found by separate anchored scans are the alternation's, in order."""
+    from aiguard.classify._decode import _units
+
+    expected = [(m.start(), m.end(), m.lastgroup) for m in _REFERENCE_UNITS.finditer(text)]
+    assert _units(text) == expected

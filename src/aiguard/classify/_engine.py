@@ -374,7 +374,7 @@ class BuiltinDetector:
         t = folded.text if folded is not None else text.replace("\t", " ")
         raw: list[Raw] = []
         kinds = self._kinds
-        self._scan_digits(t, raw)
+        has_digit = self._scan_digits(t, raw)
         if "@" in t:
             self._scan_at(t, raw)
         if self._secret_groups:
@@ -388,7 +388,7 @@ class BuiltinDetector:
                     (s and t[s - 1] == "-") or (e < len(t) and t[e] == "-")
                 ):
                     raw.append((s, e, "mac_address", 0.9))
-        self._scan_words(t, raw)
+        self._scan_words(t, raw, has_digit)
         if not raw:
             return []
         levels = self._levels
@@ -418,7 +418,8 @@ class BuiltinDetector:
             return _FAR
         return len(window) - ends[-1]
 
-    def _scan_digits(self, t: str, raw: list[Raw]) -> None:
+    def _scan_digits(self, t: str, raw: list[Raw]) -> bool:
+        """Digit-anchored values into ``raw``; whether ``t`` holds a digit at all."""
         skip_until = 0
         n = len(t)
         pos = 0
@@ -431,12 +432,12 @@ class BuiltinDetector:
             if digits is not None:
                 i = digits.find(b"0", pos)
                 if i == -1:
-                    return
+                    return pos > 0
                 m = _CHUNK.match(t, i)
             else:
                 m = _CHUNK.search(t, pos)
             if m is None:
-                return
+                return pos > 0
             s, e = m.span()
             pos = e
             if s < skip_until:
@@ -827,10 +828,14 @@ class BuiltinDetector:
         if v.ip_valid(token):
             raw.append((s, e, "ip_address", 0.95))
 
-    def _scan_words(self, t: str, raw: list[Raw]) -> None:
+    def _scan_words(self, t: str, raw: list[Raw], has_digit: bool = True) -> None:
         kinds = self._kinds
-        # Offsets in ``lower`` must equal those in ``t``; str.lower() can lengthen non-ASCII.
-        lower = t.lower() if t.isascii() else t.translate(_ASCII_LOWER)
+        # Offsets in ``lower`` must equal those in ``t``: str.lower() can lengthen a
+        # non-ASCII letter ("İ"), and then only the ASCII letters are lowered (a dict
+        # lookup per character, far slower than lower()).
+        lower = t.lower()
+        if len(lower) != len(t):
+            lower = t.translate(_ASCII_LOWER)
         # Each label word is looked for once (a C substring search): the phrase pass
         # below starts from these first indexes instead of searching again. Most texts
         # hold none of them, and then these searches are the whole label pass. (A regex
@@ -889,6 +894,8 @@ class BuiltinDetector:
                 code = m.group(1)
                 if code.isupper() and v.bic_valid(code):
                     raw.append((m.start(1), m.end(1), "swift_bic", 0.9))
+        if not has_digit:
+            return  # dates of birth and ages are written with digits
         if "date_of_birth" in kinds and (
             "birth" in lower or "dob" in lower or "d.o.b" in lower or "born" in lower
         ):

@@ -36,6 +36,7 @@ _INVISIBLE = (
 _COMBINING = "\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f"
 _INVISIBLE_RE = re.compile("[" + _INVISIBLE + _COMBINING + "]")
 _COMBINING_RE = re.compile("[" + _COMBINING + "]+")
+_NON_ASCII = re.compile(r"[^\x00-\x7f]+")
 
 # Latin look-alikes from Cyrillic and Greek: the letters that render the same in
 # common fonts. Mapping them only changes what the matchers see, never the output.
@@ -107,7 +108,12 @@ def normalize(text: str) -> Normalized:
     """Fold ``text`` for matching; all-ASCII text is returned as it is, without a copy."""
     if text.isascii():
         return Normalized(text.replace("\t", " ") if "\t" in text else text)
-    folded = text.translate(_table())
+    # Only the non-ASCII runs go through the table (a dict lookup per character); the
+    # ASCII between them, most of any text, is copied as it is.
+    table = _table()
+    folded = _NON_ASCII.sub(lambda m: m.group().translate(table), text)
+    if "\t" in folded:
+        folded = folded.replace("\t", " ")
     if _INVISIBLE_RE.search(folded) is None:
         return Normalized(folded)
     removed = [m.start() - k for k, m in enumerate(_INVISIBLE_RE.finditer(folded))]

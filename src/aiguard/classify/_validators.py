@@ -17,14 +17,13 @@ import json
 import math
 import re
 from collections import Counter
+from dataclasses import dataclass
 
 from phonenumbers import (
     COUNTRY_CODE_TO_REGION_CODE,
     NumberParseException,
     PhoneMetadata,
-    PhoneNumber,
     is_valid_number,
-    is_valid_number_for_region,
     parse,
 )
 from stdnum import bic as _bic
@@ -318,14 +317,101 @@ _FAST_REGIONS = {
 }
 
 
-def _phone_number(cc: int, nsn: str) -> PhoneNumber:
-    zeros = len(nsn) - len(nsn.lstrip("0"))
-    return PhoneNumber(
-        country_code=cc,
-        national_number=int(nsn),
-        italian_leading_zero=True if zeros else None,
-        number_of_leading_zeros=zeros if zeros > 1 else None,
+# The number types phonenumbers' `_number_type_helper` tries after the general pattern;
+# a number is valid for a region when it matches the general pattern and one of these.
+_TYPE_DESCS = (
+    "premium_rate",
+    "toll_free",
+    "shared_cost",
+    "voip",
+    "personal_number",
+    "pager",
+    "uan",
+    "voicemail",
+    "fixed_line",
+    "mobile",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class _RegionRules:
+    """A region's validity rules from phonenumbers' metadata, compiled once: per length,
+    one alternation of the type patterns that admit that length."""
+
+    general_lengths: frozenset[int]
+    general: re.Pattern[str]
+    types_by_length: dict[int, re.Pattern[str]]
+    types_any_length: re.Pattern[str] | None
+    leading_digits: re.Pattern[str] | None
+
+    def valid(self, nsn: str) -> bool:
+        length = len(nsn)
+        if self.general_lengths and length not in self.general_lengths:
+            return False
+        if self.general.fullmatch(nsn) is None:
+            return False
+        types = self.types_by_length.get(length, self.types_any_length)
+        return types is not None and types.fullmatch(nsn) is not None
+
+
+@functools.cache
+def _region_rules(region: str) -> _RegionRules | None:
+    metadata = PhoneMetadata.metadata_for_region(region, None)
+    if metadata is None:
+        return None
+    general = metadata.general_desc
+    if general is None or not general.national_number_pattern:
+        return None
+    typed: list[tuple[frozenset[int], str]] = []
+    for name in _TYPE_DESCS:
+        desc = getattr(metadata, name)
+        if desc is not None and desc.national_number_pattern:
+            typed.append((frozenset(desc.possible_length), desc.national_number_pattern))
+    lengths = {n for admitted, _ in typed for n in admitted}
+
+    def alternation(patterns: list[str]) -> re.Pattern[str] | None:
+        return re.compile("|".join(f"(?:{p})" for p in patterns)) if patterns else None
+
+    by_length = {
+        n: alternation([p for admitted, p in typed if not admitted or n in admitted])
+        for n in lengths
+    }
+    return _RegionRules(
+        frozenset(general.possible_length),
+        re.compile(general.national_number_pattern),
+        {n: pattern for n, pattern in by_length.items() if pattern is not None},
+        alternation([p for admitted, p in typed if not admitted]),
+        re.compile(metadata.leading_digits) if metadata.leading_digits else None,
     )
+
+
+def _valid_for_region(nsn: str, region: str) -> bool:
+    """``phonenumbers.is_valid_number_for_region`` for a national significant number of the
+    region's own country code."""
+    rules = _region_rules(region)
+    return rules is not None and rules.valid(nsn)
+
+
+def _valid_nsn(nsn: str, region: str, regions: tuple[str, ...]) -> bool:
+    """``is_valid_number_for_region(number, region) or is_valid_number(number)`` for the
+    national significant number of a number whose country code ``regions`` share (the
+    first is its main region). ``region`` is tried first: one type check instead of one
+    per region sharing the code (GB, GG, IM, JE)."""
+    if _valid_for_region(nsn, region):
+        return True
+    if len(regions) == 1:
+        return region != regions[0] and _valid_for_region(nsn, regions[0])
+    # The region the number belongs to decides, as `region_code_for_number` picks it.
+    for candidate in regions:
+        rules = _region_rules(candidate)
+        if rules is None:
+            continue
+        if rules.leading_digits is not None:
+            if rules.leading_digits.match(nsn):
+                return rules.valid(nsn)
+        elif rules.valid(nsn):
+            return True
+    return False
 
 
 def _nsn_candidates(digits: str, region: str) -> tuple[int, tuple[str, ...]] | None:
@@ -371,15 +457,7 @@ def valid_phone(digits: str, plus: bool, region: str | None) -> bool:
                 return bool(is_valid_number(parse("+" + digits, None)))
             except NumberParseException:
                 return False
-        for nsn in found[1]:
-            if len(nsn) < 2:
-                continue
-            number = _phone_number(cc, nsn)
-            # The main region first: one type check instead of one per region sharing
-            # the country code (GB, GG, IM, JE); any other region's answer after.
-            if is_valid_number_for_region(number, regions[0]) or is_valid_number(number):
-                return True
-        return False
+        return any(len(nsn) >= 2 and _valid_nsn(nsn, regions[0], regions) for nsn in found[1])
     assert region is not None
     found = _nsn_candidates(digits, region)
     if found is None:
@@ -388,12 +466,9 @@ def valid_phone(digits: str, plus: bool, region: str | None) -> bool:
         except NumberParseException:
             return False
     cc, candidates = found
-    for nsn in candidates:
-        if len(nsn) < 2:
-            continue
-        number = _phone_number(cc, nsn)
-        if is_valid_number_for_region(number, region) or is_valid_number(number):
-            return True
+    regions = COUNTRY_CODE_TO_REGION_CODE.get(cc, (region,))
+    if any(len(nsn) >= 2 and _valid_nsn(nsn, region, regions) for nsn in candidates):
+        return True
     # As parse does: an international call prefix ("00", "011") or the region's own
     # country code written without "+".
     idd = _FAST_REGIONS[region]
