@@ -37,6 +37,7 @@ from faultkit import MESSAGE, RAW, DoorCall, ThrowawayPostgres, free_port
 
 import aiguard
 from aiguard.consent import InMemoryConsentStore
+from aiguard.errors import KeyProviderError
 from aiguard.testing import FakeModel, assert_no_raw_values
 from aiguard.vault import InMemoryVault
 
@@ -605,3 +606,45 @@ def test_database_locked_after_start_fails_writes_typed(tmp_path: Path, componen
         assert fake.requests == []
     # database_timeout = 0.5 per attempt, a few attempts for the vault's retries.
     assert seconds < 0.5 * 4 + 2.0, f"took {seconds:.2f} s"
+
+
+def test_key_provider_faults_name_their_policy_keys(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A damaged key file, an unsafe one, an unusable variable: typed, with the fix and
+    the policy key, never the key material."""
+    short = tmp_path / "root.key"
+    short.write_bytes(b"short")
+    short.chmod(0o600)
+    shared = tmp_path / "shared.key"
+    shared.write_bytes(os.urandom(32))
+    shared.chmod(0o644)
+    (tmp_path / "db").mkdir()
+    (tmp_path / "db" / "aiguard.key").write_bytes(b"x" * 31)
+    (tmp_path / "db" / "aiguard.key").chmod(0o600)
+    monkeypatch.setenv("AIGUARD_FAULT_KEY", "c2hvcnQ=")
+    keys = Target("key", lambda _: "", "", None)
+    cells = [
+        (f'[keys]\nvault = "memory"\nfile = "{short}"\n', str(short), "[keys] file", "restore"),
+        (f'[keys]\nvault = "memory"\nfile = "{shared}"\n', str(shared), "[keys] file", "chmod"),
+        (
+            '[keys]\nvault = "memory"\nprovider = "env"\nenv = "AIGUARD_FAULT_KEY"\n',
+            "AIGUARD_FAULT_KEY",
+            "[keys] env",
+            "openssl rand",
+        ),
+        (
+            f'database = "{tmp_path / "db" / "aiguard.db"}"\n',
+            str(tmp_path / "db" / "aiguard.key"),
+            "policy key database",
+            "restore",
+        ),
+    ]
+    for policy, named, key, fix in cells:
+        outcome = _run(tmp_path, keys, policy + DESTINATION)
+        error = outcome.error
+        assert isinstance(error, KeyProviderError), (named, error)
+        text = str(error)
+        assert named in text and key in text and fix in text, text
+        assert "c2hvcnQ=" not in text
+        assert outcome.fake.requests == []
