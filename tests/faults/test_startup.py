@@ -608,6 +608,95 @@ def test_database_locked_after_start_fails_writes_typed(tmp_path: Path, componen
     assert seconds < 0.5 * 4 + 2.0, f"took {seconds:.2f} s"
 
 
+# -- key providers, the signing key and the checkpoint file ---------------------------
+
+
+def _signed(key: str, checkpoint: str | None = None) -> str:
+    text = DESTINATION + f'[provenance]\nsigning_key = "{key}"\ncheckpoint_every = 1\n'
+    return text + (f'checkpoint_file = "{checkpoint}"\n' if checkpoint else "")
+
+
+SIGNED = Target("signing key", _signed, "[provenance] signing_key", "sign.key")
+
+
+def test_signing_key_faults(tmp_path: Path, readonly_dir: Path) -> None:
+    """Read-only, parent a file, path a directory, damaged: typed, named, nothing sent."""
+    (tmp_path / "a-file").write_text("not a directory")
+    (tmp_path / "key-dir").mkdir()
+    damaged = tmp_path / "damaged.key"
+    damaged.write_bytes(b"-----BEGIN PRIVATE KEY-----\nnot a key\n")
+    damaged.chmod(0o600)
+    cells = [
+        (readonly_dir / "sign.key", "readonly_dir"),
+        (tmp_path / "a-file" / "sign.key", "parent_is_file"),
+        (tmp_path / "key-dir", "path_is_dir"),
+        (damaged, "corrupt"),
+    ]
+    for path, fault in cells:
+        outcome = _run(tmp_path, SIGNED, _signed(str(path)))
+        assert isinstance(outcome.error, aiguard.ProvenanceError), (fault, outcome.error)
+        assert outcome.stage == "start-up", fault
+        _assert_fails_closed(outcome, str(path), SIGNED.key, fault)
+
+
+def test_signing_key_missing_parent_is_created(tmp_path: Path) -> None:
+    location = tmp_path / "not" / "yet" / "sign.key"
+    outcome = _run(tmp_path, SIGNED, _signed(str(location)))
+    assert outcome.error is None, outcome.error
+    assert location.exists()
+
+
+def test_checkpoint_file_faults_fail_the_start(tmp_path: Path, readonly_dir: Path) -> None:
+    """The latest note is written on every checkpoint: a location it cannot be written to
+    fails the start (not the call that happens to seal a checkpoint), typed and named."""
+    key = tmp_path / "sign.key"
+    (tmp_path / "a-file").write_text("not a directory")
+    (tmp_path / "note-dir").mkdir()
+    cells = [
+        (readonly_dir / "latest.checkpoint", str(readonly_dir), "readonly_dir"),
+        (tmp_path / "a-file" / "latest", str(tmp_path / "a-file"), "parent_is_file"),
+        (tmp_path / "note-dir", str(tmp_path / "note-dir"), "path_is_dir"),
+    ]
+    checkpoint = Target("checkpoint file", lambda _: "", "[provenance] checkpoint_file", None)
+    for path, named, fault in cells:
+        outcome = _run(tmp_path, checkpoint, _signed(str(key), str(path)))
+        assert isinstance(outcome.error, aiguard.ProvenanceError), (fault, outcome.error)
+        assert outcome.stage == "start-up", fault
+        _assert_fails_closed(outcome, named, checkpoint.key, fault)
+    fine = tmp_path / "not" / "yet" / "latest.checkpoint"
+    outcome = _run(tmp_path, checkpoint, _signed(str(key), str(fine)))
+    assert outcome.error is None, outcome.error
+    assert fine.read_text().startswith("aiguard\n")  # written by the call's checkpoint
+    assert list(fine.parent.iterdir()) == [fine]  # the start-up check left nothing
+
+
+def test_checkpoint_file_lost_after_start_fails_typed(tmp_path: Path) -> None:
+    """The directory goes away under a running log: the next checkpoint fails the call
+    with a typed error naming the file and the key (the checkpoint record itself is in
+    the log; only its published copy could not be written)."""
+    import shutil
+
+    notes = tmp_path / "notes"
+    (tmp_path / "aiguard.toml").write_text(
+        _signed(str(tmp_path / "sign.key"), str(notes / "latest.checkpoint"))
+    )
+    guard = aiguard.Guard.from_toml(tmp_path / "aiguard.toml")
+    fake = FakeModel()
+    call = DoorCall("sync", guard, transport=fake.transport)
+    assert call() == "Echo: " + MESSAGE
+    shutil.rmtree(notes)
+    (tmp_path / "notes").write_text("a file now")
+    with pytest.raises(aiguard.ProvenanceError) as caught:
+        call()
+    assert_no_raw_values(fake, RAW.values())
+    text = str(caught.value)
+    assert str(notes / "latest.checkpoint") in text
+    assert "[provenance] checkpoint_file" in text and "not a directory" in text
+    assert isinstance(caught.value.__cause__, OSError)
+    with contextlib.suppress(aiguard.AIGuardError):
+        guard.close()
+
+
 def test_key_provider_faults_name_their_policy_keys(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
