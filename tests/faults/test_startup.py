@@ -608,6 +608,88 @@ def test_database_locked_after_start_fails_writes_typed(tmp_path: Path, componen
     assert seconds < 0.5 * 4 + 2.0, f"took {seconds:.2f} s"
 
 
+# -- the database itself, behind a key that is already there -------------------------
+#
+# In the cells above the embedded stores fail on ``aiguard.key``, created beside the
+# database before it opens. A deployment that provisions the key (a secret mount) gets
+# as far as the SQLite file: these cells fault the database itself.
+
+DATABASE_TARGETS = [t for t in FILE_TARGETS if t.key == "database"]
+
+
+def _provision_key(directory: Path) -> None:
+    from aiguard.vault.keyfile import load_or_create_key
+
+    load_or_create_key(directory / "aiguard.key")
+
+
+@pytest.fixture
+def readonly_dir_with_key(tmp_path: Path) -> Iterator[Path]:
+    """A read-only directory that already holds ``aiguard.key`` (a read-only bind mount
+    as root, else mode 0500)."""
+    source = tmp_path / "provisioned"
+    source.mkdir()
+    _provision_key(source)
+    if os.geteuid() != 0:
+        source.chmod(0o500)
+        try:
+            yield source
+        finally:
+            source.chmod(0o700)
+        return
+    target = tmp_path / "readonly"
+    target.mkdir()
+    bound = subprocess.run(
+        ["mount", "--bind", str(source), str(target)], capture_output=True, check=False
+    )
+    if bound.returncode != 0:
+        pytest.skip("running as root without mount: cannot make a read-only directory")
+    try:
+        remounted = subprocess.run(
+            ["mount", "-o", "remount,bind,ro", str(target)], capture_output=True, check=False
+        )
+        if remounted.returncode != 0:
+            pytest.skip("cannot remount a bind mount read-only here")
+        yield target
+    finally:
+        # Not `_umount`: a bind mount of a directory on the same file system is not
+        # something `os.path.ismount` recognizes.
+        done = subprocess.run(["umount", str(target)], capture_output=True, check=False)
+        if done.returncode != 0:
+            subprocess.run(["umount", "-l", str(target)], capture_output=True, check=False)
+
+
+@pytest.mark.parametrize("db_target", DATABASE_TARGETS, ids=lambda t: t.name.replace(" ", "-"))
+def test_read_only_directory_with_a_provisioned_key(
+    tmp_path: Path, readonly_dir_with_key: Path, db_target: Target
+) -> None:
+    location = readonly_dir_with_key / "aiguard.db"
+    outcome = _run(tmp_path, db_target, db_target.policy(str(location)))
+    _assert_fails_closed(outcome, str(location), "policy key database", "readonly_dir")
+    # The database itself, not the key file (a `KeyProviderError` is a `VaultError`).
+    assert isinstance(outcome.error, aiguard.StoreError), outcome.error
+
+
+@pytest.mark.parametrize("db_target", DATABASE_TARGETS, ids=lambda t: t.name.replace(" ", "-"))
+def test_disk_full_with_a_provisioned_key(tmp_path: Path, db_target: Target) -> None:
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if not _mount_tmpfs(disk, "size=64k"):
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        _provision_key(disk)
+        with contextlib.suppress(OSError), open(disk / "filler", "wb") as handle:
+            while True:
+                handle.write(b"\0" * 4096)
+                handle.flush()
+        location = disk / "aiguard.db"
+        outcome = _run(tmp_path, db_target, db_target.policy(str(location)))
+        _assert_fails_closed(outcome, str(location), "policy key database", "disk_full")
+        assert isinstance(outcome.error, aiguard.StoreError), outcome.error
+    finally:
+        _umount(disk)
+
+
 # -- key providers, the signing key and the checkpoint file ---------------------------
 
 
