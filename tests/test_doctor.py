@@ -6,6 +6,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import shutil
 import socket
 import sqlite3
 import subprocess
@@ -256,3 +257,34 @@ def test_text_output_names_each_component(
     for name in ("vault", "consent store", "kill switch", "provenance"):
         assert name in out
     assert "all stores and sinks are ok" in out
+
+
+def test_signing_key_and_checkpoint_file_are_checked(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The signing key is loaded as start-up loads it (a damaged one is reported), and
+    the checkpoint file's location is probed; nothing is left behind."""
+    policy = tmp_path / "aiguard.toml"
+    signed = DESTINATION + '[provenance]\nsigning_key = "keys/sign.key"\n'
+    policy.write_text(signed + 'checkpoint_file = "notes/latest.checkpoint"\n')
+    code, report = _doctor(policy, capsys)
+    assert code == 0, report
+    checks = _by_component(report)
+    assert checks["checkpoint file"]["ok"] and checks["signing key"]["ok"]
+    assert _probe_leftovers(tmp_path) == [] and list((tmp_path / "notes").iterdir()) == []
+    # Start once, so the key exists; then damage it and put a file where notes/ was.
+    aiguard.Guard.from_toml(policy).close()
+    (tmp_path / "keys" / "sign.key").write_bytes(b"not a key at all")
+    shutil.rmtree(tmp_path / "notes")
+    (tmp_path / "notes").write_text("a file")
+    code, report = _doctor(policy, capsys)
+    assert code == 1
+    checks = _by_component(report)
+    key, note = checks["signing key"], checks["checkpoint file"]
+    assert not key["ok"] and key["error"] == "provenance_error"
+    assert "no usable Ed25519 private key" in key["detail"]
+    assert "[provenance] signing_key" in key["detail"]
+    assert not note["ok"] and note["error"] == "provenance_error"
+    assert "not a directory" in note["detail"] and "[provenance] checkpoint_file" in note["detail"]
+    with pytest.raises(aiguard.ProvenanceError, match="no usable Ed25519"):
+        aiguard.Guard.from_toml(policy)

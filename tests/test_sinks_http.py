@@ -219,3 +219,26 @@ def test_close_does_not_sit_out_the_retries_of_a_collector_that_refuses(tmp_path
     again.flush(5)
     again.close()
     assert len(collector.lines) == 1
+
+
+def test_a_segment_that_cannot_be_opened_fails_typed_and_writing_goes_on(tmp_path: Path) -> None:
+    """Rotation is a spool write like any other: a next segment that cannot be opened
+    is a typed error naming the spool and its policy key, the sink keeps its current
+    segment, and once the way is clear it rotates and every record is delivered."""
+    collector = Collector()
+    sink = sink_for(tmp_path, collector, segment_bytes=1, key="[[provenance.sinks]] #1 spool_dir")
+    first, second = records(2)[-2:]
+    sink.emit(first)
+    blocker = tmp_path / f"{2:012d}.ndjson"
+    blocker.mkdir()  # where the next segment goes
+    with pytest.raises(ProvenanceError) as caught:
+        sink.emit(second)
+    text = str(caught.value)
+    assert str(tmp_path) in text and "is a directory" in text
+    assert "[[provenance.sinks]] #1 spool_dir" in text
+    assert isinstance(caught.value.__cause__, IsADirectoryError)
+    blocker.rmdir()
+    sink.emit(second)
+    wait_for(lambda: len(collector.lines) == 2)
+    assert collector.lines == [first.line, second.line]
+    sink.close()

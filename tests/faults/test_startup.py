@@ -37,6 +37,7 @@ from faultkit import MESSAGE, RAW, DoorCall, ThrowawayPostgres, free_port
 
 import aiguard
 from aiguard.consent import InMemoryConsentStore
+from aiguard.errors import KeyProviderError
 from aiguard.testing import FakeModel, assert_no_raw_values
 from aiguard.vault import InMemoryVault
 
@@ -605,3 +606,216 @@ def test_database_locked_after_start_fails_writes_typed(tmp_path: Path, componen
         assert fake.requests == []
     # database_timeout = 0.5 per attempt, a few attempts for the vault's retries.
     assert seconds < 0.5 * 4 + 2.0, f"took {seconds:.2f} s"
+
+
+# -- the database itself, behind a key that is already there -------------------------
+#
+# In the cells above the embedded stores fail on ``aiguard.key``, created beside the
+# database before it opens. A deployment that provisions the key (a secret mount) gets
+# as far as the SQLite file: these cells fault the database itself.
+
+DATABASE_TARGETS = [t for t in FILE_TARGETS if t.key == "database"]
+
+
+def _provision_key(directory: Path) -> None:
+    from aiguard.vault.keyfile import load_or_create_key
+
+    load_or_create_key(directory / "aiguard.key")
+
+
+@pytest.fixture
+def readonly_dir_with_key(tmp_path: Path) -> Iterator[Path]:
+    """A read-only directory that already holds ``aiguard.key`` (a read-only bind mount
+    as root, else mode 0500)."""
+    source = tmp_path / "provisioned"
+    source.mkdir()
+    _provision_key(source)
+    if os.geteuid() != 0:
+        source.chmod(0o500)
+        try:
+            yield source
+        finally:
+            source.chmod(0o700)
+        return
+    target = tmp_path / "readonly"
+    target.mkdir()
+    bound = subprocess.run(
+        ["mount", "--bind", str(source), str(target)], capture_output=True, check=False
+    )
+    if bound.returncode != 0:
+        pytest.skip("running as root without mount: cannot make a read-only directory")
+    try:
+        remounted = subprocess.run(
+            ["mount", "-o", "remount,bind,ro", str(target)], capture_output=True, check=False
+        )
+        if remounted.returncode != 0:
+            pytest.skip("cannot remount a bind mount read-only here")
+        yield target
+    finally:
+        # Not `_umount`: a bind mount of a directory on the same file system is not
+        # something `os.path.ismount` recognizes.
+        done = subprocess.run(["umount", str(target)], capture_output=True, check=False)
+        if done.returncode != 0:
+            subprocess.run(["umount", "-l", str(target)], capture_output=True, check=False)
+
+
+@pytest.mark.parametrize("db_target", DATABASE_TARGETS, ids=lambda t: t.name.replace(" ", "-"))
+def test_read_only_directory_with_a_provisioned_key(
+    tmp_path: Path, readonly_dir_with_key: Path, db_target: Target
+) -> None:
+    location = readonly_dir_with_key / "aiguard.db"
+    outcome = _run(tmp_path, db_target, db_target.policy(str(location)))
+    _assert_fails_closed(outcome, str(location), "policy key database", "readonly_dir")
+    # The database itself, not the key file (a `KeyProviderError` is a `VaultError`).
+    assert isinstance(outcome.error, aiguard.StoreError), outcome.error
+
+
+@pytest.mark.parametrize("db_target", DATABASE_TARGETS, ids=lambda t: t.name.replace(" ", "-"))
+def test_disk_full_with_a_provisioned_key(tmp_path: Path, db_target: Target) -> None:
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if not _mount_tmpfs(disk, "size=64k"):
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        _provision_key(disk)
+        with contextlib.suppress(OSError), open(disk / "filler", "wb") as handle:
+            while True:
+                handle.write(b"\0" * 4096)
+                handle.flush()
+        location = disk / "aiguard.db"
+        outcome = _run(tmp_path, db_target, db_target.policy(str(location)))
+        _assert_fails_closed(outcome, str(location), "policy key database", "disk_full")
+        assert isinstance(outcome.error, aiguard.StoreError), outcome.error
+    finally:
+        _umount(disk)
+
+
+# -- key providers, the signing key and the checkpoint file ---------------------------
+
+
+def _signed(key: str, checkpoint: str | None = None) -> str:
+    text = DESTINATION + f'[provenance]\nsigning_key = "{key}"\ncheckpoint_every = 1\n'
+    return text + (f'checkpoint_file = "{checkpoint}"\n' if checkpoint else "")
+
+
+SIGNED = Target("signing key", _signed, "[provenance] signing_key", "sign.key")
+
+
+def test_signing_key_faults(tmp_path: Path, readonly_dir: Path) -> None:
+    """Read-only, parent a file, path a directory, damaged: typed, named, nothing sent."""
+    (tmp_path / "a-file").write_text("not a directory")
+    (tmp_path / "key-dir").mkdir()
+    damaged = tmp_path / "damaged.key"
+    damaged.write_bytes(b"-----BEGIN PRIVATE KEY-----\nnot a key\n")
+    damaged.chmod(0o600)
+    cells = [
+        (readonly_dir / "sign.key", "readonly_dir"),
+        (tmp_path / "a-file" / "sign.key", "parent_is_file"),
+        (tmp_path / "key-dir", "path_is_dir"),
+        (damaged, "corrupt"),
+    ]
+    for path, fault in cells:
+        outcome = _run(tmp_path, SIGNED, _signed(str(path)))
+        assert isinstance(outcome.error, aiguard.ProvenanceError), (fault, outcome.error)
+        assert outcome.stage == "start-up", fault
+        _assert_fails_closed(outcome, str(path), SIGNED.key, fault)
+
+
+def test_signing_key_missing_parent_is_created(tmp_path: Path) -> None:
+    location = tmp_path / "not" / "yet" / "sign.key"
+    outcome = _run(tmp_path, SIGNED, _signed(str(location)))
+    assert outcome.error is None, outcome.error
+    assert location.exists()
+
+
+def test_checkpoint_file_faults_fail_the_start(tmp_path: Path, readonly_dir: Path) -> None:
+    """The latest note is written on every checkpoint: a location it cannot be written to
+    fails the start (not the call that happens to seal a checkpoint), typed and named."""
+    key = tmp_path / "sign.key"
+    (tmp_path / "a-file").write_text("not a directory")
+    (tmp_path / "note-dir").mkdir()
+    cells = [
+        (readonly_dir / "latest.checkpoint", str(readonly_dir), "readonly_dir"),
+        (tmp_path / "a-file" / "latest", str(tmp_path / "a-file"), "parent_is_file"),
+        (tmp_path / "note-dir", str(tmp_path / "note-dir"), "path_is_dir"),
+    ]
+    checkpoint = Target("checkpoint file", lambda _: "", "[provenance] checkpoint_file", None)
+    for path, named, fault in cells:
+        outcome = _run(tmp_path, checkpoint, _signed(str(key), str(path)))
+        assert isinstance(outcome.error, aiguard.ProvenanceError), (fault, outcome.error)
+        assert outcome.stage == "start-up", fault
+        _assert_fails_closed(outcome, named, checkpoint.key, fault)
+    fine = tmp_path / "not" / "yet" / "latest.checkpoint"
+    outcome = _run(tmp_path, checkpoint, _signed(str(key), str(fine)))
+    assert outcome.error is None, outcome.error
+    assert fine.read_text().startswith("aiguard\n")  # written by the call's checkpoint
+    assert list(fine.parent.iterdir()) == [fine]  # the start-up check left nothing
+
+
+def test_checkpoint_file_lost_after_start_fails_typed(tmp_path: Path) -> None:
+    """The directory goes away under a running log: the next checkpoint fails the call
+    with a typed error naming the file and the key (the checkpoint record itself is in
+    the log; only its published copy could not be written)."""
+    import shutil
+
+    notes = tmp_path / "notes"
+    (tmp_path / "aiguard.toml").write_text(
+        _signed(str(tmp_path / "sign.key"), str(notes / "latest.checkpoint"))
+    )
+    guard = aiguard.Guard.from_toml(tmp_path / "aiguard.toml")
+    fake = FakeModel()
+    call = DoorCall("sync", guard, transport=fake.transport)
+    assert call() == "Echo: " + MESSAGE
+    shutil.rmtree(notes)
+    (tmp_path / "notes").write_text("a file now")
+    with pytest.raises(aiguard.ProvenanceError) as caught:
+        call()
+    assert_no_raw_values(fake, RAW.values())
+    text = str(caught.value)
+    assert str(notes / "latest.checkpoint") in text
+    assert "[provenance] checkpoint_file" in text and "not a directory" in text
+    assert isinstance(caught.value.__cause__, OSError)
+    with contextlib.suppress(aiguard.AIGuardError):
+        guard.close()
+
+
+def test_key_provider_faults_name_their_policy_keys(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A damaged key file, an unsafe one, an unusable variable: typed, with the fix and
+    the policy key, never the key material."""
+    short = tmp_path / "root.key"
+    short.write_bytes(b"short")
+    short.chmod(0o600)
+    shared = tmp_path / "shared.key"
+    shared.write_bytes(os.urandom(32))
+    shared.chmod(0o644)
+    (tmp_path / "db").mkdir()
+    (tmp_path / "db" / "aiguard.key").write_bytes(b"x" * 31)
+    (tmp_path / "db" / "aiguard.key").chmod(0o600)
+    monkeypatch.setenv("AIGUARD_FAULT_KEY", "c2hvcnQ=")
+    keys = Target("key", lambda _: "", "", None)
+    cells = [
+        (f'[keys]\nvault = "memory"\nfile = "{short}"\n', str(short), "[keys] file", "restore"),
+        (f'[keys]\nvault = "memory"\nfile = "{shared}"\n', str(shared), "[keys] file", "chmod"),
+        (
+            '[keys]\nvault = "memory"\nprovider = "env"\nenv = "AIGUARD_FAULT_KEY"\n',
+            "AIGUARD_FAULT_KEY",
+            "[keys] env",
+            "openssl rand",
+        ),
+        (
+            f'database = "{tmp_path / "db" / "aiguard.db"}"\n',
+            str(tmp_path / "db" / "aiguard.key"),
+            "policy key database",
+            "restore",
+        ),
+    ]
+    for policy, named, key, fix in cells:
+        outcome = _run(tmp_path, keys, policy + DESTINATION)
+        error = outcome.error
+        assert isinstance(error, KeyProviderError), (named, error)
+        text = str(error)
+        assert named in text and key in text and fix in text, text
+        assert "c2hvcnQ=" not in text
+        assert outcome.fake.requests == []

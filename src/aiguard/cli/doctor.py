@@ -312,7 +312,20 @@ def _check_provenance(policy: Any, base: Path, checks: list[Check]) -> None:
             checks.append(Check(label, item.type, True, "ok: nothing to open"))
     if spec.signing_key:
         key_file = _resolve(base, spec.signing_key)
-        _probe(checks, "signing key", os.fspath(key_file), lambda: _probe_signing_key(key_file))
+        _probe(
+            checks,
+            "signing key",
+            os.fspath(key_file),
+            lambda: _probe_signing_key(key_file, spec.log),
+        )
+        if spec.checkpoint_file:
+            checkpoint = _resolve(base, spec.checkpoint_file)
+            _probe(
+                checks,
+                "checkpoint file",
+                os.fspath(checkpoint),
+                lambda: _probe_checkpoint_file(checkpoint),
+            )
 
 
 def _probe_file(directory: Path) -> None:
@@ -393,7 +406,9 @@ def _probe_spool(spool: Path, key: str) -> str:
     return "ok: the spool is writable and not locked (the collector is not contacted)"
 
 
-def _probe_signing_key(path: Path) -> str:
+def _probe_signing_key(path: Path, log: str) -> str:
+    from ..provenance.config import load_signer
+
     with translating(
         ProvenanceError,
         component="the signing key",
@@ -405,6 +420,23 @@ def _probe_signing_key(path: Path) -> str:
             path.parent.mkdir(parents=True, exist_ok=True)
             _probe_file(path.parent)
             return "ok: it will be created on first start"
-        with open(path, "rb") as handle:
-            handle.read(1)
-    return "ok: readable"
+    # Loaded as start-up loads it: a damaged key or one of another type is reported.
+    load_signer(path, log)
+    return "ok: readable, an Ed25519 key"
+
+
+def _probe_checkpoint_file(path: Path) -> str:
+    from ..provenance.config import CHECKPOINT_FILE
+
+    with translating(
+        ProvenanceError,
+        component="the checkpoint file",
+        target=os.fspath(path),
+        operation="probe the checkpoint file",
+        key=CHECKPOINT_FILE,
+    ):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.is_dir():
+            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), os.fspath(path))
+        _probe_file(path.parent)
+    return "ok: its directory is writable"

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from ..errors import ProvenanceError
+from ..storage._faults import translating
 from .canonical import _encode_chunks, _trusted_bytes, canonical_bytes, checked_fields
 from .checkpoint import MerkleFrontier, Signer
 from .events import SCHEMA
@@ -685,9 +686,16 @@ class ProvenanceLog:
         self._flush_sinks()
         self.latest_checkpoint = note
         if self.checkpoint_file is not None and self._required_failure() is None:
-            tmp = self.checkpoint_file.with_name(self.checkpoint_file.name + ".tmp")
-            tmp.write_text(note, encoding="utf-8")
-            os.replace(tmp, self.checkpoint_file)
+            with translating(
+                ProvenanceError,
+                component="the checkpoint file",
+                target=os.fspath(self.checkpoint_file),
+                operation="write the latest checkpoint",
+                key="[provenance] checkpoint_file",
+            ):
+                tmp = self.checkpoint_file.with_name(self.checkpoint_file.name + ".tmp")
+                tmp.write_text(note, encoding="utf-8")
+                os.replace(tmp, self.checkpoint_file)
 
     def _deliver(self, records: Sequence[EventRecord], skip: Sink | None = None) -> None:
         for state in self._states:

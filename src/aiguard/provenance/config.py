@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import secrets
 from pathlib import Path
 
-from ..errors import ProvenanceError
+from ..errors import PolicyError, ProvenanceError
 from ..policy.model import ProvenancePolicy, ProvenanceSinkPolicy
 from ..storage._faults import translating
 from .chain import ProvenanceLog, Sink
 from .checkpoint import Signer
 from .sinks import JsonlSink
 
-__all__ = ["build_log", "build_sink", "sink_key"]
+__all__ = ["build_log", "build_sink", "load_signer", "prepare_checkpoint_file", "sink_key"]
+
+SIGNING_KEY = "[provenance] signing_key"
+CHECKPOINT_FILE = "[provenance] checkpoint_file"
 
 
 def _resolve(base: Path, value: str) -> Path:
@@ -88,23 +93,18 @@ def build_log(spec: ProvenancePolicy, base: Path, name: str | None = None) -> Pr
             sinks.append(JsonlSink(_resolve(base, spec.jsonl), fsync=spec.fsync))
         sinks.extend(build_sink(item, base, index) for index, item in enumerate(spec.sinks))
         signer = None
+        checkpoint_file = _resolve(base, spec.checkpoint_file) if spec.checkpoint_file else None
         if spec.signing_key:
-            key_path = _resolve(base, spec.signing_key)
-            with translating(
-                ProvenanceError,
-                component="the signing key",
-                target=os.fspath(key_path),
-                operation="read or create the key",
-                key="[provenance] signing_key",
-            ):
-                signer = Signer.from_file(key_path, name=name or spec.log, create=True)
+            signer = load_signer(_resolve(base, spec.signing_key), name or spec.log)
+            if checkpoint_file is not None:
+                prepare_checkpoint_file(checkpoint_file)
         return ProvenanceLog(
             name or spec.log,
             sinks,
             signer=signer,
             checkpoint_every=spec.checkpoint_every,
             checkpoint_interval=spec.checkpoint_seconds,
-            checkpoint_file=_resolve(base, spec.checkpoint_file) if spec.checkpoint_file else None,
+            checkpoint_file=checkpoint_file,
             background=spec.background,
             queue_size=spec.queue_size,
             when_full=spec.when_full,
@@ -116,3 +116,54 @@ def build_log(spec: ProvenancePolicy, base: Path, name: str | None = None) -> Pr
                 with contextlib.suppress(Exception):
                     close()
         raise
+
+
+def load_signer(path: Path, name: str) -> Signer:
+    """The signing key at ``path`` (created, with its directory, when missing); any fault
+    of the file, or a file that holds no Ed25519 key, raises `ProvenanceError`."""
+    if not name or any(c.isspace() for c in name) or "+" in name:
+        raise PolicyError(
+            f"[provenance] log = {name!r}: a signed log's name is non-empty, without spaces "
+            "or '+' (it names the signer of every checkpoint)",
+            key="[provenance] log",
+        )
+    from cryptography.exceptions import UnsupportedAlgorithm
+
+    target = os.fspath(path)
+    with translating(
+        ProvenanceError,
+        component="the signing key",
+        target=target,
+        operation="read or create the key",
+        key=SIGNING_KEY,
+    ):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            return Signer.from_file(path, name=name, create=True)
+        except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
+            raise ProvenanceError(
+                f"the signing key {target}: cannot read the key: the file holds no usable "
+                "Ed25519 private key (a raw 32-byte seed or an unencrypted PEM key; damaged "
+                "or another file): restore it, or point the policy key at a new file, which "
+                f"is then created. It is configured by the policy key {SIGNING_KEY}."
+            ) from exc
+
+
+def prepare_checkpoint_file(path: Path) -> None:
+    """Check at start-up that the latest checkpoint can be written to ``path`` (its
+    directory is created), so a read-only or misnamed location fails the start, not the
+    call that happens to seal a checkpoint."""
+    with translating(
+        ProvenanceError,
+        component="the checkpoint file",
+        target=os.fspath(path),
+        operation="prepare the checkpoint file",
+        key=CHECKPOINT_FILE,
+    ):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.is_dir():
+            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), os.fspath(path))
+        # A name of its own: a process still running with this file is never disturbed.
+        temporary = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+        os.close(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        temporary.unlink()

@@ -200,9 +200,9 @@ class HttpSink:
         with self._write_lock:
             if self._closed:
                 raise ProvenanceError("the HTTP provenance sink was closed")
-            if self._write_size >= self.segment_bytes:
-                self._rotate()
             try:
+                if self._write_size >= self.segment_bytes:
+                    self._rotate()
                 view = memoryview(data)
                 while view:
                     written = self._writer.write(view)
@@ -233,9 +233,12 @@ class HttpSink:
             self._cond.notify_all()
 
     def _rotate(self) -> None:
+        # The next segment opens before the current one closes: when it cannot be opened
+        # (a full disk, a read-only spool), the sink keeps writing where it was.
+        writer = open(self._segment(self._write_segment + 1), "ab", buffering=0)  # noqa: SIM115
         self._writer.close()
+        self._writer = writer
         self._write_segment += 1
-        self._writer = open(self._segment(self._write_segment), "ab", buffering=0)  # noqa: SIM115
         self._write_size = 0
         _fsync_directory(self.spool_dir)
 

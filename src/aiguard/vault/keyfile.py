@@ -44,12 +44,12 @@ def load_or_create_key(
         operation="read or create the key",
         key=key,
     ):
-        return _load_or_create(target)
+        return _load_or_create(target, key)
 
 
-def _load_or_create(target: Path) -> bytes:
+def _load_or_create(target: Path, key: str) -> bytes:
     try:
-        return _read(target)
+        return _read(target, key)
     except FileNotFoundError:
         pass
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -64,17 +64,19 @@ def _load_or_create(target: Path) -> bytes:
             os.link(temporary, target)
     finally:
         temporary.unlink(missing_ok=True)
-    return _read(target)
+    return _read(target, key)
 
 
-def _read(path: Path) -> bytes:
+def _read(path: Path, key: str) -> bytes:
     with open(path, "rb") as handle:
         mode = os.fstat(handle.fileno()).st_mode
         data = handle.read(KEY_BYTES + 1)
     if len(data) != KEY_BYTES:
         raise KeyProviderError(
-            f"{path} holds {len(data)} bytes, not a {KEY_BYTES}-byte aiguard key; restore "
-            "the original key file (a new key would make every existing token unreadable)"
+            f"the key file {path}: cannot read the key: it holds {len(data)} bytes, not a "
+            f"{KEY_BYTES}-byte aiguard key (damaged or another file): restore the original key "
+            "file (a new key would make every existing token unreadable). It is configured by "
+            f"the policy key {key}."
         )
     if sys.platform != "win32" and mode & (stat.S_IRWXG | stat.S_IRWXO):
         warnings.warn(

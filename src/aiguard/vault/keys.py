@@ -143,8 +143,14 @@ class EnvKeyProvider(SecretKeyProvider):
                 f"{ROOT_KEY_BYTES}-byte key (e.g. `openssl rand -base64 32`), or name another "
                 "variable with the policy key [keys] env"
             )
-        super().__init__(_decode_key(raw.strip(), variable), label="env")
+        super().__init__(_decode_key(raw.strip(), f"environment variable {variable}"), label="env")
         self.variable = variable
+
+
+_ENV_FIX = (
+    f"set it to a base64-encoded {ROOT_KEY_BYTES}-byte key (e.g. `openssl rand -base64 32`) or "
+    f"64 hex digits. It is configured by the policy key [keys] env"
+)
 
 
 def _decode_key(text: str, where: str) -> bytes:
@@ -156,10 +162,10 @@ def _decode_key(text: str, where: str) -> bytes:
     try:
         key = base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError):
-        raise KeyProviderError(f"{where} is neither base64 nor hex") from None
+        raise KeyProviderError(f"{where} is neither base64 nor hex; {_ENV_FIX}") from None
     if len(key) != ROOT_KEY_BYTES:
         raise KeyProviderError(
-            f"{where} decodes to {len(key)} bytes, not a {ROOT_KEY_BYTES}-byte key"
+            f"{where} decodes to {len(key)} bytes, not a {ROOT_KEY_BYTES}-byte key; {_ENV_FIX}"
         )
     return key
 
@@ -176,11 +182,13 @@ def _read_private(path: Path) -> bytes:
     if sys.platform != "win32" and mode & (stat.S_IRWXG | stat.S_IRWXO):
         raise KeyProviderError(
             f"key file {path} is accessible to other users; run `chmod 600 {path}` "
-            "(aiguard refuses a root key others could read)"
+            "(aiguard refuses a root key others could read). It is configured by the policy "
+            "key [keys] file."
         )
     if len(data) != ROOT_KEY_BYTES:
         raise KeyProviderError(
             f"key file {path} holds {len(data)} bytes, not a {ROOT_KEY_BYTES}-byte key; restore "
-            "the original (a new key would make every stored key unreadable)"
+            "the original (a new key would make every stored key unreadable). It is "
+            "configured by the policy key [keys] file."
         )
     return data
