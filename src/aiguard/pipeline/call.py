@@ -479,9 +479,12 @@ class Call:
         free = adapter.free if adapter is not None else None
         return self._protect_node(body, "$", None, free, keep, False, 0)
 
-    def protect_tree(self, node: Any, path: str = "$") -> Any:
-        """`protect_json` for JSON the user defined: no key is structural."""
-        return self._protect_node(node, path, None, None, None, True, 0)
+    def protect_tree(
+        self, node: Any, path: str = "$", *, keep: Container[str] | None = None
+    ) -> Any:
+        """`protect_json` for JSON the user defined: no key is structural. Strings at a
+        path in ``keep`` pass untouched (values the caller already protected)."""
+        return self._protect_node(node, path, None, None, keep, True, 0)
 
     def _protect_node(
         self,
