@@ -40,7 +40,14 @@ from ..providers.walk import STRUCTURAL_KEYS, map_all_strings, map_strings
 from ..vault._core import KeyedVault
 from ..vault.memory import OwnerVault
 from ..vault.surrogates import SURROGATE_RE, from_surrogate, to_surrogate
-from ..vault.tokens import MIN_SUFFIX, TOKEN_RE, Scope, format_token, keyed_suffix
+from ..vault.tokens import (
+    MIN_SUFFIX,
+    TOKEN_RE,
+    Scope,
+    format_token,
+    keyed_suffix,
+    restore_in_context,
+)
 
 if TYPE_CHECKING:
     from ..consent.store import ConsentStore
@@ -617,6 +624,9 @@ class Call:
         text = self.redact_leaks(text, path)
         if "[" not in text:
             return text
+        if '"' in text:
+            # JSON in prose or a fence: an original inside a string is escaped there.
+            return restore_in_context(text, self.lookup)
         return TOKEN_RE.sub(self._swap, text)
 
     def _surrogates_to_tokens(self, text: str) -> str:
