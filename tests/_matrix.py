@@ -98,6 +98,17 @@ def _email(r: R) -> Piece:
         value = value.capitalize()
     if r.random() < 0.1:
         value = local + "@" + r.choice(["bücher.de", "münchen.example", "xn--mnchen-3ya.de"])
+    elif r.random() < 0.1:
+        # Accents written decomposed (NFD, as macOS file names and some forms send
+        # them): in the local part, the domain or both; found whole, every mark inside.
+        accented_local = r.choice(["josé.núñez", "zoë", "françois-müller"])
+        accented_domain = r.choice(["café-münchen.de", "bücher.de", "example.com"])
+        part = r.choice(["local", "domain", "both"])
+        if part != "domain":
+            accented_local = unicodedata.normalize("NFD", accented_local)
+        if part != "local":
+            accented_domain = unicodedata.normalize("NFD", accented_domain)
+        value = accented_local + "@" + accented_domain
     return Piece(
         "email", _label(r, True, "email: ", "mailto:", "write to ", "e-mail ", "users/"), value
     )

@@ -8,6 +8,7 @@ import copy
 import functools
 import hashlib
 import hmac
+import json
 import logging
 import os
 import re
@@ -349,19 +350,13 @@ class Guard:
         return restored
 
     def _protect_model(self, call: Call, model: BaseModel) -> Any:
+        """A model's JSON with its tagged fields taken as their kind whole, then the rest
+        walked as user-defined JSON (key context, numbers, keys; no key is structural)."""
         data = model.model_dump(mode="json")
         tagged = {_json_path(path): tag for path, _value, tag in classified_values(model)}
-
-        def transform(path: str, text: str) -> str:
-            tag = tagged.get(path)
-            if tag is None:
-                return call.protect_text(path, text)
-            replacement = call.apply(path, 0, len(text), text, tag.kind, tag.level)
-            return text if replacement is None else replacement
-
-        from .providers.walk import map_strings
-
-        return map_strings(data, transform)
+        if tagged:
+            data = _apply_tags(call, data, "$", tagged)
+        return call.protect_tree(data, keep=tagged.keys())
 
     # -- the pipeline used by every door -------------------------------------------
 
@@ -619,6 +614,20 @@ def _with_known(ctx: CallContext, model: BaseModel) -> CallContext:
     from dataclasses import replace
 
     return replace(ctx, known=ctx.known + known_values([model]))
+
+
+def _apply_tags(call: Call, node: Any, path: str, tagged: Mapping[str, Any]) -> Any:
+    """``node`` with every tagged scalar replaced per its tag's kind and level."""
+    if isinstance(node, dict):
+        return {k: _apply_tags(call, v, f"{path}.{k}", tagged) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_apply_tags(call, v, f"{path}[{i}]", tagged) for i, v in enumerate(node)]
+    tag = tagged.get(path)
+    if tag is None or node is None or isinstance(node, bool):
+        return node
+    text = node if isinstance(node, str) else json.dumps(node)
+    replacement = call.apply(path, 0, len(text), text, tag.kind, tag.level)
+    return node if replacement is None else replacement
 
 
 def _json_path(path: str) -> str:

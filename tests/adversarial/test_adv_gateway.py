@@ -191,3 +191,17 @@ def test_headers_that_do_not_arrive_in_time_close_the_connection() -> None:
     assert time.monotonic() - started < 4
     assert ok.status_code == 200
     assert json.loads(ok.text)["choices"][0]["message"]["content"] == "ok"
+
+
+def test_json_too_deep_to_parse_inside_a_string_is_a_400() -> None:
+    """Past the parser's limit inside a tool result (a string), not the body itself."""
+    with serve(_upstream_app()) as (base, _s):
+        app, _spy = _gateway(base + "/v1")
+        with serve(app) as (url, _g):
+            deep = "[" * 100_000 + "]" * 100_000
+            message = {"role": "tool", "tool_call_id": "c", "content": deep}
+            response = httpx.post(
+                url + "/v1/chat/completions", json={"model": "m", "messages": [message]}
+            )
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["code"] == "malformed_payload"

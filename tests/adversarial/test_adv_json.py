@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import httpx
 import pytest
 from _adv import anthropic_client, gateway, new_guard, openai_client, sent
 
@@ -158,3 +159,104 @@ def test_depth_beyond_the_limit_is_refused_not_sent() -> None:
             extra_body={"metadata": deep},
         )
     assert fake.requests == []
+
+
+def test_the_direct_door_reads_a_pydantic_models_keys_and_numbers(leak_values: Any) -> None:
+    """`guard.protect(model)` walked the model's strings alone: values under kind-naming
+    field names, numbers, dict keys and fields named like structural keys went out raw."""
+    from typing import Annotated
+
+    from pydantic import BaseModel
+
+    from aiguard import Classified, Level
+
+    class Record(BaseModel):
+        ssn: str
+        phone: str
+        password: str
+        api_key: str
+        dob: str
+        card_number: int
+        id: str
+        extra: dict[str, Any]
+        owner: Annotated[str, Classified(Level.SENSITIVE, "person")]
+
+    email = "jane.doe@example.com"
+    leak_values([*RAW, email, "Jane Roe"])
+    guard, _sink = new_guard()
+    record = Record(
+        **TOOL_RESULT, id=email, extra={email: TOOL_RESULT, "n": 4111111111111111}, owner="Jane Roe"
+    )
+    with guard.context(subject="cust-1", tenant="acme", purpose="inference"):
+        protected = guard.protect(record, destination="openai")
+    text = json.dumps(protected.payload)
+    for value in [*RAW, email, "Jane Roe"]:
+        assert value not in text, value
+    assert TOKEN_RE.fullmatch(protected.payload["owner"])  # the tag still decides
+    restored = guard.restore(protected.payload, protected)
+    assert restored["ssn"] == "536228726" and restored["owner"] == "Jane Roe"
+    assert restored["card_number"] == "4111111111111111"  # a number comes back as text
+
+
+def test_json_too_deep_to_parse_inside_a_string_is_refused_typed() -> None:
+    """A tool result holding JSON nested past the parser's limit raised a bare
+    RecursionError (the gateway answered 500); it is a `MalformedPayload`, not sent."""
+    guard, _sink = new_guard()
+    fake = FakeModel(reply="ok")
+    deep = "[" * 100_000 + "]" * 100_000
+    with (
+        guard.context(subject="cust-1", tenant="acme", purpose="inference"),
+        pytest.raises(aiguard.MalformedPayload, match="nested too deeply"),
+    ):
+        openai_client(guard, fake).chat.completions.create(
+            model="gpt-4o-mini",
+            messages=[{"role": "tool", "tool_call_id": "call_1", "content": deep}],
+        )
+    assert fake.requests == []
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_an_answer_too_deep_to_parse_is_a_typed_error(stream: bool) -> None:
+    """A model answering JSON nested past the parser's limit (a plain answer's content,
+    or one SSE event) raised a bare RecursionError; it fails typed and is recorded."""
+    deep = "[" * 100_000 + "]" * 100_000
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        if not stream:
+            body = {
+                "id": "c",
+                "object": "chat.completion",
+                "created": 0,
+                "model": "m",
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": deep},
+                        "finish_reason": "stop",
+                    }
+                ],
+            }
+            return httpx.Response(200, json=body)
+        frame = '{"id":"c","object":"chat.completion.chunk","created":0,"model":"m","x":'
+        content = f"data: {frame}{deep}}}\n\ndata: [DONE]\n\n".encode()
+        return httpx.Response(200, headers={"content-type": "text/event-stream"}, content=content)
+
+    guard, sink = new_guard()
+    import openai as sdk
+
+    client = sdk.OpenAI(
+        http_client=guard.http_client(transport=httpx.MockTransport(answer)),
+        base_url="https://api.openai.com/v1",
+        api_key="k",
+        max_retries=0,
+    )
+    with (
+        guard.context(subject="cust-1", tenant="acme", purpose="inference"),
+        pytest.raises(aiguard.MalformedPayload, match="nested too deeply"),
+    ):
+        reply = client.chat.completions.create(
+            model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}], stream=stream
+        )
+        if stream:
+            list(reply)  # type: ignore[call-overload]
+    assert sink.calls()[-1]["status"] == "error"

@@ -86,3 +86,37 @@ def test_a_model_name_holding_data_is_not_recorded(leak_values: Any) -> None:
         except aiguard.AIGuardError as exc:
             assert EMAIL not in str(exc)
     assert EMAIL not in _records(sink)
+
+
+@pytest.mark.parametrize("keys", [False, True])
+def test_a_purpose_the_gateway_caller_names_is_not_recorded_or_quoted(
+    leak_values: Any, keys: bool
+) -> None:
+    """X-AIGuard-Purpose is the gateway caller's text: an unknown one reached the
+    refusal event and both error messages raw."""
+    pytest.importorskip("uvicorn")
+    from _adv import gateway
+
+    from aiguard.doors.gateway import ApiKey, hash_key
+
+    leak_values([EMAIL])
+    config: dict[str, Any] = {}
+    if keys:  # a key limited to some purposes: the other refusal
+        config["keys"] = [ApiKey(sha256=hash_key("gw-1"), principal="svc", tenant="acme")]
+    model = FakeModel(reply="ok")
+    with model.serve() as base, gateway(base + "/v1", config=config) as (url, _guard, sink):
+        answer = httpx.post(
+            url + "/v1/chat/completions",
+            json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]},
+            headers={"x-aiguard-purpose": EMAIL, "authorization": "Bearer gw-1"},
+        )
+        plain = httpx.post(
+            url + "/v1/chat/completions",
+            json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]},
+            headers={"x-aiguard-purpose": "marketing", "authorization": "Bearer gw-1"},
+        )
+    assert answer.status_code == 403
+    assert EMAIL not in answer.text and "digest" in answer.text
+    assert "'marketing'" in plain.text  # a plain name is still quoted
+    assert EMAIL not in _records(sink)
+    assert model.requests == []

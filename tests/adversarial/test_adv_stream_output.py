@@ -241,3 +241,48 @@ def test_responses_content_part_and_output_item_done() -> None:
         "response.content_part.done:$.part.text",
         "response.output_item.done:$.item.arguments",
     }
+
+
+def test_a_plain_answer_with_json_in_prose_cannot_gain_keys(leak_values: Any) -> None:
+    """Not streamed, through the openai SDK: JSON the model wrote after some prose (or in
+    a fence) had a caller's value restored raw inside a string, adding keys."""
+    import re
+
+    import httpx
+    import openai
+
+    from aiguard.policy.model import PatternPolicy
+    from aiguard.vault.tokens import TOKEN_RE
+
+    original = 'Eve", "admin": true, "x": "y'
+    base = _call().guard.policy
+    policy = base.model_copy(
+        update={
+            "patterns": [PatternPolicy(kind="handle", level="sensitive", regex=re.escape(original))]
+        }
+    )
+    guard = aiguard.Guard(policy, sinks=[aiguard.InMemorySink()])
+    for shape in ('Sure:\n```json\n{"name": "TOKEN"}\n```', 'Sure: {"name": "TOKEN"} ok'):
+
+        def answer(request: httpx.Request, shape: str = shape) -> httpx.Response:
+            match = TOKEN_RE.search(request.content.decode())
+            assert match is not None
+            content = shape.replace("TOKEN", match.group(0))
+            message = {"role": "assistant", "content": content}
+            choice = {"index": 0, "message": message, "finish_reason": "stop"}
+            body = {"id": "c", "object": "chat.completion", "created": 0, "model": "m"}
+            return httpx.Response(200, json={**body, "choices": [choice]})
+
+        client = openai.OpenAI(
+            http_client=guard.http_client(transport=httpx.MockTransport(answer)),
+            base_url="https://api.openai.com/v1",
+            api_key="k",
+            max_retries=0,
+        )
+        with guard.context(subject="s", tenant="acme", purpose="inference"):
+            reply = client.chat.completions.create(
+                model="m", messages=[{"role": "user", "content": f"I am {original}"}]
+            )
+        text = str(reply.choices[0].message.content)
+        body = text[text.index("{") : text.rindex("}") + 1]
+        assert json.loads(body) == {"name": original}, text

@@ -34,6 +34,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from ..errors import MalformedPayload
 from ..pipeline.call import usage_of
 from ..providers.walk import STRUCTURAL_KEYS
 from ..vault.surrogates import restore_surrogates
@@ -301,8 +302,17 @@ def _looks_json(text: str) -> bool:
         return False
     try:
         return isinstance(json.loads(stripped), (dict, list))
+    except RecursionError:
+        raise _too_deep() from None
     except ValueError:
         return False
+
+
+def _too_deep() -> MalformedPayload:
+    return MalformedPayload(
+        "a streamed event holds JSON nested too deeply for aiguard to inspect it; the "
+        "stream was stopped"
+    )
 
 
 def _redact_spans(
@@ -710,6 +720,8 @@ class StreamRestorer:
             return [*self._flush(lambda _key: True), frame.raw]
         try:
             obj = json.loads(data)
+        except RecursionError:
+            raise _too_deep() from None
         except ValueError:
             restored = self.restorer.text(data)
             return [frame.raw if restored == data else encode_frame(restored, frame.event)]

@@ -40,7 +40,14 @@ from ..providers.walk import STRUCTURAL_KEYS, map_all_strings, map_strings
 from ..vault._core import KeyedVault
 from ..vault.memory import OwnerVault
 from ..vault.surrogates import SURROGATE_RE, from_surrogate, to_surrogate
-from ..vault.tokens import MIN_SUFFIX, TOKEN_RE, Scope, format_token, keyed_suffix
+from ..vault.tokens import (
+    MIN_SUFFIX,
+    TOKEN_RE,
+    Scope,
+    format_token,
+    keyed_suffix,
+    restore_in_context,
+)
 
 if TYPE_CHECKING:
     from ..consent.store import ConsentStore
@@ -479,9 +486,12 @@ class Call:
         free = adapter.free if adapter is not None else None
         return self._protect_node(body, "$", None, free, keep, False, 0)
 
-    def protect_tree(self, node: Any, path: str = "$") -> Any:
-        """`protect_json` for JSON the user defined: no key is structural."""
-        return self._protect_node(node, path, None, None, None, True, 0)
+    def protect_tree(
+        self, node: Any, path: str = "$", *, keep: Container[str] | None = None
+    ) -> Any:
+        """`protect_json` for JSON the user defined: no key is structural. Strings at a
+        path in ``keep`` pass untouched (values the caller already protected)."""
+        return self._protect_node(node, path, None, None, keep, True, 0)
 
     def _protect_node(
         self,
@@ -614,6 +624,9 @@ class Call:
         text = self.redact_leaks(text, path)
         if "[" not in text:
             return text
+        if '"' in text:
+            # JSON in prose or a fence: an original inside a string is escaped there.
+            return restore_in_context(text, self.lookup)
         return TOKEN_RE.sub(self._swap, text)
 
     def _surrogates_to_tokens(self, text: str) -> str:

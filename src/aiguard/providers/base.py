@@ -14,6 +14,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from ..errors import MalformedPayload
+
 __all__ = ["Adapter", "PathSet", "parse_json_text"]
 
 
@@ -76,12 +78,18 @@ def parse_json_text(text: str) -> Any:
     """The object or array a string holds as JSON text (tool arguments), else None.
 
     Only objects and arrays count: a string that is a bare JSON number or word is text.
+    JSON text nested too deeply for the parser is a `MalformedPayload` (never a bare
+    ``RecursionError``, never walked as plain text): it can be inspected neither way.
     """
     stripped = text.strip()
     if len(stripped) < 2 or (stripped[0], stripped[-1]) not in {("{", "}"), ("[", "]")}:
         return None
     try:
         value = json.loads(stripped)
+    except RecursionError:
+        raise MalformedPayload(
+            "JSON text nested too deeply for aiguard to inspect it; nothing was passed on"
+        ) from None
     except ValueError:
         return None
     return value if isinstance(value, (dict, list)) else None

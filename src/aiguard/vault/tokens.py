@@ -12,7 +12,9 @@ the subject (or principal) they were issued to (docs/keys.md).
 from __future__ import annotations
 
 import base64
+import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 __all__ = [
@@ -24,6 +26,7 @@ __all__ = [
     "format_token",
     "keyed_suffix",
     "label_for",
+    "restore_in_context",
 ]
 
 SUFFIX_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
@@ -50,6 +53,48 @@ class Scope:
         # Length-prefixed so ("a:b", None) and ("a", "b") can never share a key.
         conv = self.conversation or ""
         return f"{len(self.tenant)}:{self.tenant}|{len(conv)}:{conv}"
+
+
+# What moves a text's JSON string state, and the tokens to restore.
+_CONTEXT_RE = re.compile(r'[\\"]|' + TOKEN_RE.pattern)
+
+
+def restore_in_context(text: str, lookup: Callable[[str], str | None]) -> str:
+    """``text`` with its tokens restored where they stand, as a streamed text channel is
+    (`aiguard.doors.streaming`): inside a double-quoted string an original is
+    JSON-escaped, so a model writing JSON in prose or a Markdown fence cannot have an
+    original holding ``", "admin": true`` close the string and add keys. Elsewhere an
+    original is written as it is. Tokens ``lookup`` answers None for stay."""
+    pieces: list[str] = []
+    cursor = 0
+    in_string = False
+    escape_at = -1
+    for match in _CONTEXT_RE.finditer(text):
+        found = match.group(0)
+        at = match.start()
+        if found == "\\":
+            if at == escape_at:
+                escape_at = -1
+            elif in_string:
+                escape_at = at + 1
+            continue
+        if found == '"':
+            if at != escape_at:
+                in_string = not in_string
+            escape_at = -1
+            continue
+        original = lookup(found)
+        if original is None:
+            continue
+        if in_string:
+            original = json.dumps(original, ensure_ascii=False)[1:-1]
+        pieces.append(text[cursor:at])
+        pieces.append(original)
+        cursor = match.end()
+    if not pieces:
+        return text
+    pieces.append(text[cursor:])
+    return "".join(pieces)
 
 
 def label_for(kind: str) -> str:

@@ -281,12 +281,22 @@ class Gateway:
             else self.config.default_purpose
         )
         purpose = found.get("purpose") or default
+        # The purpose is the caller's text: quoted only when it is a plain name, and an
+        # unknown one is refused here, so it never reaches an event or a log raw.
         if not principal.may_claim(purpose):
             raise GatewayError(
                 403,
-                f"this gateway key may not claim purpose {purpose!r}; "
+                f"this gateway key may not claim purpose {self.guard.quotable(purpose)}; "
                 f"it may claim {', '.join(principal.purposes)}",
                 "purpose_not_allowed",
+            )
+        policy = self.guard.policy
+        if policy.purpose(purpose) is None:
+            raise GatewayError(
+                403,
+                f"unknown purpose {self.guard.quotable(purpose)}; use a built-in purpose "
+                f"({', '.join(sorted(policy.all_purposes))}) or one declared under [purposes]",
+                PolicyDenied.code,
             )
         training = found.get("use_for_training", "false").lower()
         if training not in _TRUE | _FALSE:
