@@ -105,8 +105,15 @@ def test_aig005_scan_accepts_guarded_forms(tmp_path: Path) -> None:
         "c = aiguard.wrap(openai.OpenAI())\n"
         "d = openai.OpenAI(**options)\n"
         "e = openai.AzureOpenAI(api_key='k')\n"
+        "f = openai.OpenAI()\n"  # wrapped afterwards, as AIG005's message suggests
+        "f = guard.wrap(f)\n"
+        "class S:\n"
+        "    def __init__(self):\n"
+        "        self.client = openai.AsyncOpenAI()\n"
+        "        self.client = aiguard.wrap(self.client, guard)\n"
+        "        self.other = openai.OpenAI()\n"
     )
-    assert [(v.rule, v.line) for v in scan_source(source)] == [("AIG005", 8)]
+    assert [(v.rule, v.line) for v in scan_source(source)] == [("AIG005", 8), ("AIG005", 15)]
 
 
 def test_aig006_policy_errors(tmp_path: Path) -> None:

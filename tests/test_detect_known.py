@@ -108,3 +108,28 @@ def test_a_tagged_field_matches_in_another_form() -> None:
         text = f"applicant {written} asks"
         found = detect(text, detectors=[detector])
         assert [(text[f.start : f.end], f.kind) for f in found] == [(written, "us_ssn")]
+
+
+def test_known_takes_one_object_as_well_as_a_list() -> None:
+    """``known=customer`` (one model) is a list of one: a model iterates as (name, value)."""
+    import pytest
+
+    import aiguard
+
+    class Customer(BaseModel):
+        ssn: Annotated[str, Classified(Level.REGULATED, "us_ssn")]
+
+    customer = Customer(ssn="536-22-8712")
+    assert known_values(customer) == known_values([customer])
+    guard = aiguard.Guard(
+        aiguard.policy.parse_policy(
+            '[destinations.openai]\nbase_url = "https://api.openai.com/v1"\napproved = true\n'
+            'purposes = ["inference"]\n'
+        )
+    )
+    with guard.context(subject="c", purpose="inference", known=customer):  # type: ignore[arg-type]
+        assert "536228712" not in guard.protect("ssn 536228712", destination="openai").payload
+    with pytest.raises(TypeError, match="not a string"):
+        known_values("536-22-8712")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="not dict"):
+        known_values([{"ssn": "536-22-8712"}])  # type: ignore[list-item]

@@ -124,6 +124,42 @@ def test_a_factory_that_needs_arguments_is_named(capsys: pytest.CaptureFixture[s
     assert "needs arguments" in capsys.readouterr().err
 
 
+def test_a_factory_that_raises_is_named_not_an_import_error(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["inventory", "apps.gate_factory:needs_a_secret"]) == 2
+    err = capsys.readouterr().err
+    assert "cannot build the app of apps.gate_factory:needs_a_secret" in err
+    assert "needs_a_secret() raised RuntimeError: Missing credentials" in err and "lifespan" in err
+    assert "cannot import" not in err
+
+
+def test_the_factory_docs_testing_md_recommends_is_gated_without_an_api_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """docs/testing.md's ``myapp.py``, as CI would see it: no OPENAI_API_KEY, no network."""
+    pytest.importorskip("openai")
+    import sys
+    import uuid
+
+    from test_docs_examples import ROOT, blocks
+
+    files = {b.argument: b.text for b in blocks(ROOT / "docs" / "testing.md") if b.marker == "file"}
+    module = f"myapp_{uuid.uuid4().hex[:8]}"
+    (tmp_path / f"{module}.py").write_text(files["myapp.py"])
+    (tmp_path / "aiguard.toml").write_text(files["aiguard.toml"])
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    try:
+        assert main(["inventory", module, "--format", "json"]) == 0, capsys.readouterr().err
+        (entry,) = json.loads(capsys.readouterr().out)["endpoints"]
+        assert entry["routes"] == [{"method": "POST", "path": "/tickets/{customer_id}/reply"}]
+        assert main(["check", "--policy", "aiguard.toml", module]) == 0, capsys.readouterr()
+    finally:
+        sys.modules.pop(module, None)
+
+
 def test_no_endpoints_fails(capsys: pytest.CaptureFixture[str]) -> None:
     """An inventory of nothing is an error (exit 2), not an empty success."""
     assert main(["inventory", "apps.gate_empty:app"]) == 2

@@ -414,3 +414,37 @@ def test_self_attested_checkpoints_are_not_evidence(
     assert checklist["checkpoints"]["status"] == "satisfied"
     assert main([*args, "--public-key", str(tmp_path / "missing.vkey")]) == 2
     assert "cannot use the key file" in capsys.readouterr().err
+
+
+def test_the_consent_item_fails_only_on_a_call_sent_without_consent(tmp_path: Path) -> None:
+    """A consent-based attempt refused for another reason never reached the consent check."""
+    import contextlib
+
+    import aiguard
+    from aiguard.provenance import JsonlSink
+
+    text = (
+        '[destinations.openai]\nbase_url = "https://api.openai.com/v1"\napproved = true\n'
+        'purposes = ["inference"]\n'
+    )
+
+    def consent_item(policy_text: str, log: Path) -> tuple[str, str]:
+        policy = parse_policy(policy_text)
+        guard = aiguard.Guard(policy, sinks=[JsonlSink(log)])
+        context = guard.context(subject="cust-1", purpose="model_training", use_for_training=True)
+        with context, contextlib.suppress(aiguard.AIGuardError):
+            guard.protect("hello", destination="openai")
+        guard.close()
+        report = build_report(log, policy)
+        (item,) = [i for i in report.checklist if i.id == "consent"]
+        return item.status, item.evidence
+
+    # Not approved for model_training: refused before consent is looked at; nothing sent.
+    status, evidence = consent_item(text, tmp_path / "refused.jsonl")
+    assert status == "satisfied", evidence
+    assert "1 refused for another reason, 0 sent without one" in evidence
+    # Approved, no consent record, monitor mode lets it through: a failure of the check.
+    both = '["inference", "model_training"]'
+    monitor = 'mode = "monitor"\n' + text.replace('["inference"]', both)
+    status, evidence = consent_item(monitor, tmp_path / "monitor.jsonl")
+    assert status == "not satisfied" and "1 sent without one" in evidence, evidence

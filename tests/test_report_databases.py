@@ -114,3 +114,87 @@ def test_report_and_dsr_export_read_a_postgres_log(tmp_path: Path) -> None:
     with pytest.raises(ProvenanceError, match="cannot read the log at") as caught:
         build_report("postgresql://nobody:secret-pw@127.0.0.1:1/none", policy)
     assert "secret-pw" not in caught.value.message and "nobody:***@" in caught.value.message
+
+
+def _policy_with_database_sink(tmp_path: Path, sink: str, log: str) -> Path:
+    path = tmp_path / "aiguard.toml"
+    path.write_text(f'{POLICY}\n[provenance]\nlog = "{log}"\n\n[[provenance.sinks]]\n{sink}\n')
+    return path
+
+
+def _two_logs_then_export(policy_file: Path, other: aiguard.Guard, name: str) -> None:
+    """A database already holding another log: the policy's log is written and read back."""
+    _calls(other, 1)
+    other.close()
+    guard = aiguard.Guard.from_toml(policy_file)  # resumes its own log, not "the only one"
+    assert guard.log.name == name
+    _calls(guard)
+    events = guard.dsr.export("cust-1")["provenance_events"]
+    assert len(events) == 2 and all(e["type"] == "protect" for e in events)
+    guard.close()
+    again = aiguard.Guard.from_toml(policy_file)  # and continues it after a restart
+    _calls(again, 1)
+    again.close()
+
+
+def test_a_policy_sqlite_sink_uses_the_policys_log_name(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = tmp_path / "events.db"
+    policy_file = _policy_with_database_sink(tmp_path, f'type = "sqlite"\npath = "{db}"', "mine")
+    other = aiguard.Guard(
+        parse_policy(POLICY), sinks=[SqliteSink(db, log="other")], log_name="other"
+    )
+    _two_logs_then_export(policy_file, other, "mine")
+    args = ["report", "--log", f"sqlite:///{db}", "--policy", str(policy_file), "--format", "json"]
+    assert main(args) == 2  # two logs and no name: refused, saying how to name one
+    assert "--log-name" in capsys.readouterr().err
+    assert main([*args, "--log-name", "mine"]) == 0
+    document = json.loads(capsys.readouterr().out)
+    assert document["events_by_type"]["protect"] == 6 and document["chain"]["ok"] is True
+
+
+@pytest.mark.postgres
+@pytest.mark.skipif(not DSN, reason="set AIGUARD_TEST_POSTGRES_DSN to run the PostgreSQL tests")
+def test_a_policy_postgres_sink_uses_the_policys_log_name(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from aiguard.provenance.postgres import PostgresSink
+
+    assert DSN is not None
+    name, other_name = (f"policy-{uuid.uuid4().hex[:10]}" for _ in range(2))
+    policy_file = _policy_with_database_sink(tmp_path, f'type = "postgres"\ndsn = "{DSN}"', name)
+    # The export is another process: it matches subject digests only with the shared key.
+    policy_file.write_text('database = "aiguard.db"\n' + policy_file.read_text())
+    other = aiguard.Guard(
+        parse_policy(POLICY), sinks=[PostgresSink(DSN, log=other_name)], log_name=other_name
+    )
+    _two_logs_then_export(policy_file, other, name)
+    assert main(["dsr", "export", "cust-1", "--policy", str(policy_file)]) == 0
+    exported = json.loads(capsys.readouterr().out)
+    assert len(exported["provenance_events"]) == 2
+    args = ["report", "--log", DSN, "--log-name", name, "--policy", str(policy_file)]
+    assert main([*args, "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["events_by_type"]["protect"] == 6
+
+
+def test_dsr_export_refuses_a_policy_whose_key_is_per_process(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Without `database` each process keys subject digests anew: "no events" would be false."""
+    policy_file = tmp_path / "aiguard.toml"
+    policy_file.write_text(POLICY + '\n[provenance]\njsonl = "log.jsonl"\n')
+    guard = aiguard.Guard.from_toml(policy_file)
+    _calls(guard)
+    assert len(guard.dsr.export("cust-1")["provenance_events"]) == 2  # same process: found
+    guard.close()
+    assert main(["dsr", "export", "cust-1", "--policy", str(policy_file)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and "sets no `database`" in captured.err
+    policy_file.write_text('database = "aiguard.db"\n' + policy_file.read_text())
+    for _ in range(2):  # two processes' worth of guards share the database's key
+        guard = aiguard.Guard.from_toml(policy_file)
+        _calls(guard, 2)
+        guard.close()
+    assert main(["dsr", "export", "cust-1", "--policy", str(policy_file)]) == 0
+    assert len(json.loads(capsys.readouterr().out)["provenance_events"]) == 2

@@ -53,10 +53,28 @@ def current_context() -> CallContext | None:
     return _CURRENT.get()
 
 
-def known_values(items: Iterable[BaseModel | KnownValue]) -> tuple[KnownValue, ...]:
-    """Tagged string fields of pydantic objects become known values for detection."""
+def known_values(
+    items: Iterable[BaseModel | KnownValue] | BaseModel | KnownValue,
+) -> tuple[KnownValue, ...]:
+    """Tagged string fields of pydantic objects become known values for detection.
+
+    One object is taken as a list of one (``known=customer``): a pydantic model is
+    itself iterable, over ``(name, value)`` pairs, which are not known values.
+    """
+    if isinstance(items, (BaseModel, KnownValue)):
+        items = [items]
+    elif isinstance(items, (str, bytes)):
+        raise TypeError(
+            "known= takes pydantic objects with Classified fields (or KnownValue), "
+            "not a string: known=[customer]"
+        )
     out: list[KnownValue] = []
     for item in items:
+        if not isinstance(item, (BaseModel, KnownValue)):
+            raise TypeError(
+                f"known= takes pydantic objects with Classified fields (or KnownValue), "
+                f"not {type(item).__name__}"
+            )
         if isinstance(item, KnownValue):
             out.append(item)
             continue

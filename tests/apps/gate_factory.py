@@ -24,3 +24,8 @@ def create_app(guard: aiguard.Guard | None = None) -> FastAPI:
 
 def needs_arguments(guard: aiguard.Guard) -> FastAPI:
     return create_app(guard)
+
+
+def needs_a_secret() -> FastAPI:
+    """A factory that builds an SDK client eagerly: in CI, without the key, it raises."""
+    raise RuntimeError("Missing credentials. Please pass an `api_key`")

@@ -116,10 +116,13 @@ def _error(command: str, message: str) -> int:
 
 
 def _load(command: str, spec: str) -> Any:
-    from ..compliance.inventory import load_app
+    from ..compliance.inventory import FactoryError, load_app
 
     try:
         return load_app(spec)
+    except FactoryError as exc:
+        _error(command, f"cannot build the app of {spec}: {exc}")
+        return None
     except Exception as exc:  # an app that fails to import is the user's error to see
         _error(command, f"cannot import {spec}: {type(exc).__name__}: {exc}")
         return None

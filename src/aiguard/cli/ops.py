@@ -112,6 +112,19 @@ def run(args: argparse.Namespace) -> int:
     try:
         if args.command == "dsr":
             if args.dsr_command == "export":
+                if guard.policy.database is None:
+                    # Subject digests are keyed with the guard's secret, which only the
+                    # database's aiguard.key shares between processes: a new key here would
+                    # match none of the logged events and export "no events" as if true.
+                    print(
+                        f"aiguard dsr: cannot export from {args.policy}: the policy sets no "
+                        "`database`, so this process has a key of its own for subject "
+                        "digests and cannot match the events other processes logged; set "
+                        "`database = ...` (every process then shares its aiguard.key) or "
+                        "call guard.dsr.export(...) in the process that logged them",
+                        file=sys.stderr,
+                    )
+                    return 2
                 print(json.dumps(guard.dsr.export(args.subject), indent=2, ensure_ascii=False))
             elif args.dsr_command == "erase":
                 summary = guard.dsr.erase(args.subject, request_ref=args.request_ref)

@@ -478,8 +478,11 @@ def _guarded_variables(tree: ast.AST) -> set[str]:
 
 
 def _wrapped_calls(tree: ast.AST) -> set[int]:
-    """ids of calls passed straight to ``wrap(...)`` (``aiguard.wrap``, ``guard.wrap``)."""
+    """ids of calls wrapped by ``wrap(...)`` (``aiguard.wrap``, ``guard.wrap``): passed
+    straight to it, or assigned to a name (``client``, ``self.client``) the file wraps,
+    as in ``client = openai.OpenAI()`` then ``client = guard.wrap(client)``."""
     out: set[int] = set()
+    names: set[str] = set()
     for node in ast.walk(tree):
         if not isinstance(node, ast.Call):
             continue
@@ -491,8 +494,18 @@ def _wrapped_calls(tree: ast.AST) -> set[int]:
             if isinstance(func, ast.Name)
             else None
         )
-        if name == "wrap":
-            out.update(id(arg) for arg in node.args if isinstance(arg, ast.Call))
+        if name == "wrap" and node.args:
+            first = node.args[0]
+            if isinstance(first, ast.Call):
+                out.add(id(first))
+            elif isinstance(first, (ast.Name, ast.Attribute)):
+                names.add(ast.unparse(first))
+    if names:
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.Assign, ast.AnnAssign)) and isinstance(node.value, ast.Call):
+                targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+                if any(ast.unparse(t) in names for t in targets):
+                    out.add(id(node.value))
     return out
 
 

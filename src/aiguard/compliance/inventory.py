@@ -30,6 +30,7 @@ __all__ = [
     "FACTORY_NAMES",
     "SCHEMA",
     "App",
+    "FactoryError",
     "build_inventory",
     "load_app",
     "render_markdown",
@@ -150,6 +151,10 @@ def load_app(spec: str) -> App:
     return app
 
 
+class FactoryError(RuntimeError):
+    """The application's factory raised while ``load_app`` built the app."""
+
+
 #: Names ``load_app`` tries, in order, on a module that defines no app and no handler.
 FACTORY_NAMES = ("create_app", "make_app", "build_app", "get_app", "app_factory")
 
@@ -176,7 +181,16 @@ def _call_factory(spec: str, factory: Callable[..., Any]) -> Any:
         ) from None
     if inspect.iscoroutinefunction(factory):
         raise TypeError(f"{spec!r}: the factory is async; give a synchronous factory")
-    return factory()
+    try:
+        return factory()
+    except Exception as exc:
+        name = getattr(factory, "__name__", "factory")
+        raise FactoryError(
+            f"{name}() raised {type(exc).__name__}: {exc} (the app is built as `uvicorn "
+            "--factory` builds it, without arguments and often without production secrets: "
+            "create clients that need an API key at start-up, in the app's lifespan; "
+            "docs/testing.md)"
+        ) from exc
 
 
 def _apps_in(target: Any) -> list[Any]:

@@ -95,6 +95,11 @@ class EvidenceReport:
     consent_events: Counter[str] = field(default_factory=Counter)
     consent_present: Counter[str] = field(default_factory=Counter)
     consent_denied: Counter[str] = field(default_factory=Counter)
+    #: Consent-based calls that went out (allowed, or let through by monitor mode)
+    #: without a consent record: what the consent checklist item fails on.
+    consent_missing_out: Counter[str] = field(default_factory=Counter)
+    #: Consent-based attempts refused for another reason (never reached the consent check).
+    consent_denied_other: int = 0
     training_flag: int = 0
     training_without_consent: int = 0
     unpurposed: int = 0
@@ -191,6 +196,7 @@ class EvidenceReport:
                     "attempts": self.consent_events[purpose],
                     "with_consent": self.consent_present[purpose],
                     "denied_for_consent": self.consent_denied[purpose],
+                    "sent_without_consent": self.consent_missing_out[purpose],
                     "rate": rate,
                 }
                 for purpose, rate in self.consent_rates().items()
@@ -448,6 +454,10 @@ def _count(report: EvidenceReport, event: dict[str, Any], engine: AlertEngine) -
         if event.get("error") == "consent_required":
             report.consent_denied[purpose] += 1
     went_out = kind in _OUTGOING and decision == "allow"
+    if consent_based and went_out and not has_record:
+        report.consent_missing_out[purpose] += 1
+    if consent_based and decision == "deny" and event.get("error") != "consent_required":
+        report.consent_denied_other += 1
     if went_out:
         report.destinations_out[destination] += 1
         if purpose == "(none)" or event.get("legal_basis") is None:
@@ -576,18 +586,19 @@ def _checklist(report: EvidenceReport, check: Mapping[str, Any] | None) -> list[
         f"{report.unpurposed} of {outgoing} outgoing call(s) without purpose or legal basis",
     )
     consent_total = sum(report.consent_events.values())
-    missing = sum(report.consent_events.values()) - sum(report.consent_present.values())
+    with_record = sum(report.consent_present.values())
     denied_for_consent = sum(report.consent_denied.values())
+    sent_without = sum(report.consent_missing_out.values())
+    # Attempts refused for another reason (an unapproved destination, the kill switch)
+    # never reached the consent check and sent nothing: they are not failures of it.
     add(
         "consent",
         "Consent is checked for every consent-based purpose",
-        "no evidence"
-        if not consent_total
-        else "satisfied"
-        if missing == denied_for_consent
-        else "not satisfied",
-        f"{consent_total} consent-based attempt(s): {consent_total - missing} with a consent "
-        f"record, {denied_for_consent} refused for lack of one",
+        "no evidence" if not consent_total else "not satisfied" if sent_without else "satisfied",
+        f"{consent_total} consent-based attempt(s): {with_record} with a consent "
+        f"record, {denied_for_consent} refused for lack of one, "
+        f"{report.consent_denied_other} refused for another reason, "
+        f"{sent_without} sent without one",
     )
     add(
         "training",

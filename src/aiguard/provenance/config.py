@@ -31,10 +31,14 @@ def sink_key(index: int, field: str) -> str:
     return f"[[provenance.sinks]] #{index + 1} {field}"
 
 
-def build_sink(spec: ProvenanceSinkPolicy, base: Path, index: int = 0) -> Sink:
+def build_sink(
+    spec: ProvenanceSinkPolicy, base: Path, index: int = 0, *, log: str | None = None
+) -> Sink:
     """One configured sink; optional drivers load only for the sinks that are used.
 
-    ``index`` is its place in ``[[provenance.sinks]]``, named by its errors.
+    ``index`` is its place in ``[[provenance.sinks]]``, named by its errors. ``log`` is
+    the log's name: a database sink (SQLite, PostgreSQL) holds several logs, and resumes
+    and reads back only this one (None: the database's only log).
     """
     if spec.type == "jsonl":
         assert spec.path is not None
@@ -50,6 +54,7 @@ def build_sink(spec: ProvenanceSinkPolicy, base: Path, index: int = 0) -> Sink:
         assert spec.path is not None
         return SqliteSink(
             _resolve(base, spec.path),
+            log=log,
             required=spec.required,
             timeout=spec.lock_timeout,
             key=sink_key(index, "path"),
@@ -60,6 +65,7 @@ def build_sink(spec: ProvenanceSinkPolicy, base: Path, index: int = 0) -> Sink:
         assert spec.dsn is not None
         return PostgresSink(
             spec.dsn,
+            log=log,
             required=spec.required,
             connect_timeout=spec.connect_timeout,
             statement_timeout=spec.statement_timeout,
@@ -91,7 +97,10 @@ def build_log(spec: ProvenancePolicy, base: Path, name: str | None = None) -> Pr
     try:
         if spec.jsonl:
             sinks.append(JsonlSink(_resolve(base, spec.jsonl), fsync=spec.fsync))
-        sinks.extend(build_sink(item, base, index) for index, item in enumerate(spec.sinks))
+        sinks.extend(
+            build_sink(item, base, index, log=name or spec.log)
+            for index, item in enumerate(spec.sinks)
+        )
         signer = None
         checkpoint_file = _resolve(base, spec.checkpoint_file) if spec.checkpoint_file else None
         if spec.signing_key:

@@ -546,7 +546,8 @@ def _only_log(cur: psycopg.Cursor[Any], t: _Tables) -> str | None:
         return None if row is None else str(row[0])
     if len(rows) > 1:
         raise ProvenanceError(
-            f"the table {t.event} holds several logs; name the one to use with log=..."
+            f"the table {t.event} holds several logs; name the one to use (`[provenance] log` "
+            "in the policy, `--log-name` on the command line, log=... in code)"
         )
     return str(rows[0][0])
 

@@ -318,7 +318,10 @@ def _only_log(conn: sqlite3.Connection, where: str) -> str | None:
         "SELECT log FROM aiguard_provenance_event WHERE log > ? ORDER BY log LIMIT 1", (first[0],)
     ).fetchone()
     if other is not None:
-        raise ProvenanceError(f"{where} holds several logs; name the one to use with log=...")
+        raise ProvenanceError(
+            f"{where} holds several logs; name the one to use (`[provenance] log` in the "
+            "policy, `--log-name` on the command line, log=... in code)"
+        )
     return str(first[0])
 
 
