@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import re
 
 import phonenumbers
 from hypothesis import given, settings
@@ -70,3 +71,30 @@ def test_iban_check_agrees_with_stdnum(country: str, body: str, fix: bool) -> No
         with contextlib.suppress(Exception):  # stdnum raises for malformed input
             value = country + iban.calc_check_digits(value) + body
     assert iban_valid(value) == bool(iban.is_valid(value, check_country=False))
+
+
+# The id-label rule as first written: a search ending where the number starts.
+_ID_LABEL_FORWARDS = re.compile(
+    r"(?:(?:order|tracking|invoice|ref|reference|id|ticket|account|acct|po|sku|case|serial)"
+    r"(?:[ \t]*(?:no\.?|number|num|nr\.?|#))?(?:[ \t]+(?:is|was|are))?[ \t]*[:#=]?[ \t]*"
+    r"|#[ \t]?)\Z",
+    re.IGNORECASE,
+)
+_LABEL_PIECES = [
+    "order", "Tracking", "invoice", "ref", "REFERENCE", "id", "ticket", "account", "acct",
+    "po", "sku", "case", "serial", "border", "no", "no.", "Number", "num", "nr", "nr.", "#",
+    "is", "was", "are", " ", "  ", "\t", ":", "=", "call", "phone", "x", "1",
+]  # fmt: skip
+
+
+@settings(max_examples=1500, deadline=None)
+@given(st.lists(st.sampled_from(_LABEL_PIECES), max_size=8).map("".join))
+def test_the_backwards_id_label_rule_agrees_with_the_forward_search(before: str) -> None:
+    """Reading the text before a number backwards finds a label exactly when the forward
+    pattern, searched in the 24 characters before the number, does."""
+    from aiguard.classify._engine import _after_id_label
+
+    text = before + "5551363"
+    start = len(before)
+    forwards = _ID_LABEL_FORWARDS.search(text, max(0, start - 24), start) is not None
+    assert _after_id_label(text, start) == forwards

@@ -98,12 +98,28 @@ _MAC_COLON = re.compile(r"[0-9A-Fa-f]{2}(?::[0-9A-Fa-f]{2}){5}")
 _MAC_DASH = re.compile(r"[0-9A-Fa-f]{2}(?:-[0-9A-Fa-f]{2}){5}")
 _MAC_DASH_START = re.compile(r"[0-9A-Fa-f]{2}-[0-9A-Fa-f]{2}-")
 
-_NOT_A_PHONE = re.compile(
-    r"(?:(?:order|tracking|invoice|ref|reference|id|ticket|account|acct|po|sku|case|serial)"
-    r"(?:[ \t]*(?:no\.?|number|num|nr\.?|#))?(?:[ \t]+(?:is|was|are))?[ \t]*[:#=]?[ \t]*"
-    r"|#[ \t]?)\Z",
+# A label that makes the number after it something else: "order #0529193", "tracking
+# number is 9433". Forwards, the pattern ends where the number starts and is searched
+# for at every position before it; the characters before the number are read backwards
+# instead, and the pattern spelled backwards is one match at their start. Forwards it
+# reads (tests/test_detect_phone.py checks the two agree):
+#   (?:(?:order|tracking|invoice|ref|reference|id|ticket|account|acct|po|sku|case|serial)
+#   (?:[ \t]*(?:no\.?|number|num|nr\.?|#))?(?:[ \t]+(?:is|was|are))?[ \t]*[:#=]?[ \t]*
+#   |#[ \t]?)\Z
+_ID_LABEL_BACKWARDS = re.compile(
+    r"[ \t]?#"
+    r"|[ \t]*[:#=]?[ \t]*(?:(?:si|saw|era)[ \t]+)?(?:(?:\.?on|rebmun|mun|\.?rn|#)[ \t]*)?"
+    r"(?:redro|gnikcart|eciovni|fer|ecnerefer|di|tekcit|tnuocca|tcca|op|uks|esac|laires)",
     re.IGNORECASE,
 )
+
+
+def _after_id_label(t: str, start: int) -> bool:
+    """Whether an id label ends right before ``start`` (within 24 characters)."""
+    before = t[max(0, start - 24) : start][::-1]
+    return _ID_LABEL_BACKWARDS.match(before) is not None
+
+
 _PHONE_CONTEXT = ("phone", "call", "tel", "telephone", "mobile", "cell", "number", "whatsapp")
 
 
@@ -642,7 +658,7 @@ class BuiltinDetector:
         if _DATE_SHAPE.search(token) is not None:
             return False  # a date, or part of a timestamp "16 2024-01-05 10"
         context = False
-        if _NOT_A_PHONE.search(t, max(0, start - 24), start) is not None:
+        if _after_id_label(t, start):
             return False  # "order #0529193", "tracking 943363709257"
         if bare and not plus:
             # Order numbers are bare digits too: only a phone word makes them a number.
