@@ -332,6 +332,7 @@ def test_cli_prepare(
     )
 
 
+@pytest.mark.slow
 def test_memory_stays_flat(tmp_path: Path) -> None:
     policy = tmp_path / "aiguard.toml"
     policy.write_text(POLICY)

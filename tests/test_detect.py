@@ -344,6 +344,7 @@ ADVERSARIAL = {
 }
 
 
+@pytest.mark.slow
 class TestLinearTime:
     @pytest.mark.parametrize("unit", list(ADVERSARIAL.values()), ids=list(ADVERSARIAL))
     def test_ten_times_the_text_costs_far_less_than_a_hundred_times_the_time(

@@ -333,6 +333,7 @@ class TestCrashRecovery:
         assert "another process" in result.stderr
         sink.close()
 
+    @pytest.mark.slow
     def test_sigkill_never_loses_an_acknowledged_event(self, tmp_path: Path) -> None:
         # One helper imports aiguard once and forks each writer, so the 50 kills cost a
         # fork each rather than an interpreter start and an import (most of the time).

@@ -189,6 +189,7 @@ def report(big_log: Path) -> Any:
     return build_report(big_log, parse_policy(POLICY))
 
 
+@pytest.mark.slow
 def test_numbers_of_a_100k_event_log(report: Any) -> None:
     n = TOTAL - EXTRA  # 99,990 pattern events: 9,999 of each slot
     per_slot = n // 10

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -201,6 +202,7 @@ class TestSSEDecoder:
 
 
 class TestChatStream:
+    @pytest.mark.slow
     def test_every_one_and_two_cut_gives_the_restored_text(self) -> None:
         """Exhaustive cuts of short minimal streams: exact text, never part of a token."""
         stream = minimal_chat(ANSWER, 5)
@@ -318,6 +320,7 @@ class TestChatStream:
 
 
 class TestAnthropicStream:
+    @pytest.mark.slow
     def test_every_cut_of_an_anthropic_stream(self) -> None:
         """text_delta events: exact text for every single cut, never part of a token."""
         stream = b"".join(_anthropic_stream(ANSWER, "claude", 3))

@@ -237,6 +237,7 @@ def check(name: str, positions: list[int]) -> None:
         assert "[PERSON_" not in piece and "[EMAIL_" not in piece
 
 
+@pytest.mark.slow
 class TestFormatsEveryCut:
     @pytest.mark.parametrize("name", sorted(FORMATS))
     def test_every_single_cut(self, name: str) -> None:

@@ -451,6 +451,7 @@ def test_postgres_refusing_connections(tmp_path: Path, pg_target: Target) -> Non
     assert "hunter2-secret" not in str(outcome.error)
 
 
+@pytest.mark.slow
 def test_postgres_hanging_fails_within_the_bound(
     tmp_path: Path, pg_target: Target, hanging: HangingServer
 ) -> None:
