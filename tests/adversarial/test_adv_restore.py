@@ -246,3 +246,42 @@ def test_a_token_restores_exactly_for_its_owner(
     assert (vault.detokenize_for(scope, token, *caller) == value) is same
     # Never across scopes, whoever asks.
     assert vault.detokenize_for(Scope("acme", (conversation or "") + "x"), token, *owner) is None
+
+
+def test_a_gateway_key_names_only_the_subjects_it_may(leak_values: Any) -> None:
+    """Keys of one tenant with disjoint `subjects`: one cannot claim the other's subject to
+    have its tokens restored, and the refusal never quotes the subject id."""
+    pytest.importorskip("uvicorn")
+    from _adv import gateway
+
+    from aiguard.doors.gateway import ApiKey, hash_key
+
+    keys = [
+        ApiKey(sha256=hash_key("gw-a"), principal="a", tenant="acme", subjects=["team-a:*"]),
+        ApiKey(sha256=hash_key("gw-b"), principal="b", tenant="acme", subjects=["team-b:*"]),
+    ]
+    victim_subject = "team-a:jane.roe@example.org"
+    model = FakeModel()
+    with model.serve() as base, gateway(base + "/v1", config={"keys": keys}) as (url, _g, sink):
+
+        def ask(key: str, subject: str, text: str) -> str:
+            client = openai.OpenAI(
+                base_url=url + "/v1",
+                api_key=key,
+                max_retries=0,
+                default_headers={"X-AIGuard-Subject": subject},
+            )
+            return chat(client, text)
+
+        assert ask("gw-a", victim_subject, f"mail {VICTIM}") == f"Echo: mail {VICTIM}"
+        (token,) = {m.group(0) for m in TOKEN_RE.finditer(model.requests[-1].text)}
+        leak_values([VICTIM])
+        sent = len(model.requests)
+        with pytest.raises(openai.PermissionDeniedError) as refused:
+            ask("gw-b", victim_subject, f"who is {token}")
+        assert refused.value.code == "subject_not_allowed"
+        assert victim_subject not in str(refused.value)
+        assert len(model.requests) == sent  # nothing went upstream
+        # Its own subjects work as before.
+        assert ask("gw-b", "team-b:1", f"who is {token}") == f"Echo: who is {token}"
+        assert victim_subject not in "".join(str(r) for r in sink.records)

@@ -298,13 +298,23 @@ class Gateway:
                 f"({', '.join(sorted(policy.all_purposes))}) or one declared under [purposes]",
                 PolicyDenied.code,
             )
+        subject = found.get("subject") or None
+        if subject is not None and not principal.may_name(subject):
+            # Never quoted: a subject id is personal data.
+            raise GatewayError(
+                403,
+                "this gateway key may not name that data subject (X-AIGuard-Subject or "
+                "metadata.aiguard_subject); the key's `subjects` in gateway.toml list the "
+                "ones it may",
+                "subject_not_allowed",
+            )
         training = found.get("use_for_training", "false").lower()
         if training not in _TRUE | _FALSE:
             raise GatewayError(
                 400, "X-AIGuard-Use-For-Training must be true or false", "invalid_header"
             )
         context = {
-            "subject": found.get("subject") or None,
+            "subject": subject,
             "tenant": principal.tenant,
             "purpose": purpose,
             "conversation": found.get("conversation") or None,

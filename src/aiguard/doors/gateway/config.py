@@ -67,6 +67,10 @@ class ApiKey(_Strict):
     scopes: list[str] = Field(default_factory=lambda: ["*"])
     #: Purposes the caller may claim (``X-AIGuard-Purpose``); the first is the default.
     purposes: list[str] = Field(default_factory=lambda: ["inference"])
+    #: Data subjects the caller may name (``X-AIGuard-Subject``), as globs: a token
+    #: restores for whoever names its subject, so keys of one tenant that must not see
+    #: each other's subjects list their own (``["team-a:*"]``). ``*``: any subject.
+    subjects: list[str] = Field(default_factory=lambda: ["*"])
 
     @field_validator("sha256")
     @classmethod
@@ -93,12 +97,16 @@ class Principal(_Strict):
     tenant: str
     scopes: tuple[str, ...]
     purposes: tuple[str, ...]
+    subjects: tuple[str, ...] = ("*",)
 
     def may_call(self, endpoint: str) -> bool:
         return any(fnmatch.fnmatchcase(endpoint, scope) for scope in self.scopes)
 
     def may_claim(self, purpose: str) -> bool:
         return "*" in self.purposes or purpose in self.purposes
+
+    def may_name(self, subject: str) -> bool:
+        return any(fnmatch.fnmatchcase(subject, pattern) for pattern in self.subjects)
 
 
 ANONYMOUS = Principal(name="anonymous", tenant="default", scopes=("*",), purposes=("*",))
@@ -171,6 +179,7 @@ class GatewayConfig(_Strict):
                 tenant=k.tenant,
                 scopes=tuple(k.scopes),
                 purposes=tuple(k.purposes),
+                subjects=tuple(k.subjects),
             )
             for k in self.keys
         }
