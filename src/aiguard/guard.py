@@ -300,7 +300,9 @@ class Guard:
             elif isinstance(payload, str):
                 out = call.protect_text("$", payload)
             else:
-                out = call.protect_json(payload)
+                # The caller's own data, not a provider request: no key is structural
+                # ({"id": "jane@example.com"} is protected), as in `dataset prepare`.
+                out = call.protect_tree(payload)
                 if out is payload:
                     # The walk hands back an untouched body itself; the caller's object
                     # and what may leave the process stay two objects.
@@ -346,7 +348,7 @@ class Guard:
         call.sent_text = dump_json(_jsonable(protected.payload)).decode("utf-8")
         if isinstance(answer, str):
             return call.restore_text("$", answer)  # type: ignore[return-value]
-        restored: T = call.restore_json(answer)
+        restored: T = call.restore_tree(answer)
         return restored
 
     def _protect_model(self, call: Call, model: BaseModel) -> Any:

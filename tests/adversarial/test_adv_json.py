@@ -260,3 +260,18 @@ def test_an_answer_too_deep_to_parse_is_a_typed_error(stream: bool) -> None:
         if stream:
             list(reply)  # type: ignore[call-overload]
     assert sink.calls()[-1]["status"] == "error"
+
+
+def test_the_direct_door_reads_every_key_of_a_dict(leak_values: Any) -> None:
+    """`guard.protect(dict)` skipped values under provider-structural keys (`id`, `type`,
+    `role`, `name`): the caller's own records went out raw there."""
+    email = "jane.doe@example.com"
+    card = "4111 1111 1111 1111"
+    leak_values([email, card])
+    guard, _sink = new_guard()
+    record = {"id": email, "type": card, "role": email, "items": [{"name": email}]}
+    with guard.context(subject="cust-1", tenant="acme", purpose="inference"):
+        protected = guard.protect(record, destination="openai")
+    text = json.dumps(protected.payload)
+    assert email not in text and card not in text
+    assert guard.restore(protected.payload, protected) == record

@@ -771,6 +771,10 @@ class Call:
 
         return map_strings(body, transform, free=free)
 
+    def restore_tree(self, body: Any) -> Any:
+        """`restore_json` for JSON the user defined: no key is structural."""
+        return map_all_strings(body, self.restore_text)
+
     # -- recording ----------------------------------------------------------------
 
     def event_fields(self, **extra: Any) -> dict[str, Any]:
