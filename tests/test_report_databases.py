@@ -198,3 +198,31 @@ def test_dsr_export_refuses_a_policy_whose_key_is_per_process(
         guard.close()
     assert main(["dsr", "export", "cust-1", "--policy", str(policy_file)]) == 0
     assert len(json.loads(capsys.readouterr().out)["provenance_events"]) == 2
+
+
+def test_a_keys_root_key_gives_every_process_the_same_digest_key(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`[keys]` without `database`: the guard's digest and pseudonym keys come from the root
+    key, so guards of different processes agree and `dsr export` finds their events."""
+    policy_file = tmp_path / "aiguard.toml"
+    policy_file.write_text(
+        POLICY
+        + '\n[actions.kinds]\nemail = "pseudonymize"\n'
+        + '\n[keys]\nvault = "memory"\nfile = "root.key"\n'
+        + '\n[provenance]\njsonl = "log.jsonl"\n'
+    )
+    pseudonyms = set()
+    for _ in range(2):  # two processes' worth of guards, each opening the policy anew
+        guard = aiguard.Guard.from_toml(policy_file)
+        _calls(guard, 2)
+        with guard.context(subject="cust-1", tenant="acme", purpose="inference"):
+            pseudonyms.add(guard.protect(JANE, destination="openai").payload)
+        guard.close()
+    assert len(pseudonyms) == 1 and JANE not in pseudonyms.pop()
+    assert main(["dsr", "export", "cust-1", "--policy", str(policy_file)]) == 0
+    assert len(json.loads(capsys.readouterr().out)["provenance_events"]) == 4
+    # Another root key is another digest key: nothing of this log is theirs.
+    (tmp_path / "root.key").unlink()
+    assert main(["dsr", "export", "cust-1", "--policy", str(policy_file)]) == 0
+    assert json.loads(capsys.readouterr().out)["provenance_events"] == []

@@ -142,12 +142,19 @@ class Guard:
         policy = load_policy(os.fspath(path))
         given = {name for name, value in overrides.items() if value is not None}
         try:
-            if policy.keys is not None and overrides.get("vault") is None:
-                from .vault.factory import vault_from_policy
+            if policy.keys is not None:
+                from .vault.factory import provider_from_policy, vault_from_policy
 
-                vault = vault_from_policy(policy, Path(path).resolve().parent)
-                if vault is not None:
-                    overrides["vault"] = vault
+                base = Path(path).resolve().parent
+                provider = provider_from_policy(policy.keys, base)
+                if overrides.get("secret") is None and policy.database is None:
+                    # Event digests and pseudonyms must agree across processes, as with
+                    # the database's aiguard.key: derived from the root key.
+                    overrides["secret"] = provider.derive_secret("guard")
+                if overrides.get("vault") is None:
+                    vault = vault_from_policy(policy, base, provider)
+                    if vault is not None:
+                        overrides["vault"] = vault
             if policy.keys is not None and policy.keys.vault == "postgres":
                 # Consent and kill switch shared through PostgreSQL too (the vault's pool).
                 from .vault.factory import postgres_stores

@@ -112,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         if args.command == "dsr":
             if args.dsr_command == "export":
-                if guard.policy.database is None:
+                if guard.policy.database is None and guard.policy.keys is None:
                     # Subject digests are keyed with the guard's secret, which only the
                     # database's aiguard.key shares between processes: a new key here would
                     # match none of the logged events and export "no events" as if true.
@@ -120,7 +120,8 @@ def run(args: argparse.Namespace) -> int:
                         f"aiguard dsr: cannot export from {args.policy}: the policy sets no "
                         "`database`, so this process has a key of its own for subject "
                         "digests and cannot match the events other processes logged; set "
-                        "`database = ...` (every process then shares its aiguard.key) or "
+                        "`database = ...` (every process then shares its aiguard.key) or a "
+                        "[keys] root key (every process derives the same key from it), or "
                         "call guard.dsr.export(...) in the process that logged them",
                         file=sys.stderr,
                     )

@@ -8,7 +8,13 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .keys import EnvKeyProvider, KeyProvider, KeyProviderError, LocalKeyFileProvider
+from .keys import (
+    EnvKeyProvider,
+    KeyProvider,
+    KeyProviderError,
+    LocalKeyFileProvider,
+    SecretKeyProvider,
+)
 
 if TYPE_CHECKING:
     from ..policy.model import KeysPolicy, Policy
@@ -23,7 +29,7 @@ __all__ = [
 ]
 
 
-def provider_from_policy(keys: KeysPolicy, base: Path) -> KeyProvider:
+def provider_from_policy(keys: KeysPolicy, base: Path) -> SecretKeyProvider:
     if keys.provider == "env":
         return EnvKeyProvider(keys.env)
     target = Path(keys.file).expanduser()
@@ -81,12 +87,13 @@ def postgres_stores(policy: Policy, overrides: Mapping[str, Any]) -> dict[str, A
     return out
 
 
-def vault_from_policy(policy: Policy, base: Path) -> Any:
+def vault_from_policy(policy: Policy, base: Path, provider: KeyProvider | None = None) -> Any:
     """The vault of ``[keys]``, or None when it names none (the default vault is used)."""
     keys = policy.keys
     if keys is None:
         return None
-    provider = provider_from_policy(keys, base)
+    if provider is None:
+        provider = provider_from_policy(keys, base)
     retention = None if keys.retention_days is None else timedelta(days=keys.retention_days)
     if keys.vault == "memory":
         from .memory import InMemoryVault

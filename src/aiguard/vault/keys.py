@@ -74,10 +74,16 @@ class SecretKeyProvider:
         self._aead = AESGCM(wrap_key)
         fingerprint = hmac.new(root, b"aiguard/v2/root-id", hashlib.sha256).hexdigest()[:16]
         self._key_id = f"{label}:{fingerprint}"
+        self._derive_key = hmac.new(root, b"aiguard/v2/derive", hashlib.sha256).digest()
 
     @property
     def key_id(self) -> str:
         return self._key_id
+
+    def derive_secret(self, label: str) -> bytes:
+        """A 32-byte secret for ``label``, the same in every process holding this root
+        key (the guard's event-digest and pseudonym keys come from one)."""
+        return hmac.new(self._derive_key, label.encode(), hashlib.sha256).digest()
 
     def wrap(self, key: bytes, context: bytes) -> bytes:
         nonce = os.urandom(12)
