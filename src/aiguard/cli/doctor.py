@@ -426,17 +426,8 @@ def _probe_signing_key(path: Path, log: str) -> str:
 
 
 def _probe_checkpoint_file(path: Path) -> str:
-    from ..provenance.config import CHECKPOINT_FILE
+    from ..provenance.config import prepare_checkpoint_file
 
-    with translating(
-        ProvenanceError,
-        component="the checkpoint file",
-        target=os.fspath(path),
-        operation="probe the checkpoint file",
-        key=CHECKPOINT_FILE,
-    ):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if path.is_dir():
-            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), os.fspath(path))
-        _probe_file(path.parent)
+    # The same check a guard makes at start-up.
+    prepare_checkpoint_file(path)
     return "ok: its directory is writable"
