@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Iterable
 
@@ -414,3 +415,57 @@ class TestMemory:
             core.feed(b"data: " + json.dumps(chunk).encode() + b"\n\n")
             assert core.held <= MAX_HOLD
         assert len(core._decoder._partial) == 0 and len(core._decoder._raw) == 0
+
+
+_TOKEN = "[EMAIL_0EQ6ZCG62CQ43]"
+_INJECTING = 'a@b.c", "admin": true, "x": "'
+
+
+class TestJsonContextAcrossPieces:
+    @settings(max_examples=400, deadline=None)
+    @given(
+        parts=st.lists(
+            st.sampled_from(['"', "\\", "n", " ", "{", ":", ",", _TOKEN, "[x]", "ab"]),
+            max_size=24,
+        ),
+        cuts=st.lists(st.integers(0, 200), max_size=6),
+        json_text=st.booleans(),
+    )
+    def test_pieces_restore_as_the_whole_text_does(
+        self, parts: list[str], cuts: list[int], json_text: bool
+    ) -> None:
+        """A channel cut anywhere restores as the whole text would: the JSON string state
+        (in a string, after a backslash) carries across pieces, so an original is escaped
+        exactly where it stands inside a string, and can never close one."""
+        from aiguard.vault.tokens import JsonState, swap_in_context
+
+        text = "".join(parts)
+        lookup = {_TOKEN: _INJECTING}.get
+        whole, _state = swap_in_context(text, lookup, JsonState(), json_text)
+        bounds = sorted({min(c, len(text)) for c in cuts} | {0, len(text)})
+        state = JsonState()
+        out = []
+        for start, end in itertools.pairwise(bounds):
+            # A token is never cut in a real channel (the hold-back keeps it whole).
+            piece = text[start:end]
+            piece_out, state = swap_in_context(piece, lookup, state, json_text)
+            out.append(piece_out)
+        if all(
+            not (m.start() < b < m.end()) for m in TOKEN_RE.finditer(text) for b in bounds
+        ):
+            assert "".join(out) == whole
+
+    def test_a_backslash_at_a_pieces_end_is_spent_by_the_next_piece(self) -> None:
+        """`"x\\` then `n` then `" [token] "`: the quote after `\\n` closes the string, so
+        the token after it stands outside and the next quote opens a new string."""
+        from aiguard.vault.tokens import JsonState, swap_in_context
+
+        lookup = {_TOKEN: _INJECTING}.get
+        state = JsonState()
+        pieces = ['{"a": "x\\', "n", f'", "b": "{_TOKEN}"}}']
+        out = []
+        for piece in pieces:
+            restored, state = swap_in_context(piece, lookup, state)
+            out.append(restored)
+        document = json.loads("".join(out))
+        assert document == {"a": "x\n", "b": _INJECTING}

@@ -38,7 +38,7 @@ from ..errors import MalformedPayload
 from ..pipeline.call import usage_of
 from ..providers.walk import STRUCTURAL_KEYS
 from ..vault.surrogates import restore_surrogates
-from ..vault.tokens import MAX_SUFFIX, TOKEN_RE
+from ..vault.tokens import MAX_SUFFIX, TOKEN_RE, JsonState, swap_in_context
 
 __all__ = [
     "DEFAULT_HOLD_LIMIT",
@@ -226,10 +226,6 @@ class TokenRestorer:
         return token if original is None else json.dumps(original, ensure_ascii=False)[1:-1]
 
 
-# What moves a channel's JSON state, and the tokens to restore.
-_CONTEXT_RE = re.compile(r'[\\"]|' + TOKEN_RE.pattern)
-
-
 class _ContextSwap:
     """Restores the tokens of one streamed text channel according to where they stand.
 
@@ -243,57 +239,24 @@ class _ContextSwap:
     quotes, change.
     """
 
-    __slots__ = ("_escape", "_in_string", "_json", "_lookup")
+    __slots__ = ("_json", "_lookup", "_state")
 
     def __init__(self, lookup: Lookup, json_text: bool) -> None:
         self._lookup = lookup
         self._json = json_text
-        self._in_string = False
-        self._escape = False
+        self._state = JsonState()
 
     def _escaped(self, token: str) -> str | None:
         original = self._lookup(token)
         return None if original is None else json.dumps(original, ensure_ascii=False)[1:-1]
 
     def __call__(self, text: str) -> str:
-        if self._json or self._in_string:
+        if self._json or self._state.in_string:
             text = restore_surrogates(text, self._escaped)
         else:
             text = restore_surrogates(text, self._lookup)
-        if "[" not in text and '"' not in text and "\\" not in text:
-            return text
-        pieces: list[str] = []
-        cursor = 0
-        escape_at = 0 if self._escape else -1
-        for match in _CONTEXT_RE.finditer(text):
-            found = match.group(0)
-            at = match.start()
-            if found == "\\":
-                if at == escape_at:
-                    escape_at = -1
-                elif self._in_string:
-                    escape_at = at + 1
-                continue
-            if found == '"':
-                if at != escape_at:
-                    self._in_string = not self._in_string
-                escape_at = -1
-                continue
-            original = self._lookup(found)
-            if original is None:
-                continue
-            if self._in_string:
-                original = json.dumps(original, ensure_ascii=False)[1:-1]
-            elif self._json:
-                original = json.dumps(original, ensure_ascii=False)
-            pieces.append(text[cursor:at])
-            pieces.append(original)
-            cursor = match.end()
-        self._escape = escape_at == len(text)
-        if not pieces:
-            return text
-        pieces.append(text[cursor:])
-        return "".join(pieces)
+        text, self._state = swap_in_context(text, self._lookup, self._state, self._json)
+        return text
 
 
 def _looks_json(text: str) -> bool:

@@ -26,7 +26,9 @@ __all__ = [
     "format_token",
     "keyed_suffix",
     "label_for",
+    "JsonState",
     "restore_in_context",
+    "swap_in_context",
 ]
 
 SUFFIX_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
@@ -65,10 +67,33 @@ def restore_in_context(text: str, lookup: Callable[[str], str | None]) -> str:
     JSON-escaped, so a model writing JSON in prose or a Markdown fence cannot have an
     original holding ``", "admin": true`` close the string and add keys. Elsewhere an
     original is written as it is. Tokens ``lookup`` answers None for stay."""
+    return swap_in_context(text, lookup, JsonState())[0]
+
+
+@dataclass(frozen=True, slots=True)
+class JsonState:
+    """Where a text that goes on in the next piece stands: inside a double-quoted string,
+    and whether its first character is escaped (the last piece ended with a backslash)."""
+
+    in_string: bool = False
+    escaped: bool = False
+
+
+def swap_in_context(
+    text: str, lookup: Callable[[str], str | None], state: JsonState, json_text: bool = False
+) -> tuple[str, JsonState]:
+    """`restore_in_context` for one piece of a longer text, from ``state`` on; also the
+    state after it. In ``json_text`` (a channel declared JSON) an original outside any
+    string is written as a JSON string."""
+    if not text:
+        return text, state
+    in_string = state.in_string
+    if "[" not in text and '"' not in text and "\\" not in text:
+        # Nothing moves the state, but a pending escape is spent on the first character.
+        return text, JsonState(in_string) if state.escaped else state
     pieces: list[str] = []
     cursor = 0
-    in_string = False
-    escape_at = -1
+    escape_at = 0 if state.escaped else -1
     for match in _CONTEXT_RE.finditer(text):
         found = match.group(0)
         at = match.start()
@@ -88,13 +113,16 @@ def restore_in_context(text: str, lookup: Callable[[str], str | None]) -> str:
             continue
         if in_string:
             original = json.dumps(original, ensure_ascii=False)[1:-1]
+        elif json_text:
+            original = json.dumps(original, ensure_ascii=False)
         pieces.append(text[cursor:at])
         pieces.append(original)
         cursor = match.end()
+    after = JsonState(in_string, escape_at == len(text))
     if not pieces:
-        return text
+        return text, after
     pieces.append(text[cursor:])
-    return "".join(pieces)
+    return "".join(pieces), after
 
 
 def label_for(kind: str) -> str:
