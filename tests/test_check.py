@@ -191,5 +191,10 @@ def test_a_gate_that_finds_nothing_fails(spec: str, capsys: pytest.CaptureFixtur
     assert render_json(result)["ok"] is False
     assert main(["check", "--policy", str(GATE), spec]) == 2
     captured = capsys.readouterr()
-    assert "FAILED" in captured.out and "no endpoints found" in captured.out
-    assert f"no endpoints found in {spec}" in captured.err
+    # Said once, where the reader looks: the table, or stderr beside a machine format.
+    assert "FAILED" in captured.out and captured.out.count("no endpoints found") == 1
+    assert captured.err == ""
+    assert main(["check", "--policy", str(GATE), "--format", "json", spec]) == 2
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["ok"] is False
+    assert captured.err.count(f"no endpoints found in {spec}") == 1

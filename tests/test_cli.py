@@ -24,6 +24,20 @@ def run(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 class TestDemo:
+    def test_a_reader_that_goes_away_ends_the_command_quietly(self, tmp_path: Path) -> None:
+        """`aiguard demo | head -1`: exit 141 (SIGPIPE's status), no traceback."""
+        process = subprocess.Popen(
+            [sys.executable, "-m", "aiguard", "demo", "--out", str(tmp_path)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        assert process.stdout is not None and process.stderr is not None
+        process.stdout.readline()
+        process.stdout.close()  # the reader goes away after one line
+        stderr = process.stderr.read().decode()
+        assert process.wait(timeout=60) == 141
+        assert "Traceback" not in stderr and "BrokenPipeError" not in stderr
+
     def test_demo_writes_a_verified_log_and_refuses_training(self, tmp_path: Path) -> None:
         (tmp_path / "provenance.jsonl").write_text("stale content\n")
         result = run("demo", "--out", str(tmp_path))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 from types import ModuleType
@@ -41,7 +42,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser(groups).parse_args(argv)
     for group in groups:
         if args.command in group.COMMANDS:
-            return int(group.run(args))
+            try:
+                return int(group.run(args))
+            except BrokenPipeError:
+                # The reader went away (`aiguard dsr export ... | head`): stop quietly, as
+                # other command-line tools do, instead of a traceback. Python's docs' way:
+                # stdout points at devnull so the flush at exit cannot fail again.
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(devnull, sys.stdout.fileno())
+                return 141  # 128 + SIGPIPE, what a shell reports for such a command
     return 2  # pragma: no cover - argparse rejects unknown commands
 
 

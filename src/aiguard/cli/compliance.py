@@ -173,12 +173,15 @@ def _check(args: argparse.Namespace) -> int:
         _write(json.dumps(render_sarif(result, __version__), indent=2) + "\n", args.out)
     else:
         _write(render_table(result, strict=args.strict) + "\n", args.out)
+    table_shown = (args.format == "table") != bool(args.out)
     if args.out and args.format != "table":
         # The file is for tools; the job log still says why the gate failed.
         print(render_table(result, strict=args.strict), file=sys.stderr)
     if result.empty:
         from ..compliance.check import NO_ENDPOINTS
 
+        if table_shown:
+            return 2  # the table already says that no endpoint was found, and what to do
         return _error("check", NO_ENDPOINTS.format(app=args.app))
     return 1 if result.failed(strict=args.strict) else 0
 
