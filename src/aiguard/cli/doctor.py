@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import AIGuardError, PolicyError, ProvenanceError
-from ..storage._faults import PROBE, mask_dsn, probe_name, translating
+from ..storage._faults import PROBE, mask_dsn, prepare_file_location, probe_name, translating
 
 __all__ = ["COMMANDS", "Check", "register", "run", "run_checks"]
 
@@ -366,9 +366,7 @@ def _probe_jsonl(path: Path, key: str) -> str:
         operation="probe the log",
         key=key,
     ):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if path.is_dir():
-            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), os.fspath(path))
+        prepare_file_location(path)
         _probe_file(path.parent)
         if not path.exists():
             return "ok: the directory is writable; the log will be created"

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import contextlib
-import errno
 import os
 import secrets
 from pathlib import Path
 
 from ..errors import PolicyError, ProvenanceError
 from ..policy.model import ProvenancePolicy, ProvenanceSinkPolicy
-from ..storage._faults import translating
+from ..storage._faults import prepare_file_location, translating
 from .chain import ProvenanceLog, Sink
 from .checkpoint import Signer
 from .sinks import JsonlSink
@@ -169,9 +168,7 @@ def prepare_checkpoint_file(path: Path) -> None:
         operation="prepare the checkpoint file",
         key=CHECKPOINT_FILE,
     ):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if path.is_dir():
-            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), os.fspath(path))
+        prepare_file_location(path)
         # A name of its own: a process still running with this file is never disturbed.
         temporary = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
         os.close(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))

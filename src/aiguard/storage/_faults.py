@@ -16,16 +16,27 @@ as ``__cause__``.
 from __future__ import annotations
 
 import errno
+import os
 import re
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 from ..errors import AIGuardError
 
-__all__ = ["FAULTS", "PROBE", "hint", "mask_dsn", "probe_name", "store_fault", "translating"]
+__all__ = [
+    "FAULTS",
+    "PROBE",
+    "hint",
+    "mask_dsn",
+    "prepare_file_location",
+    "probe_name",
+    "store_fault",
+    "translating",
+]
 
 E = TypeVar("E", bound=AIGuardError)
 
@@ -35,6 +46,14 @@ FAULTS: tuple[type[BaseException], ...] = (OSError, sqlite3.Error)
 #: Scope, subject, destination and log name of `aiguard doctor`'s probe rows (never
 #: committed: see `SQLiteDatabase.probe`).
 PROBE = "aiguard-doctor-probe"
+
+
+def prepare_file_location(path: Path) -> None:
+    """Create ``path``'s directory, and refuse a directory standing where the file goes
+    (an `OSError`, for `translating` to name)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.is_dir():
+        raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), os.fspath(path))
 
 
 def probe_name() -> str:
