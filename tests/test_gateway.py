@@ -550,6 +550,45 @@ def test_stream_limit_metrics_and_draining(scripted: tuple[Scripted, str]) -> No
         upstream.delay = 0.0
 
 
+def test_a_client_that_leaves_mid_stream_stops_the_relay(scripted: tuple[Scripted, str]) -> None:
+    """The client closes its connection after the first event: the gateway stops reading
+    the upstream at once (not when the answer would have ended), frees the stream slot
+    and records the call as abandoned."""
+    upstream, base = scripted
+    upstream.pieces = [f"piece{i} " for i in range(20)]
+    upstream.delay = 0.2  # 4 s for the whole answer
+    body = json.dumps(
+        {"model": "m", "stream": True, "messages": [{"role": "user", "content": "hi"}]}
+    ).encode()
+    guard, sink = _guard(base)
+    app = create_app(guard, GatewayConfig(upstream=base))
+    relay = app.state.gateway
+    try:
+        with serve(app) as (url, _server):
+            port = int(url.rsplit(":", 1)[1])
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as client:
+                client.sendall(
+                    b"POST /v1/chat/completions HTTP/1.1\r\nhost: 127.0.0.1\r\n"
+                    b"content-type: application/json\r\ncontent-length: %d\r\n\r\n%b"
+                    % (len(body), body)
+                )
+                received = b""
+                while b"piece0" not in received:
+                    received += client.recv(4096)
+            left = time.monotonic()
+            events: list[dict[str, Any]] = []
+            while time.monotonic() - left < 2.0:
+                events = [e for e in sink.calls() if e.get("error") == "StreamAbandoned"]
+                if events and relay.streams == 0:
+                    break
+                time.sleep(0.02)
+            assert events, "no abandoned-stream event within 2 s of the client leaving"
+            assert relay.streams == 0
+            assert time.monotonic() - left < 2.0  # the answer had 3.8 s still to run
+    finally:
+        upstream.delay = 0.0
+
+
 def test_metrics_count_findings_and_refusals(scripted: tuple[Scripted, str]) -> None:
     upstream, base = scripted
     upstream.pieces = ["ok"]

@@ -201,6 +201,36 @@ class TestSSEDecoder:
         pieces = [self.STREAM[i : i + 1] for i in range(len(self.STREAM))]
         assert self.decode(pieces) == self.decode([self.STREAM])
 
+    @settings(max_examples=300, deadline=None)
+    @given(
+        st.lists(
+            st.one_of(
+                # Whole one-line events (the decoder's fast path) and everything near them.
+                st.text(max_size=12).map(lambda t: ("data: " + t + "\n\n").encode()),
+                st.builds(
+                    lambda head, body, tail: (head + body + tail).encode(),
+                    st.sampled_from(["data: ", "data:", "data:  ", "\ufeffdata: ", ": "]),
+                    st.text(alphabet="ab \r\n:", max_size=6),
+                    st.sampled_from(["\n\n", "\r\n\r\n", "\n", "\r", ""]),
+                ),
+            ),
+            max_size=6,
+        )
+    )
+    def test_reads_of_whole_events_decode_as_byte_by_byte(self, reads: list[bytes]) -> None:
+        """One read per event takes a shorter path; it must give the frames and raw bytes
+        that the same bytes give one at a time. (A frame without fields is passed through
+        as it is: a CR LF cut after its CR may leave its LF as such a frame.)"""
+        stream = b"".join(reads)
+        singles = [stream[i : i + 1] for i in range(len(stream))]
+        empty = (None, None, None)
+        assert [f for f in self.decode(reads) if f != empty] == [
+            f for f in self.decode(singles) if f != empty
+        ]
+        decoder = SSEDecoder()
+        frames = [f for read in reads for f in decoder.feed(read)] + decoder.close()
+        assert b"".join(f.raw for f in frames) == stream
+
 
 class TestChatStream:
     @pytest.mark.slow

@@ -477,6 +477,11 @@ class _AsyncStream:
         except GeneratorExit:
             raise
         except BaseException as exc:
+            if _cancelled(exc):
+                # The caller stopped waiting (a client that left the gateway, a timeout
+                # around the SDK call): the stream was abandoned, the upstream did not fail.
+                await _record_async(session, session.outcome(None, abandoned=True))
+                raise
             tail = session.end()
             await _record_async(session, session.outcome(exc, abandoned=False))
             if tail:
@@ -494,6 +499,16 @@ class _AsyncStream:
             await self._upstream.aclose()
         finally:
             await _record_async(self._session, self._session.outcome(None, abandoned=True))
+
+
+def _cancelled(exc: BaseException) -> bool:
+    """``exc`` is the running event loop's cancellation (asyncio's, or trio's via anyio)."""
+    import anyio
+
+    try:
+        return isinstance(exc, anyio.get_cancelled_exc_class())
+    except Exception:  # no async library is running: it cannot be a cancellation
+        return False
 
 
 async def _record_async(session: _StreamSession, outcome: dict[str, Any] | None) -> None:
