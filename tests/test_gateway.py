@@ -81,7 +81,10 @@ class Scripted:
             pieces = list(self.pieces)
             if not payload.get("stream"):
                 await asyncio.sleep(self.delay)
-                return JSONResponse(_completion("".join(pieces)))
+                # A cookie the gateway must neither pass on nor send back upstream.
+                return JSONResponse(
+                    _completion("".join(pieces)), headers={"set-cookie": "lb=node-7; Path=/"}
+                )
 
             async def events() -> AsyncIterator[bytes]:
                 for piece in pieces:
@@ -548,6 +551,23 @@ def test_stream_limit_metrics_and_draining(scripted: tuple[Scripted, str]) -> No
         assert "aiguard_gateway_request_duration_seconds_bucket" in text
     finally:
         upstream.delay = 0.0
+
+
+def test_an_upstream_cookie_is_not_sent_back_for_the_next_caller(
+    scripted: tuple[Scripted, str],
+) -> None:
+    """The upstream's Set-Cookie is not kept by the gateway: one caller's cookie never
+    reaches the upstream on another caller's request (nor the caller)."""
+    upstream, base = scripted
+    upstream.pieces = ["ok"]
+    body = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+    with gateway(base) as (url, _guard_, _sink), httpx.Client(base_url=url) as client:
+        first = client.post("/v1/chat/completions", json=body)
+        second = client.post("/v1/chat/completions", json=body)
+    assert first.status_code == second.status_code == 200
+    assert "set-cookie" not in first.headers
+    sent = [headers for headers, _body in upstream.requests[-2:]]
+    assert all("cookie" not in headers for headers in sent), sent
 
 
 def test_a_client_that_leaves_mid_stream_stops_the_relay(scripted: tuple[Scripted, str]) -> None:

@@ -35,7 +35,7 @@ from ...errors import (
     VaultError,
 )
 from ...pipeline.host import GuardHost
-from ..transport import module_for
+from ..transport import AsyncGuardTransport, module_for
 from ._netstream import use_asyncio_backend
 from .config import ANONYMOUS, GatewayConfig, Principal, lookup_key
 from .metrics import GatewayMetrics, instrument
@@ -208,8 +208,13 @@ class Gateway:
             )
             inner = http.AsyncHTTPTransport(limits=limits)
             use_asyncio_backend(inner)
-        self.client: Any = guard.async_http_client(
-            transport=inner,
+        # Requests are built by a client (its timeouts) and sent by the guarded transport
+        # itself: the client's layers (auth, redirects, hooks, a bound stream around every
+        # chunk) are work per request and per chunk, and its cookie jar would hand one
+        # caller's upstream cookies to the next caller.
+        self._guarded: Any = AsyncGuardTransport(guard, inner, http)
+        self.client: Any = http.AsyncClient(
+            transport=self._guarded,
             timeout=http.Timeout(config.upstream_timeout, connect=config.connect_timeout),
             # A redirect would be a request the caller did not make; let them see it.
             follow_redirects=False,
@@ -445,7 +450,9 @@ class Gateway:
         )
         try:
             async with self.guard.context(**context):
-                return await self.client.send(outgoing, stream=True)
+                response = await self._guarded.handle_async_request(outgoing)
+            response.request = outgoing
+            return response
         except AIGuardError as exc:
             raise _mapped(exc) from None
         except self._timeout_error:
