@@ -553,6 +553,26 @@ def test_stream_limit_metrics_and_draining(scripted: tuple[Scripted, str]) -> No
         upstream.delay = 0.0
 
 
+def test_a_body_that_does_not_arrive_in_time_is_a_408(scripted: tuple[Scripted, str]) -> None:
+    """A client that sends its headers and then trickles (here: stops) its body gets a 408
+    once ``body_timeout`` has passed; nothing goes upstream."""
+    _upstream, base = scripted
+    with gateway(base, config={"body_timeout": 0.3}) as (url, _g, _s):
+        port = int(url.rsplit(":", 1)[1])
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as client:
+            started = time.monotonic()
+            client.sendall(
+                b"POST /v1/chat/completions HTTP/1.1\r\nhost: 127.0.0.1\r\n"
+                b"content-type: application/json\r\ncontent-length: 100\r\n\r\n{\"model\""
+            )
+            answer = b""
+            while b"\r\n\r\n" not in answer:
+                answer += client.recv(4096)
+            waited = time.monotonic() - started
+    assert answer.startswith(b"HTTP/1.1 408"), answer[:80]
+    assert 0.25 <= waited < 3.0
+
+
 def test_an_upstream_cookie_is_not_sent_back_for_the_next_caller(
     scripted: tuple[Scripted, str],
 ) -> None:
@@ -561,7 +581,7 @@ def test_an_upstream_cookie_is_not_sent_back_for_the_next_caller(
     upstream, base = scripted
     upstream.pieces = ["ok"]
     body = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
-    with gateway(base) as (url, _guard_, _sink), httpx.Client(base_url=url) as client:
+    with gateway(base) as (url, _g, _s), httpx.Client(base_url=url) as client:
         first = client.post("/v1/chat/completions", json=body)
         second = client.post("/v1/chat/completions", json=body)
     assert first.status_code == second.status_code == 200

@@ -514,6 +514,12 @@ def _cancelled(exc: BaseException) -> bool:
 async def _record_async(session: _StreamSession, outcome: dict[str, Any] | None) -> None:
     if outcome is None:
         return
+    if not session.guard.stores_block:
+        # In-memory stores and a queued (or in-memory) log: a thread hop per stream would
+        # cost more than the record, and contend with the loop for the GIL. Nothing is
+        # awaited, so nothing can cancel it.
+        session.record(outcome)
+        return
     import anyio
     import anyio.to_thread
 
@@ -521,12 +527,7 @@ async def _record_async(session: _StreamSession, outcome: dict[str, Any] | None)
     # the SDKs drain streams under a short deadline, and a cancelled write would lose
     # the call's only event.
     with anyio.CancelScope(shield=True):
-        if session.guard.stores_block:
-            await anyio.to_thread.run_sync(session.record, outcome)
-        else:
-            # In-memory stores and a queued (or in-memory) log: a thread hop per stream
-            # would cost more than the record, and contend with the loop for the GIL.
-            session.record(outcome)
+        await anyio.to_thread.run_sync(session.record, outcome)
 
 
 _STREAM_TYPES: dict[tuple[str, bool], type] = {}
