@@ -18,6 +18,7 @@ from aiguard.doors.streaming import (
     StreamRestorer,
     TokenRestorer,
     held_tail_start,
+    loads_event,
 )
 from aiguard.testing.fake import _anthropic_stream, _openai_stream, _responses_stream
 from aiguard.vault.tokens import TOKEN_RE
@@ -230,6 +231,57 @@ class TestSSEDecoder:
         decoder = SSEDecoder()
         frames = [f for read in reads for f in decoder.feed(read)] + decoder.close()
         assert b"".join(f.raw for f in frames) == stream
+
+
+_JSON = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.one_of(
+        _JSON.map(json.dumps),
+        _JSON.map(lambda v: json.dumps(v, ensure_ascii=False)),
+        st.text(max_size=30),
+        st.sampled_from(
+            [
+                '{"a": NaN}',
+                '{"a": -Infinity}',
+                '{"s": "\\ud800"}',
+                '{"n": 123456789012345678901234567890}',
+                '{"k": 1, "k": 2}',
+                '{"f": 1e400}',
+                "[" * 2000 + "]" * 2000,
+                '{"a": 1} x',
+                "",
+            ]
+        ),
+    )
+)
+def test_an_event_decodes_as_the_standard_library_decodes_it(data: str) -> None:
+    """With or without orjson, an event's JSON is what ``json.loads`` makes of it, and
+    what it refuses is refused (the restorer then treats the data as text)."""
+    try:
+        expected: object = ("ok", json.loads(data))
+    except RecursionError:
+        expected = ("deep",)
+    except ValueError:
+        expected = ("refused",)
+    try:
+        got: object = ("ok", loads_event(data))
+    except RecursionError:
+        got = ("deep",)
+    except ValueError:
+        got = ("refused",)
+    # repr: NaN and -0.0 compare by their spelling, not by ==.
+    assert repr(got) == repr(expected)
 
 
 class TestChatStream:

@@ -52,6 +52,7 @@ __all__ = [
     "TokenRestorer",
     "encode_frame",
     "held_tail_start",
+    "loads_event",
     "value_tail_start",
 ]
 
@@ -523,6 +524,41 @@ class SSEDecoder:
         return frame
 
 
+def _optional_orjson() -> Any:
+    try:
+        import orjson  # type: ignore[import-not-found,unused-ignore]
+    except ImportError:  # the standard library decodes the same, at about four times the cost
+        return None
+    return orjson
+
+
+_orjson: Any = _optional_orjson()
+#: 19 digits in a row: where an integer may no longer fit in 64 bits. Found as a run of
+#: zeros in the bytes with every digit mapped to "0" (a regex costs ten times more).
+_LONG_DIGITS = b"0" * 19
+_DIGIT_MASK = bytes(0x30 if 0x30 <= c <= 0x39 else 0x20 for c in range(256))
+
+
+def loads_event(data: str) -> Any:
+    """``json.loads(data)``, with orjson (an optional dependency, in the ``gateway``
+    extra) when it is installed: every streamed event is parsed, and this is a large
+    part of its cost. Whatever orjson refuses (numbers beyond 64 bits, NaN, lone
+    surrogates, very deep nesting) is decoded by the standard library, so the result,
+    and the error, is always the standard library's. orjson reads an integer beyond 64
+    bits as a float instead of refusing it: data with such a long digit run goes to the
+    standard library too."""
+    if (
+        _orjson is not None
+        and data.encode("utf-8", "surrogatepass").translate(_DIGIT_MASK).find(_LONG_DIGITS)
+        == -1
+    ):
+        try:
+            return _orjson.loads(data)
+        except _orjson.JSONDecodeError:
+            pass
+    return json.loads(data)
+
+
 def encode_frame(data: str, event: str | None = None, id: str | None = None) -> bytes:
     """One SSE frame with LF line ends; multi-line data becomes several data lines."""
     lines = []
@@ -633,6 +669,12 @@ def _key(name: str) -> str:
     return name if _SAFE_KEY.fullmatch(name) else "*"
 
 
+@functools.lru_cache(maxsize=64)
+def _choice_paths(position: int) -> tuple[str, str]:
+    """The field paths of a chat choice and of its delta (the same few in every chunk)."""
+    return f"$.choices[{position}]", f"$.choices[{position}].delta"
+
+
 _RESPONSES_TERMINAL = frozenset({"response.completed", "response.incomplete", "response.failed"})
 
 
@@ -695,7 +737,7 @@ class StreamRestorer:
             self.done = True
             return [*self._flush(lambda _key: True), frame.raw]
         try:
-            obj = json.loads(data)
+            obj = loads_event(data)
         except RecursionError:
             raise _too_deep() from None
         except ValueError:
@@ -803,7 +845,9 @@ class StreamRestorer:
         # Every field besides the choices is a whole value (ids, usage, a provider's
         # extras); scanned first, so frames made for flushed text carry it scanned.
         clean = self._clean
-        for name, value in list(obj.items()):
+        # Values are replaced in place, never keys added or removed: iterating the dict
+        # itself is safe.
+        for name, value in obj.items():
             cls = value.__class__
             if name == "choices" or cls in _SCALARS or (cls is str and value in clean):
                 continue  # the envelope repeats in every event: numbers, known strings
@@ -818,10 +862,10 @@ class StreamRestorer:
                 continue
             index = choice.get("index", 0)
             finishing = choice.get("finish_reason") is not None
-            at = f"$.choices[{position}]"
-            for name, value in list(choice.items()):
-                if name == "delta" and isinstance(value, dict):
-                    changed |= self._delta(envelope, value, index, finishing, at + ".delta")
+            at, at_delta = _choice_paths(position)
+            for name, value in choice.items():
+                if name == "delta" and value.__class__ is dict:
+                    changed |= self._delta(envelope, value, index, finishing, at_delta)
                 elif name == "text" and isinstance(value, str):
                     changed |= self._completion_text(envelope, choice, index, finishing, at)
                 elif name not in {"index", "finish_reason"}:
@@ -845,7 +889,7 @@ class StreamRestorer:
         reasoning_content, a provider's extra field, a field in a content part)."""
         changed = False
         channels = self._channels
-        for name, value in list(delta.items()):
+        for name, value in delta.items():
             if value.__class__ is str:
                 channel = channels.get(("chat", index, name))
                 if channel is not None:  # the common case: the next piece of a stream
