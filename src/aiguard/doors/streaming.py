@@ -549,8 +549,7 @@ def loads_event(data: str) -> Any:
     standard library too."""
     if (
         _orjson is not None
-        and data.encode("utf-8", "surrogatepass").translate(_DIGIT_MASK).find(_LONG_DIGITS)
-        == -1
+        and data.encode("utf-8", "surrogatepass").translate(_DIGIT_MASK).find(_LONG_DIGITS) == -1
     ):
         try:
             return _orjson.loads(data)
