@@ -98,3 +98,50 @@ def test_the_backwards_id_label_rule_agrees_with_the_forward_search(before: str)
     start = len(before)
     forwards = _ID_LABEL_FORWARDS.search(text, max(0, start - 24), start) is not None
     assert _after_id_label(text, start) == forwards
+
+
+# -- evidence: a phone word makes a phone-shaped number a phone number ------------------
+
+
+def _phones(text: str) -> list[tuple[str, float]]:
+    from aiguard import detect
+
+    return [(text[f.start : f.end], f.score) for f in detect(text) if f.kind == "phone"]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    word=st.sampled_from(["call me at", "Phone:", "tel", "mobile", "cell", "whatsapp", "fax"]),
+    area=st.integers(10, 99),
+    first=st.integers(100, 999),
+    last=st.integers(100, 9999),
+)
+def test_a_phone_shaped_number_after_a_phone_word_is_protected(
+    word: str, area: int, first: int, last: int
+) -> None:
+    """Whether or not a numbering plan has it (a typo, a made-up number), with a lower
+    score when none does; never below MIN_SCORE."""
+    from aiguard.classify import EVIDENCE_SCORE
+
+    number = f"({area}) {first}-{last}"
+    text = f"please {word} {number} today"
+    found = _phones(text)
+    assert [value for value, _score in found] == [number] or [v for v, _ in found] == [
+        number[1:]
+    ], (text, found)
+    assert all(score >= EVIDENCE_SCORE for _value, score in found)
+
+
+def test_weak_words_id_labels_and_other_sentences_are_not_evidence() -> None:
+    """96 627 277 is valid in no numbering plan the default packs know: only evidence can
+    make it a phone number, and these contexts are not evidence."""
+    assert _phones("call 96 627 277") == [("96 627 277", 0.6)]
+    for text in (
+        "order number 96 627 277 shipped",  # "number": not evidence on its own
+        "text 96 627 277 to confirm",
+        "call about order #96 627 277",  # an id label wins
+        "Call us. 96 627 277 units were sold",  # another sentence
+        "call 2024-01-05 10:30",  # a date
+        "call 123-45-6789",  # the SSN shape
+    ):
+        assert _phones(text) == [], text

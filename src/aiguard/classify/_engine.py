@@ -121,6 +121,9 @@ def _after_id_label(t: str, start: int) -> bool:
 
 
 _PHONE_CONTEXT = ("phone", "call", "tel", "telephone", "mobile", "cell", "number", "whatsapp")
+#: Phone words too common in other senses to be evidence on their own ("order number",
+#: "text 2", "ring size"): they still let a valid bare number count as a phone number.
+_PHONE_WEAK_WORDS = frozenset({"number", "text", "ring"})
 
 
 def _strong_mix(value: str) -> bool:
@@ -298,6 +301,7 @@ class BuiltinDetector:
         "_kinds",
         "_letter_ids",
         "_levels",
+        "_phone_evidence",
         "_phone_re",
         "_phone_regions",
         "_phone_regions_plain",
@@ -362,6 +366,8 @@ class BuiltinDetector:
         )
         alternation = "|".join(re.escape(w) for w in words)
         self._phone_re = re.compile(rf"(?<![a-z0-9])(?:{alternation})(?![a-z0-9])")
+        strong = "|".join(re.escape(w) for w in words if w not in _PHONE_WEAK_WORDS)
+        self._phone_evidence = re.compile(rf"(?<![a-z0-9])(?:{strong})(?![a-z0-9])")
         self._secrets = tuple(rule for rule in _SECRETS if rule[1] in wanted)
         self._secret_literals = tuple(lit for rule in self._secrets for lit in rule[0])
         groups: dict[str | re.Pattern[str], list[_SecretRule]] = {}
@@ -696,6 +702,13 @@ class BuiltinDetector:
                 score = 0.99 if plus or context else 0.9
                 raw.append((start, end, "phone", score))
                 return True
+        # Evidence: a number shaped like a phone number right after a phone word ("call
+        # me at", "Tel.", "mobile:") is one even when no numbering plan has it (a typo, a
+        # made-up test number); the shape checks above have already ruled out dates,
+        # SSNs, card groupings, decimals and numbers after an id label.
+        if self._evidence(t, start, self._phone_evidence):
+            raw.append((start, end, "phone", EVIDENCE_SCORE))
+            return True
         return False
 
     def _spaced_nino(self, t: str, s: int, e: int, raw: list[Raw]) -> bool:
