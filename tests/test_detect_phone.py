@@ -75,7 +75,8 @@ def test_iban_check_agrees_with_stdnum(country: str, body: str, fix: bool) -> No
 
 # The id-label rule as first written: a search ending where the number starts.
 _ID_LABEL_FORWARDS = re.compile(
-    r"(?:(?:order|tracking|invoice|ref|reference|id|ticket|account|acct|po|sku|case|serial)"
+    r"(?:(?:order|tracking|invoice|ref|reference|id|ticket|account|acct|po|sku|case|serial"
+    r"|license|licence|passport)"
     r"(?:[ \t]*(?:no\.?|number|num|nr\.?|#))?(?:[ \t]+(?:is|was|are))?[ \t]*[:#=]?[ \t]*"
     r"|#[ \t]?)\Z",
     re.IGNORECASE,
@@ -83,6 +84,7 @@ _ID_LABEL_FORWARDS = re.compile(
 _LABEL_PIECES = [
     "order", "Tracking", "invoice", "ref", "REFERENCE", "id", "ticket", "account", "acct",
     "po", "sku", "case", "serial", "border", "no", "no.", "Number", "num", "nr", "nr.", "#",
+    "license", "Licence", "passport", "driver's ",
     "is", "was", "are", " ", "  ", "\t", ":", "=", "call", "phone", "x", "1",
 ]  # fmt: skip
 
@@ -143,5 +145,8 @@ def test_weak_words_id_labels_and_other_sentences_are_not_evidence() -> None:
         "Call us. 96 627 277 units were sold",  # another sentence
         "call 2024-01-05 10:30",  # a date
         "call 123-45-6789",  # the SSN shape
+        # A valid number, but a license's (Presidio's evaluation data writes these).
+        "my driver's license number is 2270-66-1551",
+        "passport 2270-66-1551",
     ):
         assert _phones(text) == [], text

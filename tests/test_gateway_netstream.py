@@ -106,6 +106,64 @@ def test_a_silent_upstream_times_out_with_httpx2s_error() -> None:
     asyncio.run(main())
 
 
+def _paced(gaps: list[float]) -> Handler:
+    """A chunked answer whose pieces come after the given pauses."""
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n")
+            for gap in gaps:
+                await writer.drain()
+                await asyncio.sleep(gap)
+                writer.write(b"2\r\nok\r\n")
+            writer.write(b"0\r\n\r\n")
+            await writer.drain()
+        except ConnectionError:
+            pass
+        finally:
+            writer.close()
+
+    return handler
+
+
+async def _read_all(port: int, timeout: float) -> bytes:
+    async with client() as http, http.stream(
+        "GET", f"http://127.0.0.1:{port}/", timeout=timeout
+    ) as response:
+        return b"".join([piece async for piece in response.aiter_raw()])
+
+
+def test_the_read_deadline_is_per_read_not_per_answer() -> None:
+    """Pieces 0.1 s apart under a 0.3 s read timeout: the answer takes 0.8 s and does
+    not time out (each read has its own deadline, kept by one timer per connection);
+    a 0.6 s pause after quick pieces does."""
+
+    async def main() -> None:
+        async with serving(_paced([0.1] * 8)) as port:
+            assert await _read_all(port, 0.3) == b"ok" * 8
+        async with serving(_paced([0.02] * 5 + [0.6] + [0.02])) as port:
+            with pytest.raises(httpx2.ReadTimeout):
+                await _read_all(port, 0.3)
+
+    asyncio.run(main())
+
+
+def test_a_read_cancelled_from_outside_is_a_cancellation_not_a_timeout() -> None:
+    async def main() -> None:
+        async with serving(_paced([5.0])) as port:
+            reading = asyncio.ensure_future(_read_all(port, 0.3))
+            await asyncio.sleep(0.1)
+            reading.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await reading
+            # The deadline that was set for that read does not fire into anything later.
+            await asyncio.sleep(0.4)
+            assert asyncio.current_task() is not None and not asyncio.current_task().cancelling()
+
+    asyncio.run(main())
+
+
 def test_a_refused_connection_is_a_connect_error() -> None:
     async def main() -> None:
         async with serving(answer_ok) as port:

@@ -103,13 +103,15 @@ _MAC_DASH_START = re.compile(r"[0-9A-Fa-f]{2}-[0-9A-Fa-f]{2}-")
 # for at every position before it; the characters before the number are read backwards
 # instead, and the pattern spelled backwards is one match at their start. Forwards it
 # reads (tests/test_detect_phone.py checks the two agree):
-#   (?:(?:order|tracking|invoice|ref|reference|id|ticket|account|acct|po|sku|case|serial)
+#   (?:(?:order|tracking|invoice|ref|reference|id|ticket|account|acct|po|sku|case|serial
+#   |license|licence|passport)
 #   (?:[ \t]*(?:no\.?|number|num|nr\.?|#))?(?:[ \t]+(?:is|was|are))?[ \t]*[:#=]?[ \t]*
 #   |#[ \t]?)\Z
 _ID_LABEL_BACKWARDS = re.compile(
     r"[ \t]?#"
     r"|[ \t]*[:#=]?[ \t]*(?:(?:si|saw|era)[ \t]+)?(?:(?:\.?on|rebmun|mun|\.?rn|#)[ \t]*)?"
-    r"(?:redro|gnikcart|eciovni|fer|ecnerefer|di|tekcit|tnuocca|tcca|op|uks|esac|laires)",
+    r"(?:redro|gnikcart|eciovni|fer|ecnerefer|di|tekcit|tnuocca|tcca|op|uks|esac|laires"
+    r"|esnecil|ecnecil|tropssap)",
     re.IGNORECASE,
 )
 

@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import ssl
 import sys
+import weakref
 from collections.abc import Iterable
 from typing import Any
 
@@ -55,24 +56,81 @@ def use_asyncio_backend(transport: Any) -> bool:
     return True
 
 
+def _check(ref: weakref.ref[Any], loop: asyncio.AbstractEventLoop) -> None:
+    """A connection's read deadline timer fired (see ``AsyncioStream``)."""
+    stream = ref()
+    if stream is not None:
+        stream.check_deadline(loop)
+
+
 def _build(httpcore2: Any) -> type:
     class AsyncioStream(httpcore2.AsyncNetworkStream):  # type: ignore[misc]
-        __slots__ = ("_reader", "_writer")
+        """One upstream connection. A read's deadline is kept lazily: a streamed answer
+        reads once per event, and a timer set and cancelled per read (what
+        ``asyncio.timeout`` does) cost more than the read. Each read notes its deadline;
+        one timer per connection fires at the earliest deadline it knows of, cancels
+        the read still waiting past its own deadline, and otherwise moves itself to the
+        pending read's deadline (or lapses when no read waits)."""
+
+        __slots__ = (
+            "_expired",
+            "_read_by",
+            "_reader",
+            "_reading",
+            "_watch",
+            "_writer",
+        )
 
         def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             self._reader = reader
             self._writer = writer
+            self._reading: asyncio.Task[Any] | None = None
+            self._read_by = 0.0
+            self._watch: asyncio.TimerHandle | None = None
+            self._expired = False
 
         async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
             try:
                 if timeout is None:
                     return await self._reader.read(max_bytes)
-                async with _deadline(timeout):
-                    return await self._reader.read(max_bytes)
+                return await self._read_within(max_bytes, timeout)
             except TimeoutError:
                 raise httpcore2.ReadTimeout("timed out reading from the upstream") from None
             except OSError as exc:
                 raise httpcore2.ReadError(str(exc) or type(exc).__name__) from exc
+
+        async def _read_within(self, max_bytes: int, timeout: float) -> bytes:
+            loop = asyncio.get_running_loop()
+            task = asyncio.current_task()
+            assert task is not None
+            self._read_by = loop.time() + timeout
+            self._reading = task
+            if self._watch is None:
+                # By weak reference: a connection dropped without being closed is not
+                # kept open by its timer.
+                self._watch = loop.call_at(self._read_by, _check, weakref.ref(self), loop)
+            try:
+                return await self._reader.read(max_bytes)
+            except asyncio.CancelledError:
+                if self._expired:
+                    self._expired = False
+                    # Python 3.11+ only, as this backend (the deadline's cancel undone).
+                    if task.uncancel() == 0:  # type: ignore[attr-defined,unused-ignore]
+                        raise TimeoutError from None
+                raise
+            finally:
+                self._reading = None
+
+        def check_deadline(self, loop: asyncio.AbstractEventLoop) -> None:
+            self._watch = None
+            task = self._reading
+            if task is None:
+                return  # no read waits: the next one sets the timer again
+            if loop.time() >= self._read_by:
+                self._expired = True
+                task.cancel()
+            else:
+                self._watch = loop.call_at(self._read_by, _check, weakref.ref(self), loop)
 
         async def write(self, buffer: bytes, timeout: float | None = None) -> None:
             if not buffer:
@@ -90,6 +148,9 @@ def _build(httpcore2: Any) -> type:
                 raise httpcore2.WriteError(str(exc) or type(exc).__name__) from exc
 
         async def aclose(self) -> None:
+            if self._watch is not None:
+                self._watch.cancel()
+                self._watch = None
             self._writer.close()
             # Closing a connection the peer already dropped is not an error.
             with contextlib.suppress(OSError, ssl.SSLError):
