@@ -472,7 +472,9 @@ class Gateway:
         """The restored stream, then its event (the transport records it on close)."""
         status = "200"
         try:
-            async for chunk in upstream.aiter_raw():
+            # The response's own byte stream (the transport's restoring stream): the
+            # response's iterator would only add a layer and a chunker per event.
+            async for chunk in upstream.stream:
                 yield chunk
         except Exception:
             # The transport released what it held (restored and ruled) and recorded the
