@@ -642,7 +642,7 @@ def markdown(
         "  the rest (`--no-pin` lets all three compete for every core). The added latency",
         "  is the difference of two percentiles measured in the same run. At 100 streams",
         "  the gateway's one CPU runs at about 90%, where the tail moves a lot between",
-        "  runs: on 2026-12-06 seven runs of the same code gave an added p99 of 3 to 15 ms",
+        "  runs: on 2026-12-06 runs of the same code gave an added p99 from 2 to 15 ms",
         "  (docs/gateway.md); one run meeting or missing 5 ms says little on its own.",
         "- Peers: Presidio (pattern recognizers only) and pii-anon run on the same texts in",
         "  the same run when they import in this interpreter (the `bench` extra plus the",
