@@ -556,8 +556,9 @@ def test_stream_limit_metrics_and_draining(scripted: tuple[Scripted, str]) -> No
 def test_a_body_that_does_not_arrive_in_time_is_a_408(scripted: tuple[Scripted, str]) -> None:
     """A client that sends its headers and then trickles (here: stops) its body gets a 408
     once ``body_timeout`` has passed; nothing goes upstream."""
-    _upstream, base = scripted
-    with gateway(base, config={"body_timeout": 0.3}) as (url, _g, _s):
+    upstream, base = scripted
+    sent_before = len(upstream.requests)
+    with gateway(base, config={"body_timeout": 0.3}) as (url, _g, sink):
         port = int(url.rsplit(":", 1)[1])
         with socket.create_connection(("127.0.0.1", port), timeout=5) as client:
             started = time.monotonic()
@@ -566,11 +567,18 @@ def test_a_body_that_does_not_arrive_in_time_is_a_408(scripted: tuple[Scripted, 
                 b"content-type: application/json\r\ncontent-length: 100\r\n\r\n{\"model\""
             )
             answer = b""
-            while b"\r\n\r\n" not in answer:
-                answer += client.recv(4096)
+            while b"\r\n\r\n" not in answer or not answer.rstrip().endswith(b"}"):
+                piece = client.recv(4096)
+                if not piece:
+                    break
+                answer += piece
             waited = time.monotonic() - started
     assert answer.startswith(b"HTTP/1.1 408"), answer[:80]
     assert 0.25 <= waited < 3.0
+    error = json.loads(answer.partition(b"\r\n\r\n")[2])["error"]
+    assert "send it whole within" in error["message"] and "body_timeout" in error["message"]
+    assert len(upstream.requests) == sent_before  # nothing went upstream
+    assert sink.calls() == []  # nor was anything recorded of a body never read
 
 
 def test_an_upstream_cookie_is_not_sent_back_for_the_next_caller(
@@ -597,8 +605,9 @@ def test_a_client_that_leaves_mid_stream_stops_the_relay(scripted: tuple[Scripte
     upstream, base = scripted
     upstream.pieces = [f"piece{i} " for i in range(20)]
     upstream.delay = 0.2  # 4 s for the whole answer
+    email = "leaving.caller@example.com"
     body = json.dumps(
-        {"model": "m", "stream": True, "messages": [{"role": "user", "content": "hi"}]}
+        {"model": "m", "stream": True, "messages": [{"role": "user", "content": f"hi {email}"}]}
     ).encode()
     guard, sink = _guard(base)
     app = create_app(guard, GatewayConfig(upstream=base))
@@ -625,6 +634,9 @@ def test_a_client_that_leaves_mid_stream_stops_the_relay(scripted: tuple[Scripte
             assert events, "no abandoned-stream event within 2 s of the client leaving"
             assert relay.streams == 0
             assert time.monotonic() - left < 2.0  # the answer had 3.8 s still to run
+            # Neither the upstream nor the log saw the caller's value raw.
+            assert email not in upstream.requests[-1][1].decode()
+            assert email not in json.dumps(events)
     finally:
         upstream.delay = 0.0
 

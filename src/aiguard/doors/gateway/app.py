@@ -364,7 +364,8 @@ class Gateway:
         except TimeoutError:
             raise GatewayError(
                 408,
-                f"the request body did not arrive within {timeout:g} s",
+                f"the request body did not arrive within {timeout:g} s; send it whole "
+                "within that time (the gateway's body_timeout)",
                 "request_timeout",
             ) from None
         return bytes(body)
