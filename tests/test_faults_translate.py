@@ -28,15 +28,23 @@ def test_a_url_password_never_survives(user: str, password: str) -> None:
 
 @given(password=SECRET)
 def test_a_query_or_keyword_password_never_survives(password: str) -> None:
-    for dsn in (
-        f"postgresql://app@db/app?password={password}&sslmode=require",
-        f"host=db user=app password={password} dbname=app",
-        f"host=db user=app password = '{password}' dbname=app",
+    # Exactly the value is masked, and nothing else changes. (Looking for the password
+    # in the output misfires when it is part of the rest: "requ" in "sslmode=require".)
+    for dsn, expected in (
+        (
+            f"postgresql://app@db/app?password={password}&sslmode=require",
+            "postgresql://app@db/app?password=***&sslmode=require",
+        ),
+        (
+            f"host=db user=app password={password} dbname=app",
+            "host=db user=app password=*** dbname=app",
+        ),
+        (
+            f"host=db user=app password = '{password}' dbname=app",
+            "host=db user=app password = *** dbname=app",
+        ),
     ):
-        masked = mask_dsn(dsn)
-        assert "password" in masked and "***" in masked
-        assert f"={password}" not in masked.replace(" ", "")
-        assert "dbname=app" in masked or "sslmode=require" in masked
+        assert mask_dsn(dsn) == expected
 
 
 @pytest.mark.parametrize(
