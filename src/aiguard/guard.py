@@ -31,7 +31,7 @@ from .pipeline.routing import Attempts, Router
 from .policy.killswitch import InMemoryKillSwitch, KillSwitch
 from .policy.loader import load_policy
 from .policy.model import Policy
-from .provenance.chain import ProvenanceLog, Receipt, Sink
+from .provenance.chain import ProvenanceLog, Receipt, Sink, new_request_id
 from .provenance.sinks import InMemorySink
 from .vault.memory import InMemoryVault, Vault, VaultKeys
 from .vault.tokens import label_for
@@ -385,7 +385,9 @@ class Guard:
 
         ``url`` is where the request goes (the HTTP doors pass it): refusals name it.
         """
-        call = Call(self, context, destination, operation, model, request_id or _new_id(), attempt)
+        call = Call(
+            self, context, destination, operation, model, request_id or new_request_id(), attempt
+        )
         try:
             # A required sink that is down means the call could not be accounted for:
             # fail closed before anything is sent.
@@ -648,12 +650,6 @@ def _jsonable(payload: Any) -> Any:
     if isinstance(payload, BaseModel):
         return payload.model_dump(mode="json")
     return payload
-
-
-def _new_id() -> str:
-    from .provenance.chain import uuid7
-
-    return "req_" + uuid7().replace("-", "")
 
 
 def wrap(client: _Client, guard: Guard, *, transport: Any = None) -> _Client:

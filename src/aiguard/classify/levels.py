@@ -46,7 +46,12 @@ class Level(enum.IntEnum):
 
     @property
     def label(self) -> str:
-        return self.name.lower()
+        # A table, not ``self.name.lower()``: enum's ``name`` is a descriptor, and every
+        # finding's level is labelled for its event.
+        return _LABELS[self]
+
+
+_LABELS = {level: level.name.lower() for level in Level}
 
 
 def check_kind(kind: str) -> str:

@@ -30,6 +30,7 @@ from ..context import CallContext, current_context
 from ..errors import AIGuardError, MalformedPayload
 from ..pipeline.call import Call, dump_json, parse_json_body, usage_of
 from ..pipeline.routing import Router
+from ..provenance.chain import new_request_id
 from ..providers import Adapter, adapter_for
 from ._request_parts import protect_headers, protect_url
 from .streaming import DEFAULT_HOLD_LIMIT, StreamRestorer, TokenRestorer
@@ -158,11 +159,11 @@ class _Exchange:
         )
         follows = self._follows
         if follows is not None and follows.call is not None:
-            request_id = follows.call.request_id or _new_request_id()
+            request_id = follows.call.request_id or new_request_id()
             attempt = follows.call.attempt + 1
             guard.attempts.bump(self.key, attempt)
         else:
-            request_id, attempt = guard.attempts.resolve(self.key, retry_count, _new_request_id())
+            request_id, attempt = guard.attempts.resolve(self.key, retry_count, new_request_id())
             idempotency = headers.get("idempotency-key")
             if idempotency:
                 # The caller chose it (it can hold anything): events get a keyed digest,
@@ -568,12 +569,6 @@ def _decode(raw: bytes) -> str | None:
         return raw.decode("utf-8")
     except UnicodeDecodeError:
         return None
-
-
-def _new_request_id() -> str:
-    from ..provenance.chain import uuid7
-
-    return "req_" + uuid7().replace("-", "")
 
 
 def _retry_after(headers: Any) -> float | None:

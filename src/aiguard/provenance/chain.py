@@ -41,6 +41,7 @@ __all__ = [
     "Sink",
     "hashed_bytes",
     "leaf_digest",
+    "new_request_id",
     "record_intact",
     "rfc3339_now",
     "seal_document",
@@ -171,7 +172,22 @@ if hasattr(os, "register_at_fork"):
 
 def uuid7() -> str:
     """A time-ordered UUIDv7 string (RFC 9562), so event ids sort by creation time."""
-    return _stamp()[0]
+    ms = f"{(time.time_ns() // 1_000_000) & 0xFFFF_FFFF_FFFF:012x}"
+    return f"{ms[:8]}-{ms[8:]}-{_random_tail()}"
+
+
+def new_request_id() -> str:
+    """A request id: ``req_`` and a UUIDv7's 32 hex digits (time-ordered, like events)."""
+    ms = f"{(time.time_ns() // 1_000_000) & 0xFFFF_FFFF_FFFF:012x}"
+    return f"req_{ms}{_random_tail().replace('-', '')}"
+
+
+def _random_tail() -> str:
+    tail = next(_blocks[0], None)
+    if tail is None:
+        _blocks[0] = _random_blocks()
+        tail = next(_blocks[0])
+    return tail
 
 
 def _stamp() -> tuple[str, str]:
@@ -182,10 +198,7 @@ def _stamp() -> tuple[str, str]:
     """
     now_us = time.time_ns() // 1000
     ms = f"{(now_us // 1000) & 0xFFFF_FFFF_FFFF:012x}"
-    tail = next(_blocks[0], None)
-    if tail is None:
-        _blocks[0] = _random_blocks()
-        tail = next(_blocks[0])
+    tail = _random_tail()
     prefix = _second_prefix(now_us // 1_000_000)
     return f"{ms[:8]}-{ms[8:]}-{tail}", f"{prefix}{now_us % 1_000_000:06d}Z"
 

@@ -409,8 +409,7 @@ class KeyedVault:
     def _owner(self, scope: Scope, subject: str | None) -> str:
         if subject is not None:
             return "s:" + self.subject_ref(subject).hex()
-        mac = hmac.new(self._subject_key, _lp("scope", scope.key), hashlib.sha256)
-        return "c:" + mac.hexdigest()
+        return "c:" + hmac.digest(self._subject_key, _lp("scope", scope.key), "sha256").hex()
 
     @property
     def key_version(self) -> int:

@@ -94,10 +94,11 @@ _LENGTH = struct.Struct(">I")
 def _lp(*parts: str) -> bytes:
     """Length-prefixed concatenation: no two part lists share an encoding."""
     out: list[bytes] = []
+    add, pack = out.append, _LENGTH.pack
     for part in parts:
-        raw = part.encode("utf-8")
-        out.append(_LENGTH.pack(len(raw)))
-        out.append(raw)
+        raw = part.encode()
+        add(pack(len(raw)))
+        add(raw)
     return b"".join(out)
 
 

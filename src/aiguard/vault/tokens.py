@@ -15,7 +15,7 @@ import base64
 import json
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 __all__ = [
     "LEGACY_MIN_SUFFIX",
@@ -49,12 +49,13 @@ class Scope:
 
     tenant: str
     conversation: str | None = None
+    #: Length-prefixed so ("a:b", None) and ("a", "b") can never share a key. Computed
+    #: once: every token issued or looked up in the scope uses it.
+    key: str = field(init=False, repr=False, compare=False)
 
-    @property
-    def key(self) -> str:
-        # Length-prefixed so ("a:b", None) and ("a", "b") can never share a key.
+    def __post_init__(self) -> None:
         conv = self.conversation or ""
-        return f"{len(self.tenant)}:{self.tenant}|{len(conv)}:{conv}"
+        object.__setattr__(self, "key", f"{len(self.tenant)}:{self.tenant}|{len(conv)}:{conv}")
 
 
 # What moves a text's JSON string state, and the tokens to restore.
