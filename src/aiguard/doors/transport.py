@@ -20,6 +20,7 @@ from collections.abc import (
     Callable,
     Generator,
     Iterator,
+    Mapping,
 )
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
@@ -97,7 +98,9 @@ class _Exchange:
         url = str(request.url)
         destination = guard.router.route(url)
         target = guard.policy.destinations.get(destination) if destination else None
-        headers = request.headers
+        # Read once: each lookup in the library's headers is a scan of all of them.
+        pairs = request.headers.multi_items()
+        headers = _by_name(pairs)
         try:
             retry_count = int(headers.get("x-stainless-retry-count", "0"))
         except ValueError:
@@ -198,7 +201,6 @@ class _Exchange:
             # The URL and headers carry caller data too (extra_query, extra_headers,
             # path parameters): inspected like body values, refused or tokenized.
             new_url = protect_url(call, url)
-            pairs = headers.multi_items()
             new_headers = protect_headers(call, pairs)
         except AIGuardError as exc:
             guard.finish(call, "refusal", "denied", error=exc.code, **extra)
@@ -551,7 +553,17 @@ def _stream_type(module: ModuleType, asynchronous: bool) -> type:
 _EVERY_STRING = Adapter("json", "other")
 
 
-def _unreadable(guard: GuardHost, headers: Any) -> str | None:
+def _by_name(pairs: list[tuple[str, str]]) -> dict[str, str]:
+    """Header values by lower-case name, repeated ones joined with ", " as the
+    library's ``headers.get`` joins them."""
+    named: dict[str, str] = {}
+    for name, value in pairs:
+        key = name.lower()
+        named[key] = f"{named[key]}, {value}" if key in named else value
+    return named
+
+
+def _unreadable(guard: GuardHost, headers: Mapping[str, str]) -> str | None:
     """What makes a request body unreadable for aiguard, or None when it is JSON.
 
     The header values are the caller's: quoted only when they hold no finding."""
