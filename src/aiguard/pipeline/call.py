@@ -6,7 +6,6 @@ direct API all run exactly this code.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import hmac
 import itertools
@@ -353,11 +352,12 @@ class Call:
     #: Token-shaped text that restored to nothing this caller may see (answers), plus
     #: token-shaped text in the request: what guessing or replaying tokens looks like.
     unknown_tokens: int = 0
+    #: Where the call's tokens live. Made once: a call's context never changes, and each
+    #: token issued or looked up needs it.
+    scope: Scope = field(init=False, repr=False)
 
-    @functools.cached_property
-    def scope(self) -> Scope:
-        # A call's context never changes; each token issued or looked up needs its scope.
-        return Scope(self.context.tenant, self.context.conversation)
+    def __post_init__(self) -> None:
+        self.scope = Scope(self.context.tenant, self.context.conversation)
 
     @property
     def target(self) -> DestinationPolicy:
