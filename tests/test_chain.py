@@ -146,6 +146,23 @@ class TestEventIds:
         assert first < ids[0] and ids[0][:13] <= ids[-1][:13]
         assert (parsed.int >> 80) == pytest.approx(time.time() * 1000, abs=5000)
 
+    def test_request_ids_are_uuid7_hex_after_req(self) -> None:
+        import time
+        import uuid
+
+        from aiguard.provenance.chain import new_request_id
+
+        first = new_request_id()
+        time.sleep(0.002)
+        ids = [new_request_id() for _ in range(2000)]
+        assert len(set(ids)) == len(ids)
+        for request_id in (first, *ids[:50]):
+            assert request_id.startswith("req_") and len(request_id) == 36
+            parsed = uuid.UUID(hex=request_id[4:])
+            assert parsed.version == 7 and parsed.variant == uuid.RFC_4122
+        assert first < ids[0]
+        assert (uuid.UUID(hex=first[4:]).int >> 80) == pytest.approx(time.time() * 1000, abs=5000)
+
     def test_a_forked_child_draws_its_own_randomness(self) -> None:
         import os
         import subprocess

@@ -11,7 +11,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import httpx
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import aiguard
 from aiguard.policy.model import JsonAdapterPolicy, PatternPolicy
@@ -550,3 +553,27 @@ class TestAzureAndCompatible:
         assert "/deployments/gpt4o-deploy/chat/completions" in fake.requests[0].url
         assert_no_raw_values(fake, RAW)
         assert sink.calls()[0]["gen_ai.operation.name"] == "chat"
+
+
+_HEADER_NAMES = ["Content-Type", "content-encoding", "Idempotency-Key", "X-Stainless-Retry-Count"]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(_HEADER_NAMES),
+            st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=12),
+        ),
+        max_size=6,
+    )
+)
+def test_headers_read_once_answer_as_the_library_does(pairs: list[tuple[str, str]]) -> None:
+    """The transport reads a request's headers once into a table; every lookup it makes
+    there answers what the library's ``headers.get`` answers, repeated headers included."""
+    from aiguard.doors.transport import _by_name
+
+    headers = httpx.Headers(pairs)
+    table = _by_name(headers.multi_items())
+    for name in _HEADER_NAMES:
+        assert table.get(name.lower()) == headers.get(name)
