@@ -753,18 +753,35 @@ if __name__ == "__main__":  # a few samples, to read
 _SENTENCE_MARKS = frozenset("!?")
 
 
+def _folded_marks(text: str) -> bool:
+    """Non-empty, and every character a non-ASCII punctuation mark that NFKC folds to
+    ASCII punctuation."""
+    return bool(text) and all(
+        ch > "\x7f"
+        and unicodedata.category(ch).startswith("P")
+        and all(c.isascii() and not c.isalnum() for c in unicodedata.normalize("NFKC", ch))
+        for ch in text
+    )
+
+
 def matches(case: Case, found: list) -> tuple[list[tuple[int, int, str]], list]:  # type: ignore[type-arg]
     """The values not found exactly, and the findings that are not a written value.
 
     A password or secret may take a closing "!" or "?" with it: whether it belongs to
-    the value is unknowable, and taking it leaks nothing.
+    the value is unknowable, and taking it leaks nothing. So may it take a leading
+    Unicode punctuation mark that folds to ASCII punctuation (U+2024, the one-dot
+    leader, folds to "."): after folding it reads as the value's first
+    character.
     """
     missing = []
     used = set()
     for s, e, kind in case.spans:
         hit = None
         for i, f in enumerate(found):
-            if f.kind != kind or f.start != s:
+            if f.kind != kind or not (
+                f.start == s
+                or (kind in ("password", "secret") and _folded_marks(case.text[f.start : s]))
+            ):
                 continue
             tail = case.text[e : f.end]
             if f.end == e or (
