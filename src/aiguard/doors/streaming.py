@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -555,7 +556,22 @@ def loads_event(data: str) -> Any:
             return _orjson.loads(data)
         except _orjson.JSONDecodeError:
             pass
-    return json.loads(data)
+    return json.loads(data, parse_float=_float, parse_constant=_NonFinite)
+
+
+class _NonFinite(float):
+    """NaN or an infinity read from an event (``NaN``, ``-Infinity``, ``1e400``).
+
+    The standard library writes these back as it read them; orjson would write ``null``.
+    orjson refuses a float subclass, so `_dumps` hands an event holding one to the
+    standard library."""
+
+    __slots__ = ()
+
+
+def _float(text: str) -> float:
+    value = float(text)
+    return value if math.isfinite(value) else _NonFinite(value)
 
 
 def encode_frame(data: str, event: str | None = None, id: str | None = None) -> bytes:
@@ -570,6 +586,17 @@ def encode_frame(data: str, event: str | None = None, id: str | None = None) -> 
 
 
 def _dumps(obj: Any) -> str:
+    """Compact JSON of an event, with orjson when installed (most events are written
+    anew: held text changes their delta). Whatever orjson refuses (integers beyond 64
+    bits, lone surrogates, non-string keys, NaN and infinities, see `_NonFinite`) is
+    written by the standard library, as before."""
+    if _orjson is not None:
+        try:
+            text: str = _orjson.dumps(obj).decode()
+        except TypeError:
+            pass
+        else:
+            return text
     return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
 
 
