@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from aiguard._json import dumps_bytes
 from aiguard.doors.streaming import (
     MAX_HOLD,
     MAX_TOKEN_LENGTH,
@@ -306,6 +307,8 @@ def test_an_event_is_written_back_as_the_standard_library_would(value: object, a
     event = loads_event(data)
     # repr: NaN and -0.0 compare by their spelling, not by ==.
     assert repr(json.loads(_dumps(event))) == repr(json.loads(data))
+    # The guarded transport writes bodies it parsed the same way, as bytes.
+    assert repr(json.loads(dumps_bytes(event))) == repr(json.loads(data))
 
 
 class TestChatStream:

@@ -29,12 +29,13 @@ from __future__ import annotations
 
 import functools
 import json
-import math
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from .._json import dumps as dumps_json
+from .._json import loads as loads_json
 from ..errors import MalformedPayload
 from ..pipeline.call import usage_of
 from ..providers.walk import STRUCTURAL_KEYS
@@ -525,53 +526,8 @@ class SSEDecoder:
         return frame
 
 
-def _optional_orjson() -> Any:
-    try:
-        import orjson  # type: ignore[import-not-found,unused-ignore]
-    except ImportError:  # the standard library decodes the same, at about four times the cost
-        return None
-    return orjson
-
-
-_orjson: Any = _optional_orjson()
-#: 19 digits in a row: where an integer may no longer fit in 64 bits. Found as a run of
-#: zeros in the bytes with every digit mapped to "0" (a regex costs ten times more).
-_LONG_DIGITS = b"0" * 19
-_DIGIT_MASK = bytes(0x30 if 0x30 <= c <= 0x39 else 0x20 for c in range(256))
-
-
-def loads_event(data: str) -> Any:
-    """``json.loads(data)``, with orjson (an optional dependency, in the ``gateway``
-    extra) when it is installed: every streamed event is parsed, and this is a large
-    part of its cost. Whatever orjson refuses (numbers beyond 64 bits, NaN, lone
-    surrogates, very deep nesting) is decoded by the standard library, so the result,
-    and the error, is always the standard library's. orjson reads an integer beyond 64
-    bits as a float instead of refusing it: data with such a long digit run goes to the
-    standard library too."""
-    if (
-        _orjson is not None
-        and data.encode("utf-8", "surrogatepass").translate(_DIGIT_MASK).find(_LONG_DIGITS) == -1
-    ):
-        try:
-            return _orjson.loads(data)
-        except _orjson.JSONDecodeError:
-            pass
-    return json.loads(data, parse_float=_float, parse_constant=_NonFinite)
-
-
-class _NonFinite(float):
-    """NaN or an infinity read from an event (``NaN``, ``-Infinity``, ``1e400``).
-
-    The standard library writes these back as it read them; orjson would write ``null``.
-    orjson refuses a float subclass, so `_dumps` hands an event holding one to the
-    standard library."""
-
-    __slots__ = ()
-
-
-def _float(text: str) -> float:
-    value = float(text)
-    return value if math.isfinite(value) else _NonFinite(value)
+#: ``json.loads`` of an event, with orjson when installed (see `aiguard._json.loads`).
+loads_event = loads_json
 
 
 def encode_frame(data: str, event: str | None = None, id: str | None = None) -> bytes:
@@ -585,19 +541,8 @@ def encode_frame(data: str, event: str | None = None, id: str | None = None) -> 
     return ("\n".join(lines) + "\n\n").encode("utf-8")
 
 
-def _dumps(obj: Any) -> str:
-    """Compact JSON of an event, with orjson when installed (most events are written
-    anew: held text changes their delta). Whatever orjson refuses (integers beyond 64
-    bits, lone surrogates, non-string keys, NaN and infinities, see `_NonFinite`) is
-    written by the standard library, as before."""
-    if _orjson is not None:
-        try:
-            text: str = _orjson.dumps(obj).decode()
-        except TypeError:
-            pass
-        else:
-            return text
-    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+#: Compact JSON of an event written anew (most are: held text changes their delta).
+_dumps = dumps_json
 
 
 Key = tuple[Any, ...]

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, TypeGuard
 from urllib.parse import urlsplit
 
+from .._json import loads as loads_json
 from ..classify._decode import detect_decoded
 from ..classify.detectors import Detector, Finding, KnownValuesDetector, merge_findings
 from ..classify.kinds import DEFAULT_LEVELS
@@ -896,7 +897,7 @@ def parse_json_body(raw: bytes, what: str) -> Any:
             f"the {what} body is not UTF-8; aiguard cannot inspect it, so it was not sent"
         ) from None
     try:
-        return json.loads(text)
+        return loads_json(text)
     except RecursionError:
         raise MalformedPayload(
             f"the {what} body nests too deeply for aiguard to inspect it; it was not sent"

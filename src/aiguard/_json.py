@@ -1,0 +1,91 @@
+"""JSON the way the standard library reads and writes it, faster when orjson is there.
+
+orjson is an optional dependency (the ``gateway`` and ``dev`` extras). Every streamed
+event and every guarded body is parsed and, when something in it changed, written
+again; with orjson that costs about a quarter. Whatever orjson refuses or would read
+or write differently goes to the standard library, so results and errors are always
+the standard library's (property tests in tests/test_streaming.py).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+__all__ = ["dumps", "dumps_bytes", "loads"]
+
+
+def _optional_orjson() -> Any:
+    try:
+        import orjson  # type: ignore[import-not-found,unused-ignore]
+    except ImportError:  # the standard library does the same, at about four times the cost
+        return None
+    return orjson
+
+
+_orjson: Any = _optional_orjson()
+#: 19 digits in a row: where an integer may no longer fit in 64 bits. Found as a run of
+#: zeros in the bytes with every digit mapped to "0" (a regex costs ten times more).
+_LONG_DIGITS = b"0" * 19
+_DIGIT_MASK = bytes(0x30 if 0x30 <= c <= 0x39 else 0x20 for c in range(256))
+
+
+def loads(data: str) -> Any:
+    """``json.loads(data)``. Whatever orjson refuses (numbers beyond 64 bits, NaN, lone
+    surrogates, very deep nesting) is decoded by the standard library, so the result,
+    and the error, is always the standard library's. orjson reads an integer beyond 64
+    bits as a float instead of refusing it: data with such a long digit run goes to the
+    standard library too."""
+    if (
+        _orjson is not None
+        and data.encode("utf-8", "surrogatepass").translate(_DIGIT_MASK).find(_LONG_DIGITS) == -1
+    ):
+        try:
+            return _orjson.loads(data)
+        except _orjson.JSONDecodeError:
+            pass
+    return json.loads(data, parse_float=_float, parse_constant=_NonFinite)
+
+
+class _NonFinite(float):
+    """NaN or an infinity read by `loads` (``NaN``, ``-Infinity``, ``1e400``).
+
+    The standard library writes these back as it read them; orjson would write ``null``.
+    orjson refuses a float subclass, so `dumps` hands a document holding one to the
+    standard library."""
+
+    __slots__ = ()
+
+
+def _float(text: str) -> float:
+    value = float(text)
+    return value if math.isfinite(value) else _NonFinite(value)
+
+
+def dumps(obj: Any) -> str:
+    """``json.dumps(obj, ensure_ascii=False, separators=(",", ":"))`` in meaning, for
+    documents read by `loads`: the standard library reads the text back as the same
+    document. Whatever orjson refuses (integers beyond 64 bits, lone surrogates,
+    non-string keys, NaN and infinities, see `_NonFinite`) is written by the standard
+    library. A float NaN that did not come from `loads` would be written as ``null``."""
+    if _orjson is not None:
+        try:
+            text: str = _orjson.dumps(obj).decode()
+        except TypeError:
+            pass
+        else:
+            return text
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+
+
+def dumps_bytes(obj: Any) -> bytes:
+    """`dumps` as UTF-8 bytes."""
+    if _orjson is not None:
+        try:
+            raw: bytes = _orjson.dumps(obj)
+        except TypeError:
+            pass
+        else:
+            return raw
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
