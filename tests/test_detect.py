@@ -344,6 +344,23 @@ ADVERSARIAL = {
 }
 
 
+class TestNumbersSideBySide:
+    @settings(max_examples=100, deadline=None)
+    @given(other=st.integers(10**6, 10**20 - 1), before=st.booleans())
+    def test_a_card_next_to_a_long_number_is_found(self, other: int, before: bool) -> None:
+        """A card written whole beside another long number (an order id, a second card)
+        is found: groups wider than any written grouping are numbers of their own."""
+        card = "4111111111111111"
+        text = f"ids {other} {card} ok" if before else f"ids {card} {other} ok"
+        start = text.index(card)
+        cards = [(f.start, f.end) for f in detect(text) if f.kind == "credit_card"]
+        assert (start, start + len(card)) in cards
+
+    def test_a_grouping_that_carries_on_is_one_longer_number(self) -> None:
+        # "4111 1111 1111 1111 0000": the card's grouping goes on past it.
+        assert not [f for f in detect("ref 4111 1111 1111 1111 0000") if f.kind == "credit_card"]
+
+
 @pytest.mark.slow
 class TestLinearTime:
     @pytest.mark.parametrize("unit", list(ADVERSARIAL.values()), ids=list(ADVERSARIAL))

@@ -57,6 +57,8 @@ _DIGITS_AS_ZERO = bytes.maketrans(b"123456789", b"000000000")
 _CHUNK = re.compile(r"[0-9][0-9A-Za-z]{0,47}(?:(?:[ \-./_]|\) ?| ?\()[0-9][0-9A-Za-z]{0,47}){0,15}")
 _SEPARATORS = re.compile(r"[ \-./()+_]")
 _SPACE_GROUPS = re.compile(r"[^ ]+")
+#: The widest group a written grouping uses (cards 4, phones up to 5, some ids 6).
+_GROUP_WIDTH = 6
 _DROP_SEPARATORS = dict.fromkeys(map(ord, " -./()+_"))
 _PHONE_GROUPS = re.compile(r"[ \-.()]+")
 _DROP_DIGITS = dict.fromkeys(map(ord, "0123456789"))
@@ -746,14 +748,17 @@ class BuiltinDetector:
         width = [ge - gs for gs, ge in groups]
         # Left to right, longest first. A value's grouping that carries on past its edge
         # ("9400 1234 5678 9012 3456 78") means the run is one longer number, not a value
-        # next to a number, so a split is only tried where the group width changes.
+        # next to a number, so a split is only tried where the group width changes. Groups
+        # longer than any grouping ("4111111111111111 0000000000000000") are numbers of
+        # their own, whatever their widths.
+        grouped = [k > 0 and w == width[k - 1] and w <= _GROUP_WIDTH for k, w in enumerate(width)]
         i = 0
         while i < count:
-            if i and width[i - 1] == width[i]:
+            if i and grouped[i]:
                 i += 1
                 continue
             for j in range(min(count, i + _MAX_GROUPS), i, -1):
-                if (i == 0 and j == count) or (j < count and width[j] == width[j - 1]):
+                if (i == 0 and j == count) or (j < count and grouped[j]):
                     continue
                 gs, ge = groups[i][0], groups[j - 1][1]
                 if ge - gs >= 5 and self._classify(t, gs, ge, raw):
