@@ -69,14 +69,7 @@ def dumps(obj: Any) -> str:
     document. Whatever orjson refuses (integers beyond 64 bits, lone surrogates,
     non-string keys, NaN and infinities, see `_NonFinite`) is written by the standard
     library. A float NaN that did not come from `loads` would be written as ``null``."""
-    if _orjson is not None:
-        try:
-            text: str = _orjson.dumps(obj).decode()
-        except TypeError:
-            pass
-        else:
-            return text
-    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+    return dumps_bytes(obj).decode()
 
 
 def dumps_bytes(obj: Any) -> bytes:

@@ -34,8 +34,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from .._json import dumps as dumps_json
-from .._json import loads as loads_json
+# `loads_event` is the public name of the event parser; `_dumps` writes an event anew
+# (most are: held text changes their delta).
+from .._json import dumps as _dumps
+from .._json import loads as loads_event
 from ..errors import MalformedPayload
 from ..pipeline.call import usage_of
 from ..providers.walk import STRUCTURAL_KEYS
@@ -526,10 +528,6 @@ class SSEDecoder:
         return frame
 
 
-#: ``json.loads`` of an event, with orjson when installed (see `aiguard._json.loads`).
-loads_event = loads_json
-
-
 def encode_frame(data: str, event: str | None = None, id: str | None = None) -> bytes:
     """One SSE frame with LF line ends; multi-line data becomes several data lines."""
     lines = []
@@ -539,10 +537,6 @@ def encode_frame(data: str, event: str | None = None, id: str | None = None) -> 
         lines.append(f"id: {id}")
     lines.extend(f"data: {part}" for part in data.split("\n"))
     return ("\n".join(lines) + "\n\n").encode("utf-8")
-
-
-#: Compact JSON of an event written anew (most are: held text changes their delta).
-_dumps = dumps_json
 
 
 Key = tuple[Any, ...]

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from .._json import dumps_bytes as dumps_json
+from .._json import dumps_bytes
 from ..context import CallContext, current_context
 from ..errors import AIGuardError, MalformedPayload
 from ..pipeline.call import Call, parse_json_body, usage_of
@@ -197,7 +197,7 @@ class _Exchange:
             else:
                 protected = call.protect_json(body, adapter)
                 # An untouched body is forwarded as the caller's bytes, not re-encoded.
-                new_raw = raw if protected is body else dumps_json(protected)
+                new_raw = raw if protected is body else dumps_bytes(protected)
                 call.sent_text = new_raw.decode("utf-8")
             # The URL and headers carry caller data too (extra_query, extra_headers,
             # path parameters): inspected like body values, refused or tokenized.
@@ -244,7 +244,7 @@ class _Exchange:
                 extra.update(usage_of(body))
             restored = call.restore_json(body, self.adapter)
             # Nothing restored or withheld: the caller gets the upstream bytes.
-            return raw if restored is body else dumps_json(restored)
+            return raw if restored is body else dumps_bytes(restored)
         restored_text = call.restore_text("$", text)
         return raw if restored_text is text else restored_text.encode("utf-8")
 

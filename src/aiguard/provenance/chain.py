@@ -178,8 +178,7 @@ def uuid7() -> str:
 
 def new_request_id() -> str:
     """A request id: ``req_`` and a UUIDv7's 32 hex digits (time-ordered, like events)."""
-    ms = f"{(time.time_ns() // 1_000_000) & 0xFFFF_FFFF_FFFF:012x}"
-    return f"req_{ms}{_random_tail().replace('-', '')}"
+    return "req_" + uuid7().replace("-", "")
 
 
 def _random_tail() -> str:

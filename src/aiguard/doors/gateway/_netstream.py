@@ -26,8 +26,8 @@ __all__ = ["asyncio_backend", "use_asyncio_backend"]
 #: httpcore's socket option type: (level, option, value).
 SocketOption = tuple[int, int, int | bytes] | tuple[int, int, None, int]
 
-#: Python 3.11 and later only (the backend is not used before): a deadline context.
-_deadline: Any = getattr(asyncio, "timeout", None)
+#: ``asyncio.timeout`` (Python 3.11 and later; the backend is not used before), else None.
+asyncio_timeout: Any = getattr(asyncio, "timeout", None)
 
 
 def _upgrade(writer: asyncio.StreamWriter) -> Any:
@@ -140,7 +140,7 @@ def _build(httpcore2: Any) -> type:
                 if timeout is None:
                     await self._writer.drain()
                     return
-                async with _deadline(timeout):
+                async with asyncio_timeout(timeout):
                     await self._writer.drain()
             except TimeoutError:
                 raise httpcore2.WriteTimeout("timed out writing to the upstream") from None
@@ -208,7 +208,7 @@ def _build(httpcore2: Any) -> type:
         ) -> Any:
             local = (local_address, 0) if local_address else None
             try:
-                async with _deadline(timeout):
+                async with asyncio_timeout(timeout):
                     reader, writer = await asyncio.open_connection(
                         host, port, local_addr=local, limit=1 << 20
                     )

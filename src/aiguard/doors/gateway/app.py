@@ -36,7 +36,7 @@ from ...errors import (
 )
 from ...pipeline.host import GuardHost
 from ..transport import AsyncGuardTransport, module_for
-from ._netstream import use_asyncio_backend
+from ._netstream import asyncio_timeout, use_asyncio_backend
 from .config import ANONYMOUS, GatewayConfig, Principal, lookup_key
 from .metrics import GatewayMetrics, instrument
 
@@ -355,12 +355,8 @@ class Gateway:
         # costs several times more, on every request.
         timeout = self.config.body_timeout
         try:
-            if _deadline is not None:
-                async with _deadline(timeout):
-                    await _read_into(request, body, limit)
-            else:
-                with anyio.fail_after(timeout):
-                    await _read_into(request, body, limit)
+            async with _body_deadline(timeout):
+                await _read_into(request, body, limit)
         except TimeoutError:
             raise GatewayError(
                 408,
@@ -571,8 +567,14 @@ def _answer_headers(headers: Mapping[str, str], allowed: frozenset[str]) -> dict
     return out
 
 
-#: ``asyncio.timeout`` (Python 3.11 and later), else None.
-_deadline: Any = getattr(asyncio, "timeout", None)
+@contextlib.asynccontextmanager
+async def _anyio_deadline(timeout: float) -> AsyncIterator[None]:
+    with anyio.fail_after(timeout):
+        yield
+
+
+#: A deadline that raises TimeoutError: asyncio's own on Python 3.11+, anyio's before.
+_body_deadline: Any = asyncio_timeout or _anyio_deadline
 
 
 def _too_big(limit: int) -> GatewayError:
