@@ -12,7 +12,12 @@ from hypothesis import strategies as st
 
 import aiguard
 from aiguard.provenance import JsonlSink, ProvenanceLog, verify_file, verify_lines
-from aiguard.provenance.canonical import CanonicalError, canonical_bytes
+from aiguard.provenance.canonical import (
+    CanonicalError,
+    _standard_bytes,
+    _trusted_bytes,
+    canonical_bytes,
+)
 
 json_scalars = (
     st.none() | st.booleans() | st.integers(min_value=-(2**53) + 1, max_value=2**53 - 1) | st.text()
@@ -33,7 +38,35 @@ class TestCanonical:
     @settings(max_examples=400, deadline=None)
     @given(json_docs)
     def test_fast_path_equals_rfc8785(self, document: object) -> None:
-        assert canonical_bytes(document) == rfc8785.dumps(document)
+        expected = rfc8785.dumps(document)
+        assert canonical_bytes(document) == expected
+        # Both writers of the fast path: orjson (installed with the dev extra) and the
+        # standard library, which the first falls back to and which runs without it.
+        assert _trusted_bytes(document) == expected
+        assert _standard_bytes(document) == expected
+
+    def test_orjson_writes_the_canonical_bytes_when_installed(self) -> None:
+        orjson = pytest.importorskip("orjson")
+        document = {"b": [1, True, None], "a": {"z": '\u00e9\x1f"', "y": 2**53 - 1}}
+        expected = rfc8785.dumps(document)
+        assert orjson.dumps(document, option=orjson.OPT_SORT_KEYS) == expected
+        assert _trusted_bytes(document) == expected
+
+    @pytest.mark.parametrize(
+        "bad", ["\ud800", {"k": 2**64}, {1: "x"}], ids=["surrogate", "beyond-64-bits", "int-key"]
+    )
+    def test_what_orjson_refuses_the_standard_library_writes_or_refuses_alike(
+        self, bad: object
+    ) -> None:
+        try:
+            expected: bytes | type[Exception] = _standard_bytes(bad)
+        except Exception as exc:
+            expected = type(exc)
+        if isinstance(expected, bytes):
+            assert _trusted_bytes(bad) == expected
+        else:
+            with pytest.raises(expected):
+                _trusted_bytes(bad)
 
     @pytest.mark.parametrize("bad", [1.5, {"k": float("nan")}, 2**53, {"é": 1}, b"x"])
     def test_values_outside_the_domain_are_refused(self, bad: object) -> None:

@@ -13,7 +13,7 @@ import json
 import math
 from typing import Any
 
-__all__ = ["dumps", "dumps_bytes", "loads"]
+__all__ = ["ORJSON", "dumps", "dumps_bytes", "loads"]
 
 
 def _optional_orjson() -> Any:
@@ -25,6 +25,9 @@ def _optional_orjson() -> Any:
 
 
 _orjson: Any = _optional_orjson()
+#: The orjson module when it is installed, else None (for other fast paths that must
+#: fall back to the standard library the same way).
+ORJSON: Any = _orjson
 #: 19 digits in a row: where an integer may no longer fit in 64 bits. Found as a run of
 #: zeros in the bytes with every digit mapped to "0" (a regex costs ten times more).
 _LONG_DIGITS = b"0" * 19

@@ -2,9 +2,11 @@
 
 Events carry no floats and only ASCII keys, and for such documents a sorted, compact
 ``json.dumps`` without ASCII escaping produces exactly the RFC 8785 bytes, several
-times faster than the general encoder. ``tests/test_canonical.py`` proves the
-equivalence with property tests against the ``rfc8785`` reference implementation; the
-fast path refuses anything outside that domain instead of guessing.
+times faster than the general encoder; orjson with sorted keys, when it is installed,
+produces the same bytes eight times faster again (about 1 µs for an event, against
+7). ``tests/test_chain.py`` proves both equal with property tests against the
+``rfc8785`` reference implementation; the fast path refuses anything outside that
+domain instead of guessing.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import rfc8785
+
+from .._json import ORJSON
 
 __all__ = ["MAX_SAFE_INT", "CanonicalError", "canonical_bytes", "reference_canonical_bytes"]
 
@@ -49,9 +53,35 @@ def _make_encode_chunks() -> Callable[[Any, int], Sequence[str]]:
 _encode_chunks = _make_encode_chunks()
 
 
-def _trusted_bytes(document: Any) -> bytes:
-    """The canonical bytes of a document already inside the domain (no check)."""
+def _standard_bytes(document: Any) -> bytes:
+    """The canonical bytes of a document inside the domain, by the standard library."""
     return "".join(_encode_chunks(document, 0)).encode("utf-8")
+
+
+#: Sorted keys; dataclasses and datetimes, which the standard library refuses, go to
+#: ``default`` (which refuses them) instead of being written.
+_ORJSON_OPTIONS = (
+    ORJSON.OPT_SORT_KEYS | ORJSON.OPT_PASSTHROUGH_DATACLASS | ORJSON.OPT_PASSTHROUGH_DATETIME
+    if ORJSON is not None
+    else 0
+)
+
+
+def _trusted_bytes(document: Any) -> bytes:
+    """The canonical bytes of a document already inside the domain (no check).
+
+    orjson writes strings exactly as ``json.dumps(ensure_ascii=False)`` does and sorts
+    ASCII keys as Python does. What it refuses (lone surrogates, integers beyond 64
+    bits, non-string keys) goes to the standard library, which writes or refuses it as
+    before."""
+    if ORJSON is not None:
+        try:
+            raw: bytes = ORJSON.dumps(document, default=_refuse, option=_ORJSON_OPTIONS)
+        except TypeError:
+            pass
+        else:
+            return raw
+    return _standard_bytes(document)
 
 
 class CanonicalError(ValueError):

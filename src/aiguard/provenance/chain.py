@@ -25,7 +25,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from ..errors import ProvenanceError
 from ..storage._faults import translating
-from .canonical import _encode_chunks, _trusted_bytes, canonical_bytes, checked_fields
+from .canonical import _trusted_bytes, canonical_bytes, checked_fields
 from .checkpoint import MerkleFrontier, Signer
 from .events import SCHEMA
 
@@ -647,14 +647,14 @@ class ProvenanceLog:
         seq, prev = self._seq, self._prev
         grow = self._frontier.append if self.signer is not None else None
         # `_seal_in_place` inlined: this loop is the writer's whole per-event cost.
-        join, encode, seal, record_of = "".join, _encode_chunks, _digest_and_line, EventRecord
+        encode, seal, record_of = _trusted_bytes, _digest_and_line, EventRecord
         for document in documents:
             # `append` checked the domain (or aiguard built the document); `_prepare`
             # removed any "digest".
             seq += 1
             document["seq"] = seq
             document["prev"] = prev
-            prev, line = seal(join(encode(document, 0)).encode())
+            prev, line = seal(encode(document))
             document["digest"] = prev
             records.append(record_of(document, line))
             if grow is not None:
