@@ -146,7 +146,7 @@ def test_request_side_through_the_transport() -> None:
 _REFERENCE_UNITS = re.compile(
     r"(?P<pct>(?:%[0-9A-Fa-f]{2})+)"
     r"|(?P<ent>&(?:#[0-9]{1,7}|#[xX][0-9A-Fa-f]{1,6}|[A-Za-z][A-Za-z0-9]{1,31});)"
-    r"|(?P<esc>(?:\\u[0-9A-Fa-f]{4}|\\x[0-9A-Fa-f]{2})+)"
+    r"|(?P<esc>(?:\\u[0-9A-Fa-f]{4}|\\x[0-9A-Fa-f]{2}|\\[\\/t])+)"
     r"|(?P<b64>(?<![A-Za-z0-9+/=_-])[A-Za-z0-9+/_-]{12,}={0,2}(?![A-Za-z0-9+/=_-]))"
 )
 
@@ -163,6 +163,10 @@ _REFERENCE_UNITS = re.compile(
                 "&x",
                 "\\u0041",
                 "\\x4",
+                "\\\\",
+                "\\t",
+                "\\n",
+                "\\/",
                 "=",
                 "==",
                 " ",

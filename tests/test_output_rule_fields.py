@@ -2,7 +2,9 @@
 
 A loopback upstream (uvicorn on 127.0.0.1) answers with new values the call never sent
 — one of each built-in kind withheld at ``sensitive`` — in one answer field at a time,
-written plain, percent-encoded or base64, and streamed whole in one event, split in the
+written plain, percent-encoded, base64, as HTML entities or ``\\u`` escapes, or in forms
+the detectors fold (full-width or Arabic-Indic digits, zero-width characters inside,
+no-break spaces or tabs between groups), and streamed whole in one event, split in the
 middle of each value, or one character per event (and as a whole JSON answer). It also
 echoes the token of the caller's own value. Through the gateway, the sync and async
 OpenAI SDKs and the Anthropic SDK (Messages), the client must never receive a raw
@@ -51,7 +53,21 @@ NEW = [
     ("token", "ghp_4f9Qa7Lm2Xc8Vb1Nz6Ks3Dt0Rw5Yp9Hj2Ue7"),
 ]
 OWN = "owner@corp-mail.net"
-FORMS = ("plain", "percent", "base64")
+#: How the upstream writes each value: plain, in the encodings a model can use to smuggle
+#: one (#16 item 2), and in the look-alike forms the detectors fold (full-width and
+#: Arabic-Indic digits, invisible characters inside, no-break spaces, tabs).
+FORMS = (
+    "plain",
+    "percent",
+    "base64",
+    "entities",
+    "u_escapes",
+    "full_width",
+    "zero_width",
+    "no_break_space",
+    "tab",
+    "arabic_digits",
+)
 MODES = ("one_event", "split", "per_char", "whole")
 CHAT_FIELDS = ("content", "refusal", "tool_arguments", "reasoning_content", "content_part")
 ANTHROPIC_FIELDS = ("text", "tool_input", "thinking")
@@ -64,6 +80,20 @@ def encode(value: str, form: str) -> str:
         return urllib.parse.quote(value, safe="")
     if form == "base64":
         return base64.b64encode(value.encode()).decode()
+    if form == "entities":
+        return "".join(ch if ch.isalpha() else f"&#{ord(ch)};" for ch in value)
+    if form == "u_escapes":
+        return "".join(ch if ch.isalpha() else f"\\u{ord(ch):04x}" for ch in value)
+    if form == "full_width":
+        return "".join(chr(ord(ch) + 0xFEE0) if "!" <= ch <= "~" else ch for ch in value)
+    if form == "zero_width":
+        return "\u200b".join(value)
+    if form == "no_break_space":
+        return value.replace(" ", "\u00a0")
+    if form == "tab":
+        return value.replace(" ", "\t")
+    if form == "arabic_digits":
+        return "".join(chr(0x0660 + int(ch)) if ch.isdigit() else ch for ch in value)
     return value
 
 

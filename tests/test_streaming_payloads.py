@@ -147,6 +147,58 @@ class TestOutputRuleAcrossChunks:
         assert "".join(feed(cuts(f"yes {SSN}.", [6]), call)) == f"yes {SSN}."
 
 
+def _escaped(value: str) -> str:
+    return "".join(f"\\u{ord(ch):04x}" for ch in value)
+
+
+#: Ways a model can write a value that the detectors read through (folding, escapes):
+#: the hold-back must read a run's edges the same way, or it releases the first part
+#: of a value before the rest arrives.
+WRITTEN: dict[str, Callable[[str], str]] = {
+    "full-width": lambda v: "".join(chr(ord(c) + 0xFEE0) if c != " " else c for c in v),
+    "zero-width inside": "\u200b".join,
+    "soft hyphens inside": "\u00ad".join,
+    "no-break spaces": lambda v: v.replace(" ", "\u00a0"),
+    "thin spaces": lambda v: v.replace(" ", "\u2009"),
+    "tabs": lambda v: v.replace(" ", "\t"),
+    "ideographic": lambda v: "".join(chr(ord(c) + 0xFEE0) if c != " " else "\u3000" for c in v),
+    "arabic-indic digits": lambda v: "".join(chr(0x0660 + int(c)) if c.isdigit() else c for c in v),
+    "\\u escapes": _escaped,
+    "\\u escapes, digits only": lambda v: "".join(_escaped(c) if c.isdigit() else c for c in v),
+    # As it arrives in a tool call's JSON arguments: the escapes' backslashes escaped.
+    "\\u escapes in JSON text": lambda v: json.dumps(_escaped(v))[1:-1],
+    "tabs in JSON text": lambda v: json.dumps(v.replace(" ", "\t"))[1:-1],
+}
+
+
+class TestWrittenFormsAcrossChunks:
+    @pytest.mark.parametrize("form", sorted(WRITTEN))
+    @pytest.mark.parametrize("value", [CARD, SSN])
+    def test_every_cut_of_a_written_value(self, form: str, value: str) -> None:
+        """Cut anywhere, a value written so that only folding or decoding reveals it is
+        redacted whole: no piece the caller gets holds part of it."""
+        written = WRITTEN[form](value)
+        text = f"it is {written} ok"
+        windows = {written[i : i + 4] for i in range(len(written) - 3)}
+        for i in range(len(text) + 1):
+            out = feed(cuts(text, [i]))
+            assert "[REDACTED:" in "".join(out), (form, i)
+            for piece in out:
+                assert not [w for w in windows if w in piece], (form, i, piece)
+
+    def test_the_run_is_read_as_the_detectors_read_it(self) -> None:
+        """Digit groups joined by a folded space or with invisible characters between
+        them stay one run; an escape not yet complete may still be a digit."""
+        full_width = "".join(chr(ord(c) + 0xFEE0) if c != " " else c for c in "4111 1111 ")
+        assert value_tail_start("card " + full_width) == 5
+        assert value_tail_start("card 4111\u200b \u200b1111") == 5
+        assert value_tail_start("card 4111\u00a01111") == 5
+        assert value_tail_start("card 4111\t1111 ") == 5
+        assert value_tail_start("card \\u0034111 \\u00") == 5
+        assert value_tail_start("card 4111 \\") == 5
+        assert value_tail_start("ok \\u0041 done") == len("ok \\u0041 ")
+
+
 # -- re-framed formats: every cut gives the restored, redacted channels -------------------
 
 ARGS = json.dumps({"name": "[PERSON_AB12CD]", "to": "[EMAIL_7Q2K]", "ssn": SSN})

@@ -1,8 +1,11 @@
 """Decoding what a model or a caller can use to smuggle a value past the detectors.
 
 Percent-encoding (``jane%40example.com``), HTML entities (``jane&#64;example.com``),
-``\\u`` / ``\\x`` escapes written out as text, and base64 runs are decoded into one
-view of the text, with each decoded unit mapped back to the characters it came from.
+``\\u`` / ``\\x`` escapes written out as text, the JSON escapes that can sit inside or
+between a value's characters (``\\\\``, ``\\/``, ``\\t``; in a tool call's JSON
+arguments a model's ``\\u0034`` arrives as ``\\\\u0034``), and base64 runs are decoded
+into one view of the text, with each decoded unit mapped back to the characters it
+came from.
 Detectors then run on the plain text and on that view; a finding in the view is
 reported over the original characters, widened to whole encoded units (a value found
 inside a base64 run covers the whole run, since no part of the run is the value).
@@ -40,7 +43,10 @@ _B64_MIN = 12
 # ``pct|ent|esc|b64`` finds scanning left to right (a property test checks).
 _PCT = re.compile(r"(?:%[0-9A-Fa-f]{2})+")
 _ENT = re.compile(r"&(?:#[0-9]{1,7}|#[xX][0-9A-Fa-f]{1,6}|[A-Za-z][A-Za-z0-9]{1,31});")
-_ESC = re.compile(r"(?:\\u[0-9A-Fa-f]{4}|\\x[0-9A-Fa-f]{2})+")
+_ESC = re.compile(r"(?:\\u[0-9A-Fa-f]{4}|\\x[0-9A-Fa-f]{2}|\\[\\/t])+")
+# One escape of an `_ESC` unit: \uXXXX, \xXX, or a one-character JSON escape.
+_ESC_PART = re.compile(r"\\(?:u([0-9A-Fa-f]{4})|x([0-9A-Fa-f]{2})|([\\/t]))")
+_ESC_CHAR = {"\\": "\\", "/": "/", "t": "\t"}
 # A base64 run alone, its edges checked by hand: a pattern that starts with a lookbehind
 # is tried at every position of the text, one that starts with a class is not.
 _B64_RUN = re.compile(rf"[A-Za-z0-9+/_-]{{{_B64_MIN},}}={{0,2}}")
@@ -64,16 +70,36 @@ def _pct(unit: str) -> str | None:
 
 
 def _esc(unit: str) -> str | None:
+    """An `_ESC` unit decoded: a run of ``\\x`` bytes as UTF-8 (Latin-1 when it is not
+    UTF-8 and ``\\u`` escapes sit beside it, as Python's ``unicode_escape`` reads them),
+    ``\\u`` pairs of surrogates as one character; None when it does not decode."""
+    out: list[str] = []
+    pending = bytearray()
     try:
-        if "\\x" in unit:
-            raw = bytes(int(part[:2], 16) for part in unit.split("\\x")[1:] if part)
-            if "\\u" not in unit:
-                return raw.decode("utf-8")
-        decoded = unit.encode("ascii").decode("unicode_escape")
+        for match in _ESC_PART.finditer(unit):
+            code, byte, char = match.groups()
+            if byte is not None:
+                pending.append(int(byte, 16))
+                continue
+            if pending:
+                out.append(_bytes_text(pending, unit))
+                pending.clear()
+            out.append(chr(int(code, 16)) if code is not None else _ESC_CHAR[char])
+        if pending:
+            out.append(_bytes_text(pending, unit))
         # Surrogate pairs written as two \u escapes.
-        return decoded.encode("utf-16", "surrogatepass").decode("utf-16")
-    except (ValueError, UnicodeError):
+        return "".join(out).encode("utf-16", "surrogatepass").decode("utf-16")
+    except UnicodeError:
         return None
+
+
+def _bytes_text(raw: bytearray, unit: str) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        if "\\u" not in unit:
+            raise
+        return raw.decode("latin-1")
 
 
 def _b64(unit: str) -> str | None:

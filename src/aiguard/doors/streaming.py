@@ -19,7 +19,9 @@ the text of each channel as one piece, not per released segment: text is also he
 while its tail could still be the start of such a value, and a value the model streams
 across any number of chunks is redacted whole. Values are runs of non-space characters,
 joined across single spaces between digit groups (card and phone numbers, IBANs), or a
-PEM block; so the held tail is usually the word being written. It is bounded by
+PEM block, read as the detectors read them (full-width digits, Unicode spaces and tabs
+folded, invisible characters left out, ``\\u`` and JSON escapes decoded); so the held
+tail is usually the word being written. It is bounded by
 ``hold_limit`` characters (default 8 KB): past it the held text is redacted, never
 released, and so is the rest of that run (fail closed). Without an output rule only the
 token grammar holds text.
@@ -38,6 +40,7 @@ from typing import Any, Protocol
 # (most are: held text changes their delta).
 from .._json import dumps as _dumps
 from .._json import loads as loads_event
+from ..classify._normalize import normalize as _fold
 from ..errors import MalformedPayload
 from ..pipeline.call import usage_of
 from ..providers.walk import STRUCTURAL_KEYS
@@ -102,8 +105,11 @@ def _joins(before: str, after: str | None) -> bool:
     """Whether a single space between these characters can lie inside one value.
 
     Digit groups (``4111 1111``, ``+1 (415) 555``), and letters next to digits
-    (``GB82 WEST``, ``AB 12 34 56 C``); ``after`` None means not seen yet.
+    (``GB82 WEST``, ``AB 12 34 56 C``); ``after`` None means not seen yet, and so does
+    a backslash: it can start an escape (``\\u0034``) not yet complete.
     """
+    if after == "\\":
+        after = None
     if before in _DIGITS or before == ")":
         return after is None or after in _DIGITS or after in _UPPER or after in "(+"
     if before in _UPPER:
@@ -117,7 +123,19 @@ def value_tail_start(text: str) -> int:
     That is the last run of non-space characters (joined across single spaces as
     `_joins` allows; a trailing space that may still join is part of it), or an
     unfinished PEM block. ``len(text)`` when the text ends in a space that ends a run.
+
+    The run is read as the detectors read it: full-width and other digits, tabs and
+    Unicode spaces folded, invisible characters left out. Otherwise
+    full-width ``"+1 41"`` or ``"4111\u200b 1111"`` would end a run the detectors
+    see going on, and its first part would go out before the rest arrived.
     """
+    if text.isascii() and "\t" not in text and "\\" not in text:
+        return _tail_start(text)
+    view, back = _as_read(text)
+    return back(_tail_start(view))
+
+
+def _tail_start(text: str) -> int:
     size = len(text)
     i = size
     while i > 0:
@@ -138,7 +156,60 @@ def value_tail_start(text: str) -> int:
 
 
 def _run_end(text: str, pem: bool) -> int | None:
-    """Where the run that ``text`` starts in ends, or None if it has not ended yet."""
+    """Where the run that ``text`` starts in ends, or None if it has not ended yet
+    (read folded, as `value_tail_start` reads it)."""
+    if text.isascii() and "\t" not in text and "\\" not in text:
+        return _folded_run_end(text, pem)
+    view, back = _as_read(text)
+    end = _folded_run_end(view, pem)
+    return None if end is None else back(end)
+
+
+# A JSON escape that stands for one character (in a tool call's arguments, or written
+# out by a model to hide a value): read as that character when finding a run's edges.
+_ONE_CHAR_ESCAPE = re.compile(r'\\(?:u[0-9A-Fa-f]{4}|x[0-9A-Fa-f]{2}|[\\"/bfnrt])')
+_ESCAPED = {"b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t"}
+
+
+def _as_read(text: str) -> tuple[str, Callable[[int], int]]:
+    """``text`` as the detectors read it, for finding where a run begins or ends: its
+    one-character escapes decoded, then folded (`aiguard.classify` folding). Returns
+    that view and the map from a view offset back to ``text`` (``len(view)`` maps to
+    ``len(text)``)."""
+    starts: list[int] | None = None
+    view = text
+    if "\\" in text:
+        pieces: list[str] = []
+        starts = []
+        pos = 0
+        for match in _ONE_CHAR_ESCAPE.finditer(text):
+            begin, end = match.span()
+            pieces.append(text[pos:begin])
+            starts.extend(range(pos, begin))
+            escape = match.group()
+            if escape[1] in "ux":
+                pieces.append(chr(int(escape[2:], 16)))
+            else:
+                pieces.append(_ESCAPED.get(escape[1], escape[1]))
+            starts.append(begin)
+            pos = end
+        pieces.append(text[pos:])
+        starts.extend(range(pos, len(text)))
+        view = "".join(pieces)
+    folded = None if view.isascii() and "\t" not in view else _fold(view)
+    read = folded.text if folded is not None else view
+    size = len(text)
+
+    def back(index: int) -> int:
+        if index >= len(read):
+            return size
+        at = folded.start(index) if folded is not None else index
+        return starts[at] if starts is not None else at
+
+    return read, back
+
+
+def _folded_run_end(text: str, pem: bool) -> int | None:
     if pem:
         end = text.find(_PEM_END)
         close = text.find("-----", end + len(_PEM_END)) if end >= 0 else -1
