@@ -523,6 +523,87 @@ class TestUnreadable:
         assert fake.requests == []
 
 
+CARD = "4111 1111 1111 1111"
+
+
+def _answered(body: bytes, content_type: str) -> bytes:
+    """What the caller reads when the model answers ``body`` (a guard with the SDK
+    transport's default output rule: REGULATED values the call never sent)."""
+    guard = aiguard.Guard(
+        aiguard.Policy(
+            destinations={
+                "openai": aiguard.DestinationPolicy(
+                    base_url="https://api.openai.com/v1", approved=True, purposes=["inference"]
+                )
+            }
+        ),
+        sinks=[InMemorySink()],
+    )
+    transport = httpx.MockTransport(
+        lambda _request: httpx.Response(200, content=body, headers={"content-type": content_type})
+    )
+    client = guard.http_client(transport=transport)
+    with guard.context(purpose="inference"):
+        answer = client.post(
+            "https://api.openai.com/v1/chat/completions",
+            json={"model": "m", "messages": [{"role": "user", "content": "hi"}]},
+        )
+    assert answer.status_code == 200
+    return answer.content
+
+
+class TestAnswerEncodings:
+    """An answer that is not UTF-8 is still read by the output rule (#16)."""
+
+    @pytest.mark.parametrize(
+        ("body", "content_type", "codec"),
+        [
+            (f"card {CARD} café".encode("latin-1"), "text/plain; charset=latin-1", "latin-1"),
+            (f"card {CARD} café".encode("latin-1"), "text/plain", "utf-8"),
+            (
+                json.dumps({"choices": [{"message": {"content": f"card {CARD} café"}}]})
+                .encode("utf-8")
+                .replace(b"caf\xc3\xa9", b"caf\xe9"),
+                "application/json",
+                "utf-8",
+            ),
+            (
+                json.dumps({"choices": [{"message": {"content": f"card {CARD}"}}]}).encode(
+                    "utf-16"
+                ),
+                "application/json",
+                "utf-16",
+            ),
+            (f"card {CARD}".encode("utf-16-be"), "text/plain; charset=utf-16-be", "utf-16-be"),
+        ],
+        ids=["latin-1 declared", "stray byte in text", "stray byte in JSON", "utf-16 JSON", "be"],
+    )
+    def test_a_value_in_an_answer_that_is_not_utf8_is_withheld(
+        self, body: bytes, content_type: str, codec: str
+    ) -> None:
+        shown = _answered(body, content_type).decode(codec, "replace")
+        assert CARD not in shown
+        assert "[REDACTED:credit_card]" in shown
+
+    @settings(max_examples=60, deadline=None)
+    @given(
+        st.binary(max_size=24).map(lambda b: bytes(0x80 | c for c in b)),
+        st.binary(max_size=24).map(lambda b: bytes(0x80 | c for c in b)),
+    )
+    def test_the_bytes_around_a_withheld_value_come_back_exactly(
+        self, before: bytes, after: bytes
+    ) -> None:
+        """Bytes that are not UTF-8 are kept as they came; only the value changes."""
+        middle = f" card {CARD} ok ".encode()
+        out = _answered(before + middle + after, "text/plain")
+        assert out == before + b" card [REDACTED:credit_card] ok " + after
+
+    def test_media_is_passed_through_unread(self) -> None:
+        """Audio or images are not text: they are not rewritten, whatever bytes they hold."""
+        body = b"\xff\xfb" + f"card {CARD}".encode()
+        assert _answered(body, "audio/mpeg") == body
+
+
 class TestAzureAndCompatible:
     def test_azure_deployment_paths(self) -> None:
         """Azure OpenAI: /openai/deployments/<name>/chat/completions?api-version=..."""

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import contextvars
 import dataclasses
+import email.message
 import email.utils
 import functools
+import json
 import random
 import time
 from collections.abc import (
@@ -232,10 +234,15 @@ class _Exchange:
     def _restore(self, call: Call, raw: bytes, content_type: str, extra: dict[str, Any]) -> bytes:
         if not raw:
             return raw
-        text = _decode(raw)
-        if text is None:
+        decoded = _answer_text(raw, content_type)
+        if decoded is None:
             return raw
-        if "json" in content_type or text.lstrip()[:1] in ("{", "["):
+        text, codec, errors = decoded
+        # UTF-8 JSON goes through the adapter; other text (other charsets, stray bytes)
+        # is restored and scanned as text, which reads JSON in it too.
+        if (errors, codec) == ("strict", "utf-8") and (
+            "json" in content_type or text.lstrip()[:1] in ("{", "[")
+        ):
             try:
                 body = parse_json_body(raw, "response")
             except MalformedPayload:
@@ -246,7 +253,14 @@ class _Exchange:
             # Nothing restored or withheld: the caller gets the upstream bytes.
             return raw if restored is body else dumps_bytes(restored)
         restored_text = call.restore_text("$", text)
-        return raw if restored_text is text else restored_text.encode("utf-8")
+        if restored_text is text:
+            return raw
+        try:
+            return restored_text.encode(codec, errors)
+        except UnicodeError:
+            # A restored original the declared charset cannot write (a Latin-1 answer,
+            # a CJK name): written as "?" rather than failing the answer.
+            return restored_text.encode(codec, "replace")
 
     def complete(self, response: Any, raw: bytes) -> Any:
         """Restore the answer and record the event; returns the response for the caller."""
@@ -577,11 +591,44 @@ def _unreadable(guard: GuardHost, headers: Mapping[str, str]) -> str | None:
     return None
 
 
-def _decode(raw: bytes) -> str | None:
+#: Answers that are media, not text: passed through unread when they are not UTF-8.
+_BINARY_MEDIA = ("audio/", "image/", "video/", "font/")
+_BINARY_TYPES = frozenset(
+    {"application/octet-stream", "application/zip", "application/gzip", "application/pdf"}
+)
+
+
+def _answer_text(raw: bytes, content_type: str) -> tuple[str, str, str] | None:
+    """An answer body as text for the output rule: (text, codec, errors) to write it
+    back with, or None for media that is not text.
+
+    A declared charset other than UTF-8 first (UTF-16 text of ASCII is valid UTF-8 too,
+    NULs and all), or the UTF-16/32 that JSON's detection finds from a BOM or NULs;
+    then UTF-8; else UTF-8 with the undecodable bytes kept as lone surrogates
+    (``surrogateescape``), so a value in a body with one stray Latin-1 byte is still
+    read, and the bytes around it go back exactly as they came.
+    """
+    lowered = content_type.lower()
+    charset: str | None = None
+    if "charset" in lowered and "utf-8" not in lowered:
+        message = email.message.Message()
+        message["content-type"] = content_type
+        charset = message.get_content_charset()
+    elif raw[:1] in (b"\x00", b"\xfe", b"\xff") or raw[1:2] == b"\x00":
+        charset = json.detect_encoding(raw)
+    if charset is not None and charset not in ("utf-8", "us-ascii"):
+        try:
+            return raw.decode(charset), charset, "strict"
+        except (LookupError, UnicodeDecodeError):
+            pass
     try:
-        return raw.decode("utf-8")
+        return raw.decode("utf-8"), "utf-8", "strict"
     except UnicodeDecodeError:
+        pass
+    media = lowered.split(";", 1)[0].strip()
+    if media.startswith(_BINARY_MEDIA) or media in _BINARY_TYPES:
         return None
+    return raw.decode("utf-8", "surrogateescape"), "utf-8", "surrogateescape"
 
 
 def _retry_after(headers: Any) -> float | None:
