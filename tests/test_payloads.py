@@ -524,21 +524,19 @@ class TestUnreadable:
 
 
 CARD = "4111 1111 1111 1111"
+_POLICY = aiguard.Policy(
+    destinations={
+        "openai": aiguard.DestinationPolicy(
+            base_url="https://api.openai.com/v1", approved=True, purposes=["inference"]
+        )
+    }
+)
 
 
 def _answered(body: bytes, content_type: str) -> bytes:
     """What the caller reads when the model answers ``body`` (a guard with the SDK
     transport's default output rule: REGULATED values the call never sent)."""
-    guard = aiguard.Guard(
-        aiguard.Policy(
-            destinations={
-                "openai": aiguard.DestinationPolicy(
-                    base_url="https://api.openai.com/v1", approved=True, purposes=["inference"]
-                )
-            }
-        ),
-        sinks=[InMemorySink()],
-    )
+    guard = aiguard.Guard(_POLICY, sinks=[InMemorySink()])
     transport = httpx.MockTransport(
         lambda _request: httpx.Response(200, content=body, headers={"content-type": content_type})
     )
@@ -602,6 +600,38 @@ class TestAnswerEncodings:
         """Audio or images are not text: they are not rewritten, whatever bytes they hold."""
         body = b"\xff\xfb" + f"card {CARD}".encode()
         assert _answered(body, "audio/mpeg") == body
+
+
+class TestAnswerKeys:
+    """A value written as an object key of an answer is withheld too (#16)."""
+
+    @pytest.mark.parametrize(
+        "answer",
+        [
+            {"choices": [{"message": {"content": "hi", "extra": {CARD: 1}}}]},
+            {"choices": [{"message": {"content": "hi"}}], CARD: "x"},
+            {"choices": [{"message": {"content": json.dumps({"cards": {CARD: "v"}})}}]},
+            {"choices": [{"message": {"content": "hi"}, "logprobs": [{CARD: [1]}]}]},
+        ],
+        ids=["nested", "top-level", "in JSON text", "in a list"],
+    )
+    def test_a_key_that_holds_a_value_is_redacted(self, answer: dict[str, Any]) -> None:
+        shown = _answered(json.dumps(answer).encode(), "application/json").decode()
+        assert CARD not in shown
+        assert "[REDACTED:credit_card]" in shown
+
+    def test_plain_keys_leave_the_answer_as_it_came(self) -> None:
+        body = json.dumps({"choices": [{"message": {"content": "hi", "meta": {"a": 1}}}]})
+        assert _answered(body.encode(), "application/json") == body.encode()
+
+    def test_a_token_in_a_key_comes_back_as_the_original(self) -> None:
+        """The direct door tokenizes keys of the caller's data; restore puts them back."""
+        guard = aiguard.Guard(_POLICY, sinks=[InMemorySink()])
+        data = {"jane.doe@example.com": {"note": "call +1 415 555 0134"}}
+        with guard.context(purpose="inference"):
+            protected = guard.protect(data, destination="openai")
+        assert "jane.doe@example.com" not in json.dumps(protected.payload)
+        assert guard.restore(protected.payload, protected) == data
 
 
 class TestAzureAndCompatible:

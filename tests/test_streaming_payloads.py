@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -197,6 +198,87 @@ class TestWrittenFormsAcrossChunks:
         assert value_tail_start("card \\u0034111 \\u00") == 5
         assert value_tail_start("card 4111 \\") == 5
         assert value_tail_start("ok \\u0041 done") == len("ok \\u0041 ")
+
+
+def _sse(obj: object, event: str | None = None) -> bytes:
+    head = f"event: {event}\n".encode() if event else b""
+    return head + b"data: " + json.dumps(obj).encode() + b"\n\n"
+
+
+def _restored_stream(stream: bytes, cut: int | None = None) -> bytes:
+    core = StreamRestorer(TokenRestorer(ORIGINALS.get, rule()))
+    if cut is None:
+        return core.feed(stream) + core.close()
+    return core.feed(stream[:cut]) + core.feed(stream[cut:]) + core.close()
+
+
+_CHUNK = {"id": "c", "object": "chat.completion.chunk", "model": "m"}
+_TEXT_DELTA = {"type": "text_delta", "text": "hi"}
+#: Places in an event a value can sit outside a text field: as an object key at every
+#: level, in a comment line, in the extra fields of events that carry no text.
+SMUGGLED = {
+    "chat, top-level key": _sse({**_CHUNK, CARD: 1, "choices": [{"index": 0, "delta": {}}]}),
+    "chat, choice key": _sse({**_CHUNK, "choices": [{"index": 0, CARD: 1, "delta": {}}]}),
+    "chat, delta key": _sse({**_CHUNK, "choices": [{"index": 0, "delta": {CARD: "v"}}]}),
+    "chat, nested key": _sse(
+        {**_CHUNK, "choices": [{"index": 0, "delta": {}, "logprobs": {"x": [{CARD: 1}]}}]}
+    ),
+    "responses, key": _sse({"type": "response.output_text.delta", "delta": "hi", CARD: 1}),
+    "anthropic, delta key": _sse(
+        {"type": "content_block_delta", "index": 0, "delta": {**_TEXT_DELTA, CARD: 1}},
+        "content_block_delta",
+    ),
+    "anthropic, ping field": _sse({"type": "ping", "note": CARD}, "ping"),
+    "anthropic, stop field": _sse(
+        {"type": "content_block_stop", "index": 0, "note": CARD}, "content_block_stop"
+    ),
+    "comment line": f": note {CARD}\n\n".encode(),
+    "whole event, key": _sse({"note": {CARD: [1, 2]}}),
+}
+
+
+class TestValuesOutsideTextFields:
+    @pytest.mark.parametrize("name", sorted(SMUGGLED))
+    def test_a_value_anywhere_in_an_event_is_withheld(self, name: str) -> None:
+        stream = SMUGGLED[name] + b"data: [DONE]\n\n"
+        for cut in (None, len(stream) // 2):
+            out = _restored_stream(stream, cut)
+            assert CARD.encode() not in out, (name, out)
+            if name != "anthropic, delta key":  # re-framed with its text alone: dropped
+                assert b"[REDACTED:credit_card]" in out, (name, out)
+
+    def test_clean_keys_and_keep_alives_go_out_byte_for_byte(self) -> None:
+        stream = (
+            b": keep-alive\n\n"
+            + _sse({**_CHUNK, "choices": [{"index": 0, "delta": {"content": "Hello there. "}}]})
+            + b": keep-alive\n\n"
+            + b"data: [DONE]\n\n"
+        )
+        assert _restored_stream(stream) == stream
+
+    @settings(max_examples=150, deadline=None)
+    @given(st.data())
+    def test_a_key_planted_at_any_depth_is_withheld(self, data: st.DataObject) -> None:
+        """A random event with the value as one object key somewhere in it."""
+        keys = st.sampled_from(["a", "b", "note", "meta", "x_extra"])
+        leaves = st.none() | st.integers(0, 9) | st.sampled_from(["ok", "fine"])
+        tree = st.recursive(
+            leaves,
+            lambda inner: st.lists(inner, max_size=3) | st.dictionaries(keys, inner, max_size=3),
+            max_leaves=8,
+        )
+        event = data.draw(st.dictionaries(keys, tree, min_size=1, max_size=3))
+        # Walk to a random dict and put the value in as a key there.
+        node: Any = event
+        while True:
+            children = [v for v in node.values() if isinstance(v, dict)]
+            if not children or data.draw(st.booleans()):
+                break
+            node = data.draw(st.sampled_from(children))
+        node[CARD] = data.draw(leaves)
+        out = _restored_stream(_sse(event) + b"data: [DONE]\n\n")
+        assert CARD.encode() not in out
+        assert b"[REDACTED:credit_card]" in out
 
 
 # -- re-framed formats: every cut gives the restored, redacted channels -------------------

@@ -82,6 +82,8 @@ class Guard:
         self.key_id = "k1"
         #: JSON object keys known to hold no finding (`Call._protect_key`).
         self._clean_keys: set[str] = set()
+        # Object keys of answers in which no detector finds anything (see Call.restore_name).
+        self._plain_answer_keys: set[str] = set()
         self._clean_labels: set[str] = set()
         self.vault: Vault = (
             vault

@@ -486,7 +486,8 @@ class SSEFrame:
     """One server-sent event as received: its fields and its exact bytes.
 
     ``data`` is None for frames without a data field (keep-alive comments, stray blank
-    lines); such frames are passed through untouched.
+    lines); such frames are passed through untouched unless the output rule withholds
+    something in their text.
     """
 
     raw: bytes
@@ -657,6 +658,9 @@ class _Channel:
     event: str | None
 
 
+#: The fields of Anthropic events that carry no text: anything else in them is scanned.
+_STOP_FIELDS = frozenset({"type", "index"})
+_PING_FIELDS = frozenset({"type"})
 _ANTHROPIC_TYPES = frozenset(
     {
         "message_start",
@@ -743,6 +747,8 @@ class StreamRestorer:
     _decoder: SSEDecoder = field(default_factory=SSEDecoder)
     _channels: dict[Key, _Channel] = field(default_factory=dict)
     _clean: set[str] = field(default_factory=set)
+    #: Object keys of this stream's events the output rule found nothing in.
+    _names: set[str] = field(default_factory=set)
 
     def feed(self, chunk: bytes) -> bytes:
         frames = self._decoder.feed(chunk)
@@ -768,7 +774,7 @@ class StreamRestorer:
     def _frame(self, frame: SSEFrame) -> list[bytes]:
         data = frame.data
         if data is None:
-            return [frame.raw]
+            return [self._dataless(frame.raw)]
         if data.startswith("[DONE]"):
             self.done = True
             return [*self._flush(lambda _key: True), frame.raw]
@@ -781,6 +787,15 @@ class StreamRestorer:
             return [frame.raw if restored == data else encode_frame(restored, frame.event)]
         if not isinstance(obj, dict):
             return self._whole(frame, obj)
+        if self.restorer.rule is not None and not self._names_known(obj):
+            renamed = self._renamed(obj, "$")
+            if renamed is not obj:
+                # A value written as an object key: the event goes on with it redacted,
+                # written anew even where nothing else in it changes.
+                obj = renamed
+                data = _dumps(obj)
+                raw = encode_frame(data, frame.event, frame.id)
+                frame = SSEFrame(raw, data, frame.event, frame.id)
         kind = obj.get("type")
         if "choices" in obj:
             return self._openai(frame, obj)
@@ -792,6 +807,65 @@ class StreamRestorer:
         if "error" in obj or kind == "error":
             return self._error(frame, obj)
         return self._whole(frame, obj)
+
+    def _names_known(self, event: dict[str, Any]) -> bool:
+        """Whether every object key in ``event`` is one this stream already found clean
+        (one set comparison per object, no call per level: this runs for every event)."""
+        names = self._names
+        pending: list[Any] = [event]
+        while pending:
+            node = pending.pop()
+            if node.__class__ is dict:
+                if not names.issuperset(node):
+                    return False
+                node = node.values()
+            for value in node:
+                cls = value.__class__
+                if cls is dict or cls is list:
+                    pending.append(value)
+        return True
+
+    def _renamed(self, node: Any, path: str) -> Any:
+        """``node`` with every object key the output rule withholds redacted (counted
+        under the key's path), or ``node`` itself when there is none; clean keys are
+        remembered for the rest of the stream."""
+        if node.__class__ is list:
+            items = [self._renamed(value, f"{path}[{i}]") for i, value in enumerate(node)]
+            same = all(new is old for new, old in zip(items, node, strict=True))
+            return node if same else items
+        if node.__class__ is not dict:
+            return node
+        out: dict[str, Any] = {}
+        names = self._names
+        changed = False
+        for name, value in node.items():
+            here = f"{path}.{_key(name)}"
+            written = name
+            if name not in names:
+                written = self.restorer.redact(name, here)
+                if written == name:
+                    names.add(name)
+                else:
+                    changed = True
+            renamed = self._renamed(value, here)
+            changed = changed or renamed is not value
+            out[written] = renamed
+        return out if changed else node
+
+    def _dataless(self, raw: bytes) -> bytes:
+        """A frame without data (a comment, a keep-alive, an id or retry line) goes on
+        byte for byte unless the output rule withholds something in its text."""
+        if self.restorer.rule is None:
+            return raw
+        text = raw.decode("utf-8", "replace")
+        if text in self._clean:
+            return raw
+        redacted = self.restorer.redact(text, "comment")
+        if redacted == text:
+            if len(text) <= _CLEAN_LENGTH and len(self._clean) < _CLEAN_CACHE:
+                self._clean.add(text)
+            return raw
+        return redacted.encode("utf-8")
 
     def _whole(self, frame: SSEFrame, obj: Any) -> list[bytes]:
         restored = self._scan(obj, _root(obj), None)
@@ -1102,12 +1176,15 @@ class StreamRestorer:
             return self._whole(frame, obj)
         if kind == "content_block_stop":
             index = obj.get("index", 0)
-            return [*self._flush(_within(("anthropic", index))), frame.raw]
+            flushed = self._flush(_within(("anthropic", index)))
+            if obj.keys() <= _STOP_FIELDS:
+                return [*flushed, frame.raw]
+            return [*flushed, *self._whole(frame, obj)]  # a provider's extra fields
         if kind == "message_delta":
             self.meta.update(usage_of(obj))
         elif kind == "message_stop":
             self.done = True
-        if kind == "ping":
+        if kind == "ping" and obj.keys() <= _PING_FIELDS:
             return [frame.raw]
         return [*self._flush(lambda _key: True), *self._whole(frame, obj)]
 

@@ -621,7 +621,7 @@ class Call:
         if inner is not None:
             if self.withheld(text):
                 # Redacting spans of the raw JSON could cut an escape; work per value.
-                restored = map_all_strings(inner, self.restore_text, path)
+                restored = map_all_strings(inner, self.restore_text, path, keys=self.restore_name)
                 return json.dumps(restored, ensure_ascii=False)
             return TOKEN_RE.sub(self._swap_escaped, text) if "[" in text else text
         text = self.redact_leaks(text, path)
@@ -767,16 +767,44 @@ class Call:
         only = adapter.restore if adapter is not None else None
         free = adapter.free if adapter is not None else None
         if not only:
-            return map_strings(body, self.restore_text, free=free)
+            return map_strings(body, self.restore_text, free=free, keys=self.restore_name)
 
         def transform(path: str, text: str) -> str:
             return self.restore_text(path, text) if path in only else self.redact_leaks(text, path)
 
-        return map_strings(body, transform, free=free)
+        def rename(path: str, key: str) -> str:
+            return self.restore_name(path, key) if path in only else self.redact_name(path, key)
+
+        return map_strings(body, transform, free=free, keys=rename)
 
     def restore_tree(self, body: Any) -> Any:
         """`restore_json` for JSON the user defined: no key is structural."""
-        return map_all_strings(body, self.restore_text)
+        return map_all_strings(body, self.restore_text, keys=self.restore_name)
+
+    def restore_name(self, path: str, key: str) -> str:
+        """`restore_text` for an object key of an answer: a token the request side put
+        in a key comes back, a value the output rule withholds is redacted."""
+        return key if self._plain_name(key) else self.restore_text(path, key)
+
+    def redact_name(self, path: str, key: str) -> str:
+        """`redact_leaks` for an object key outside the paths an adapter restores."""
+        return key if self._plain_name(key) else self.redact_leaks(key, path)
+
+    def _plain_name(self, key: str) -> bool:
+        """Whether ``key`` holds no token and nothing any detector finds, decoded views
+        included. Keys repeat in every answer, so such a key is remembered per guard and
+        the next answer skips it. Not "unchanged by this call": a value this call sent
+        comes back unredacted, but would not in another call."""
+        if "[" in key or self.guard.policy.surrogates:
+            return False
+        plain: set[str] | None = getattr(self.guard, "_plain_answer_keys", None)
+        if plain is not None and key in plain:
+            return True
+        if detect_decoded(self.guard.detectors, key):
+            return False
+        if plain is not None and len(key) <= _CLEAN_NAME_LENGTH and len(plain) < _CLEAN_KEYS_LIMIT:
+            plain.add(key)
+        return True
 
     # -- recording ----------------------------------------------------------------
 

@@ -45,22 +45,32 @@ def map_strings(
     path: str = "$",
     key: str | None = None,
     free: Container[str] | None = None,
+    *,
+    keys: Callable[[str, str], str] | None = None,
 ) -> Any:
     """``node`` with every non-structural string passed through ``transform``.
 
     ``transform`` receives the JSON path (for findings and errors) and the string.
     Below a path in ``free`` (user-defined JSON such as a tool's input object, where a
     key named ``id`` or ``type`` is data like any other) every string is transformed.
+    ``keys``, when given, transforms object keys the same way (an answer can carry a
+    value as a key: ``{"jane@example.com": {...}}``); it receives the key's own path.
     Containers are copied only where a string changed: when nothing changed, ``node``
     itself comes back, so a caller can tell "untouched" by identity and skip
     re-encoding it.
     """
-    return _walk(node, transform, path, key, free, False)
+    return _walk(node, transform, path, key, free, False, keys)
 
 
-def map_all_strings(node: Any, transform: Callable[[str, str], str], path: str = "$") -> Any:
+def map_all_strings(
+    node: Any,
+    transform: Callable[[str, str], str],
+    path: str = "$",
+    *,
+    keys: Callable[[str, str], str] | None = None,
+) -> Any:
     """Like `map_strings`, but no key is structural: for JSON the user defined."""
-    return _walk(node, transform, path, None, None, True)
+    return _walk(node, transform, path, None, None, True, keys)
 
 
 def _walk(
@@ -70,6 +80,7 @@ def _walk(
     key: str | None,
     free: Container[str] | None,
     everything: bool,
+    keys: Callable[[str, str], str] | None,
 ) -> Any:
     if isinstance(node, str):
         if not everything and key is not None and key in STRUCTURAL_KEYS:
@@ -78,17 +89,29 @@ def _walk(
     if isinstance(node, dict):
         everything = everything or bool(free and path in free)
         changed: dict[Any, Any] | None = None
+        renamed: dict[str, str] | None = None
         for k, v in node.items():
-            new = _walk(v, transform, f"{path}.{k}", k, free, everything)
+            here = f"{path}.{k}"
+            if keys is not None and type(k) is str:
+                new_key = keys(here, k)
+                if new_key is not k:
+                    if renamed is None:
+                        renamed = {}
+                    renamed[k] = new_key
+            new = _walk(v, transform, here, k, free, everything, keys)
             if new is not v:
                 if changed is None:
                     changed = dict(node)
                 changed[k] = new
-        return node if changed is None else changed
+        out = node if changed is None else changed
+        if renamed is not None:
+            # In order; two keys redacted alike keep the later value (no value leaks).
+            out = {renamed.get(k, k) if type(k) is str else k: v for k, v in out.items()}
+        return out
     if isinstance(node, list):
         items: list[Any] | None = None
         for i, v in enumerate(node):
-            new = _walk(v, transform, f"{path}[{i}]", key, free, everything)
+            new = _walk(v, transform, f"{path}[{i}]", key, free, everything, keys)
             if new is not v:
                 if items is None:
                     items = list(node)
