@@ -621,7 +621,13 @@ class Call:
         if inner is not None:
             if self.withheld(text):
                 # Redacting spans of the raw JSON could cut an escape; work per value.
-                restored = map_all_strings(inner, self.restore_text, path, keys=self.restore_name)
+                restored = map_all_strings(
+                    inner,
+                    self.restore_text,
+                    path,
+                    keys=self.restore_name,
+                    plain_keys=self.plain_keys,
+                )
                 return json.dumps(restored, ensure_ascii=False)
             return TOKEN_RE.sub(self._swap_escaped, text) if "[" in text else text
         text = self.redact_leaks(text, path)
@@ -767,7 +773,13 @@ class Call:
         only = adapter.restore if adapter is not None else None
         free = adapter.free if adapter is not None else None
         if not only:
-            return map_strings(body, self.restore_text, free=free, keys=self.restore_name)
+            return map_strings(
+                body,
+                self.restore_text,
+                free=free,
+                keys=self.restore_name,
+                plain_keys=self.plain_keys,
+            )
 
         def transform(path: str, text: str) -> str:
             return self.restore_text(path, text) if path in only else self.redact_leaks(text, path)
@@ -775,11 +787,13 @@ class Call:
         def rename(path: str, key: str) -> str:
             return self.restore_name(path, key) if path in only else self.redact_name(path, key)
 
-        return map_strings(body, transform, free=free, keys=rename)
+        return map_strings(body, transform, free=free, keys=rename, plain_keys=self.plain_keys)
 
     def restore_tree(self, body: Any) -> Any:
         """`restore_json` for JSON the user defined: no key is structural."""
-        return map_all_strings(body, self.restore_text, keys=self.restore_name)
+        return map_all_strings(
+            body, self.restore_text, keys=self.restore_name, plain_keys=self.plain_keys
+        )
 
     def restore_name(self, path: str, key: str) -> str:
         """`restore_text` for an object key of an answer: a token the request side put
@@ -789,6 +803,14 @@ class Call:
     def redact_name(self, path: str, key: str) -> str:
         """`redact_leaks` for an object key outside the paths an adapter restores."""
         return key if self._plain_name(key) else self.redact_leaks(key, path)
+
+    @property
+    def plain_keys(self) -> Container[str]:
+        """Answer keys known to hold nothing (see `_plain_name`): the walk skips them."""
+        if self.guard.policy.surrogates:
+            return ()
+        plain: set[str] | None = getattr(self.guard, "_plain_answer_keys", None)
+        return () if plain is None else plain
 
     def _plain_name(self, key: str) -> bool:
         """Whether ``key`` holds no token and nothing any detector finds, decoded views

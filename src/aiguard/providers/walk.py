@@ -47,6 +47,7 @@ def map_strings(
     free: Container[str] | None = None,
     *,
     keys: Callable[[str, str], str] | None = None,
+    plain_keys: Container[str] = (),
 ) -> Any:
     """``node`` with every non-structural string passed through ``transform``.
 
@@ -55,11 +56,12 @@ def map_strings(
     key named ``id`` or ``type`` is data like any other) every string is transformed.
     ``keys``, when given, transforms object keys the same way (an answer can carry a
     value as a key: ``{"jane@example.com": {...}}``); it receives the key's own path.
+    Keys in ``plain_keys`` (known to hold nothing) are not passed to it.
     Containers are copied only where a string changed: when nothing changed, ``node``
     itself comes back, so a caller can tell "untouched" by identity and skip
     re-encoding it.
     """
-    return _walk(node, transform, path, key, free, False, keys)
+    return _walk(node, transform, path, key, free, False, keys, plain_keys)
 
 
 def map_all_strings(
@@ -68,9 +70,10 @@ def map_all_strings(
     path: str = "$",
     *,
     keys: Callable[[str, str], str] | None = None,
+    plain_keys: Container[str] = (),
 ) -> Any:
     """Like `map_strings`, but no key is structural: for JSON the user defined."""
-    return _walk(node, transform, path, None, None, True, keys)
+    return _walk(node, transform, path, None, None, True, keys, plain_keys)
 
 
 def _walk(
@@ -81,6 +84,7 @@ def _walk(
     free: Container[str] | None,
     everything: bool,
     keys: Callable[[str, str], str] | None,
+    plain_keys: Container[str],
 ) -> Any:
     if isinstance(node, str):
         if not everything and key is not None and key in STRUCTURAL_KEYS:
@@ -92,13 +96,13 @@ def _walk(
         renamed: dict[str, str] | None = None
         for k, v in node.items():
             here = f"{path}.{k}"
-            if keys is not None and type(k) is str:
+            if keys is not None and type(k) is str and k not in plain_keys:
                 new_key = keys(here, k)
                 if new_key is not k:
                     if renamed is None:
                         renamed = {}
                     renamed[k] = new_key
-            new = _walk(v, transform, here, k, free, everything, keys)
+            new = _walk(v, transform, here, k, free, everything, keys, plain_keys)
             if new is not v:
                 if changed is None:
                     changed = dict(node)
@@ -111,7 +115,7 @@ def _walk(
     if isinstance(node, list):
         items: list[Any] | None = None
         for i, v in enumerate(node):
-            new = _walk(v, transform, f"{path}[{i}]", key, free, everything, keys)
+            new = _walk(v, transform, f"{path}[{i}]", key, free, everything, keys, plain_keys)
             if new is not v:
                 if items is None:
                     items = list(node)
