@@ -817,14 +817,15 @@ class Call:
         included. Keys repeat in every answer, so such a key is remembered per guard and
         the next answer skips it. Not "unchanged by this call": a value this call sent
         comes back unredacted, but would not in another call."""
-        if "[" in key or self.guard.policy.surrogates:
+        if "[" in key:
             return False
-        plain: set[str] | None = getattr(self.guard, "_plain_answer_keys", None)
-        if plain is not None and key in plain:
+        plain = self.plain_keys
+        if key in plain:
             return True
-        if detect_decoded(self.guard.detectors, key):
+        if self.guard.policy.surrogates or detect_decoded(self.guard.detectors, key):
             return False
-        if plain is not None and len(key) <= _CLEAN_NAME_LENGTH and len(plain) < _CLEAN_KEYS_LIMIT:
+        short = len(key) <= _CLEAN_NAME_LENGTH
+        if isinstance(plain, set) and short and len(plain) < _CLEAN_KEYS_LIMIT:
             plain.add(key)
         return True
 
