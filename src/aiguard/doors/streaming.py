@@ -129,8 +129,13 @@ def value_tail_start(text: str) -> int:
     full-width ``"+1 41"`` or ``"4111\u200b 1111"`` would end a run the detectors
     see going on, and its first part would go out before the rest arrived.
     """
-    if text.isascii() and "\t" not in text and "\\" not in text:
-        return _tail_start(text)
+    if "\\" not in text:
+        if text.isascii() and "\t" not in text:
+            return _tail_start(text)
+        # Folding alone (the common non-ASCII case): no escape map to build.
+        folded = _fold(text)
+        cut = _tail_start(folded.text)
+        return len(text) if cut >= len(folded.text) else folded.start(cut)
     view, back = _as_read(text)
     return back(_tail_start(view))
 
