@@ -10,7 +10,7 @@ import re
 import urllib.parse
 from typing import Any
 
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 import aiguard
@@ -72,6 +72,9 @@ def test_an_encoded_value_is_found_over_exactly_its_encoded_characters(
 
 @settings(max_examples=200, deadline=None)
 @given(st.text(max_size=60))
+# Empty spans at a view's end (found by CI): they once mapped one past the text's end.
+@example("%41x")
+@example("\\\\0")
 def test_decoded_spans_always_map_inside_the_text(text: str) -> None:
     """Any text: every view maps each of its spans back to a valid span of the text."""
     size = len(text)

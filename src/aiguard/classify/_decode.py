@@ -131,8 +131,12 @@ class Decoded:
     _pieces: tuple[tuple[int, int, int, bool], ...]
 
     def span(self, start: int, end: int) -> tuple[int, int]:
-        """The original span that holds view span ``[start, end)`` (whole units)."""
-        return self._at(start, False), self._at(max(end - 1, start), True)
+        """The original span that holds view span ``[start, end)`` (whole units); an
+        empty span maps to an empty span (at the view's end: the text's end)."""
+        if end <= start:
+            at = self._pieces[-1][2] if start >= len(self.text) else self._at(start, False)
+            return at, at
+        return self._at(start, False), self._at(end - 1, True)
 
     def _at(self, pos: int, is_end: bool) -> int:
         i = max(bisect_right(self._view_starts, pos) - 1, 0)
