@@ -596,6 +596,33 @@ class TestAnswerEncodings:
         out = _answered(before + middle + after, "text/plain")
         assert out == before + b" card [REDACTED:credit_card] ok " + after
 
+    def test_an_original_the_charset_cannot_write_is_replaced_not_lost(self) -> None:
+        """A Latin-1 answer echoing the token of "michał@…": the caller gets the answer
+        (with "?" for the letter Latin-1 lacks), not an error, and no token."""
+        guard = aiguard.Guard(_POLICY, sinks=[InMemorySink()])
+        sent: list[bytes] = []
+
+        def echo(request: httpx.Request) -> httpx.Response:
+            sent.append(request.read())
+            token = TOKEN_RE.search(request.read().decode())
+            assert token is not None
+            body = f"Wrote to {token.group()} café".encode("latin-1")
+            return httpx.Response(
+                200, content=body, headers={"content-type": "text/plain; charset=latin-1"}
+            )
+
+        client = guard.http_client(transport=httpx.MockTransport(echo))
+        with guard.context(purpose="inference"):
+            answer = client.post(
+                "https://api.openai.com/v1/chat/completions",
+                json={
+                    "model": "m",
+                    "messages": [{"role": "user", "content": "michał@example.com"}],
+                },
+            )
+        assert b"micha" not in sent[0]
+        assert answer.content == "Wrote to micha?@example.com café".encode("latin-1")
+
     def test_media_is_passed_through_unread(self) -> None:
         """Audio or images are not text: they are not rewritten, whatever bytes they hold."""
         body = b"\xff\xfb" + f"card {CARD}".encode()
