@@ -214,6 +214,8 @@ def _restored_stream(stream: bytes, cut: int | None = None) -> bytes:
 
 _CHUNK = {"id": "c", "object": "chat.completion.chunk", "model": "m"}
 _TEXT_DELTA = {"type": "text_delta", "text": "hi"}
+#: Text the hold-back releases at once, so the event goes out with its other fields.
+_SAID = {"type": "text_delta", "text": "Hello there. "}
 #: Places in an event a value can sit outside a text field: as an object key at every
 #: level, in a comment line, in the extra fields of events that carry no text.
 SMUGGLED = {
@@ -226,6 +228,14 @@ SMUGGLED = {
     "responses, key": _sse({"type": "response.output_text.delta", "delta": "hi", CARD: 1}),
     "anthropic, delta key": _sse(
         {"type": "content_block_delta", "index": 0, "delta": {**_TEXT_DELTA, CARD: 1}},
+        "content_block_delta",
+    ),
+    "anthropic, text delta field": _sse(
+        {"type": "content_block_delta", "index": 0, "delta": {**_SAID, "note": CARD}},
+        "content_block_delta",
+    ),
+    "anthropic, text event field": _sse(
+        {"type": "content_block_delta", "index": 0, "note": CARD, "delta": _SAID},
         "content_block_delta",
     ),
     "anthropic, ping field": _sse({"type": "ping", "note": CARD}, "ping"),

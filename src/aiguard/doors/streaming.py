@@ -32,7 +32,7 @@ from __future__ import annotations
 import functools
 import json
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Container, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -665,6 +665,7 @@ class _Channel:
 
 #: The fields of Anthropic events that carry no text: anything else in them is scanned.
 _STOP_FIELDS = frozenset({"type", "index"})
+_TEXT_EVENT_FIELDS = frozenset({"type", "index", "delta"})
 _PING_FIELDS = frozenset({"type"})
 _ANTHROPIC_TYPES = frozenset(
     {
@@ -812,6 +813,21 @@ class StreamRestorer:
         if "error" in obj or kind == "error":
             return self._error(frame, obj)
         return self._whole(frame, obj)
+
+    def _scan_fields(self, obj: dict[str, Any], skip: Container[str], path: str) -> bool:
+        """Scan ``obj``'s fields not in ``skip`` as whole values, in place; whether any
+        changed."""
+        changed = False
+        clean = self._clean
+        for name, value in obj.items():
+            cls = value.__class__
+            if name in skip or cls in _SCALARS or (cls is str and value in clean):
+                continue
+            scanned = self._scan(value, f"{path}.{_key(name)}", name)
+            if scanned != value:
+                obj[name] = scanned  # a value replaced, no key added: iterating is safe
+                changed = True
+        return changed
 
     def _names_known(self, event: dict[str, Any]) -> bool:
         """Whether every object key in ``event`` is one this stream already found clean
@@ -1167,8 +1183,12 @@ class StreamRestorer:
                 path,
                 restore_tokens=name != "thinking",
             )
+            # A provider's extra fields beside the text (in the event or its delta) are
+            # whole values, as in a chat chunk's envelope.
+            extras = self._scan_fields(obj, _TEXT_EVENT_FIELDS, "content_block_delta:$")
+            extras |= self._scan_fields(delta, {"type", name}, "content_block_delta:$.delta")
             out = channel.hold.feed(text)
-            if out == text:
+            if out == text and not extras:
                 return [frame.raw]
             if not out:
                 return []
