@@ -24,10 +24,9 @@ def _optional_orjson() -> Any:
     return orjson
 
 
-_orjson: Any = _optional_orjson()
-#: The orjson module when it is installed, else None (for other fast paths that must
+#: The orjson module when it is installed, else None (also for other fast paths that
 #: fall back to the standard library the same way).
-ORJSON: Any = _orjson
+ORJSON: Any = _optional_orjson()
 #: 19 digits in a row: where an integer may no longer fit in 64 bits. Found as a run of
 #: zeros in the bytes with every digit mapped to "0" (a regex costs ten times more).
 _LONG_DIGITS = b"0" * 19
@@ -41,12 +40,12 @@ def loads(data: str) -> Any:
     bits as a float instead of refusing it: data with such a long digit run goes to the
     standard library too."""
     if (
-        _orjson is not None
+        ORJSON is not None
         and data.encode("utf-8", "surrogatepass").translate(_DIGIT_MASK).find(_LONG_DIGITS) == -1
     ):
         try:
-            return _orjson.loads(data)
-        except _orjson.JSONDecodeError:
+            return ORJSON.loads(data)
+        except ORJSON.JSONDecodeError:
             pass
     return json.loads(data, parse_float=_float, parse_constant=_NonFinite)
 
@@ -77,9 +76,9 @@ def dumps(obj: Any) -> str:
 
 def dumps_bytes(obj: Any) -> bytes:
     """`dumps` as UTF-8 bytes."""
-    if _orjson is not None:
+    if ORJSON is not None:
         try:
-            raw: bytes = _orjson.dumps(obj)
+            raw: bytes = ORJSON.dumps(obj)
         except TypeError:
             pass
         else:

@@ -129,15 +129,11 @@ def value_tail_start(text: str) -> int:
     full-width ``"+1 41"`` or ``"4111\u200b 1111"`` would end a run the detectors
     see going on, and its first part would go out before the rest arrived.
     """
-    if "\\" not in text:
-        if text.isascii() and "\t" not in text:
-            return _tail_start(text)
-        # Folding alone (the common non-ASCII case): no escape map to build.
-        folded = _fold(text)
-        cut = _tail_start(folded.text)
-        return len(text) if cut >= len(folded.text) else folded.start(cut)
-    view, back = _as_read(text)
-    return back(_tail_start(view))
+    if text.isascii() and "\t" not in text and "\\" not in text:
+        return _tail_start(text)  # most text: its own view, and this runs per event
+    at = _edge_as_read(text, _tail_start)
+    assert at is not None  # _tail_start always finds a start
+    return at
 
 
 def _tail_start(text: str) -> int:
@@ -163,11 +159,7 @@ def _tail_start(text: str) -> int:
 def _run_end(text: str, pem: bool) -> int | None:
     """Where the run that ``text`` starts in ends, or None if it has not ended yet
     (read folded, as `value_tail_start` reads it)."""
-    if text.isascii() and "\t" not in text and "\\" not in text:
-        return _folded_run_end(text, pem)
-    view, back = _as_read(text)
-    end = _folded_run_end(view, pem)
-    return None if end is None else back(end)
+    return _edge_as_read(text, functools.partial(_folded_run_end, pem=pem))
 
 
 # A JSON escape that stands for one character (in a tool call's arguments, or written
@@ -176,11 +168,11 @@ _ONE_CHAR_ESCAPE = re.compile(r'\\(?:u[0-9A-Fa-f]{4}|x[0-9A-Fa-f]{2}|[\\"/bfnrt]
 _ESCAPED = {"b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t"}
 
 
-def _as_read(text: str) -> tuple[str, Callable[[int], int]]:
-    """``text`` as the detectors read it, for finding where a run begins or ends: its
-    one-character escapes decoded, then folded (`aiguard.classify` folding). Returns
-    that view and the map from a view offset back to ``text`` (``len(view)`` maps to
-    ``len(text)``)."""
+def _edge_as_read(text: str, find: Callable[[str], int | None]) -> int | None:
+    """``find`` (where a run begins or ends) applied to ``text`` as the detectors read
+    it, its one-character escapes decoded, then folded (`aiguard.classify` folding),
+    and the offset it gives mapped back to ``text`` (the view's end to the text's end).
+    Plain ASCII text is its own view."""
     starts: list[int] | None = None
     view = text
     if "\\" in text:
@@ -201,17 +193,19 @@ def _as_read(text: str) -> tuple[str, Callable[[int], int]]:
         pieces.append(text[pos:])
         starts.extend(range(pos, len(text)))
         view = "".join(pieces)
-    folded = None if view.isascii() and "\t" not in view else _fold(view)
-    read = folded.text if folded is not None else view
-    size = len(text)
-
-    def back(index: int) -> int:
-        if index >= len(read):
-            return size
-        at = folded.start(index) if folded is not None else index
-        return starts[at] if starts is not None else at
-
-    return read, back
+    if view.isascii() and "\t" not in view:
+        at = find(view)
+        if at is None or starts is None:
+            return at
+        return len(text) if at >= len(view) else starts[at]
+    folded = _fold(view)
+    at = find(folded.text)
+    if at is None:
+        return None
+    if at >= len(folded.text):
+        return len(text)
+    at = folded.start(at)
+    return starts[at] if starts is not None else at
 
 
 def _folded_run_end(text: str, pem: bool) -> int | None:
@@ -666,6 +660,7 @@ class _Channel:
 #: The fields of Anthropic events that carry no text: anything else in them is scanned.
 _STOP_FIELDS = frozenset({"type", "index"})
 _TEXT_EVENT_FIELDS = frozenset({"type", "index", "delta"})
+_CHOICES_FIELD = frozenset({"choices"})
 _PING_FIELDS = frozenset({"type"})
 _ANTHROPIC_TYPES = frozenset(
     {
@@ -816,7 +811,8 @@ class StreamRestorer:
 
     def _scan_fields(self, obj: dict[str, Any], skip: Container[str], path: str) -> bool:
         """Scan ``obj``'s fields not in ``skip`` as whole values, in place; whether any
-        changed."""
+        changed. An envelope repeats in every event: numbers and strings already found
+        clean are skipped."""
         changed = False
         clean = self._clean
         for name, value in obj.items():
@@ -972,20 +968,9 @@ class StreamRestorer:
         choices = obj.get("choices")
         if not isinstance(choices, list):
             return self._whole(frame, obj)
-        changed = False
         # Every field besides the choices is a whole value (ids, usage, a provider's
         # extras); scanned first, so frames made for flushed text carry it scanned.
-        clean = self._clean
-        # Values are replaced in place, never keys added or removed: iterating the dict
-        # itself is safe.
-        for name, value in obj.items():
-            cls = value.__class__
-            if name == "choices" or cls in _SCALARS or (cls is str and value in clean):
-                continue  # the envelope repeats in every event: numbers, known strings
-            scanned = self._scan(value, f"$.{_key(name)}", name)
-            if scanned != value:
-                obj[name] = scanned
-                changed = True
+        changed = self._scan_fields(obj, _CHOICES_FIELD, "$")
         envelope = _Envelope(obj)
         before: list[bytes] = []
         for position, choice in enumerate(choices):

@@ -246,12 +246,13 @@ class _Exchange:
             try:
                 body = parse_json_body(raw, "response")
             except MalformedPayload:
-                return call.restore_text("$", text).encode("utf-8")
-            if isinstance(body, dict):
-                extra.update(usage_of(body))
-            restored = call.restore_json(body, self.adapter)
-            # Nothing restored or withheld: the caller gets the upstream bytes.
-            return raw if restored is body else dumps_bytes(restored)
+                pass  # JSON-looking text that is not JSON: read as text below
+            else:
+                if isinstance(body, dict):
+                    extra.update(usage_of(body))
+                restored = call.restore_json(body, self.adapter)
+                # Nothing restored or withheld: the caller gets the upstream bytes.
+                return raw if restored is body else dumps_bytes(restored)
         restored_text = call.restore_text("$", text)
         if restored_text is text:
             return raw
