@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from pydantic import BaseModel
 
+from ._hmac import KeyedSha256
 from .classify.detectors import Detector, Finding, RegexDetector, builtin_detector, merge_findings
 from .classify.levels import classified_values
 from .consent.store import ConsentStore, InMemoryConsentStore
@@ -25,7 +26,7 @@ from .context import UNSET, CallContext, ContextScope, current_context, known_va
 from .doors.endpoint import ArgumentSource, EndpointDecorator
 from .doors.endpoint import endpoint as _endpoint
 from .errors import AIGuardError, ProvenanceError, UnknownDestination
-from .pipeline.call import Call, decide, dump_json, keyed_digest
+from .pipeline.call import Call, decide, dump_json
 from .pipeline.host import CallObserver, IncrementalDigest, Protected
 from .pipeline.routing import Attempts, Router
 from .policy.killswitch import InMemoryKillSwitch, KillSwitch
@@ -78,6 +79,7 @@ class Guard:
             raise ValueError("secret must be at least 32 bytes (e.g. os.urandom(32))")
         self._secret = secret or os.urandom(32)
         self._event_key = hmac.new(self._secret, b"aiguard/v1/event-digest", "sha256").digest()
+        self._event_mac = KeyedSha256(self._event_key)
         self._pseudonym_key = hmac.new(self._secret, b"aiguard/v1/pseudonym", "sha256").digest()
         self.key_id = "k1"
         #: JSON object keys known to hold no finding (`Call._protect_key`).
@@ -450,10 +452,10 @@ class Guard:
     def digest(self, label: str, tenant: str, value: str) -> str:
         """A keyed digest of an identifier (subject, conversation); never the raw id."""
         data = f"{label}\x00{tenant}\x00{value}".encode()
-        return keyed_digest(self._event_key, self.key_id, data)
+        return f"hmac-sha256:{self.key_id}:{self._event_mac.hexdigest(data)}"
 
     def digest_bytes(self, data: bytes) -> str:
-        return keyed_digest(self._event_key, self.key_id, data)
+        return f"hmac-sha256:{self.key_id}:{self._event_mac.hexdigest(data)}"
 
     def caller_id(self, label: str, tenant: str, value: str) -> str:
         """An id the caller chose (an ``Idempotency-Key``), as events and errors may hold

@@ -7,7 +7,6 @@ direct API all run exactly this code.
 from __future__ import annotations
 
 import hashlib
-import hmac
 import itertools
 import json
 import re
@@ -367,8 +366,8 @@ class Call:
 
     def detectors(self) -> Sequence[Detector]:
         if self._detectors is None:
-            known = KnownValuesDetector(self.context.known)
             base = self.guard.detectors
+            known = KnownValuesDetector(self.context.known) if self.context.known else None
             self._detectors = (*base, known) if known else base
         return self._detectors
 
@@ -841,9 +840,10 @@ class Call:
         actions: dict[str, int] = {}
         for finding in self.findings:
             kinds[finding.kind] = kinds.get(finding.kind, 0) + 1
-            level = finding.level.label
+            # Tables, not `.label` and `.value`: enum properties cost a lookup chain each.
+            level = _LEVEL_LABEL[finding.level]
             levels[level] = levels.get(level, 0) + 1
-            action = finding.action.value
+            action = _ACTION_VALUE[finding.action]
             actions[action] = actions.get(action, 0) + 1
         reasons = list(decision.reasons) if decision else []
         if self.fail_open_used:
@@ -903,6 +903,8 @@ class Call:
         return fields
 
 
+_LEVEL_LABEL = {level: level.label for level in Level}
+_ACTION_VALUE = {action: action.value for action in Action}
 _PATH_KEY = re.compile(r"\.([^.\[\]]*)")
 _SAFE_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_-]{0,63}")
 _EVENT_TYPE = re.compile(r"[a-z][a-z0-9_.]{0,63}")
@@ -933,11 +935,6 @@ def mask(kind: str, value: str) -> str:
     alnum = [i for i, ch in enumerate(value) if ch.isalnum()]
     keep = set(alnum[-4:]) if len(alnum) > 8 else set()
     return "".join(ch if (i in keep or not ch.isalnum()) else "*" for i, ch in enumerate(value))
-
-
-def keyed_digest(key: bytes, key_id: str, data: bytes) -> str:
-    # The one-shot digest: an `hmac.new` object costs more than hashing a short body.
-    return f"hmac-sha256:{key_id}:{hmac.digest(key, data, 'sha256').hex()}"
 
 
 def parse_json_body(raw: bytes, what: str) -> Any:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 from cryptography.hazmat.primitives.ciphers import aead
 
+from .._hmac import KeyedSha256
 from .tokens import MAX_SUFFIX, MIN_SUFFIX, Scope, format_token, keyed_suffix
 
 __all__ = [
@@ -48,6 +49,13 @@ class VaultKeys:
     data_key: bytes = field(repr=False)
     index_key: bytes = field(repr=False)
     token_key: bytes = field(repr=False)
+    # The index and token keys' HMACs, pads hashed once: every call digests with them.
+    index_mac: KeyedSha256 = field(init=False, repr=False, compare=False)
+    token_mac: KeyedSha256 = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "index_mac", KeyedSha256(self.index_key))
+        object.__setattr__(self, "token_mac", KeyedSha256(self.token_key))
 
     @classmethod
     def generate(cls, version: int = 1) -> VaultKeys:
@@ -119,7 +127,7 @@ def blind_index(
     material = _lp(scope.key, kind, subject or "", normalize(kind, value))
     if not subject and principal:
         material += _lp("principal", principal)
-    return hmac.digest(keys.index_key, material, "sha256")
+    return keys.index_mac.digest(material)
 
 
 def token_candidates(keys: VaultKeys, scope: Scope, kind: str, index: bytes) -> Iterator[str]:
@@ -128,7 +136,7 @@ def token_candidates(keys: VaultKeys, scope: Scope, kind: str, index: bytes) -> 
     Longer suffixes are prefixes-extended versions of the same keyed MAC, so two vaults
     holding the same entries always settle on the same token.
     """
-    mac = hmac.digest(keys.token_key, _lp(scope.key) + index, "sha256")
+    mac = keys.token_mac.digest(_lp(scope.key) + index)
     for length in range(MIN_SUFFIX, MAX_SUFFIX + 1, 2):
         yield format_token(kind, keyed_suffix(mac, length))
 
@@ -140,7 +148,7 @@ def token_matches(keys: VaultKeys, scope: Scope, token: str, index: bytes) -> bo
     suffix = token[start + 1 : -1]
     if start < 0 or not suffix:
         return False
-    mac = hmac.digest(keys.token_key, _lp(scope.key) + index, "sha256")
+    mac = keys.token_mac.digest(_lp(scope.key) + index)
     return hmac.compare_digest(keyed_suffix(mac, len(suffix)), suffix)
 
 
