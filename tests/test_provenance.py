@@ -437,3 +437,24 @@ class TestRotation:
         report = verify_file(path)
         assert not report.ok
         assert report.failure is not None and "missing" in report.failure.reason
+
+
+@pytest.mark.parametrize(
+    ("base_url", "provider"),
+    [
+        ("https://api.openai.com/v1", "openai"),
+        ("https://my-resource.openai.azure.com/openai", "azure.ai.openai"),
+        ("https://api.anthropic.com", "anthropic"),
+        ("http://127.0.0.1:8000/v1", "inhouse"),  # a host aiguard does not know: the name
+    ],
+)
+def test_each_event_names_the_destinations_provider(base_url: str, provider: str) -> None:
+    policy = aiguard.policy.parse_policy(
+        f'[destinations.inhouse]\nbase_url = "{base_url}"\napproved = true\n'
+        'purposes = ["inference"]\n'
+    )
+    sink = InMemorySink()
+    guard = aiguard.Guard(policy, sinks=[sink])
+    guard.protect("hello", aiguard.CallContext(purpose="inference", destination="inhouse"))
+    (event,) = sink.calls()
+    assert event["gen_ai.provider.name"] == provider

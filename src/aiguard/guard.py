@@ -443,11 +443,7 @@ class Guard:
         """OpenTelemetry's ``gen_ai.provider.name`` for a destination, from its host."""
         if destination is None or destination not in self.policy.destinations:
             return None
-        host = self.router.host_of(destination)
-        for suffix, name in _PROVIDERS:
-            if host == suffix or host.endswith("." + suffix):
-                return name
-        return destination
+        return self.router.provider_of(destination)
 
     def digest(self, label: str, tenant: str, value: str) -> str:
         """A keyed digest of an identifier (subject, conversation); never the raw id."""
@@ -596,19 +592,6 @@ class Guard:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-#: Well-known hosts and their ``gen_ai.provider.name`` (OpenTelemetry GenAI conventions).
-_PROVIDERS = (
-    ("api.openai.com", "openai"),
-    ("openai.azure.com", "azure.ai.openai"),
-    ("api.anthropic.com", "anthropic"),
-    ("generativelanguage.googleapis.com", "gcp.gemini"),
-    ("api.mistral.ai", "mistral_ai"),
-    ("api.groq.com", "groq"),
-    ("api.deepseek.com", "deepseek"),
-    ("api.x.ai", "x_ai"),
-)
 
 
 def _apply_retention(vault: Vault, policy: Policy) -> None:

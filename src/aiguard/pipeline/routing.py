@@ -15,6 +15,26 @@ from urllib.parse import urlsplit
 __all__ = ["Attempts", "Router"]
 
 
+#: Well-known hosts and their ``gen_ai.provider.name`` (OpenTelemetry GenAI conventions).
+_PROVIDERS = (
+    ("api.openai.com", "openai"),
+    ("openai.azure.com", "azure.ai.openai"),
+    ("api.anthropic.com", "anthropic"),
+    ("generativelanguage.googleapis.com", "gcp.gemini"),
+    ("api.mistral.ai", "mistral_ai"),
+    ("api.groq.com", "groq"),
+    ("api.deepseek.com", "deepseek"),
+    ("api.x.ai", "x_ai"),
+)
+
+
+def _provider(host: str, destination: str) -> str:
+    for suffix, name in _PROVIDERS:
+        if host == suffix or host.endswith("." + suffix):
+            return name
+    return destination
+
+
 class Router:
     """Maps a request URL to the policy destination whose base_url is its longest prefix."""
 
@@ -28,6 +48,13 @@ class Router:
             )
         routes.sort(key=lambda r: len(r[3]), reverse=True)
         self._routes = routes
+        # Every event names its provider: looked up once per destination, not per call.
+        self._providers = {name: _provider(self.host_of(name), name) for name in destinations}
+
+    def provider_of(self, destination: str) -> str:
+        """OpenTelemetry's ``gen_ai.provider.name`` for a destination, from its host (the
+        destination's own name for a host it does not know)."""
+        return self._providers.get(destination, destination)
 
     def host_of(self, destination: str) -> str:
         for _scheme, host, _port, _path, name in self._routes:

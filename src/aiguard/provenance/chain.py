@@ -178,7 +178,8 @@ def uuid7() -> str:
 
 def new_request_id() -> str:
     """A request id: ``req_`` and a UUIDv7's 32 hex digits (time-ordered, like events)."""
-    return "req_" + uuid7().replace("-", "")
+    ms = f"{(time.time_ns() // 1_000_000) & 0xFFFF_FFFF_FFFF:012x}"
+    return f"req_{ms}{_random_tail().replace('-', '')}"
 
 
 def _random_tail() -> str:
