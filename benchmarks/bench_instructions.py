@@ -48,21 +48,12 @@ CHILD = r"""
 import sys
 sys.path.insert(0, sys.argv[3])
 import aiguard
-from aiguard.testing import FakeModel, InMemorySink
-from bench_call import MESSAGE
+from aiguard.testing import FakeModel
+from bench_call import MESSAGE, setup
 
 # An editable install must not shadow the checkout being measured.
 assert aiguard.__file__.startswith(sys.argv[4]), (aiguard.__file__, sys.argv[4])
-
-policy = aiguard.policy.parse_policy(
-    '[destinations.openai]\nbase_url = "https://api.openai.com/v1"\napproved = true\n'
-    'purposes = ["inference"]\n[[patterns]]\nkind = "account"\nlevel = "sensitive"\n'
-    'regex = "ACC-[0-9]{8}"\n'
-)
-guard = aiguard.Guard(policy, sinks=[InMemorySink()])
-ctx = aiguard.CallContext(
-    subject="cust-1", tenant="acme", purpose="inference", destination="openai"
-)
+guard, ctx = setup()
 what, count = sys.argv[1], int(sys.argv[2])
 if what == "detect":
     def op():
