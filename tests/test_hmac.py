@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import copy
 import hmac
+import pickle
 
 from hypothesis import example, given
 from hypothesis import strategies as st
@@ -33,3 +35,11 @@ def test_vault_keys_digest_with_their_own_keys() -> None:
     # The cached MACs take no part in equality or the repr.
     assert keys == VaultKeys(keys.version, keys.data_key, keys.index_key, keys.token_key)
     assert "index_mac" not in repr(keys)
+
+
+def test_vault_keys_still_pickle_and_copy() -> None:
+    keys = VaultKeys.generate(version=3)
+    for clone in (pickle.loads(pickle.dumps(keys)), copy.deepcopy(keys), copy.copy(keys)):
+        assert clone == keys
+        assert clone.index_mac.digest(b"v") == keys.index_mac.digest(b"v")
+        assert clone.token_mac.digest(b"v") == keys.token_mac.digest(b"v")

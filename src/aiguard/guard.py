@@ -447,8 +447,7 @@ class Guard:
 
     def digest(self, label: str, tenant: str, value: str) -> str:
         """A keyed digest of an identifier (subject, conversation); never the raw id."""
-        data = f"{label}\x00{tenant}\x00{value}".encode()
-        return f"hmac-sha256:{self.key_id}:{self._event_mac.hexdigest(data)}"
+        return self.digest_bytes(f"{label}\x00{tenant}\x00{value}".encode())
 
     def digest_bytes(self, data: bytes) -> str:
         return f"hmac-sha256:{self.key_id}:{self._event_mac.hexdigest(data)}"

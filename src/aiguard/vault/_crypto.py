@@ -57,6 +57,10 @@ class VaultKeys:
         object.__setattr__(self, "index_mac", KeyedSha256(self.index_key))
         object.__setattr__(self, "token_mac", KeyedSha256(self.token_key))
 
+    def __reduce__(self) -> tuple[type[VaultKeys], tuple[int, bytes, bytes, bytes]]:
+        # Hash states do not pickle or deep-copy: the keys do, and the MACs follow.
+        return (VaultKeys, (self.version, self.data_key, self.index_key, self.token_key))
+
     @classmethod
     def generate(cls, version: int = 1) -> VaultKeys:
         return cls(version, os.urandom(32), os.urandom(32), os.urandom(32))
