@@ -59,7 +59,7 @@ class VaultKeys:
 
     def __reduce__(self) -> tuple[type[VaultKeys], tuple[int, bytes, bytes, bytes]]:
         # Hash states do not pickle or deep-copy: the keys do, and the MACs follow.
-        return (VaultKeys, (self.version, self.data_key, self.index_key, self.token_key))
+        return (type(self), (self.version, self.data_key, self.index_key, self.token_key))
 
     @classmethod
     def generate(cls, version: int = 1) -> VaultKeys:
