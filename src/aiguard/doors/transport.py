@@ -82,11 +82,17 @@ class _Exchange:
     """
 
     def __init__(
-        self, guard: GuardHost, module: ModuleType, request: Any, follows: _Exchange | None = None
+        self,
+        guard: GuardHost,
+        module: ModuleType,
+        request: Any,
+        route: _Route,
+        follows: _Exchange | None = None,
     ) -> None:
         self.guard = guard
         self.module = module
         self.request = request
+        self.url, self.destination = route
         self.call: Call | None = None
         self.adapter: Adapter | None = None
         self.json_content = False
@@ -98,8 +104,7 @@ class _Exchange:
         guard = self.guard
         request = self.request
         ctx = current_context() or CallContext()
-        url = str(request.url)
-        destination = guard.router.route(url)
+        url, destination = self.url, self.destination
         target = guard.policy.destinations.get(destination) if destination else None
         # Read once: each lookup in the library's headers is a scan of all of them.
         pairs = request.headers.multi_items()
@@ -654,8 +659,17 @@ def _retry_after(headers: Any) -> float | None:
     return max(0.0, when.timestamp() - time.time())
 
 
-def _retry_policy(guard: GuardHost, request: Any) -> RetryPolicy | None:
-    destination = guard.router.route(str(request.url))
+#: A request's URL and the destination it routes to (None: no destination covers it).
+_Route = tuple[str, str | None]
+
+
+def _route(guard: GuardHost, request: Any) -> _Route:
+    # Once per request: each attempt and the retry policy read the same route.
+    url = str(request.url)
+    return url, guard.router.route(url)
+
+
+def _retry_policy(guard: GuardHost, destination: str | None) -> RetryPolicy | None:
     target: DestinationPolicy | None = (
         guard.policy.destinations.get(destination) if destination else None
     )
@@ -717,15 +731,18 @@ class GuardTransport(httpx.BaseTransport):
 
     def handle_request(self, request: Any) -> Any:
         raw = request.read()
-        policy = _retry_policy(self._guard, request)
+        route = _route(self._guard, request)
+        policy = _retry_policy(self._guard, route[1])
         if policy is None:
-            return self._attempt(_Exchange(self._guard, self._module, request), raw)
+            return self._attempt(_Exchange(self._guard, self._module, request, route), raw)
         from tenacity import Retrying
 
         last: list[_Exchange] = []
 
         def attempt() -> Any:
-            exchange = _Exchange(self._guard, self._module, request, last[-1] if last else None)
+            exchange = _Exchange(
+                self._guard, self._module, request, route, last[-1] if last else None
+            )
             last.append(exchange)
             return self._attempt(exchange, raw)
 
@@ -761,16 +778,19 @@ class AsyncGuardTransport(httpx.AsyncBaseTransport):
 
     async def handle_async_request(self, request: Any) -> Any:
         raw = await request.aread()
-        policy = _retry_policy(self._guard, request)
+        route = _route(self._guard, request)
+        policy = _retry_policy(self._guard, route[1])
         if policy is None:
-            return await self._attempt(_Exchange(self._guard, self._module, request), raw)
+            return await self._attempt(_Exchange(self._guard, self._module, request, route), raw)
         import anyio
         from tenacity import AsyncRetrying
 
         last: list[_Exchange] = []
 
         async def attempt() -> Any:
-            exchange = _Exchange(self._guard, self._module, request, last[-1] if last else None)
+            exchange = _Exchange(
+                self._guard, self._module, request, route, last[-1] if last else None
+            )
             last.append(exchange)
             return await self._attempt(exchange, raw)
 
