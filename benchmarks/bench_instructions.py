@@ -74,8 +74,12 @@ else:
         http_client=http_client, base_url="https://api.openai.com/v1", api_key="k", max_retries=0
     )
     messages = [{"role": "user", "content": MESSAGE}]
-    def op():
-        with guard.context(subject="cust-1", tenant="acme", purpose="inference"):
+    if what == "sdk_guarded":
+        def op():
+            with guard.context(subject="cust-1", tenant="acme", purpose="inference"):
+                client.chat.completions.create(model="gpt-4o", messages=messages)
+    else:  # as bench_call's plain call: no guard, so no guard.context either
+        def op():
             client.chat.completions.create(model="gpt-4o", messages=messages)
 for _ in range(WARMUP):
     op()
