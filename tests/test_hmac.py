@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hmac
 import pickle
 
@@ -43,3 +44,4 @@ def test_vault_keys_still_pickle_and_copy() -> None:
         assert clone == keys
         assert clone.index_mac.digest(b"v") == keys.index_mac.digest(b"v")
         assert clone.token_mac.digest(b"v") == keys.token_mac.digest(b"v")
+    assert dataclasses.asdict(keys)["index_key"] == keys.index_key

@@ -35,6 +35,15 @@ class KeyedSha256:
     def __repr__(self) -> str:
         return "KeyedSha256(<key hidden>)"
 
+    # The pad states are never updated after __init__ (each digest works on copies), so
+    # a copy may be the object itself: `copy.deepcopy` and `dataclasses.asdict` of what
+    # holds one keep working, where hash states themselves cannot be copied that way.
+    def __copy__(self) -> KeyedSha256:
+        return self
+
+    def __deepcopy__(self, memo: dict[int, object]) -> KeyedSha256:
+        return self
+
     def digest(self, data: bytes) -> bytes:
         inner = self._inner.copy()
         inner.update(data)

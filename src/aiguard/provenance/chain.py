@@ -170,16 +170,20 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_forget_entropy)
 
 
+def _millis_hex() -> str:
+    """A UUIDv7's first 48 bits: Unix milliseconds, 12 hex digits."""
+    return f"{(time.time_ns() // 1_000_000) & 0xFFFF_FFFF_FFFF:012x}"
+
+
 def uuid7() -> str:
     """A time-ordered UUIDv7 string (RFC 9562), so event ids sort by creation time."""
-    ms = f"{(time.time_ns() // 1_000_000) & 0xFFFF_FFFF_FFFF:012x}"
+    ms = _millis_hex()
     return f"{ms[:8]}-{ms[8:]}-{_random_tail()}"
 
 
 def new_request_id() -> str:
     """A request id: ``req_`` and a UUIDv7's 32 hex digits (time-ordered, like events)."""
-    ms = f"{(time.time_ns() // 1_000_000) & 0xFFFF_FFFF_FFFF:012x}"
-    return f"req_{ms}{_random_tail().replace('-', '')}"
+    return f"req_{_millis_hex()}{_random_tail().replace('-', '')}"
 
 
 def _random_tail() -> str:
