@@ -678,6 +678,8 @@ _ANTHROPIC_FIELDS = {
     "input_json_delta": "partial_json",
     "thinking_delta": "thinking",
 }
+#: A text delta's own fields, per text field: anything else in the delta is scanned.
+_DELTA_OWN_FIELDS = {name: frozenset({"type", name}) for name in _ANTHROPIC_FIELDS.values()}
 #: Fields that carry bytes (audio, images, signatures, encrypted state), not text: no
 #: detector reads them, and changing one breaks it, so they pass untouched.
 _OPAQUE_KEYS = frozenset(
@@ -1171,7 +1173,9 @@ class StreamRestorer:
             # A provider's extra fields beside the text (in the event or its delta) are
             # whole values, as in a chat chunk's envelope.
             extras = self._scan_fields(obj, _TEXT_EVENT_FIELDS, "content_block_delta:$")
-            extras |= self._scan_fields(delta, {"type", name}, "content_block_delta:$.delta")
+            extras |= self._scan_fields(
+                delta, _DELTA_OWN_FIELDS[name], "content_block_delta:$.delta"
+            )
             out = channel.hold.feed(text)
             if out == text and not extras:
                 return [frame.raw]
