@@ -433,6 +433,12 @@ def call_rows(result: Result) -> list[Row]:
             f"{f['protect_us']:.1f} µs",
             "<= 60 µs",
             *at_most(f["protect_us"], 60.0),
+            note=(
+                f"{f['protect_after_sdk_us']:.0f} µs timed right after an SDK call "
+                "(caches as inside a call)"
+                if "protect_after_sdk_us" in f
+                else ""
+            ),
         ),
     ]
     if "added_us" in f:
