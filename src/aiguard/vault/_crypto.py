@@ -140,7 +140,7 @@ def token_candidates(keys: VaultKeys, scope: Scope, kind: str, index: bytes) -> 
     Longer suffixes are prefixes-extended versions of the same keyed MAC, so two vaults
     holding the same entries always settle on the same token.
     """
-    mac = keys.token_mac.digest(_lp(scope.key) + index)
+    mac = _token_mac(keys, scope, index)
     for length in range(MIN_SUFFIX, MAX_SUFFIX + 1, 2):
         yield format_token(kind, keyed_suffix(mac, length))
 
@@ -152,8 +152,12 @@ def token_matches(keys: VaultKeys, scope: Scope, token: str, index: bytes) -> bo
     suffix = token[start + 1 : -1]
     if start < 0 or not suffix:
         return False
-    mac = keys.token_mac.digest(_lp(scope.key) + index)
-    return hmac.compare_digest(keyed_suffix(mac, len(suffix)), suffix)
+    return hmac.compare_digest(keyed_suffix(_token_mac(keys, scope, index), len(suffix)), suffix)
+
+
+def _token_mac(keys: VaultKeys, scope: Scope, index: bytes) -> bytes:
+    # One definition for issuing and checking: a token matches only the MAC it came from.
+    return keys.token_mac.digest(_lp(scope.key) + index)
 
 
 def entry_aad(scope: Scope, token: str, kind: str, key_version: int) -> bytes:
