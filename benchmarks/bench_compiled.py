@@ -33,8 +33,10 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 
 #: The modules a protected call spends its Python time in: detection, the pipeline, the
-#: vault's digests, the event's encoding. Modules that declare runtime-checkable
-#: Protocols (``classify/_finding.py``) or hold pydantic models do not compile.
+#: vault's digests, the event's encoding. Left out because mypyc 2.4 cannot build them:
+#: ``classify/_finding.py`` (its runtime-checkable Protocol fails at import),
+#: ``provenance/chain.py`` (an attribute ``_thread`` becomes C's ``__thread`` keyword)
+#: and ``policy/model.py`` (the generated C misnames ``pydantic.main``).
 COMPILED = (
     "aiguard/classify/_engine.py",
     "aiguard/classify/_validators.py",
