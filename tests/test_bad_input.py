@@ -234,6 +234,59 @@ class TestRequests:
             post(guard, fake, json={"model": "gpt-4o", "messages": []})
 
 
+_SECRET_BODY = {"model": "gpt-4o", "messages": [{"role": "user", "content": SECRET_EMAIL}]}
+
+
+class TestUnexpectedFailures:
+    """A failure that is not one of aiguard's typed errors still leaves the attempt in
+    the log, with the class of the failure and never its text (a library's message can
+    quote the values it choked on)."""
+
+    def test_a_request_that_cannot_be_rebuilt_is_recorded_and_not_sent(
+        self,
+        guard: aiguard.Guard,
+        sink: InMemorySink,
+        fake: FakeModel,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        def broken(_body: Any) -> bytes:
+            raise RuntimeError(SECRET_EMAIL)
+
+        monkeypatch.setattr("aiguard.doors.transport.dumps_bytes", broken)
+        with guard.context(subject="s", purpose="inference"), pytest.raises(RuntimeError):
+            post(guard, fake, json=_SECRET_BODY)
+        assert fake.requests == []
+        event = sink.calls()[-1]
+        assert (event["type"], event["status"]) == ("error", "error")
+        assert event["error"] == "RuntimeError"
+        assert SECRET_EMAIL not in str(sink.events)
+        assert_chain_valid(sink)
+
+    def test_an_answer_that_cannot_be_rebuilt_is_recorded_as_an_error(
+        self,
+        guard: aiguard.Guard,
+        sink: InMemorySink,
+        fake: FakeModel,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        """The model was called: the event says the call failed, not that it went well."""
+
+        def broken(*_args: Any, **_kwargs: Any) -> Any:
+            raise RuntimeError(SECRET_EMAIL)
+
+        monkeypatch.setattr("aiguard.doors.transport._Exchange._response", broken)
+        with guard.context(subject="s", purpose="inference"), pytest.raises(RuntimeError):
+            post(guard, fake, json=_SECRET_BODY)
+        assert len(fake.requests) == 1
+        event = sink.calls()[-1]
+        assert (event["type"], event["status"]) == ("error", "error")
+        assert event["error"] == "RuntimeError"
+        assert event["http_status"] == 200
+        assert [e["type"] for e in sink.calls()] == ["error"]
+        assert SECRET_EMAIL not in str(sink.events)
+        assert_chain_valid(sink)
+
+
 class TestPolicyFiles:
     def test_missing_file(self, tmp_path: Path) -> None:
         with pytest.raises(aiguard.PolicyError, match="does not exist"):

@@ -629,6 +629,173 @@ class TestAnswerEncodings:
         assert _answered(body, "audio/mpeg") == body
 
 
+class TestHeaderBytes:
+    """Header values that are not ASCII text pass through the transport as bytes: they
+    used to be written back as ASCII whenever a body was rebuilt, which raised
+    UnicodeEncodeError for a UTF-8 value (a request that never went out, an answer the
+    caller paid for and never got)."""
+
+    NOTE = "Grüße".encode()  # UTF-8
+    LATIN = b"caf\xe9"  # not UTF-8: httpx reads such headers as ISO-8859-1
+
+    @staticmethod
+    def _echo(seen: list[httpx.Request], headers: list[tuple[bytes, bytes]]) -> Any:
+        """A model that answers the request's text (its tokens) with ``headers``."""
+
+        def handle(request: httpx.Request) -> httpx.Response:
+            seen.append(request)
+            text = json.loads(request.read())["messages"][0]["content"]
+            answer = {
+                "id": "c",
+                "object": "chat.completion",
+                "created": 1,
+                "model": "m",
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": text},
+                        "finish_reason": "stop",
+                    }
+                ],
+            }
+            return httpx.Response(
+                200,
+                headers=[(b"content-type", b"application/json"), *headers],
+                content=json.dumps(answer).encode(),
+            )
+
+        return handle
+
+    def _call(
+        self, headers_in: list[tuple[bytes, bytes]], headers_out: list[tuple[bytes, bytes]]
+    ) -> tuple[httpx.Request, httpx.Response]:
+        guard = aiguard.Guard(_POLICY, sinks=[InMemorySink()])
+        seen: list[httpx.Request] = []
+        client = guard.http_client(transport=httpx.MockTransport(self._echo(seen, headers_out)))
+        with guard.context(purpose="inference"):
+            answer = client.post(
+                "https://api.openai.com/v1/chat/completions",
+                json={"model": "m", "messages": [{"role": "user", "content": f"mail {EMAIL}"}]},
+                headers=headers_in,
+            )
+        assert len(seen) == 1
+        return seen[0], answer
+
+    @pytest.mark.parametrize("value", [NOTE, LATIN], ids=["utf-8", "latin-1"])
+    def test_a_request_header_goes_out_as_the_caller_wrote_it(self, value: bytes) -> None:
+        upstream, answer = self._call([(b"X-Note", value)], [])
+        assert (b"X-Note", value) in upstream.headers.raw
+        assert EMAIL.encode() not in upstream.read()
+        assert answer.json()["choices"][0]["message"]["content"] == f"mail {EMAIL}"
+
+    def test_a_protected_header_beside_one_that_is_not_ascii(self) -> None:
+        """A header value that is data is tokenized; the others keep their bytes."""
+        upstream, _answer = self._call([(b"x-note", self.NOTE), (b"x-user", EMAIL.encode())], [])
+        raw = dict(upstream.headers.raw)
+        assert raw[b"x-note"] == self.NOTE
+        assert EMAIL.encode() not in raw[b"x-user"]
+        assert TOKEN_RE.fullmatch(raw[b"x-user"].decode())
+
+    @pytest.mark.parametrize("value", [NOTE, LATIN], ids=["utf-8", "latin-1"])
+    def test_an_answer_header_comes_back_as_the_model_sent_it(self, value: bytes) -> None:
+        _upstream, answer = self._call([], [(b"X-Note", value)])
+        assert (b"X-Note", value) in answer.headers.raw
+        assert answer.json()["choices"][0]["message"]["content"] == f"mail {EMAIL}"
+        assert answer.headers["content-length"] == str(len(answer.content))
+
+    def test_through_the_openai_sdk(self) -> None:
+        guard = aiguard.Guard(_POLICY, sinks=[InMemorySink()])
+        seen: list[httpx.Request] = []
+        transport = httpx.MockTransport(self._echo(seen, [(b"x-note", self.NOTE)]))
+        client = openai.OpenAI(
+            http_client=guard.http_client(transport=transport),
+            base_url="https://api.openai.com/v1",
+            api_key="test",
+            max_retries=0,
+        )
+        with guard.context(purpose="inference"):
+            raw = client.chat.completions.with_raw_response.create(
+                model="m", messages=[{"role": "user", "content": f"mail {EMAIL}"}]
+            )
+        assert raw.parse().choices[0].message.content == f"mail {EMAIL}"
+        assert raw.headers["x-note"] == "Grüße"
+        assert EMAIL.encode() not in seen[0].read()
+
+    def test_a_streamed_answer(self) -> None:
+        guard = aiguard.Guard(_POLICY, sinks=[InMemorySink()])
+
+        def handle(request: httpx.Request) -> httpx.Response:
+            token = TOKEN_RE.search(request.read().decode())
+            assert token is not None
+            chunk = {"choices": [{"index": 0, "delta": {"content": token.group()}}]}
+            body = f"data: {json.dumps(chunk)}\n\ndata: [DONE]\n\n".encode()
+            return httpx.Response(
+                200,
+                headers=[(b"content-type", b"text/event-stream"), (b"x-note", self.NOTE)],
+                content=body,
+            )
+
+        client = guard.http_client(transport=httpx.MockTransport(handle))
+        with (
+            guard.context(purpose="inference"),
+            client.stream(
+                "POST",
+                "https://api.openai.com/v1/chat/completions",
+                json={
+                    "model": "m",
+                    "stream": True,
+                    "messages": [{"role": "user", "content": EMAIL}],
+                },
+            ) as answer,
+        ):
+            body = answer.read()
+        assert (b"x-note", self.NOTE) in answer.headers.raw
+        assert EMAIL.encode() in body
+
+    def test_async(self) -> None:
+        guard = aiguard.Guard(_POLICY, sinks=[InMemorySink()])
+        seen: list[httpx.Request] = []
+        transport = httpx.MockTransport(self._echo(seen, [(b"x-note", self.NOTE)]))
+
+        async def go() -> httpx.Response:
+            async with guard.async_http_client(transport=transport) as client:
+                with guard.context(purpose="inference"):
+                    return await client.post(
+                        "https://api.openai.com/v1/chat/completions",
+                        json={"model": "m", "messages": [{"role": "user", "content": EMAIL}]},
+                        headers=[(b"x-in", self.LATIN)],
+                    )
+
+        answer = asyncio.run(go())
+        assert (b"x-in", self.LATIN) in seen[0].headers.raw
+        assert (b"x-note", self.NOTE) in answer.headers.raw
+        assert answer.json()["choices"][0]["message"]["content"] == EMAIL
+
+    @settings(max_examples=40, deadline=None)
+    @given(
+        st.lists(
+            st.text(alphabet="abcdefghijklmnopqrstuvwxyzäöüßéèçñøłžß", min_size=1, max_size=12),
+            min_size=1,
+            max_size=4,
+        ),
+        st.sampled_from(["utf-8", "latin-1"]),
+    )
+    def test_headers_nobody_protects_pass_byte_for_byte(
+        self, values: list[str], codec: str
+    ) -> None:
+        """Any header the guard has nothing to do with reaches the model, and the
+        model's reaches the caller, in the bytes it was written in; only Content-Length
+        follows the rewritten body."""
+        wanted = [
+            (f"x-note-{i}".encode(), value.encode(codec, "replace"))
+            for i, value in enumerate(values)
+        ]
+        upstream, answer = self._call(wanted, wanted)
+        for header in wanted:
+            assert header in upstream.headers.raw
+            assert header in answer.headers.raw
+
+
 class TestAnswerKeys:
     """A value written as an object key of an answer is withheld too (#16)."""
 

@@ -53,7 +53,7 @@ SDK_CONNECT_TIMEOUT_SECONDS = 5.0
 SDK_MAX_CONNECTIONS = 1000
 SDK_MAX_KEEPALIVE = 100
 
-_HOP_HEADERS = {"content-length", "content-encoding", "transfer-encoding"}
+_HOP_HEADERS = frozenset({b"content-length", b"content-encoding", b"transfer-encoding"})
 
 #: Bodies (requests or answers) at least this large are protected or restored in a
 #: worker thread by the async transport, whatever the stores: scanning megabytes on the
@@ -210,18 +210,41 @@ class _Exchange:
             # path parameters): inspected like body values, refused or tokenized.
             new_url = protect_url(call, url)
             new_headers = protect_headers(call, pairs)
+            if new_raw is raw and new_url == url and new_headers == pairs:
+                # Nothing to change: the request goes on as the SDK built it.
+                return request
+            return self._rebuilt(new_raw, new_url, pairs, new_headers)
         except AIGuardError as exc:
             guard.finish(call, "refusal", "denied", error=exc.code, **extra)
             raise
-        if new_raw is raw and new_url == url and new_headers == pairs:
-            # Nothing to change: the request goes on as the SDK built it.
-            return request
+        except Exception as exc:
+            # Decided, tokens issued, nothing sent: the attempt is recorded all the same.
+            guard.finish(call, "error", "error", error=type(exc).__name__, **extra)
+            raise
+
+    def _rebuilt(
+        self, raw: bytes, url: str, pairs: list[tuple[str, str]], headers: list[tuple[str, str]]
+    ) -> Any:
+        """The request to send: ``raw`` to ``url`` with ``headers`` (protected ``pairs``)."""
+        request = self.request
+        if headers == pairs:
+            # The SDK's own bytes: a UTF-8 value is not re-encoded as ASCII (which
+            # fails), and nothing is normalized again.
+            sent = request.headers.copy()
+        else:
+            # Written back as they were read; a replacement that is not ASCII (a mask
+            # keeps a value's punctuation) as UTF-8, which leaves ASCII as it is.
+            encoding = request.headers.encoding
+            sent = self.module.Headers(
+                headers, encoding="utf-8" if encoding == "ascii" else encoding
+            )
+        sent["Content-Length"] = str(len(raw))
         return _with_body(
             self.module.Request(
                 request.method,
-                request.url if new_url == url else new_url,
-                headers=_sized(new_headers, new_raw),
-                stream=self.module.ByteStream(new_raw),
+                request.url if url == self.url else url,
+                headers=sent,
+                stream=self.module.ByteStream(raw),
                 extensions=request.extensions,
             )
         )
@@ -277,15 +300,16 @@ class _Exchange:
         extra: dict[str, Any] = {"server.address": self.request.url.host}
         try:
             new_raw = self._restore(call, raw, content_type, extra)
-        except AIGuardError as exc:
+            answer = response if new_raw is raw else self._response(response, content=new_raw)
+        except Exception as exc:
             # The model was called: the attempt is recorded even when its answer cannot
-            # be given back (the vault is down), and the caller gets the typed error.
+            # be given back (the vault is down), and the caller gets the error.
             self.guard.finish(
                 call,
                 "error",
                 "error",
                 http_status=response.status_code,
-                error=exc.code,
+                error=exc.code if isinstance(exc, AIGuardError) else type(exc).__name__,
                 **extra,
             )
             raise
@@ -298,9 +322,7 @@ class _Exchange:
             error=None if ok else f"http_{response.status_code}",
             **extra,
         )
-        if new_raw is raw:
-            return response
-        return self._response(response, content=new_raw)
+        return answer
 
     def streamed(self, response: Any, stream: Any) -> Any:
         """The caller's response for a server-sent event stream: restored as it is read."""
@@ -308,15 +330,20 @@ class _Exchange:
 
     def _response(self, upstream: Any, *, content: bytes | None = None, stream: Any = None) -> Any:
         # Length and encoding change with restoring; the library sets them anew for a
-        # stream, and a whole body gets its length here.
-        headers = [
-            (k, v) for k, v in upstream.headers.multi_items() if k.lower() not in _HOP_HEADERS
-        ]
+        # stream, and a whole body gets its length here. The rest are the upstream's
+        # bytes as they came: a UTF-8 value is not ASCII text, and written back as text
+        # it would fail the answer the caller paid for.
+        source = upstream.headers
+        headers = self.module.Headers(
+            [(k, v) for k, v in source.raw if k.lower() not in _HOP_HEADERS],
+            encoding=source.encoding,
+        )
         if content is not None:
+            headers["Content-Length"] = str(len(content))
             return _with_body(
                 self.module.Response(
                     upstream.status_code,
-                    headers=_sized(headers, content),
+                    headers=headers,
                     request=self.request,
                     extensions=upstream.extensions,
                     stream=self.module.ByteStream(content),
@@ -329,13 +356,6 @@ class _Exchange:
             extensions=upstream.extensions,
             stream=stream,
         )
-
-
-def _sized(headers: list[tuple[str, str]], body: bytes) -> list[tuple[str, str]]:
-    """``headers`` with the Content-Length of ``body`` (any earlier one dropped)."""
-    out = [(k, v) for k, v in headers if k.lower() != "content-length"]
-    out.append(("Content-Length", str(len(body))))
-    return out
 
 
 def _with_body(message: Any) -> Any:
