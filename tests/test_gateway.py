@@ -72,6 +72,8 @@ class Scripted:
         self.pieces: list[str] = ["Hello"]
         self.delay = 0.0
         self.requests: list[tuple[dict[str, str], bytes]] = []
+        #: Extra headers of a whole answer, as Starlette takes them (Latin-1 text).
+        self.answer_headers: dict[str, str] = {}
 
     def app(self) -> Starlette:
         async def chat(request: Request) -> Response:
@@ -83,7 +85,8 @@ class Scripted:
                 await asyncio.sleep(self.delay)
                 # A cookie the gateway must neither pass on nor send back upstream.
                 return JSONResponse(
-                    _completion("".join(pieces)), headers={"set-cookie": "lb=node-7; Path=/"}
+                    _completion("".join(pieces)),
+                    headers={"set-cookie": "lb=node-7; Path=/", **self.answer_headers},
                 )
 
             async def events() -> AsyncIterator[bytes]:
@@ -564,7 +567,7 @@ def test_a_body_that_does_not_arrive_in_time_is_a_408(scripted: tuple[Scripted, 
             started = time.monotonic()
             client.sendall(
                 b"POST /v1/chat/completions HTTP/1.1\r\nhost: 127.0.0.1\r\n"
-                b"content-type: application/json\r\ncontent-length: 100\r\n\r\n{\"model\""
+                b'content-type: application/json\r\ncontent-length: 100\r\n\r\n{"model"'
             )
             answer = b""
             while b"\r\n\r\n" not in answer or not answer.rstrip().endswith(b"}"):
@@ -596,6 +599,34 @@ def test_an_upstream_cookie_is_not_sent_back_for_the_next_caller(
     assert "set-cookie" not in first.headers
     sent = [headers for headers, _body in upstream.requests[-2:]]
     assert all("cookie" not in headers for headers in sent), sent
+
+
+def test_header_values_that_are_not_ascii_pass_as_bytes(scripted: tuple[Scripted, str]) -> None:
+    """A forwarded header whose value is UTF-8 reaches the upstream, and an allowed
+    answer header the client, in the bytes it was sent in. They used to be written back
+    as text: a 500 for the client's header, and for the upstream's a 500 after the model
+    was called (or its bytes changed to Latin-1)."""
+    upstream, base = scripted
+    upstream.pieces = ["ok"]
+    organization = "org-Łódź".encode()
+    request_id = "req-Grüße-ł".encode()
+    # Starlette writes header text as Latin-1: this is the UTF-8 bytes of request_id.
+    upstream.answer_headers = {"x-request-id": request_id.decode("latin-1")}
+    body = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+    try:
+        with gateway(base) as (url, _g, sink), httpx.Client(base_url=url) as client:
+            answer = client.post(
+                "/v1/chat/completions",
+                json=body,
+                headers=[(b"openai-organization", organization)],
+            )
+    finally:
+        upstream.answer_headers = {}
+    assert answer.status_code == 200, answer.text
+    sent, _body = upstream.requests[-1]
+    assert sent["openai-organization"].encode("latin-1") == organization
+    assert (b"x-request-id", request_id) in answer.headers.raw
+    assert [event["status"] for event in sink.calls()] == ["ok"]
 
 
 def test_a_client_that_leaves_mid_stream_stops_the_relay(scripted: tuple[Scripted, str]) -> None:

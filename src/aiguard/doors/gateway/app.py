@@ -66,6 +66,7 @@ _FORWARD_REQUEST = frozenset(
         "x-stainless-retry-count",
     }
 )
+_FORWARD_REQUEST_RAW = frozenset(name.encode() for name in _FORWARD_REQUEST)
 #: Answer headers passed back: the body's type, the request id and when to retry. The
 #: upstream's account headers (``openai-organization``, ``x-ratelimit-*``, processing
 #: times) stay here unless `GatewayConfig.forward_response_headers` names them.
@@ -366,12 +367,16 @@ class Gateway:
             ) from None
         return bytes(body)
 
-    def headers_for_upstream(self, request: Request) -> list[tuple[str, str]]:
-        headers = [(k, v) for k, v in request.headers.items() if k in _FORWARD_REQUEST]
-        if self.config.forward_client_authorization and "authorization" in request.headers:
-            headers.append(("authorization", request.headers["authorization"]))
+    def headers_for_upstream(self, request: Request) -> list[tuple[bytes, bytes]]:
+        # The client's bytes as they came: Starlette reads them as Latin-1 text, which
+        # httpx would write back as ASCII and fail on a value that is not.
+        raw = request.headers.raw
+        headers = [(k, v) for k, v in raw if k.lower() in _FORWARD_REQUEST_RAW]
+        client_auth = [v for k, v in raw if k.lower() == b"authorization"]
+        if self.config.forward_client_authorization and client_auth:
+            headers.append((b"authorization", client_auth[0]))
         elif self.upstream_key is not None:
-            headers.append(("authorization", f"Bearer {self.upstream_key}"))
+            headers.append((b"authorization", f"Bearer {self.upstream_key}".encode()))
         return headers
 
     async def proxy(self, request: Request, endpoint: str, suffix: str) -> Response:
@@ -558,12 +563,15 @@ def _is_event_stream(response: Any) -> bool:
     return 200 <= status < 300 and content_type.startswith("text/event-stream")
 
 
-def _answer_headers(headers: Mapping[str, str], allowed: frozenset[str]) -> dict[str, str]:
+def _answer_headers(headers: Any, allowed: frozenset[str]) -> dict[str, str]:
+    """The allowed headers of an upstream answer (httpx headers), as Starlette takes
+    them: text it writes as Latin-1, so each value is its bytes read as Latin-1 and goes
+    back out byte for byte (a UTF-8 value is neither re-encoded nor a failure)."""
     out: dict[str, str] = {}
-    for name, value in headers.items():
-        lower = name.lower()
+    for name, value in headers.raw:
+        lower = name.decode("latin-1").lower()
         if lower in allowed:
-            out[lower] = value
+            out[lower] = value.decode("latin-1")
     return out
 
 
