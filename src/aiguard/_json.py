@@ -13,7 +13,7 @@ import json
 import math
 from typing import Any
 
-__all__ = ["ORJSON", "dumps", "dumps_bytes", "loads"]
+__all__ = ["ORJSON", "dumps", "dumps_bytes", "keys_unique", "loads", "read_whole"]
 
 
 def _optional_orjson() -> Any:
@@ -84,3 +84,44 @@ def dumps_bytes(obj: Any) -> bytes:
         else:
             return raw
     return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+class _RepeatedKey(Exception):
+    """An object in the text names a key twice (raised inside the decoder, caught below)."""
+
+
+def _unique_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        raise _RepeatedKey
+    return obj
+
+
+_UNIQUE_KEYS = json.JSONDecoder(object_pairs_hook=_unique_object)
+
+
+def keys_unique(text: str) -> bool:
+    """Whether no object in the JSON ``text`` names a key twice.
+
+    A parser keeps one value of a repeated key (the last, here; others keep the
+    first), so text with one holds a value its parsed document does not: what was
+    inspected is the document, and the text must not go on in its place. False also
+    for text this parser cannot read to the end (nesting too deep): nothing vouches
+    for it. About 5 µs for a 500-byte body, paid only where text would go on as it
+    came.
+    """
+    try:
+        _UNIQUE_KEYS.decode(text)
+    except _RepeatedKey:
+        return False
+    except (ValueError, RecursionError):
+        return False
+    return True
+
+
+def read_whole(text: str, document: Any) -> bool:
+    """Whether ``document``, which `loads` read from ``text``, holds all that ``text``
+    holds, so that ``text`` may go on in its place: it is the document's own compact
+    encoding (a provider's streamed events mostly are, checked in about half a
+    microsecond), or no object in it repeats a key (`keys_unique`)."""
+    return dumps(document) == text or keys_unique(text)

@@ -40,6 +40,7 @@ from typing import Any, Protocol
 # (most are: held text changes their delta).
 from .._json import dumps as _dumps
 from .._json import loads as loads_event
+from .._json import read_whole
 from ..classify._normalize import normalize as _fold
 from ..errors import MalformedPayload
 from ..pipeline.call import usage_of
@@ -788,6 +789,11 @@ class StreamRestorer:
         except ValueError:
             restored = self.restorer.text(data)
             return [frame.raw if restored == data else encode_frame(restored, frame.event)]
+        if not read_whole(data, obj):
+            # A key written twice: the event goes on as it was read, never with the
+            # value the parse dropped (and so nothing here ever looked at).
+            data = _dumps(obj)
+            frame = SSEFrame(encode_frame(data, frame.event, frame.id), data, frame.event, frame.id)
         if not isinstance(obj, dict):
             return self._whole(frame, obj)
         if self.restorer.rule is not None and not self._names_known(obj):

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from .._json import dumps_bytes
+from .._json import dumps_bytes, read_whole
 from ..context import CallContext, current_context
 from ..errors import AIGuardError, MalformedPayload
 from ..pipeline.call import Call, parse_json_body, usage_of
@@ -203,8 +203,10 @@ class _Exchange:
                 new_raw = raw
             else:
                 protected = call.protect_json(body, adapter)
-                # An untouched body is forwarded as the caller's bytes, not re-encoded.
-                new_raw = raw if protected is body else dumps_bytes(protected)
+                # An untouched body is forwarded as the caller's bytes, not re-encoded,
+                # unless a repeated key hides a value the parsed body does not hold.
+                untouched = protected is body and read_whole(raw.decode("utf-8"), body)
+                new_raw = raw if untouched else dumps_bytes(protected)
                 call.sent_text = new_raw.decode("utf-8")
             # The URL and headers carry caller data too (extra_query, extra_headers,
             # path parameters): inspected like body values, refused or tokenized.
@@ -279,8 +281,11 @@ class _Exchange:
                 if isinstance(body, dict):
                     extra.update(usage_of(body))
                 restored = call.restore_json(body, self.adapter)
-                # Nothing restored or withheld: the caller gets the upstream bytes.
-                return raw if restored is body else dumps_bytes(restored)
+                # Nothing restored or withheld: the caller gets the upstream bytes, unless
+                # a repeated key hides a value the output rule never read.
+                if restored is body and read_whole(text, body):
+                    return raw
+                return dumps_bytes(restored)
         restored_text = call.restore_text("$", text)
         if restored_text is text:
             return raw

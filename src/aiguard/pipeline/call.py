@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeGuard
 from urllib.parse import urlsplit
 
 from .._json import loads as loads_json
+from .._json import read_whole
 from ..classify._decode import detect_decoded
 from ..classify.detectors import Detector, Finding, KnownValuesDetector, merge_findings
 from ..classify.kinds import DEFAULT_LEVELS
@@ -552,7 +553,8 @@ class Call:
         inner = parse_json_text(text) if parse else None
         if inner is not None:
             protected = self._protect_node(inner, path, None, None, None, True, depth + 1)
-            if protected == inner:
+            # A repeated key hides a value the parsed text does not hold: written anew.
+            if protected == inner and read_whole(text.strip(), inner):
                 return text
             return json.dumps(protected, ensure_ascii=False)
         kind = _key_kind(key)

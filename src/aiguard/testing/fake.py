@@ -459,7 +459,8 @@ def _chunks(text: str, size: int) -> Iterator[str]:
 
 def _sse(data: Any, event: str | None = None) -> bytes:
     prefix = f"event: {event}\n" if event else ""
-    return (prefix + "data: " + json.dumps(data) + "\n\n").encode("utf-8")
+    # Compact, as OpenAI and Anthropic write their events.
+    return (prefix + "data: " + json.dumps(data, separators=(",", ":")) + "\n\n").encode("utf-8")
 
 
 def _openai_stream(
