@@ -629,6 +629,35 @@ class TestAnswerEncodings:
         assert _answered(body, "audio/mpeg") == body
 
 
+def test_a_lone_surrogate_escape_goes_out_as_the_escape_it_was() -> None:
+    """JSON may escape half a surrogate pair (``"\\ud800"``), which has no UTF-8: a
+    body holding one and a value to protect used to fail with UnicodeEncodeError; it goes
+    out escaped as it came, the value tokenized, and the answer restores the same way."""
+    guard = aiguard.Guard(_POLICY, sinks=[InMemorySink()])
+    sent: list[bytes] = []
+
+    def echo(request: httpx.Request) -> httpx.Response:
+        sent.append(request.read())
+        text = json.loads(request.read())["messages"][0]["content"]
+        answer = json.dumps({"choices": [{"message": {"content": text}}]})  # escaped
+        return httpx.Response(
+            200, content=answer.encode(), headers={"content-type": "application/json"}
+        )
+
+    body = b'{"model": "m", "messages": [{"role": "user", "content": "\\ud800 mail EMAIL"}]}'
+    client = guard.http_client(transport=httpx.MockTransport(echo))
+    with guard.context(purpose="inference"):
+        answer = client.post(
+            "https://api.openai.com/v1/chat/completions",
+            content=body.replace(b"EMAIL", EMAIL.encode()),
+            headers={"content-type": "application/json"},
+        )
+    assert EMAIL.encode() not in sent[0]
+    content = json.loads(sent[0])["messages"][0]["content"]
+    assert content.startswith("\ud800 mail ") and TOKEN_RE.search(content)
+    assert answer.json()["choices"][0]["message"]["content"] == f"\ud800 mail {EMAIL}"
+
+
 class TestHeaderBytes:
     """Header values that are not ASCII text pass through the transport as bytes: they
     used to be written back as ASCII whenever a body was rebuilt, which raised

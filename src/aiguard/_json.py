@@ -83,7 +83,13 @@ def dumps_bytes(obj: Any) -> bytes:
             pass
         else:
             return raw
-    return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    text = json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        # A lone surrogate (JSON's "\ud800") has no UTF-8: it is written as the escape
+        # it was read from, which reads back as the same document.
+        return json.dumps(obj, separators=(",", ":")).encode("ascii")
 
 
 class _RepeatedKey(Exception):
