@@ -41,7 +41,7 @@ def events(token: str, size: int, chars: int) -> Iterator[bytes]:
         piece = (text * 2)[offset : offset + chars]
         offset = (offset + chars) % len(text)
         produced += len(piece)
-        delta = json.dumps({"content": piece})
+        delta = json.dumps({"content": piece}, separators=(",", ":"))  # as OpenAI writes it
         yield f'data: {base}[{{"index":0,"delta":{delta}}}]}}\n\n'.encode()
     yield f'data: {base}[{{"index":0,"delta":{{}},"finish_reason":"stop"}}]}}\n\n'.encode()
     yield b"data: [DONE]\n\n"
