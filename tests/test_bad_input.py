@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 import aiguard
@@ -27,6 +28,15 @@ def assert_refused(sink: InMemorySink, code: str) -> dict[str, Any]:
     assert event["status"] == "denied"
     assert event["error"] == code
     assert SECRET_EMAIL not in str(event)
+    assert_chain_valid(sink)
+    return event
+
+
+def assert_failed(sink: InMemorySink, error: str) -> dict[str, Any]:
+    """The last event records a failed attempt, by its error, without the value."""
+    event = sink.calls()[-1]
+    assert (event["type"], event["status"], event["error"]) == ("error", "error", error)
+    assert SECRET_EMAIL not in str(sink.events)
     assert_chain_valid(sink)
     return event
 
@@ -256,11 +266,7 @@ class TestUnexpectedFailures:
         with guard.context(subject="s", purpose="inference"), pytest.raises(RuntimeError):
             post(guard, fake, json=_SECRET_BODY)
         assert fake.requests == []
-        event = sink.calls()[-1]
-        assert (event["type"], event["status"]) == ("error", "error")
-        assert event["error"] == "RuntimeError"
-        assert SECRET_EMAIL not in str(sink.events)
-        assert_chain_valid(sink)
+        assert_failed(sink, "RuntimeError")
 
     def test_an_answer_that_cannot_be_rebuilt_is_recorded_as_an_error(
         self,
@@ -278,13 +284,43 @@ class TestUnexpectedFailures:
         with guard.context(subject="s", purpose="inference"), pytest.raises(RuntimeError):
             post(guard, fake, json=_SECRET_BODY)
         assert len(fake.requests) == 1
-        event = sink.calls()[-1]
-        assert (event["type"], event["status"]) == ("error", "error")
-        assert event["error"] == "RuntimeError"
-        assert event["http_status"] == 200
+        assert assert_failed(sink, "RuntimeError")["http_status"] == 200
         assert [e["type"] for e in sink.calls()] == ["error"]
-        assert SECRET_EMAIL not in str(sink.events)
-        assert_chain_valid(sink)
+
+
+class TestDeepAnswers:
+    """An answer nested deeper than the guard can walk is stopped with a typed error and
+    recorded; it used to raise a bare RecursionError (a streamed event from about 600
+    levels, a whole answer from about 1,000)."""
+
+    @staticmethod
+    def _client(guard: aiguard.Guard, body: bytes, content_type: str) -> Any:
+        answer = httpx.Response(200, content=body, headers={"content-type": content_type})
+        return guard.http_client(transport=httpx.MockTransport(lambda _request: answer))
+
+    @pytest.mark.parametrize("depth", [600, 1_000, 5_000])
+    def test_a_streamed_event(self, guard: aiguard.Guard, sink: InMemorySink, depth: int) -> None:
+        event = '{"x":' + "[" * depth + "]" * depth + "}"
+        body = f"data: {event}\n\ndata: [DONE]\n\n".encode()
+        client = self._client(guard, body, "text/event-stream")
+        with (
+            guard.context(subject="s", purpose="inference"),
+            pytest.raises(aiguard.MalformedPayload, match="nested too deeply"),
+            client.stream("POST", URL, json=_SECRET_BODY) as answer,
+        ):
+            answer.read()
+        assert_failed(sink, "MalformedPayload")
+
+    @pytest.mark.parametrize("depth", [1_000, 5_000])
+    def test_a_whole_answer(self, guard: aiguard.Guard, sink: InMemorySink, depth: int) -> None:
+        body = ('{"x":' + "[" * depth + "]" * depth + "}").encode()
+        client = self._client(guard, body, "application/json")
+        with (
+            guard.context(subject="s", purpose="inference"),
+            pytest.raises(aiguard.MalformedPayload, match="too deeply"),
+        ):
+            client.post(URL, json=_SECRET_BODY)
+        assert_failed(sink, "malformed_payload")
 
 
 class TestPolicyFiles:

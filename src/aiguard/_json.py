@@ -118,9 +118,7 @@ def keys_unique(text: str) -> bool:
     """
     try:
         _UNIQUE_KEYS.decode(text)
-    except _RepeatedKey:
-        return False
-    except (ValueError, RecursionError):
+    except (_RepeatedKey, ValueError, RecursionError):
         return False
     return True
 

@@ -776,6 +776,13 @@ class StreamRestorer:
     # -- frames ---------------------------------------------------------------------
 
     def _frame(self, frame: SSEFrame) -> list[bytes]:
+        try:
+            return self._read_frame(frame)
+        except RecursionError:
+            # Parsed, but too deep to walk, check or write again: stopped, never passed on.
+            raise _too_deep() from None
+
+    def _read_frame(self, frame: SSEFrame) -> list[bytes]:
         data = frame.data
         if data is None:
             return [self._dataless(frame.raw)]

@@ -280,12 +280,18 @@ class _Exchange:
             else:
                 if isinstance(body, dict):
                     extra.update(usage_of(body))
-                restored = call.restore_json(body, self.adapter)
-                # Nothing restored or withheld: the caller gets the upstream bytes, unless
-                # a repeated key hides a value the output rule never read.
-                if restored is body and read_whole(text, body):
-                    return raw
-                return dumps_bytes(restored)
+                try:
+                    restored = call.restore_json(body, self.adapter)
+                    # Nothing restored or withheld: the caller gets the upstream bytes,
+                    # unless a repeated key hides a value the output rule never read.
+                    if restored is body and read_whole(text, body):
+                        return raw
+                    return dumps_bytes(restored)
+                except RecursionError:
+                    raise MalformedPayload(
+                        "the answer nests too deeply for aiguard to inspect it; it was not "
+                        "passed on"
+                    ) from None
         restored_text = call.restore_text("$", text)
         if restored_text is text:
             return raw
