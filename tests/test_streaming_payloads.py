@@ -400,7 +400,7 @@ class TestFormatsEveryCut:
     def test_two_cuts_around_the_arguments(self) -> None:
         """Exhaustive pairs of cuts over the bytes that carry the tool arguments (chat)."""
         stream, _ = FORMATS["chat"]
-        first = stream.index(b'"arguments": "{')
+        first = stream.index(b'"arguments":"{')
         positions = range(first, min(len(stream), first + 160), 3)
         for i in positions:
             for j in positions:
