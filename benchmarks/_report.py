@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import subprocess
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -19,3 +20,12 @@ def report(measure: Callable[[], dict[str, Any]], as_json: bool) -> int:
         figures = measure()
     print(json.dumps(figures))
     return 0
+
+
+def run_child(command: list[str], what: str, **options: Any) -> str:
+    """Run ``command`` (options as for `subprocess.run`) and return its stdout; raise
+    RuntimeError with the end of its output, named ``what``, when it fails."""
+    done = subprocess.run(command, capture_output=True, text=True, check=False, **options)
+    if done.returncode != 0:
+        raise RuntimeError(f"{what} failed:\n{(done.stdout + done.stderr)[-3000:]}")
+    return done.stdout

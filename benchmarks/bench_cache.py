@@ -26,13 +26,12 @@ import argparse
 import collections
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from _report import report
+from _report import report, run_child
 
 HERE = Path(__file__).resolve().parent
 LOOPS = (50, 250)
@@ -87,7 +86,7 @@ Counts = dict[tuple[str, str], list[int]]
 
 def _run(mode: str, count: int, script: Path, out: Path) -> tuple[list[str], Counts]:
     env = {**os.environ, "PYTHONHASHSEED": "0"}
-    done = subprocess.run(
+    run_child(
         [
             "valgrind",
             "--tool=cachegrind",
@@ -101,13 +100,9 @@ def _run(mode: str, count: int, script: Path, out: Path) -> tuple[list[str], Cou
             str(count),
             str(HERE),
         ],
+        f"cachegrind run of {mode}",
         env=env,
-        capture_output=True,
-        text=True,
-        check=False,
     )
-    if done.returncode != 0:
-        raise RuntimeError(f"cachegrind run of {mode} failed:\n{done.stderr[-2000:]}")
     return _parse(out)
 
 

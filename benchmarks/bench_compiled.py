@@ -22,12 +22,11 @@ import json
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-from _report import report
+from _report import report, run_child
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -69,15 +68,7 @@ print(json.dumps({
 def build(into: Path) -> Path:
     """A copy of the package under ``into`` with `COMPILED` compiled; returns ``into``."""
     shutil.copytree(ROOT / "src" / "aiguard", into / "aiguard")
-    done = subprocess.run(
-        [sys.executable, "-m", "mypyc", *COMPILED],
-        cwd=into,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"mypyc failed:\n{(done.stdout + done.stderr)[-3000:]}")
+    run_child([sys.executable, "-m", "mypyc", *COMPILED], "mypyc", cwd=into)
     return into
 
 
@@ -86,12 +77,7 @@ def _run(args: list[str], src: Path | None) -> str:
     if src is not None:
         # PYTHONPATH comes before an editable install's path, so the copy is imported.
         env["PYTHONPATH"] = str(src)
-    done = subprocess.run(
-        [sys.executable, *args], cwd=HERE, env=env, capture_output=True, text=True, check=False
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"{' '.join(args)} failed:\n{done.stderr[-3000:]}")
-    return done.stdout
+    return run_child([sys.executable, *args], " ".join(args), cwd=HERE, env=env)
 
 
 def same_findings(compiled: Path, tmp: Path) -> int:

@@ -16,11 +16,10 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
 import sys
 from pathlib import Path
 
-from _report import report
+from _report import report, run_child
 
 HERE = Path(__file__).resolve().parent
 
@@ -58,16 +57,10 @@ LABELS = {
 
 
 def _bench(mode: str) -> dict[str, float]:
-    done = subprocess.run(
-        [sys.executable, "-c", CHILD, mode, str(HERE)],
-        cwd=HERE,
-        capture_output=True,
-        text=True,
-        check=False,
+    out = run_child(
+        [sys.executable, "-c", CHILD, mode, str(HERE)], f"bench_call ({mode})", cwd=HERE
     )
-    if done.returncode != 0:
-        raise RuntimeError(f"bench_call ({mode}) failed:\n{done.stderr[-3000:]}")
-    figures: dict[str, float] = json.loads(done.stdout)
+    figures: dict[str, float] = json.loads(out)
     return figures
 
 

@@ -11,7 +11,7 @@ import pytest
 
 import aiguard
 from aiguard.policy import load_policy, parse_policy
-from aiguard.testing import FakeModel, InMemorySink, assert_chain_valid
+from aiguard.testing import FakeModel, InMemorySink, assert_chain_valid, assert_no_raw_values
 
 URL = "https://api.openai.com/v1/chat/completions"
 SECRET_EMAIL = "leaky.person@example.com"
@@ -284,6 +284,7 @@ class TestUnexpectedFailures:
         with guard.context(subject="s", purpose="inference"), pytest.raises(RuntimeError):
             post(guard, fake, json=_SECRET_BODY)
         assert len(fake.requests) == 1
+        assert_no_raw_values(fake, [SECRET_EMAIL])
         assert assert_failed(sink, "RuntimeError")["http_status"] == 200
         assert [e["type"] for e in sink.calls()] == ["error"]
 
@@ -295,16 +296,26 @@ class TestDeepAnswers:
     walks differs (3.13 walks the 600-level event), so each case is either read whole
     and passed on, or stopped: never a RecursionError."""
 
+    @pytest.fixture
+    def sent(self) -> list[bytes]:
+        """What the upstream received."""
+        return []
+
     @staticmethod
-    def _client(guard: aiguard.Guard, body: bytes, content_type: str) -> Any:
-        answer = httpx.Response(200, content=body, headers={"content-type": content_type})
-        return guard.http_client(transport=httpx.MockTransport(lambda _request: answer))
+    def _client(guard: aiguard.Guard, body: bytes, content_type: str, sent: list[bytes]) -> Any:
+        def upstream(request: httpx.Request) -> httpx.Response:
+            sent.append(request.read())
+            return httpx.Response(200, content=body, headers={"content-type": content_type})
+
+        return guard.http_client(transport=httpx.MockTransport(upstream))
 
     @pytest.mark.parametrize("depth", [600, 1_000, 5_000])
-    def test_a_streamed_event(self, guard: aiguard.Guard, sink: InMemorySink, depth: int) -> None:
+    def test_a_streamed_event(
+        self, guard: aiguard.Guard, sink: InMemorySink, sent: list[bytes], depth: int
+    ) -> None:
         event = '{"x":' + "[" * depth + "]" * depth + "}"
         body = f"data: {event}\n\ndata: [DONE]\n\n".encode()
-        client = self._client(guard, body, "text/event-stream")
+        client = self._client(guard, body, "text/event-stream", sent)
         try:
             with (
                 guard.context(subject="s", purpose="inference"),
@@ -313,15 +324,20 @@ class TestDeepAnswers:
                 out = answer.read()
         except aiguard.MalformedPayload as exc:
             assert "nested too deeply" in str(exc)
+            assert "Check what the upstream sends" in str(exc)
             assert_failed(sink, "MalformedPayload")
         else:
             assert json.loads(out.split(b"data: ")[1]) == json.loads(event)
             assert sink.calls()[-1]["status"] == "ok"
+        assert len(sent) == 1
+        assert SECRET_EMAIL.encode() not in sent[0]
 
     @pytest.mark.parametrize("depth", [1_000, 5_000])
-    def test_a_whole_answer(self, guard: aiguard.Guard, sink: InMemorySink, depth: int) -> None:
+    def test_a_whole_answer(
+        self, guard: aiguard.Guard, sink: InMemorySink, sent: list[bytes], depth: int
+    ) -> None:
         body = ('{"x":' + "[" * depth + "]" * depth + "}").encode()
-        client = self._client(guard, body, "application/json")
+        client = self._client(guard, body, "application/json", sent)
         try:
             with guard.context(subject="s", purpose="inference"):
                 answer = client.post(URL, json=_SECRET_BODY)
@@ -331,6 +347,8 @@ class TestDeepAnswers:
         else:
             assert answer.json() == json.loads(body)
             assert sink.calls()[-1]["status"] == "ok"
+        assert len(sent) == 1
+        assert SECRET_EMAIL.encode() not in sent[0]
 
 
 class TestPolicyFiles:

@@ -350,7 +350,7 @@ def _looks_json(text: str) -> bool:
 def _too_deep() -> MalformedPayload:
     return MalformedPayload(
         "a streamed event holds JSON nested too deeply for aiguard to inspect it; the "
-        "stream was stopped"
+        "stream was stopped. Check what the upstream sends (no model event nests this deep)"
     )
 
 

@@ -212,10 +212,11 @@ class _Exchange:
             # path parameters): inspected like body values, refused or tokenized.
             new_url = protect_url(call, url)
             new_headers = protect_headers(call, pairs)
-            if new_raw is raw and new_url == url and new_headers == pairs:
+            same_headers = new_headers == pairs
+            if new_raw is raw and new_url == url and same_headers:
                 # Nothing to change: the request goes on as the SDK built it.
                 return request
-            return self._rebuilt(new_raw, new_url, pairs, new_headers)
+            return self._rebuilt(new_raw, new_url, None if same_headers else new_headers)
         except AIGuardError as exc:
             guard.finish(call, "refusal", "denied", error=exc.code, **extra)
             raise
@@ -224,12 +225,11 @@ class _Exchange:
             guard.finish(call, "error", "error", error=type(exc).__name__, **extra)
             raise
 
-    def _rebuilt(
-        self, raw: bytes, url: str, pairs: list[tuple[str, str]], headers: list[tuple[str, str]]
-    ) -> Any:
-        """The request to send: ``raw`` to ``url`` with ``headers`` (protected ``pairs``)."""
+    def _rebuilt(self, raw: bytes, url: str, headers: list[tuple[str, str]] | None) -> Any:
+        """The request to send: ``raw`` to ``url``, with ``headers`` when protecting
+        changed one (None: the SDK's own)."""
         request = self.request
-        if headers == pairs:
+        if headers is None:
             # The SDK's own bytes: a UTF-8 value is not re-encoded as ASCII (which
             # fails), and nothing is normalized again.
             sent = request.headers.copy()
@@ -290,7 +290,8 @@ class _Exchange:
                 except RecursionError:
                     raise MalformedPayload(
                         "the answer nests too deeply for aiguard to inspect it; it was not "
-                        "passed on"
+                        "passed on. Check what the upstream sends (no model answer nests "
+                        "this deep)"
                     ) from None
         restored_text = call.restore_text("$", text)
         if restored_text is text:

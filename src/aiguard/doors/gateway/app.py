@@ -51,22 +51,22 @@ _ENDPOINTS: dict[str, tuple[str, str]] = {
     "/v1/embeddings": ("embeddings", "/embeddings"),
 }
 
-#: Request headers passed upstream; everything else (cookies, the client's credentials,
-#: X-AIGuard-*, proxies' headers) stays here.
+#: Request headers passed upstream (names as ASGI gives them: lower-case bytes);
+#: everything else (cookies, the client's credentials, X-AIGuard-*, proxies' headers)
+#: stays here.
 _FORWARD_REQUEST = frozenset(
     {
-        "accept",
-        "content-type",
-        "content-encoding",
-        "idempotency-key",
-        "openai-beta",
-        "openai-organization",
-        "openai-project",
+        b"accept",
+        b"content-type",
+        b"content-encoding",
+        b"idempotency-key",
+        b"openai-beta",
+        b"openai-organization",
+        b"openai-project",
         # aiguard links an SDK's retries to one request id by it (docs/payloads.md).
-        "x-stainless-retry-count",
+        b"x-stainless-retry-count",
     }
 )
-_FORWARD_REQUEST_RAW = frozenset(name.encode() for name in _FORWARD_REQUEST)
 #: Answer headers passed back: the body's type, the request id and when to retry. The
 #: upstream's account headers (``openai-organization``, ``x-ratelimit-*``, processing
 #: times) stay here unless `GatewayConfig.forward_response_headers` names them.
@@ -371,10 +371,14 @@ class Gateway:
         # The client's bytes as they came: Starlette reads them as Latin-1 text, which
         # httpx would write back as ASCII and fail on a value that is not.
         raw = request.headers.raw
-        headers = [(k, v) for k, v in raw if k.lower() in _FORWARD_REQUEST_RAW]
-        client_auth = [v for k, v in raw if k.lower() == b"authorization"]
-        if self.config.forward_client_authorization and client_auth:
-            headers.append((b"authorization", client_auth[0]))
+        headers = [(k, v) for k, v in raw if k.lower() in _FORWARD_REQUEST]
+        client_auth = (
+            next((v for k, v in raw if k.lower() == b"authorization"), None)
+            if self.config.forward_client_authorization
+            else None
+        )
+        if client_auth is not None:
+            headers.append((b"authorization", client_auth))
         elif self.upstream_key is not None:
             headers.append((b"authorization", f"Bearer {self.upstream_key}".encode()))
         return headers
