@@ -103,6 +103,24 @@ class TestRequests:
         assert fake.requests == []
         assert_refused(sink, "malformed_payload")
 
+    def test_body_with_an_integer_too_long_to_read(
+        self, guard: aiguard.Guard, sink: InMemorySink, fake: FakeModel
+    ) -> None:
+        # Valid JSON, but Python refuses integers over its digit limit: the error says
+        # that, not "not valid JSON (line ?, column ?)".
+        body = f'{{"messages": "{SECRET_EMAIL}", "n": {"7" * 5000}}}'
+        with (
+            guard.context(purpose="inference"),
+            pytest.raises(
+                aiguard.MalformedPayload, match="integer longer than Python reads"
+            ) as caught,
+        ):
+            post(guard, fake, content=body.encode(), headers={"content-type": "application/json"})
+        assert SECRET_EMAIL not in str(caught.value)
+        assert "line ?" not in str(caught.value)
+        assert fake.requests == []
+        assert_refused(sink, "malformed_payload")
+
     def test_body_not_utf8(self, guard: aiguard.Guard, sink: InMemorySink, fake: FakeModel) -> None:
         with (
             guard.context(purpose="inference"),

@@ -10,6 +10,7 @@ import hashlib
 import itertools
 import json
 import re
+import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Container, Mapping, Sequence
@@ -952,10 +953,18 @@ def parse_json_body(raw: bytes, what: str) -> Any:
         raise MalformedPayload(
             f"the {what} body nests too deeply for aiguard to inspect it; it was not sent"
         ) from None
-    except ValueError as exc:
+    except json.JSONDecodeError as exc:
         raise MalformedPayload(
-            f"the {what} body is not valid JSON (line {getattr(exc, 'lineno', '?')}, "
-            f"column {getattr(exc, 'colno', '?')}); it was not sent"
+            f"the {what} body is not valid JSON (line {exc.lineno}, column {exc.colno}); "
+            "it was not sent"
+        ) from None
+    except ValueError:
+        # Valid JSON that Python will not read: an integer longer than its limit on
+        # integer digits (CVE-2020-10735's guard), which nothing else raises here.
+        raise MalformedPayload(
+            f"the {what} body holds an integer longer than Python reads "
+            f"({sys.get_int_max_str_digits()} digits, sys.set_int_max_str_digits); "
+            "aiguard cannot inspect it, so it was not sent"
         ) from None
 
 
