@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import html
+import json
 import re
 import urllib.parse
 from typing import Any
@@ -102,6 +103,122 @@ def test_html_entities_and_escapes_decode() -> None:
     assert named.text == "jane@example.com"
 
 
+CARDS = ("4111 1111 1111 1111", "5555 5555 5555 4444", "3782 822463 10005")
+
+
+def _form(value: str) -> str:
+    """As a URL's query or a form writes it: a space is "+"."""
+    return urllib.parse.quote_plus(value, safe="@.-")
+
+
+def _spelled(value: str) -> str:
+    """Digits one by one with a space between, as call transcripts write numbers."""
+    return " ".join(ch for ch in value if ch.isdigit())
+
+
+#: (kind, what is written before the value, the value as written): values written so
+#: that they no longer look like one, each found over exactly its written characters.
+DISGUISED = (
+    [("credit_card", "", _form(card)) for card in CARDS]
+    + [("credit_card", "", _spelled(card)) for card in CARDS]
+    + [
+        ("phone", "", _form("+1 415 555 2671")),
+        ("phone", "call+me+on+", "415+555+2671"),
+        ("us_ssn", "q=my+ssn+", "078-05-1120"),
+        ("us_ssn", "SSN ", _spelled("078-05-1120")),
+        ("iban", "", _form("DE89 3704 0044 0532 0130 00")),
+        ("email", "", "jane.doe(at)example(dot)com"),
+        ("email", "", "jane.doe[at]example.co.uk"),
+        ("email", "", "JANE.DOE{AT}EXAMPLE{DOT}COM"),
+        ("email", "", "jane_doe(at)mail(dot)example(dot)org"),
+    ]
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(before=_filler, after=_filler, case=st.sampled_from(DISGUISED))
+def test_a_disguised_value_is_found_over_exactly_its_characters(
+    before: str, after: str, case: tuple[str, str, str]
+) -> None:
+    """Form-encoded spaces, digits spelled out, "(at)" and "(dot)": the value is found,
+    over the characters that write it and none of the words around it."""
+    kind, label, written = case
+    text = f"{before} {label}{written} {after}"
+    found = [f for f in merge_findings(detect_decoded(DETECTORS, text)) if f.kind == kind]
+    start = text.index(label + written) + len(label)
+    assert [(f.start, f.end) for f in found] == [(start, start + len(written))], (text, found)
+
+
+def test_what_looks_like_a_disguise_but_hides_nothing_is_left_alone() -> None:
+    """No finding, and where nothing can hide a value, no second pass of the detectors."""
+    for text in ("C++ and a+b", "meet me (at) noon", "(at)home", "x(dot)"):
+        assert decode(text) == [], text
+    for text in (
+        "i+1 for i in range(10)",
+        "[1 0 0 1 1 0 1 0 0 1 1 0 1 0 0 1 1 0]",
+        "1 2 3 4 5 6 7 8 9 10",
+        "version 2+3+4 of the table",
+    ):
+        assert merge_findings(detect_decoded(DETECTORS, text)) == [], text
+    # A base64 image or file has a "+" every 64 characters or so: not read as words.
+    blob = base64.b64encode(bytes(range(256)) * 8).decode()
+    assert "+" in blob
+    assert decode(f"data:image/png;base64,{blob}") == []
+
+
+def test_request_side_tokenizes_disguised_values() -> None:
+    """A caller's disguised value is tokenized over its characters: the words around it
+    stay, and the upstream never gets it."""
+    guard = aiguard.Guard(_policy(), sinks=[InMemorySink()])
+    text = (
+        "see https://maps.test/?q=my+ssn+078-05-1120&card=4111+1111+1111+1111 or "
+        "card 4 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1, mail jane.doe(at)example(dot)com"
+    )
+    with guard.context(subject="s", purpose="inference"):
+        protected = guard.protect(text, destination="openai")
+    out = protected.payload
+    for raw in ("078-05-1120", "4111+1111", "1 1 1 1 1", "jane.doe(at)"):
+        assert raw not in out, out
+    assert out.startswith("see https://maps.test/?q=my+ssn+[US_SSN_"), out
+    assert "&card=[CREDIT_CARD_" in out and ", mail [EMAIL_" in out, out
+    assert guard.restore(out, protected) == text
+
+
+def test_answer_side_withholds_disguised_values_whole_and_streamed() -> None:
+    """A model's disguised value that the output rule withholds (regulated kinds; an
+    e-mail address is not withheld by default, disguised or not) is withheld in a whole
+    answer and in a streamed one; the words around it reach the caller as written."""
+    answer = (
+        "Open https://pay.test/?card=4111+1111+1111+1111&ok=1, or read it out: "
+        "5 5 5 5 5 5 5 5 5 5 5 5 4 4 4 4. SSN 0 7 8 0 5 1 1 2 0, q=my+ssn+078-05-1120."
+    )
+    fake = FakeModel(reply=answer)
+    guard = aiguard.Guard(_policy(), sinks=[InMemorySink()])
+    client = guard.http_client(transport=fake.transport)
+    body: dict[str, Any] = {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}
+    with guard.context(subject="s", purpose="inference"):
+        whole = client.post("https://api.openai.com/v1/chat/completions", json=body)
+        text = whole.json()["choices"][0]["message"]["content"]
+        with client.stream(
+            "POST", "https://api.openai.com/v1/chat/completions", json={**body, "stream": True}
+        ) as streamed:
+            events = [
+                json.loads(line[6:])
+                for line in streamed.read().decode().splitlines()
+                if line.startswith("data: {")
+            ]
+    deltas = [e["choices"][0]["delta"].get("content") or "" for e in events if e["choices"]]
+    assert len(deltas) > 10  # the fake streams the answer in small pieces
+    assert "".join(deltas) == text
+    for got in (text, *deltas):
+        for leaked in ("4111+1111", "5 5 5 5", "4 4 4 4", "0 7 8", "078-05"):
+            assert leaked not in got, got
+    assert text == (
+        "Open https://pay.test/?card=[REDACTED:credit_card]&ok=1, or read it out: "
+        "[REDACTED:credit_card]. SSN [REDACTED:us_ssn], q=my+ssn+[REDACTED:us_ssn]."
+    )
+
+
 def _policy() -> aiguard.Policy:
     return aiguard.Policy(
         destinations={
@@ -151,10 +268,13 @@ _REFERENCE_UNITS = re.compile(
     r"|(?P<ent>&(?:#[0-9]{1,7}|#[xX][0-9A-Fa-f]{1,6}|[A-Za-z][A-Za-z0-9]{1,31});)"
     r"|(?P<esc>(?:\\u[0-9A-Fa-f]{4}|\\x[0-9A-Fa-f]{2}|\\[\\/t])+)"
     r"|(?P<b64>(?<![A-Za-z0-9+/=_-])[A-Za-z0-9+/_-]{12,}={0,2}(?![A-Za-z0-9+/=_-]))"
+    r"|(?P<plus>(?<![A-Za-z0-9])[A-Za-z0-9]+(?:\+[A-Za-z0-9]+)+)"
+    r"|(?P<spaced>(?<![A-Za-z0-9+/=_-])[0-9](?: [0-9]){8,}(?![A-Za-z0-9+/=_-]))"
+    r"|(?P<word>(?<=[A-Za-z0-9])[(\[{](?:[Aa][Tt]|[Dd][Oo][Tt])[)\]}](?=[A-Za-z0-9]))"
 )
 
 
-@settings(max_examples=500, deadline=None)
+@settings(max_examples=1000, deadline=None)
 @given(
     st.lists(
         st.sampled_from(
@@ -182,11 +302,23 @@ _REFERENCE_UNITS = re.compile(
                 "_",
                 "+/",
                 "0",
+                "+",
+                "7 ",
+                " 1 2 3 4 5 6 7 8",
+                "(at)",
+                "[DOT]",
+                "{at]",
+                "x",
+                "\u0661",  # ARABIC-INDIC DIGIT ONE: not a [0-9] digit
             ]
         ),
-        max_size=20,
+        max_size=24,
     ).map("".join)
 )
+# A base64 run and words joined by "+" starting at one character: the run is taken.
+@example("abcdefghijkl+x 4111+1111")
+@example("=1 2 3 4 5 6 7 8 9 1 2 3 4 5 6 7 8 9 0")
+@example("jane(at)example[DOT]com (at) x(at) 1 2 3 4 5 6 7 8 9(at)y")
 def test_the_unit_scanner_finds_what_one_left_to_right_alternation_finds(text: str) -> None:
     """Units found by separate anchored scans are the alternation's, in order."""
     from aiguard.classify._decode import _units

@@ -169,7 +169,14 @@ WRITTEN: dict[str, Callable[[str], str]] = {
     # As it arrives in a tool call's JSON arguments: the escapes' backslashes escaped.
     "\\u escapes in JSON text": lambda v: json.dumps(_escaped(v))[1:-1],
     "tabs in JSON text": lambda v: json.dumps(v.replace(" ", "\t"))[1:-1],
+    # Form-encoded spaces, as in a URL's query ("?q=4111+1111+..."): no space at all.
+    "plus for spaces": lambda v: v.replace(" ", "+").replace("-", "+"),
 }
+
+
+def _spelled_out(value: str) -> str:
+    """Digits one by one with a space between, as call transcripts write numbers."""
+    return " ".join(c for c in value if c.isdigit())
 
 
 class TestWrittenFormsAcrossChunks:
@@ -186,6 +193,24 @@ class TestWrittenFormsAcrossChunks:
             assert "[REDACTED:" in "".join(out), (form, i)
             for piece in out:
                 assert not [w for w in windows if w in piece], (form, i, piece)
+
+    @pytest.mark.parametrize(
+        "text",
+        [
+            f"it is {_spelled_out(CARD)} ok",
+            # Nine bare digits are an SSN only after a word of its kind, spelled out too.
+            f"my ssn is {_spelled_out(SSN)}. ok",
+        ],
+    )
+    def test_every_cut_of_a_value_spelled_out(self, text: str) -> None:
+        """Digits spelled out one by one are held as one run and redacted whole."""
+        written = next(_spelled_out(v) for v in (CARD, SSN) if _spelled_out(v) in text)
+        windows = {written[i : i + 4] for i in range(len(written) - 3)}
+        for i in range(len(text) + 1):
+            out = feed(cuts(text, [i]))
+            assert "[REDACTED:" in "".join(out), (text, i)
+            for piece in out:
+                assert not [w for w in windows if w in piece], (text, i, piece)
 
     def test_the_run_is_read_as_the_detectors_read_it(self) -> None:
         """Digit groups joined by a folded space or with invisible characters between

@@ -5,10 +5,20 @@ Percent-encoding (``jane%40example.com``), HTML entities (``jane&#64;example.com
 between a value's characters (``\\\\``, ``\\/``, ``\\t``; in a tool call's JSON
 arguments a model's ``\\u0034`` arrives as ``\\\\u0034``), and base64 runs are decoded
 into one view of the text, with each decoded unit mapped back to the characters it
-came from.
+came from. So are three ways people and models write a value so that it no longer
+looks like one:
+
+* words and digit groups joined by ``+``, a form-encoded space as in a URL's query
+  (``?q=4111+1111+1111+1111``, ``my+ssn+078-05-1120``);
+* digits spelled out one by one with a space between them (``4 1 1 1 1 1 …``), as
+  call transcripts and speech-to-text write numbers;
+* an e-mail address with ``(at)`` and ``(dot)`` (also ``[at]``, ``{dot}``, any case)
+  for its ``@`` and dots.
+
 Detectors then run on the plain text and on that view; a finding in the view is
 reported over the original characters, widened to whole encoded units (a value found
-inside a base64 run covers the whole run, since no part of the run is the value).
+inside a base64 run covers the whole run, since no part of the run is the value; a
+"+" read as a space keeps every character in place, so there nothing is widened).
 
 The folding the engine already does (full-width digits, look-alikes, invisible
 characters) runs on the decoded view too, because the view goes through the same
@@ -52,10 +62,42 @@ _ESC_CHAR = {"\\": "\\", "/": "/", "t": "\t"}
 _B64_RUN = re.compile(rf"[A-Za-z0-9+/_-]{{{_B64_MIN},}}={{0,2}}")
 _B64_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/_-"
 _B64_EDGE = frozenset(_B64_ALPHABET.decode() + "=")
+_ASCII_DIGITS = frozenset("0123456789")
 # ASCII text as one byte per character: "a" for the base64 alphabet, " " for the rest;
 # the first run long enough is then a substring search (memmem), not a regex scan.
 _B64_MASK = bytes(ord("a") if c in _B64_ALPHABET else ord(" ") for c in range(256))
 _B64_MIN_RUN = b"a" * _B64_MIN
+# Words and digit groups joined by "+" (a form-encoded space). Found from each "+" by
+# hand: a pattern that starts with a class is tried at every character of the text.
+_PLUS_IN_RUN = re.compile(r"(?<=[A-Za-z0-9])\+(?=[A-Za-z0-9])")
+_PLUS_DIGIT = re.compile(r"\+[0-9]")
+#: The longest part between two "+" read as a form-encoded space. Words and digit
+#: groups are shorter; binary data in base64 (an image, a file) has a "+" every 64
+#: characters on average, so it is not read as words.
+_FORM_PART_MAX = 24
+#: The fewest digits spelled out one by one that make a unit: an SSN's nine.
+_SPACED_MIN = 9
+# Single digits with one space between them, not glued to anything a base64 run or a
+# plus unit is made of (so no two kinds of unit overlap).
+_SPACED = re.compile(
+    rf"(?<![A-Za-z0-9+/=_-])[0-9](?: [0-9]){{{_SPACED_MIN - 1},}}(?![A-Za-z0-9+/=_-])"
+)
+# Where nine digits are spelled out, for text that is not ASCII (a pattern that starts
+# with a class, unlike `_SPACED`'s lookbehind, is not tried at every character).
+_SPACED_HINT = re.compile(rf"[0-9](?: [0-9]){{{_SPACED_MIN - 1}}}")
+# ASCII text with every digit as "0", a space as " " and anything else as "a": the
+# first place nine digits are spelled out is then a substring search.
+_SPACED_MASK = bytes(
+    ord("0") if chr(c).isdigit() and c < 128 else ord(" ") if c == 32 else ord("a")
+    for c in range(256)
+)
+_SPACED_MIN_RUN = b" ".join([b"0"] * _SPACED_MIN)
+# "(at)" and "(dot)" between the parts of an e-mail address, in any bracket and case.
+_WORD = re.compile(r"[(\[{](?:[Aa][Tt]|[Dd][Oo][Tt])[)\]}]")
+_WORD_EDGE = frozenset("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
+# Where two units start at the same character, the one a left-to-right alternation in
+# this order would take: a base64 run before words joined by "+".
+_UNIT_ORDER = {"pct": 0, "ent": 1, "esc": 2, "b64": 3, "plus": 4, "spaced": 5, "word": 6}
 
 
 def _printable(text: str) -> bool:
@@ -152,10 +194,15 @@ def _units(text: str) -> list[tuple[int, int, str]]:
     for marker, pattern, kind in (("%", _PCT, "pct"), ("&", _ENT, "ent"), ("\\", _ESC, "esc")):
         if marker in text:
             found.extend((m.start(), m.end(), kind) for m in pattern.finditer(text))
+    if "+" in text:
+        found.extend(_plus_units(text))
+    found.extend(_spaced_units(text))
+    if "(" in text or "[" in text or "{" in text:
+        found.extend(_word_units(text))
     if not found:
         return _b64_units(text)
     found.extend(_b64_units(text))
-    found.sort()
+    found.sort(key=lambda unit: (unit[0], _UNIT_ORDER[unit[2]]))
     # A left-to-right scan takes the first unit and goes on after it: a base64 run can
     # start inside a percent unit ("%41ABC...") only because the separate scans overlap.
     units = []
@@ -192,6 +239,76 @@ def _b64_units(text: str) -> list[tuple[int, int, str]]:
     return units
 
 
+def _plus_units(text: str) -> list[tuple[int, int, str]]:
+    """Runs of words and digit groups joined by ``+``: what the pattern
+    ``(?<![A-Za-z0-9])[A-Za-z0-9]+(?:\\+[A-Za-z0-9]+)+`` finds scanning left to right."""
+    n = len(text)
+    units = []
+    end = 0
+    plus = text.find("+")
+    while plus != -1:
+        if plus >= end and plus > 0 and text[plus - 1] in _WORD_EDGE:
+            start = plus
+            while start > 0 and text[start - 1] in _WORD_EDGE:
+                start -= 1
+            stop = plus
+            while stop + 1 < n and text[stop] == "+" and text[stop + 1] in _WORD_EDGE:
+                stop += 1
+                while stop < n and text[stop] in _WORD_EDGE:
+                    stop += 1
+            if stop > plus:
+                units.append((start, stop, "plus"))
+                end = stop
+        plus = text.find("+", plus + 1)
+    return units
+
+
+def _form_spaces(unit: str) -> str | None:
+    """``unit`` with each ``+`` between two words read as a space; None when no ``+`` in
+    it comes before a digit (``a+b`` hides no value, and is not worth a second pass of
+    the detectors) or a part is too long to be a word (`_FORM_PART_MAX`)."""
+    if _PLUS_DIGIT.search(unit) is None or max(map(len, unit.split("+"))) > _FORM_PART_MAX:
+        return None
+    decoded = _PLUS_IN_RUN.sub(" ", unit)
+    return None if decoded == unit else decoded
+
+
+def _spaced_units(text: str) -> list[tuple[int, int, str]]:
+    """Digits spelled out one by one (`_SPACED`), looked for only from where nine of
+    them are (in ASCII text a substring search of a mask, else `_SPACED_HINT`)."""
+    mask = text.encode("ascii").translate(_SPACED_MASK) if text.isascii() else None
+    units = []
+    pos = 0
+    while True:
+        if mask is not None:
+            pos = mask.find(_SPACED_MIN_RUN, pos)
+            if pos == -1:
+                return units
+        else:
+            hint = _SPACED_HINT.search(text, pos)
+            if hint is None:
+                return units
+            pos = hint.start()
+        match = _SPACED.search(text, pos)
+        if match is None:
+            return units
+        units.append((match.start(), match.end(), "spaced"))
+        pos = match.end()
+
+
+def _word_units(text: str) -> list[tuple[int, int, str]]:
+    """``(at)`` and ``(dot)`` with a letter or digit right before and after."""
+    n = len(text)
+    return [
+        (m.start(), m.end(), "word")
+        for m in _WORD.finditer(text)
+        if m.start() > 0
+        and text[m.start() - 1] in _WORD_EDGE
+        and m.end() < n
+        and text[m.end()] in _WORD_EDGE
+    ]
+
+
 def _decode_once(text: str) -> Decoded | None:
     pieces: list[tuple[int, int, int, bool]] = []
     out: list[str] = []
@@ -199,6 +316,9 @@ def _decode_once(text: str) -> Decoded | None:
     cursor = 0
     for start, end, group in _units(text):
         unit = text[start:end]
+        # A "+" read as a space keeps every character where it was: the unit maps
+        # character for character, so a value after "my+ssn+" covers only itself.
+        in_place = False
         if group == "pct":
             decoded = _pct(unit)
         elif group == "ent":
@@ -206,15 +326,27 @@ def _decode_once(text: str) -> Decoded | None:
             decoded = None if decoded == unit else decoded
         elif group == "esc":
             decoded = _esc(unit)
+        elif group == "plus":
+            decoded = _form_spaces(unit)
+            in_place = True
+        elif group == "spaced":
+            decoded = unit.replace(" ", "")
+        elif group == "word":
+            decoded = "@" if unit[1] in "aA" else "."
         else:
             decoded = _b64(unit)
+            if decoded is None and "+" in unit:
+                # Words joined by "+" ("my+ssn+078-05-1120") are also a base64 run,
+                # mostly one that does not decode to text.
+                decoded = _form_spaces(unit)
+                in_place = True
         if not decoded:
             continue
         if start > cursor:
             pieces.append((view, cursor, start, True))
             out.append(text[cursor:start])
             view += start - cursor
-        pieces.append((view, start, end, False))
+        pieces.append((view, start, end, in_place))
         out.append(decoded)
         view += len(decoded)
         cursor = end
