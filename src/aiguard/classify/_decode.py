@@ -277,7 +277,7 @@ def _spaced_units(text: str) -> list[tuple[int, int, str]]:
     """Digits spelled out one by one (`_SPACED`), looked for only from where nine of
     them are (in ASCII text a substring search of a mask, else `_SPACED_HINT`)."""
     mask = text.encode("ascii").translate(_SPACED_MASK) if text.isascii() else None
-    units = []
+    units: list[tuple[int, int, str]] = []
     pos = 0
     while True:
         if mask is not None:
