@@ -1,6 +1,6 @@
 """What one call costs in CPU instructions (callgrind): a figure that repeats exactly.
 
-Run: python benchmarks/bench_instructions.py [--against REV] [--src DIR] [--json]
+Run: python benchmarks/bench_instructions.py [--against REV] [--src DIR] [--budget OP=K] [--json]
 
 Wall-clock figures on a shared machine move by 10-50 % between runs of the same code,
 so a change of a few percent cannot be seen in them. Instructions counted by valgrind's
@@ -10,6 +10,11 @@ same call without it, against the fake model) runs in a child interpreter under
 callgrind twice, with a short and a long loop after the same warm-up; the difference
 divided by the extra iterations is the cost of one operation, free of start-up and
 import costs.
+
+``--budget OP=K`` (repeatable) makes the script a regression guard: it exits 1 when
+operation OP costs more than K thousand instructions, e.g. ``--budget protect=1050
+--budget sdk_added=2000``. Wall-clock limits cannot be checked this way on a shared
+machine; instruction counts can, since they repeat exactly.
 
 ``--against REV`` also measures the code of git revision REV (checked out as a
 temporary worktree) in the same run and prints both with the change. ``--src DIR``
@@ -140,8 +145,49 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--against", metavar="REV", help="also measure git revision REV")
     parser.add_argument("--src", type=Path, default=ROOT / "src", help="the src dir to measure")
     parser.add_argument("--json", action="store_true", help="figures as JSON on stdout")
+    parser.add_argument(
+        "--budget",
+        type=_budget,
+        action="append",
+        default=[],
+        metavar="OP=K",
+        help="exit 1 when OP costs more than K thousand instructions (repeatable); OP is "
+        f"one of {', '.join(LABELS)}",
+    )
     args = parser.parse_args(argv)
-    return report(lambda: measure(args.src, args.against), args.json)
+    figures: dict[str, float] = {}
+
+    def run() -> dict[str, float]:
+        figures.update(measure(args.src, args.against))
+        return figures
+
+    return report(run, args.json) or over_budget(figures, dict(args.budget))
+
+
+def _budget(text: str) -> tuple[str, float]:
+    op, sep, limit = text.partition("=")
+    if not sep or op not in LABELS:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: write OP=K with OP one of {', '.join(LABELS)} (e.g. protect=1050)"
+        )
+    try:
+        return op, float(limit)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: K is thousands of instructions, a number (e.g. protect=1050)"
+        ) from None
+
+
+def over_budget(figures: dict[str, float], budgets: dict[str, float]) -> int:
+    """1 (and a line on stderr per operation) when an operation costs more than its budget."""
+    if budgets and not figures:
+        print("over budget: nothing was measured (is valgrind installed?)", file=sys.stderr)
+        return 1
+    over = [(op, figures[f"{op}_kir"], k) for op, k in budgets.items() if figures[f"{op}_kir"] > k]
+    for op, cost, k in over:
+        message = f"over budget: {op} costs {cost:,.1f}k instructions, budget {k:,.1f}k"
+        print(message, file=sys.stderr)
+    return 1 if over else 0
 
 
 LABELS = {

@@ -31,6 +31,7 @@ from stdnum import luhn, verhoeff
 from stdnum.de import idnr
 from stdnum.es import dni
 from stdnum.fr import nir
+from stdnum.gb import nhs
 from stdnum.iso7064 import mod_11_10
 from stdnum.it import codicefiscale
 from stdnum.nl import bsn
@@ -309,6 +310,28 @@ def date_of_birth(r: random.Random, f: Faker) -> tuple[str, str]:
     return _pick(r, "date of birth: ", "born on ", "DOB ", "my birthday is "), value
 
 
+def uk_nhs(r: random.Random, f: Faker) -> tuple[str, str]:
+    while True:
+        body = str(r.randint(4, 7)) + _digits(r, 8)
+        valid = [body + c for c in string.digits if nhs.is_valid(body + c)]
+        if valid:
+            break
+    value = valid[0] if r.random() < 0.4 else f"{valid[0][:3]} {valid[0][3:6]} {valid[0][6:]}"
+    return _pick(r, "NHS number ", "my NHS number is ", "NHS no: "), value
+
+
+def passport(r: random.Random, f: Faker) -> tuple[str, str]:
+    value = r.choice(
+        [
+            _digits(r, 9),
+            r.choice("CFGHJK") + _alnum(r, 6, "CFGHJKLMNPRTVWXYZ") + _digits(r, 2),
+            _digits(r, 2) + _alnum(r, 2, string.ascii_uppercase) + _digits(r, 5),
+            r.choice(string.ascii_uppercase) + _digits(r, 7),
+        ]
+    )
+    return _pick(r, "passport ", "Passport number: ", "my passport no. is "), value
+
+
 def age(r: random.Random, f: Faker) -> tuple[str, str]:
     n = str(r.randint(18, 95))
     return "", n  # the template adds "aged" / "years old" around it
@@ -320,7 +343,7 @@ GENERATORS: dict[str, Gen] = {
     if callable(fn) and getattr(fn, "__module__", None) == __name__ and not name.startswith("_")
     and name in {
         "email", "phone", "credit_card", "iban", "aba", "swift", "us_ssn", "us_itin",
-        "uk_nino", "de_tax_id", "fr_nir", "es_dni", "es_nie", "it_codice_fiscale", "nl_bsn",
+        "uk_nino", "uk_nhs", "passport", "de_tax_id", "fr_nir", "es_dni", "es_nie", "it_codice_fiscale", "nl_bsn",
         "in_aadhaar", "in_pan", "ip_address", "mac_address", "aws_access_key",
         "aws_secret_key", "github_token", "slack_token", "slack_webhook", "openai_key",
         "anthropic_key", "stripe_key", "google_api_key", "jwt", "private_key", "password",

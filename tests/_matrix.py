@@ -30,6 +30,7 @@ from stdnum import luhn, verhoeff
 from stdnum.de import idnr
 from stdnum.es import dni
 from stdnum.fr import nir
+from stdnum.gb import nhs
 from stdnum.iso7064 import mod_11_10
 from stdnum.it import codicefiscale
 from stdnum.nl import bsn
@@ -280,6 +281,36 @@ def _nino(r: R) -> Piece:
     return Piece("uk_nino", _label(r, True, "NI number ", "NINO: "), value)
 
 
+def _nhs(r: R) -> Piece:
+    while True:
+        body = str(r.randint(4, 7)) + _d(r, 8)
+        valid = [body + c for c in string.digits if nhs.is_valid(body + c)]
+        if valid:
+            break
+    value = valid[0] if r.random() < 0.4 else _grouped(r, valid[0], (3, 6), " -")
+    return Piece(
+        "uk_nhs", r.choice(["NHS number ", "NHS no: ", "NHS ", "my NHS number is "]), value
+    )
+
+
+def _passport(r: R) -> Piece:
+    value = r.choice(
+        [
+            _d(r, 9),  # US, UK
+            r.choice("CFGHJK") + _a(r, 8, "CFGHJKLMNPRTVWXYZ0123456789"),  # DE
+            _d(r, 2) + _up(r, 2) + _d(r, 5),  # FR
+            _up(r, 1) + _d(r, 7),  # IN, AU
+            _up(r, 2) + _d(r, 6),  # CA
+        ]
+    )
+    if sum(c.isdigit() for c in value) < 2:
+        value = value[:-2] + _d(r, 2)
+    label = r.choice(
+        ["passport ", "Passport number: ", "passport no. ", "my passport number is ", "Reisepass "]
+    )
+    return Piece("passport", label, value)
+
+
 def _idnr(r: R) -> Piece:
     while True:
         body = str(r.randint(1, 9)) + _d(r, 9)
@@ -485,6 +516,8 @@ KINDS: dict[str, Gen] = {
     "us_ssn": _ssn,
     "us_itin": _itin,
     "uk_nino": _nino,
+    "uk_nhs": _nhs,
+    "passport": _passport,
     "de_tax_id": _idnr,
     "fr_nir": _nir,
     "es_dni": _dni,

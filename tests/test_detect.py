@@ -50,6 +50,11 @@ EXAMPLES = [
     ("us_itin", "ITIN 912-70-1234", "912-70-1234"),
     ("uk_nino", "NI number AB 12 34 56 C.", "AB 12 34 56 C"),
     ("uk_nino", "nino AB123456C", "AB123456C"),
+    ("uk_nhs", "NHS number 943 476 5919.", "943 476 5919"),
+    ("uk_nhs", "my nhs no is 9434765919", "9434765919"),
+    ("passport", "passport C01X00T47 exp 2031", "C01X00T47"),
+    ("passport", "Passport number: 123456789.", "123456789"),
+    ("passport", '{"passport_no": "12AB34567"}', "12AB34567"),
     ("de_tax_id", "Steuer-ID 36574261809", "36574261809"),
     ("fr_nir", "NIR 2 95 10 99 126 111 93", "2 95 10 99 126 111 93"),
     ("es_dni", "DNI 12345678Z", "12345678Z"),
@@ -165,6 +170,13 @@ DISTRACTORS = [
     "coordinates -77.069009, 99.610916",
     "user_id_12345 MAX_RETRIES_3",
     "bare 123456789 and 36574261809 and 111222333",  # checksum-valid ids, but no label
+    "ref 9434765919 and 4444444444",  # NHS check passes, but no label (and ten equal digits)
+    # A passport's label with no number after it, or a word or short code.
+    "my passport expired in 2019; passport 2x2 photos; passport number is valid until 2030",
+    "passport photos at booth 12345678 and passports renewed: 12",
+    # "age" ends a sentence, and the number after it is part of a code (found by the
+    # corpus of benchmarks/detect.py).
+    "the computer age. 1ZJ827Y26033278242, and age 1ZJ82",
 ]
 
 
@@ -178,6 +190,7 @@ class TestEvidence:
             ("SSN 912-34-5678 (a test value)", "912-34-5678", "us_ssn"),
             ("social security number 000-12-3456", "000-12-3456", "us_ssn"),
             ("BSN 111222334", "111222334", "nl_bsn"),
+            ("NHS number 943 476 5910", "943 476 5910", "uk_nhs"),
         ],
     )
     def test_shape_and_a_word_of_its_kind_protect_a_failing_value(

@@ -284,7 +284,22 @@ _DOB = re.compile(
     r"(?![0-9])",
     re.IGNORECASE,
 )
-_AGE_BEFORE = re.compile(r"aged?(?:[^\w]|_|<[a-z]{1,5}>){0,4}([0-9]{1,3})(?![0-9])")
+# A passport's number after its label: six to nine letters and digits, two digits at
+# least (US and UK numbers are nine digits, most others a letter or two and digits:
+# "C01X00T47", "12AB34567", "A1234567"). No check digit exists outside the machine-
+# readable zone, so the label is what makes it one; the first word after it is read.
+_PASSPORT_WORDS = ("passport", "reisepass", "passeport", "pasaporte", "passaporto", "paspoort")
+_PASSPORT = re.compile(
+    r"(?i:passport|reisepass|passeport|pasaporte|passaporto|paspoort)"
+    r"(?i:[ \t_-]*(?:no\.?|number|num|nr\.?|nummer|numéro|numero|número|#))?"
+    r"(?i:[ \t]+(?:is|was|ist|est|es|è))?"
+    f"{_GAP_IN_SENTENCE}([A-Za-z0-9]{{6,9}})(?![A-Za-z0-9])"
+)
+# Not across a sentence's end ("the computer age. 1Z..."), and not a number glued to a
+# word ("age 1ZJ827..." is a code); "30y", "30yo", "30yrs" are ages.
+_AGE_BEFORE = re.compile(
+    r"aged?(?:[^\w.!?]|_|<[a-z]{1,5}>){0,4}([0-9]{1,3})(?![0-9])(?!(?!y)[a-z])"
+)
 _AGE_AFTER = re.compile(r"(?:years?|yrs?)[ \t-]old(?![a-z])")
 _AGE_NUMBER = re.compile(r"(?<![0-9])([0-9]{1,3})[ \t-]?\Z")
 _ASCII_LOWER = {c: c + 32 for c in range(ord("A"), ord("Z") + 1)}
@@ -864,6 +879,17 @@ class BuiltinDetector:
         if v.ip_valid(token):
             raw.append((s, e, "ip_address", 0.95))
 
+    def _passports(self, t: str, lower: str, raw: list[Raw]) -> None:
+        for i in _occurrences(lower, ((word, lower.find(word)) for word in _PASSPORT_WORDS)):
+            if i and lower[i - 1].isalnum():
+                continue  # inside a word
+            m = _PASSPORT.match(t, i)
+            if m is None:
+                continue
+            number = m.group(1)
+            if sum(c.isdigit() for c in number) >= 2:
+                raw.append((m.start(1), m.end(1), "passport", 0.9))
+
     def _scan_words(self, t: str, raw: list[Raw], has_digit: bool = True) -> None:
         kinds = self._kinds
         # Offsets in ``lower`` must equal those in ``t``: str.lower() can lengthen a
@@ -946,6 +972,8 @@ class BuiltinDetector:
                 if _dob_valid(m):
                     first = next(i for i in range(1, len(m.groups()) + 1) if m.group(i) is not None)
                     raw.append((m.start(first), m.end(), "date_of_birth", 0.9))
+        if "passport" in kinds and ("pass" in lower or "pasaporte" in lower or "paspoort" in lower):
+            self._passports(t, lower, raw)
         if "age" not in kinds:
             return
         # "age" mostly occurs inside words ("message", "page"): one look at the character

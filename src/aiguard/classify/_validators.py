@@ -33,6 +33,7 @@ from stdnum.de import idnr as _idnr
 from stdnum.es import dni as _dni
 from stdnum.es import nie as _nie
 from stdnum.fr import nir as _nir
+from stdnum.gb import nhs as _nhs
 from stdnum.in_ import pan as _pan
 from stdnum.it import codicefiscale as _cf
 from stdnum.nl import bsn as _bsn
@@ -55,6 +56,7 @@ __all__ = [
     "itin_valid",
     "jwt_valid",
     "luhn_valid",
+    "nhs_valid",
     "nie_valid",
     "nino_valid",
     "nir_valid",
@@ -172,6 +174,11 @@ def nie_valid(value: str) -> bool:
 def codice_fiscale_valid(value: str) -> bool:
     """Italian codice fiscale (16 characters) with its check character."""
     return bool(_cf.is_valid(value))
+
+
+def nhs_valid(digits: str) -> bool:
+    """UK NHS number: python-stdnum `gb.nhs` (mod 11); ten equal digits pass it too."""
+    return digits != digits[0] * 10 and bool(_nhs.is_valid(digits))
 
 
 def bsn_valid(digits: str) -> bool:

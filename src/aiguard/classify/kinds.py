@@ -59,6 +59,8 @@ DEFAULT_LEVELS: dict[str, Level] = {
     "us_ssn": Level.REGULATED,
     "us_itin": Level.REGULATED,
     "uk_nino": Level.REGULATED,
+    "uk_nhs": Level.REGULATED,
+    "passport": Level.REGULATED,
     "de_tax_id": Level.REGULATED,
     "fr_nir": Level.REGULATED,
     "es_dni": Level.REGULATED,
@@ -273,6 +275,18 @@ _BUILTIN_PACKS = (
                 v.nino_valid,
                 letters=2,
                 context=("nino", "national insurance", "ni number", "ni"),
+            ),
+            IdSpec(
+                "uk_nhs",
+                DEFAULT_LEVELS["uk_nhs"],
+                _n(10),
+                r"[0-9]{3}([ -])[0-9]{3}\1[0-9]{4}|[0-9]{10}",
+                v.nhs_valid,
+                # One random 10-digit number in eleven passes the check, and NHS numbers
+                # are written 3-3-4 like North American phone numbers: a word of the
+                # kind makes it one.
+                score=0.3,
+                context=("nhs", "nhs number", "nhs no", "national health service"),
             ),
         ),
     ),
