@@ -62,7 +62,7 @@ _ESC_CHAR = {"\\": "\\", "/": "/", "t": "\t"}
 _B64_RUN = re.compile(rf"[A-Za-z0-9+/_-]{{{_B64_MIN},}}={{0,2}}")
 _B64_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/_-"
 _B64_EDGE = frozenset(_B64_ALPHABET.decode() + "=")
-_ASCII_DIGITS = frozenset("0123456789")
+_ASCII_ALNUM = frozenset("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
 # ASCII text as one byte per character: "a" for the base64 alphabet, " " for the rest;
 # the first run long enough is then a substring search (memmem), not a regex scan.
 _B64_MASK = bytes(ord("a") if c in _B64_ALPHABET else ord(" ") for c in range(256))
@@ -94,7 +94,6 @@ _SPACED_MASK = bytes(
 _SPACED_MIN_RUN = b" ".join([b"0"] * _SPACED_MIN)
 # "(at)" and "(dot)" between the parts of an e-mail address, in any bracket and case.
 _WORD = re.compile(r"[(\[{](?:[Aa][Tt]|[Dd][Oo][Tt])[)\]}]")
-_WORD_EDGE = frozenset("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
 # Where two units start at the same character, the one a left-to-right alternation in
 # this order would take: a base64 run before words joined by "+".
 _UNIT_ORDER = {"pct": 0, "ent": 1, "esc": 2, "b64": 3, "plus": 4, "spaced": 5, "word": 6}
@@ -164,8 +163,9 @@ def _b64(unit: str) -> str | None:
 class Decoded:
     """A decoded view of some text and the way back to the text's offsets.
 
-    Pieces are (view start, original start, original end, verbatim): a verbatim piece
-    maps character for character, a decoded one maps as a whole.
+    Pieces are (view start, original start, original end, in place): a piece in place
+    maps character for character (text as it is, or with each "+" read as a space), a
+    decoded one maps as a whole.
     """
 
     text: str
@@ -182,8 +182,8 @@ class Decoded:
 
     def _at(self, pos: int, is_end: bool) -> int:
         i = max(bisect_right(self._view_starts, pos) - 1, 0)
-        view_start, orig_start, orig_end, verbatim = self._pieces[i]
-        if verbatim:
+        view_start, orig_start, orig_end, in_place = self._pieces[i]
+        if in_place:
             return orig_start + (pos - view_start) + (1 if is_end else 0)
         return orig_end if is_end else orig_start
 
@@ -247,14 +247,14 @@ def _plus_units(text: str) -> list[tuple[int, int, str]]:
     end = 0
     plus = text.find("+")
     while plus != -1:
-        if plus >= end and plus > 0 and text[plus - 1] in _WORD_EDGE:
+        if plus >= end and plus > 0 and text[plus - 1] in _ASCII_ALNUM:
             start = plus
-            while start > 0 and text[start - 1] in _WORD_EDGE:
+            while start > 0 and text[start - 1] in _ASCII_ALNUM:
                 start -= 1
             stop = plus
-            while stop + 1 < n and text[stop] == "+" and text[stop + 1] in _WORD_EDGE:
+            while stop + 1 < n and text[stop] == "+" and text[stop + 1] in _ASCII_ALNUM:
                 stop += 1
-                while stop < n and text[stop] in _WORD_EDGE:
+                while stop < n and text[stop] in _ASCII_ALNUM:
                     stop += 1
             if stop > plus:
                 units.append((start, stop, "plus"))
@@ -303,9 +303,9 @@ def _word_units(text: str) -> list[tuple[int, int, str]]:
         (m.start(), m.end(), "word")
         for m in _WORD.finditer(text)
         if m.start() > 0
-        and text[m.start() - 1] in _WORD_EDGE
+        and text[m.start() - 1] in _ASCII_ALNUM
         and m.end() < n
-        and text[m.end()] in _WORD_EDGE
+        and text[m.end()] in _ASCII_ALNUM
     ]
 
 
