@@ -255,6 +255,78 @@ class TestChat:
             )
             assert json.loads(text) == {"customer": EMAIL, "ok": True}
 
+    #: JSON a model writes with values only the whole document shows: a card number
+    #: written as a number, and a voided SSN (found only next to a word of its kind)
+    #: whose word is its key, or a key before it.
+    STRUCTURED_LEAKS = (
+        {"card_number": 4111111111111111, "customer": "ok"},
+        {"ssn": "078-05-1120"},
+        {"type": "SSN", "value": "078-05-1120"},
+        {"rows": [{"n": 5, "cc": 5555555555554444}]},
+        {"type": "SSN", "value": 'it is "078-05-1120"\tok é'},
+    )
+
+    def test_only_the_value_found_is_withheld_inside_a_string_with_escapes(self) -> None:
+        """Offsets found in the written JSON map back through its escapes: the rest of
+        the string, and the caller's own restored value beside it, stay as they were."""
+        guard = aiguard.Guard()
+        call = guard.begin(aiguard.CallContext(purpose="inference"), None)
+        own = "[EMAIL_ABCDEFGH]"
+        call.issued[own] = EMAIL
+        doc = {"type": "SSN", "value": f'{own} "said"\t078-05-1120, ok \u00e9'}
+        out = json.loads(call.restore_text("$.args", json.dumps(doc)))
+        assert out == {"type": "SSN", "value": f'{EMAIL} "said"\t[REDACTED:us_ssn], ok \u00e9'}
+        assert dict(call.leaks) == {"us_ssn": 1}
+
+    @pytest.mark.parametrize("leak", STRUCTURED_LEAKS)
+    def test_structured_output_and_tool_arguments_withhold_what_the_document_shows(
+        self, kind: str, leak: dict[str, Any]
+    ) -> None:
+        """Structured output and tool-call arguments, whole and streamed: a value that is
+        one only as the whole JSON shows it (a number, a value next to its key) is
+        withheld too, where a scan of each string alone missed it."""
+        leaked = ("4111111111111111", "5555555555554444", "078-05-1120")
+        fake = FakeModel(
+            [
+                json.dumps(leak),
+                Answer(tool_calls=(ToolCall("send", json.dumps(leak)),)),
+            ]
+            * 2,
+            chunk_size=5,
+        )
+        fmt = {"type": "json_object"}
+        with world_for(kind, fake) as w, w.context():
+            client = w.oa()
+            msgs = [{"role": "user", "content": "hi"}]
+            whole = client.chat.completions.create(
+                model="gpt-4o", messages=msgs, response_format=fmt
+            )
+            tool = client.chat.completions.create(model="gpt-4o", messages=msgs)
+            answers = [
+                whole.choices[0].message.content,
+                tool.choices[0].message.tool_calls[0].function.arguments,
+            ]
+            streamed_text = ""
+            streamed_args = ""
+            for stream in (
+                client.chat.completions.create(
+                    model="gpt-4o", messages=msgs, response_format=fmt, stream=True
+                ),
+                client.chat.completions.create(model="gpt-4o", messages=msgs, stream=True),
+            ):
+                for chunk in stream:
+                    for choice in chunk.choices:
+                        streamed_text += choice.delta.content or ""
+                        for call in choice.delta.tool_calls or []:
+                            streamed_args += call.function.arguments or ""
+            answers += [streamed_text, streamed_args]
+        for answer in answers:
+            assert not [v for v in leaked if v in answer], answer
+            assert "[REDACTED:" in answer, answer
+        for answer in answers[:2]:  # whole answers stay JSON, the redaction in place
+            assert json.loads(answer).keys() == leak.keys(), answer
+        assert sum(w.sink.calls()[-1]["leaks"].values()) >= 1
+
     def test_multi_turn_history_gets_the_same_tokens(self, kind: str) -> None:
         """Restored values sent back as history are tokenized again identically."""
         fake = FakeModel(sent_args({}))

@@ -6,6 +6,7 @@ direct API all run exactly this code.
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import itertools
 import json
@@ -38,7 +39,7 @@ from ..errors import (
 )
 from ..policy.model import Action, DestinationPolicy, Policy
 from ..providers.base import parse_json_text
-from ..providers.walk import STRUCTURAL_KEYS, map_all_strings, map_strings
+from ..providers.walk import STRUCTURAL_KEYS, map_all_strings, map_strings, scalar_spans
 from ..vault._core import KeyedVault
 from ..vault.memory import OwnerVault
 from ..vault.surrogates import SURROGATE_RE, from_surrogate, to_surrogate
@@ -622,9 +623,11 @@ class Call:
         inner = parse_json_text(text) if "[" in text or "{" in text else None
         if inner is not None:
             if self.withheld(text):
-                # Redacting spans of the raw JSON could cut an escape; work per value.
+                # Redacting spans of the raw JSON could cut an escape; work per value,
+                # after what only the whole document shows (before tokens are restored:
+                # a restored original is the caller's, not a new value).
                 restored = map_all_strings(
-                    inner,
+                    self._withhold_in_place(inner, path),
                     self.restore_text,
                     path,
                     keys=self.restore_name,
@@ -639,6 +642,36 @@ class Call:
             # JSON in prose or a fence: an original inside a string is escaped there.
             return restore_in_context(text, self.lookup)
         return TOKEN_RE.sub(self._swap, text)
+
+    def _withhold_in_place(self, doc: Any, path: str) -> Any:
+        """``doc`` (JSON text a model wrote, parsed; changed in place) with what the output
+        rule withholds as the whole text shows it redacted: a number (a card number written
+        without quotes) and a string that is a value only next to its key or a word
+        before it (``{"ssn": "078-05-1120"}``), which a scan of each string alone misses.
+        Such a string loses the part that was found, or all of it when it holds escapes;
+        a number becomes the redaction."""
+        if not isinstance(doc, (dict, list)):
+            return doc
+        text, scalars = scalar_spans(doc, path)
+        spans = self.withheld(text)
+        for start, end, here, container, key in scalars if spans else ():
+            hits = [span for span in spans if span[0] < end and start < span[1]]
+            if not hits:
+                continue
+            value = container[key]
+            for s, e, kind in hits:
+                self.record_leak(kind, text[s:e], here)
+            if isinstance(value, str):
+                # Offsets in the written string (escapes, quotes) back to the value's.
+                ends = list(itertools.accumulate(len(_json_escaped(ch)) for ch in value))
+                for s, e, kind in reversed(hits):
+                    lo = bisect.bisect_right(ends, s - start - 1)
+                    hi = bisect.bisect_left(ends, e - start - 1) + 1
+                    value = value[:lo] + redact(kind) + value[hi:]
+                container[key] = value
+            else:
+                container[key] = redact(hits[0][2])
+        return doc
 
     def _surrogates_to_tokens(self, text: str) -> str:
         """Realistic surrogates of the scope's tokens back to the tokens they encode."""
@@ -924,6 +957,11 @@ def _safe_path(path: str) -> str:
         event = "*"
     rest = _PATH_KEY.sub(lambda m: m.group(0) if _SAFE_KEY.fullmatch(m.group(1)) else ".*", rest)
     return f"{event}:${rest}" if sep else rest
+
+
+def _json_escaped(ch: str) -> str:
+    """``ch`` as ``json.dumps(..., ensure_ascii=False)`` writes it inside a string."""
+    return json.dumps(ch, ensure_ascii=False)[1:-1]
 
 
 def redact(kind: str) -> str:

@@ -8,10 +8,11 @@ pass untouched.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Container
 from typing import Any
 
-__all__ = ["STRUCTURAL_KEYS", "map_all_strings", "map_strings"]
+__all__ = ["STRUCTURAL_KEYS", "Scalar", "map_all_strings", "map_strings", "scalar_spans"]
 
 STRUCTURAL_KEYS = frozenset(
     {
@@ -122,3 +123,48 @@ def _walk(
                 items[i] = new
         return node if items is None else items
     return node
+
+
+#: A string or number of a document as `scalar_spans` writes it: its span in the text,
+#: its JSON path, and the container and key (or index) it is stored under.
+Scalar = tuple[int, int, str, Any, Any]
+
+
+def scalar_spans(node: dict[Any, Any] | list[Any], path: str = "$") -> tuple[str, list[Scalar]]:
+    """``node`` written as ``json.dumps(node, ensure_ascii=False)`` writes it, and where
+    in that text each string and number value is (keys are not values here).
+
+    What a scan of the whole text finds can then be traced to the value that holds it.
+    """
+    parts: list[str] = []
+    scalars: list[Scalar] = []
+    size = 0
+
+    def emit(text: str) -> None:
+        nonlocal size
+        parts.append(text)
+        size += len(text)
+
+    def walk(value: Any, here: str, container: Any, key: Any) -> None:
+        if isinstance(value, dict):
+            emit("{")
+            for i, (k, v) in enumerate(value.items()):
+                emit(", " if i else "")
+                emit(json.dumps(k if isinstance(k, str) else str(k), ensure_ascii=False))
+                emit(": ")
+                walk(v, f"{here}.{k}", value, k)
+            emit("}")
+        elif isinstance(value, list):
+            emit("[")
+            for i, v in enumerate(value):
+                emit(", " if i else "")
+                walk(v, f"{here}[{i}]", value, i)
+            emit("]")
+        else:
+            start = size
+            emit(json.dumps(value, ensure_ascii=False))
+            if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+                scalars.append((start, size, here, container, key))
+
+    walk(node, path, None, None)
+    return "".join(parts), scalars
