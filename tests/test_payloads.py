@@ -17,6 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import aiguard
+from aiguard.pipeline.call import Call
 from aiguard.policy.model import JsonAdapterPolicy, PatternPolicy
 from aiguard.testing import FakeModel, InMemorySink, assert_chain_valid, assert_no_raw_values
 from aiguard.testing.fake import Answer, ToolCall
@@ -269,13 +270,16 @@ class TestChat:
     def test_only_the_value_found_is_withheld_inside_a_string_with_escapes(self) -> None:
         """Offsets found in the written JSON map back through its escapes: the rest of
         the string, and the caller's own restored value beside it, stay as they were."""
-        guard = aiguard.Guard()
-        call = guard.begin(aiguard.CallContext(purpose="inference"), None)
+        call = Call(aiguard.Guard(), aiguard.CallContext(), None)
         own = "[EMAIL_ABCDEFGH]"
         call.issued[own] = EMAIL
-        doc = {"type": "SSN", "value": f'{own} "said"\t078-05-1120, ok \u00e9'}
+        doc = {"type": "SSN", "value": 'is "x"\t078-05-1120, ok \u00e9', "by": f"{own} \t."}
         out = json.loads(call.restore_text("$.args", json.dumps(doc)))
-        assert out == {"type": "SSN", "value": f'{EMAIL} "said"\t[REDACTED:us_ssn], ok \u00e9'}
+        assert out == {
+            "type": "SSN",
+            "value": 'is "x"\t[REDACTED:us_ssn], ok \u00e9',
+            "by": f"{EMAIL} \t.",
+        }
         assert dict(call.leaks) == {"us_ssn": 1}
 
     @pytest.mark.parametrize("leak", STRUCTURED_LEAKS)
