@@ -101,6 +101,10 @@ def credit_card(r: random.Random, f: Faker) -> tuple[str, str]:
     if style < 0.4 and len(number) == 16:
         sep = r.choice([" ", "-"])
         number = sep.join(number[i : i + 4] for i in range(0, 16, 4))
+    if len(number) == 12:
+        # A 12-digit Maestro number is a card only next to a card word (docs/kinds.md):
+        # bare, it is any twelve digits that pass Luhn.
+        return _pick(r, "card ", "my card number is ", "pay with "), number
     return _pick(r, "card ", "my card number is ", "", "pay with "), number
 
 

@@ -1,4 +1,5 @@
-"""The fast phone validation agrees with phonenumbers.parse + is_valid_number."""
+"""Phone numbers: the fast validation agrees with phonenumbers.parse + is_valid_number,
+and the written forms around a number decide whether it is one."""
 
 from __future__ import annotations
 
@@ -6,9 +7,12 @@ import contextlib
 import re
 
 import phonenumbers
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from aiguard import detect
+from aiguard.classify import EVIDENCE_SCORE
 from aiguard.classify._validators import valid_phone
 
 _REGIONS = ("US", "CA", "GB", "DE", "AT", "CH", "FR", "BE", "ES", "IT", "NL", "IN")
@@ -150,3 +154,38 @@ def test_weak_words_id_labels_and_other_sentences_are_not_evidence() -> None:
         "passport 2270-66-1551",
     ):
         assert _phones(text) == [], text
+
+
+@pytest.mark.parametrize(
+    ("text", "value", "kind"),
+    [
+        # An extension written straight on: the number is checked without it, and the
+        # finding covers both.
+        ("Desk: (415) 555-2671x204", "(415) 555-2671x204", "phone"),
+        ("Fax: 415-555-2671ext12.", "415-555-2671ext12", "phone"),
+        # A line's label glued on with a hyphen, or after the number.
+        ("020 7946 0958-Fax", "020 7946 0958", "phone"),
+        ("Zurich\n020 7946 0958 office\nnext", "020 7946 0958", "phone"),
+        ("4155552671 (mobile), and", "4155552671", "phone"),
+        # "+41 (0)44": the bracketed trunk 0 is not dialled from abroad.
+        ("Tel +41 (0)44 668 18 00", "+41 (0)44 668 18 00", "phone"),
+        ("Desk: +44 20 7946 0958", "+44 20 7946 0958", "phone"),
+        # "cc" names a card: a 12-digit Maestro number after it is one.
+        ("cc 675900000018 thanks", "675900000018", "credit_card"),
+    ],
+)
+def test_written_forms_of_signatures_and_address_blocks(text: str, value: str, kind: str) -> None:
+    assert [(text[f.start : f.end], f.kind) for f in detect(text)] == [(value, kind)]
+
+
+def test_a_label_after_a_number_in_prose_is_not_evidence() -> None:
+    """After the number, a phone word is evidence only where the number starts its own
+    line or item; mid-sentence, or followed by more words, it is prose."""
+    for text in (
+        "the office 2024-2025 fax",
+        "see room 96 627 277 office hours",
+        "order 12345678-Office",
+        "ISBN 978-3-16-148410-0 home",
+    ):
+        assert _phones(text) == [], text
+    assert _phones("Zurich\n96 627 277 office\n") == [("96 627 277", EVIDENCE_SCORE)]

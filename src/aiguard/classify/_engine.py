@@ -81,7 +81,15 @@ _PHONE_CHARS = re.compile(r"\+?(?:\(?[0-9]+\)?[ \-.]?)+")
 _TRUNK_ZERO = frozenset({"GB", "DE", "AT", "CH", "FR", "BE", "NL"})
 _NO_TRUNK_ZERO = frozenset({"US", "CA", "ES"})
 _AREA_SLASH = re.compile(r"0[0-9]{1,5}/[0-9][0-9 -]{2,12}")
-_PHONE_EXTENSION = re.compile(r"x[0-9]{1,5}\Z")
+# An extension written straight after the number: "345-899-3560x4587", "...ext12".
+_PHONE_EXTENSION = re.compile(r"(?:x|ext)[0-9]{1,5}\Z", re.IGNORECASE)
+# The line's label written after a number ("416 60 039 office", "082 490 1693-Fax",
+# "+41 58 123 45 67 (mobile)"), as address blocks and e-mail signatures do: the label
+# ends its line or its item, so "123 456 789 office hours" is prose, not a label.
+_PHONE_LABEL_AFTER = re.compile(
+    r"[ \t]?[-(]?[ \t]?(?:office|fax|mobile|mob|cell|tel|phone)\)?[ \t]*(?:[\r\n,;|\\]|\Z)",
+    re.IGNORECASE,
+)
 _ALNUM = frozenset("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
 _WORD = _ALNUM | {"_"}
 _LETTER = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
@@ -124,7 +132,17 @@ def _after_id_label(t: str, start: int) -> bool:
     return _ID_LABEL_BACKWARDS.match(before) is not None
 
 
-_PHONE_CONTEXT = ("phone", "call", "tel", "telephone", "mobile", "cell", "number", "whatsapp")
+_PHONE_CONTEXT = (
+    "phone",
+    "call",
+    "tel",
+    "telephone",
+    "mobile",
+    "cell",
+    "number",
+    "whatsapp",
+    "desk",
+)
 #: Phone words too common in other senses to be evidence on their own ("order number",
 #: "text 2", "ring size"): they still let a valid bare number count as a phone number.
 _PHONE_WEAK_WORDS = frozenset({"number", "text", "ring"})
@@ -505,7 +523,12 @@ class BuiltinDetector:
             after = t[e] if e < n else " "
             if after == "_" and (e + 1 >= n or t[e + 1] not in _ALNUM):
                 after = " "
-            if after in "_@" or (after in "-." and e + 1 < n and t[e + 1] in _ALNUM):
+            if after in "_@" or (
+                after in "-."
+                and e + 1 < n
+                and t[e + 1] in _ALNUM
+                and not (after == "-" and _PHONE_LABEL_AFTER.match(t, e))
+            ):
                 last_space = t.rfind(" ", s, e)
                 if last_space == -1:
                     continue
@@ -657,19 +680,18 @@ class BuiltinDetector:
             return True
         if "phone" in self._kinds and 7 <= compact_len <= 15:
             return self._phone(t, start, end, token, bare, raw)
-        if "phone" in self._kinds and compact_len > 15:
-            ext = _PHONE_EXTENSION.search(token)
-            if ext is not None:
-                return self._phone(t, start, start + ext.start(), token[: ext.start()], False, raw)
+        if "phone" in self._kinds and compact_len > 15 and _PHONE_EXTENSION.search(token):
+            return self._phone(t, start, end, token, False, raw)
         return False
 
     def _phone(self, t: str, start: int, end: int, token: str, bare: bool, raw: list[Raw]) -> bool:
-        if not token[-1].isdigit():
-            ext = _PHONE_EXTENSION.search(token)
-            if ext is None:
-                return False
-            end = start + ext.start()
+        # The number is checked without its extension; the finding covers both.
+        ext = _PHONE_EXTENSION.search(token) if "x" in token or "X" in token else None
+        if ext is not None:
             token = token[: ext.start()]
+            bare = bare and token.isdigit()
+        if not token[-1].isdigit():
+            return False
         if "/" in token:
             # "030/901820": a trunk-prefixed area code and a slash, as in DE, AT and CH.
             if _AREA_SLASH.fullmatch(token) is None:
@@ -685,9 +707,12 @@ class BuiltinDetector:
         context = False
         if _after_id_label(t, start):
             return False  # "order #0529193", "tracking 943363709257"
+        label_after = _PHONE_LABEL_AFTER.match(t, end) is not None
         if bare and not plus:
             # Order numbers are bare digits too: only a phone word makes them a number.
-            context = self._phone_re.search(t[max(0, start - 30) : start].lower()) is not None
+            context = label_after or (
+                self._phone_re.search(t[max(0, start - 30) : start].lower()) is not None
+            )
             if not context:
                 return False
         groups = [g for g in _PHONE_GROUPS.split(token.lstrip("+")) if g]
@@ -709,13 +734,15 @@ class BuiltinDetector:
             # 0. Each region tried costs a phonenumbers parse and validation.
             zero = token.lstrip("(")[:1] == "0"
             regions = self._phone_regions_zero if zero else self._phone_regions_plain
-        digits = token.translate(_DROP_PHONE_MARKS)
+        # "+41 (0)69 ...": the bracketed trunk 0 is dialled only within the country.
+        dialled = token.replace("(0)", "", 1) if plus else token
+        digits = dialled.translate(_DROP_PHONE_MARKS)
         if not digits.isdigit():
             return False
         for region in regions:
             if v.valid_phone(digits, plus, region):
                 if not context:
-                    context = (
+                    context = label_after or (
                         self._phone_re.search(t[max(0, start - 30) : start].lower()) is not None
                     )
                 score = 0.99 if plus or context else 0.9
@@ -725,7 +752,11 @@ class BuiltinDetector:
         # me at", "Tel.", "mobile:") is one even when no numbering plan has it (a typo, a
         # made-up test number); the shape checks above have already ruled out dates,
         # SSNs, card groupings, decimals and numbers after an id label.
-        if self._evidence(t, start, self._phone_evidence):
+        # A label after the number is evidence only for an item of its own, as in an
+        # address block or a signature ("\n416 60 039 office"), not mid-sentence.
+        if (label_after and _starts_item(t, start)) or self._evidence(
+            t, start, self._phone_evidence
+        ):
             raw.append((start, end, "phone", EVIDENCE_SCORE))
             return True
         return False
@@ -1129,6 +1160,14 @@ def _occurrences(lower: str, firsts: Iterable[tuple[str, int]]) -> list[int]:
             i = lower.find(word, i + 1)
     found.sort()
     return found
+
+
+def _starts_item(t: str, i: int) -> bool:
+    """Whether ``i`` starts a line or a list item (spaces and tabs before it aside)."""
+    i -= 1
+    while i >= 0 and t[i] in " \t":
+        i -= 1
+    return i < 0 or t[i] in "\r\n,;|\\"
 
 
 def _edge(t: str, i: int) -> bool:

@@ -223,7 +223,7 @@ GLOBAL_IDS: tuple[IdSpec, ...] = (
         r"[0-9]{12}|[0-9]{4}([ ._/-])[0-9]{4}\1[0-9]{4}",
         v.card_valid,
         score=0.3,
-        context=("card", "debit card", "maestro", "pay with", "card number"),
+        context=("card", "debit card", "maestro", "pay with", "card number", "cc"),
     ),
 )
 
