@@ -100,6 +100,8 @@ EXAMPLES = [
     ("date_of_birth", "born on 12 March 1985, ok", "12 March 1985"),
     ("date_of_birth", "DOB: 1985-03-12", "1985-03-12"),
     ("age", "she is 42 years old", "42"),
+    ("age", "he retired at the age of 61.", "61"),
+    ("age", "and i'm 31 y/o.", "31"),
 ]
 
 

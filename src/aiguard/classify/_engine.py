@@ -316,9 +316,10 @@ _PASSPORT = re.compile(
 # Not across a sentence's end ("the computer age. 1Z..."), and not a number glued to a
 # word ("age 1ZJ827..." is a code); "30y", "30yo", "30yrs" are ages.
 _AGE_BEFORE = re.compile(
-    r"aged?(?:[^\w.!?]|_|<[a-z]{1,5}>){0,4}([0-9]{1,3})(?![0-9])(?!(?!y)[a-z])"
+    r"aged?(?:[ \t]+of)?(?:[^\w.!?]|_|<[a-z]{1,5}>){0,4}([0-9]{1,3})(?![0-9])(?!(?!y)[a-z])"
 )
-_AGE_AFTER = re.compile(r"(?:years?|yrs?)[ \t-]old(?![a-z])")
+# "42 years old", "42-year-old", "42 y/o" (as clinical notes write it).
+_AGE_AFTER = re.compile(r"(?:(?:years?|yrs?)[ \t-]old|y/o)(?![a-z])")
 _AGE_NUMBER = re.compile(r"(?<![0-9])([0-9]{1,3})[ \t-]?\Z")
 _ASCII_LOWER = {c: c + 32 for c in range(ord("A"), ord("Z") + 1)}
 
@@ -1018,7 +1019,7 @@ class BuiltinDetector:
                     if int(m.group(1)) <= 120:
                         raw.append((m.start(1), m.end(1), "age", 0.8))
             i = find("age", i + 1)
-        if " old" in lower or "-old" in lower:
+        if " old" in lower or "-old" in lower or "y/o" in lower:
             for m in _AGE_AFTER.finditer(lower):
                 number = _AGE_NUMBER.search(lower, max(0, m.start() - 5), m.start())
                 if number is not None and int(number.group(1)) <= 120:
