@@ -267,6 +267,48 @@ class TestChat:
         {"type": "SSN", "value": 'it is "078-05-1120"\tok é'},
     )
 
+    #: Tool arguments and results a caller sends back as history, with values that are
+    #: values only as the whole JSON shows them: after a word of their kind in another
+    #: key or value, or written as a number.
+    CONTEXT_ONLY = (
+        {"id_type": "SSN", "id_number": "219099998"},
+        {"kind": "ssn", "number": 219099998},
+        {"n": {"type": "SSN", "value": 'said "078-05-1120"\t.'}},
+        {"rows": [{"card": 4111111111111111}]},
+    )
+
+    @pytest.mark.parametrize("doc", CONTEXT_ONLY)
+    def test_json_text_the_caller_sends_is_protected_as_a_whole(
+        self, kind: str, doc: dict[str, Any]
+    ) -> None:
+        """Tool-call arguments and a tool's result in the history: a value that only the
+        whole JSON text shows goes upstream as a token, and the JSON stays valid."""
+        raw_values = ("219099998", "078-05-1120", "4111111111111111")
+        fake = FakeModel("ok")
+        with world_for(kind, fake) as w, w.context():
+            history: list[dict[str, Any]] = [
+                {"role": "user", "content": "look it up"},
+                {
+                    "role": "assistant",
+                    "content": None,
+                    "tool_calls": [
+                        {
+                            "id": "call_1",
+                            "type": "function",
+                            "function": {"name": "lookup", "arguments": json.dumps(doc)},
+                        }
+                    ],
+                },
+                {"role": "tool", "tool_call_id": "call_1", "content": json.dumps(doc)},
+            ]
+            w.oa().chat.completions.create(model="gpt-4o", messages=history)
+        sent = fake.bodies[-1]
+        assert not [v for v in raw_values if v in json.dumps(sent)], sent
+        arguments = sent["messages"][1]["tool_calls"][0]["function"]["arguments"]
+        for text in (arguments, sent["messages"][2]["content"]):
+            assert json.loads(text).keys() == doc.keys()
+            assert tokens_in(text), text
+
     def test_only_the_value_found_is_withheld_inside_a_string_with_escapes(self) -> None:
         """Offsets found in the written JSON map back through its escapes: the rest of
         the string, and the caller's own restored value beside it, stay as they were."""

@@ -555,8 +555,9 @@ class Call:
         inner = parse_json_text(text) if parse else None
         if inner is not None:
             protected = self._protect_node(inner, path, None, None, None, True, depth + 1)
+            changed = self._protect_in_context(protected, path)
             # A repeated key hides a value the parsed text does not hold: written anew.
-            if protected == inner and read_whole(text.strip(), inner):
+            if not changed and protected == inner and read_whole(text.strip(), inner):
                 return text
             return json.dumps(protected, ensure_ascii=False)
         kind = _key_kind(key)
@@ -565,6 +566,49 @@ class Call:
             if replacement is not None:
                 return replacement
         return self.protect_text(path, text)
+
+    def _protect_in_context(self, doc: Any, path: str) -> bool:
+        """Protect, in ``doc`` (JSON text the caller sent, each value already protected
+        on its own; changed in place), what is a value only as the whole text shows it:
+        next to a word of its kind in another key or value (``{"id_type": "SSN",
+        "id_number": "219099998"}``). Whether anything changed.
+
+        The part of a string that was found is replaced as the policy says; a number
+        holding one is replaced whole (a token is a string)."""
+        if not isinstance(doc, (dict, list)):
+            return False
+        text, scalars = scalar_spans(doc, path)
+        found = detect_decoded(self.detectors(), text)
+        if not found:
+            return False
+        tokens = [m.span() for m in TOKEN_RE.finditer(text)] if "[" in text else []
+        spans = [
+            f
+            for f in merge_findings(found)
+            if not any(s < f.end and f.start < e for s, e in tokens)
+        ]
+        changed = False
+        for start, end, here, container, key in scalars if spans else ():
+            hits = [f for f in spans if f.start < end and start < f.end]
+            value = container[key]
+            if not hits:
+                continue
+            if not isinstance(value, str):
+                number = json.dumps(value)
+                f = hits[0]
+                replacement = self.apply(here, 0, len(number), number, f.kind, f.level)
+                if replacement is not None:
+                    container[key], changed = replacement, True
+                continue
+            ends = list(itertools.accumulate(len(_json_escaped(ch)) for ch in value))
+            for f in reversed(hits):
+                lo = bisect.bisect_right(ends, f.start - start - 1)
+                hi = bisect.bisect_left(ends, f.end - start - 1) + 1
+                replacement = self.apply(here, lo, hi, value[lo:hi], f.kind, f.level)
+                if replacement is not None:
+                    value, changed = value[:lo] + replacement + value[hi:], True
+            container[key] = value
+        return changed
 
     def protect_scalar(self, path: str, name: str | None, text: str) -> str:
         """One named value outside a JSON body (a header, a query parameter), with its
