@@ -600,10 +600,9 @@ class Call:
                 if replacement is not None:
                     container[key], changed = replacement, True
                 continue
-            ends = list(itertools.accumulate(len(_json_escaped(ch)) for ch in value))
+            to_value = _written_to_value(value, start)
             for f in reversed(hits):
-                lo = bisect.bisect_right(ends, f.start - start - 1)
-                hi = bisect.bisect_left(ends, f.end - start - 1) + 1
+                lo, hi = to_value(f.start, f.end)
                 replacement = self.apply(here, lo, hi, value[lo:hi], f.kind, f.level)
                 if replacement is not None:
                     value, changed = value[:lo] + replacement + value[hi:], True
@@ -706,11 +705,9 @@ class Call:
             for s, e, kind in hits:
                 self.record_leak(kind, text[s:e], here)
             if isinstance(value, str):
-                # Offsets in the written string (escapes, quotes) back to the value's.
-                ends = list(itertools.accumulate(len(_json_escaped(ch)) for ch in value))
+                to_value = _written_to_value(value, start)
                 for s, e, kind in reversed(hits):
-                    lo = bisect.bisect_right(ends, s - start - 1)
-                    hi = bisect.bisect_left(ends, e - start - 1) + 1
+                    lo, hi = to_value(s, e)
                     value = value[:lo] + redact(kind) + value[hi:]
                 container[key] = value
             else:
@@ -1003,9 +1000,17 @@ def _safe_path(path: str) -> str:
     return f"{event}:${rest}" if sep else rest
 
 
-def _json_escaped(ch: str) -> str:
-    """``ch`` as ``json.dumps(..., ensure_ascii=False)`` writes it inside a string."""
-    return json.dumps(ch, ensure_ascii=False)[1:-1]
+def _written_to_value(value: str, at: int) -> Callable[[int, int], tuple[int, int]]:
+    """For a string ``value`` written as JSON (quotes, escapes) at offset ``at`` of some
+    text: the span of ``value`` that a span of that text covers."""
+    # Where each character of the value ends in its written form, past the quote.
+    ends = list(itertools.accumulate(len(json.dumps(ch, ensure_ascii=False)) - 2 for ch in value))
+
+    def span(start: int, end: int) -> tuple[int, int]:
+        lo = bisect.bisect_right(ends, start - at - 1)
+        return lo, bisect.bisect_left(ends, end - at - 1) + 1
+
+    return span
 
 
 def redact(kind: str) -> str:
