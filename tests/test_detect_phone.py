@@ -186,6 +186,7 @@ def test_a_label_after_a_number_in_prose_is_not_evidence() -> None:
         "see room 96 627 277 office hours",
         "order 12345678-Office",
         "ISBN 978-3-16-148410-0 home",
+        "call 123x4567",  # too few digits before the "x" to be a number with extension
     ):
         assert _phones(text) == [], text
     assert _phones("Zurich\n96 627 277 office\n") == [("96 627 277", EVIDENCE_SCORE)]

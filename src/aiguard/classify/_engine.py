@@ -691,6 +691,8 @@ class BuiltinDetector:
         if ext is not None:
             token = token[: ext.start()]
             bare = bare and token.isdigit()
+            if sum(ch.isdigit() for ch in token) < 7:
+                return False  # "123x4567" is a size or a code, not 123 with an extension
         if not token[-1].isdigit():
             return False
         if "/" in token:

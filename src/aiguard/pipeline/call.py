@@ -691,8 +691,8 @@ class Call:
         rule withholds as the whole text shows it redacted: a number (a card number written
         without quotes) and a string that is a value only next to its key or a word
         before it (``{"ssn": "078-05-1120"}``), which a scan of each string alone misses.
-        Such a string loses the part that was found, or all of it when it holds escapes;
-        a number becomes the redaction."""
+        Such a string loses only the part that was found (traced back through its
+        escapes); a number becomes the redaction."""
         if not isinstance(doc, (dict, list)):
             return doc
         text, scalars = scalar_spans(doc, path)
