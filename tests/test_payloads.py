@@ -369,7 +369,7 @@ class TestChat:
         for answer in answers:
             assert not [v for v in leaked if v in answer], answer
             assert "[REDACTED:" in answer, answer
-        for answer in answers[:2]:  # whole answers stay JSON, the redaction in place
+        for answer in answers:  # still JSON, streamed too: a number's redaction is a string
             assert json.loads(answer).keys() == leak.keys(), answer
         assert sum(w.sink.calls()[-1]["leaks"].values()) >= 1
 
@@ -520,6 +520,46 @@ class TestAnthropic:
         assert message.content[0].text == "Calling a tool for " + EMAIL
         assert message.content[1].input == {"to": EMAIL, "who": NAME_IN_ARGS}
         assert fake.bodies[0]["messages"][1]["content"][0]["input"]["id"] != ACCOUNT
+
+    @pytest.mark.parametrize("stream", [False, True])
+    def test_objects_are_read_whole_both_ways(self, kind: str, stream: bool) -> None:
+        """A tool's input object and metadata: a value that only another key or value
+        names goes upstream as a token, and a model's comes back withheld (before, each
+        value was read alone, in the request and in a whole answer)."""
+        leak = {"id_type": "SSN", "id_number": "219099998", "card": 4111111111111111}
+        fake = FakeModel(Answer("ok", tool_calls=(ToolCall("lookup", json.dumps(leak)),)))
+        history = [
+            {"role": "user", "content": "look it up"},
+            {
+                "role": "assistant",
+                "content": [{"type": "tool_use", "id": "toolu_1", "name": "lookup", "input": leak}],
+            },
+            {
+                "role": "user",
+                "content": [{"type": "tool_result", "tool_use_id": "toolu_1", "content": "done"}],
+            },
+        ]
+        with world_for(kind, fake) as w, w.context():
+            kwargs: dict[str, Any] = {
+                "model": "claude-opus-4-1",
+                "max_tokens": 100,
+                "messages": history,
+                "metadata": {"user_id": "u-7", "kind": "SSN", "ref": "219099998"},
+            }
+            client = w.an()
+            if stream:
+                with client.messages.stream(**kwargs) as events:
+                    message = events.get_final_message()
+            else:
+                message = client.messages.create(**kwargs)
+        sent = json.dumps(fake.bodies[-1])
+        assert "219099998" not in sent and "4111111111111111" not in sent, sent
+        tool_input = fake.bodies[-1]["messages"][1]["content"][0]["input"]
+        assert tool_input["id_type"] == "SSN" and tokens_in(tool_input["id_number"])
+        answer = message.content[1].input
+        assert answer["id_type"] == "SSN"
+        assert answer["id_number"] == "[REDACTED:us_ssn]", answer
+        assert answer["card"] == "[REDACTED:credit_card]", answer
 
     def test_system_string(self, kind: str) -> None:
         fake = FakeModel("ok")

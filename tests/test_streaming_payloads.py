@@ -190,6 +190,16 @@ def assert_withheld_at_every_cut(text: str, written: str) -> None:
             assert not [w for w in windows if w in piece], (text, i, piece)
 
 
+def test_a_withheld_number_in_a_json_channel_keeps_it_json_at_every_cut() -> None:
+    """Tool arguments or structured output with a card number written as a number: cut
+    anywhere, the caller gets valid JSON with the redaction as a string."""
+    text = '{"card": 4111111111111111, "n": [1, 2], "note": "ok"}'
+    for i in range(len(text) + 1):
+        hold = HoldBack(TokenRestorer(ORIGINALS.get).in_context(True), rule())
+        out = "".join(hold.feed(piece) for piece in cuts(text, [i])) + hold.flush()
+        assert json.loads(out) == {"card": "[REDACTED:credit_card]", "n": [1, 2], "note": "ok"}
+
+
 class TestWrittenFormsAcrossChunks:
     @pytest.mark.parametrize("form", sorted(WRITTEN))
     @pytest.mark.parametrize("value", [CARD, SSN])

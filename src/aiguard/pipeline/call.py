@@ -7,6 +7,7 @@ direct API all run exactly this code.
 from __future__ import annotations
 
 import bisect
+import copy
 import hashlib
 import itertools
 import json
@@ -520,8 +521,10 @@ class Call:
                 return node
             return self._protect_string(path, key, node, depth)
         if isinstance(node, dict):
-            if free and path in free:
-                everything = True
+            # A user-defined object (a tool's input, metadata) is also read whole once
+            # its values are protected: a key or value can name another's kind.
+            whole = not everything and bool(free and path in free)
+            everything = everything or whole
             # Copied only once something changed: an untouched body comes back as
             # itself, and the transport then forwards the request as it was.
             out: dict[str, Any] | None = None
@@ -533,7 +536,8 @@ class Call:
                     out = dict(itertools.islice(node.items(), position))
                 if out is not None:
                     out[name] = new
-            return node if out is None else out
+            result = node if out is None else out
+            return self._protect_in_context(result, path) if whole else result
         if isinstance(node, list):
             items: list[Any] | None = None
             for i, v in enumerate(node):
@@ -555,11 +559,11 @@ class Call:
         inner = parse_json_text(text) if parse else None
         if inner is not None:
             protected = self._protect_node(inner, path, None, None, None, True, depth + 1)
-            changed = self._protect_in_context(protected, path)
+            whole = self._protect_in_context(protected, path)
             # A repeated key hides a value the parsed text does not hold: written anew.
-            if not changed and protected == inner and read_whole(text.strip(), inner):
+            if whole is protected and protected == inner and read_whole(text.strip(), inner):
                 return text
-            return json.dumps(protected, ensure_ascii=False)
+            return json.dumps(whole, ensure_ascii=False)
         kind = _key_kind(key)
         if kind is not None:
             replacement = self._apply_key_kind(path, kind, text)
@@ -567,47 +571,50 @@ class Call:
                 return replacement
         return self.protect_text(path, text)
 
-    def _protect_in_context(self, doc: Any, path: str) -> bool:
-        """Protect, in ``doc`` (JSON text the caller sent, each value already protected
-        on its own; changed in place), what is a value only as the whole text shows it:
-        next to a word of its kind in another key or value (``{"id_type": "SSN",
-        "id_number": "219099998"}``). Whether anything changed.
+    def _protect_in_context(self, doc: Any, path: str) -> Any:
+        """``doc`` (the caller's JSON text, or a user-defined object of the body, each
+        value already protected on its own), or a protected copy of it, where the whole
+        shows a value that is one only next to a word of its kind in another key or
+        value (``{"id_type": "SSN", "id_number": "219099998"}``).
 
         The part of a string that was found is replaced as the policy says; a number
         holding one is replaced whole (a token is a string)."""
         if not isinstance(doc, (dict, list)):
-            return False
-        text, scalars = scalar_spans(doc, path)
+            return doc
+        text, _ = scalar_spans(doc, path)
         found = detect_decoded(self.detectors(), text)
         if not found:
-            return False
+            return doc
         tokens = [m.span() for m in TOKEN_RE.finditer(text)] if "[" in text else []
         spans = [
             f
             for f in merge_findings(found)
             if not any(s < f.end and f.start < e for s, e in tokens)
         ]
-        changed = False
-        for start, end, here, container, key in scalars if spans else ():
+        if not spans:
+            return doc
+        doc = copy.deepcopy(doc)  # the body's objects may be shared with the caller's
+        _, scalars = scalar_spans(doc, path)
+        for start, end, here, container, key in scalars:
             hits = [f for f in spans if f.start < end and start < f.end]
-            value = container[key]
             if not hits:
                 continue
+            value = container[key]
             if not isinstance(value, str):
                 number = json.dumps(value)
                 f = hits[0]
                 replacement = self.apply(here, 0, len(number), number, f.kind, f.level)
                 if replacement is not None:
-                    container[key], changed = replacement, True
+                    container[key] = replacement
                 continue
             to_value = _written_to_value(value, start)
             for f in reversed(hits):
                 lo, hi = to_value(f.start, f.end)
                 replacement = self.apply(here, lo, hi, value[lo:hi], f.kind, f.level)
                 if replacement is not None:
-                    value, changed = value[:lo] + replacement + value[hi:], True
+                    value = value[:lo] + replacement + value[hi:]
             container[key] = value
-        return changed
+        return doc
 
     def protect_scalar(self, path: str, name: str | None, text: str) -> str:
         """One named value outside a JSON body (a header, a query parameter), with its
@@ -670,7 +677,7 @@ class Call:
                 # after what only the whole document shows (before tokens are restored:
                 # a restored original is the caller's, not a new value).
                 restored = map_all_strings(
-                    self._withhold_in_place(inner, path),
+                    self._withhold_in_place(path, inner),
                     self.restore_text,
                     path,
                     keys=self.restore_name,
@@ -686,18 +693,22 @@ class Call:
             return restore_in_context(text, self.lookup)
         return TOKEN_RE.sub(self._swap, text)
 
-    def _withhold_in_place(self, doc: Any, path: str) -> Any:
-        """``doc`` (JSON text a model wrote, parsed; changed in place) with what the output
-        rule withholds as the whole text shows it redacted: a number (a card number written
-        without quotes) and a string that is a value only next to its key or a word
-        before it (``{"ssn": "078-05-1120"}``), which a scan of each string alone misses.
-        Such a string loses only the part that was found (traced back through its
-        escapes); a number becomes the redaction."""
+    def _withhold_in_place(self, path: str, doc: Any) -> Any:
+        """``doc`` (JSON a model wrote, its tokens not yet restored), or a copy with what
+        the output rule withholds as the whole shows it redacted: a number (a card
+        number written without quotes) and a string that is a value only next to its
+        key or a word before it (``{"ssn": "078-05-1120"}``), which a scan of each
+        string alone misses. Such a string loses only the part that was found (traced
+        back through its escapes); a number becomes the redaction."""
         if not isinstance(doc, (dict, list)):
             return doc
-        text, scalars = scalar_spans(doc, path)
+        text, _ = scalar_spans(doc, path)
         spans = self.withheld(text)
-        for start, end, here, container, key in scalars if spans else ():
+        if not spans:
+            return doc
+        doc = copy.deepcopy(doc)  # the caller's own object, through guard.restore
+        _, scalars = scalar_spans(doc, path)
+        for start, end, here, container, key in scalars:
             hits = [span for span in spans if span[0] < end and start < span[1]]
             if not hits:
                 continue
@@ -855,6 +866,7 @@ class Call:
                 free=free,
                 keys=self.restore_name,
                 plain_keys=self.plain_keys,
+                on_free=self._withhold_in_place,
             )
 
         def transform(path: str, text: str) -> str:
@@ -863,7 +875,14 @@ class Call:
         def rename(path: str, key: str) -> str:
             return self.restore_name(path, key) if path in only else self.redact_name(path, key)
 
-        return map_strings(body, transform, free=free, keys=rename, plain_keys=self.plain_keys)
+        return map_strings(
+            body,
+            transform,
+            free=free,
+            keys=rename,
+            plain_keys=self.plain_keys,
+            on_free=self._withhold_in_place,
+        )
 
     def restore_tree(self, body: Any) -> Any:
         """`restore_json` for JSON the user defined: no key is structural."""

@@ -49,6 +49,7 @@ def map_strings(
     *,
     keys: Callable[[str, str], str] | None = None,
     plain_keys: Container[str] = (),
+    on_free: Callable[[str, Any], Any] | None = None,
 ) -> Any:
     """``node`` with every non-structural string passed through ``transform``.
 
@@ -60,9 +61,10 @@ def map_strings(
     Keys in ``plain_keys`` (known to hold nothing) are not passed to it.
     Containers are copied only where a string changed: when nothing changed, ``node``
     itself comes back, so a caller can tell "untouched" by identity and skip
-    re-encoding it.
+    re-encoding it. ``on_free``, when given, sees each object at a path in ``free``
+    whole before its strings are walked, and returns it or a changed copy.
     """
-    return _walk(node, transform, path, key, free, False, keys, plain_keys)
+    return _walk(node, transform, path, key, free, False, keys, plain_keys, on_free)
 
 
 def map_all_strings(
@@ -86,13 +88,17 @@ def _walk(
     everything: bool,
     keys: Callable[[str, str], str] | None,
     plain_keys: Container[str],
+    on_free: Callable[[str, Any], Any] | None = None,
 ) -> Any:
     if isinstance(node, str):
         if not everything and key is not None and key in STRUCTURAL_KEYS:
             return node
         return transform(path, node)
     if isinstance(node, dict):
-        everything = everything or bool(free and path in free)
+        if not everything and free and path in free:
+            everything = True
+            if on_free is not None:
+                node = on_free(path, node)
         changed: dict[Any, Any] | None = None
         renamed: dict[str, str] | None = None
         for k, v in node.items():
@@ -103,7 +109,7 @@ def _walk(
                     if renamed is None:
                         renamed = {}
                     renamed[k] = new_key
-            new = _walk(v, transform, here, k, free, everything, keys, plain_keys)
+            new = _walk(v, transform, here, k, free, everything, keys, plain_keys, on_free)
             if new is not v:
                 if changed is None:
                     changed = dict(node)
@@ -116,7 +122,9 @@ def _walk(
     if isinstance(node, list):
         items: list[Any] | None = None
         for i, v in enumerate(node):
-            new = _walk(v, transform, f"{path}[{i}]", key, free, everything, keys, plain_keys)
+            new = _walk(
+                v, transform, f"{path}[{i}]", key, free, everything, keys, plain_keys, on_free
+            )
             if new is not v:
                 if items is None:
                     items = list(node)

@@ -59,7 +59,11 @@ class Scope:
 
 
 # What moves a text's JSON string state, and the tokens to restore.
-_CONTEXT_RE = re.compile(r'[\\"]|' + TOKEN_RE.pattern)
+# What moves a JSON channel's state, what is restored in it, and the output rule's
+# redaction marker (written in place of a withheld value, which may stand outside a
+# string: a card number written as a JSON number).
+_REDACTION = "[REDACTED:"
+_CONTEXT_RE = re.compile(r'[\\"]|\[REDACTED:[a-z][a-z0-9_]*\]|' + TOKEN_RE.pattern)
 
 
 def restore_in_context(text: str, lookup: Callable[[str], str | None]) -> str:
@@ -108,6 +112,14 @@ def swap_in_context(
             if at != escape_at:
                 in_string = not in_string
             escape_at = -1
+            continue
+        if found.startswith(_REDACTION):
+            if json_text and not in_string:
+                # A withheld number: the redaction goes out as a string, so the JSON
+                # stays valid.
+                pieces.append(text[cursor:at])
+                pieces.append(f'"{found}"')
+                cursor = match.end()
             continue
         original = lookup(found)
         if original is None:
