@@ -265,6 +265,38 @@ class TestRequests:
 _SECRET_BODY = {"model": "gpt-4o", "messages": [{"role": "user", "content": SECRET_EMAIL}]}
 
 
+class TestBlockedInContext:
+    def test_a_value_only_the_whole_json_shows_is_blocked_before_anything_is_sent(
+        self, sink: InMemorySink, fake: FakeModel
+    ) -> None:
+        """A blocked kind found only by reading tool arguments whole (its word is another
+        key's value) refuses the call as a value found alone would: nothing goes out, and
+        neither the error nor the event holds the value."""
+        from conftest import POLICY_TOML
+
+        policy = parse_policy(POLICY_TOML.replace('private_key = "block"', 'us_ssn = "block"'))
+        guard = aiguard.Guard(policy, sinks=[sink])
+        arguments = json.dumps({"id_type": "SSN", "id_number": "219099998"})
+        call = {"id": "c1", "type": "function", "function": {"name": "f", "arguments": arguments}}
+        body = {
+            "model": "gpt-4o",
+            "messages": [
+                {"role": "user", "content": "hi"},
+                {"role": "assistant", "content": None, "tool_calls": [call]},
+            ],
+        }
+        with (
+            guard.context(purpose="inference"),
+            pytest.raises(aiguard.PolicyDenied, match="blocks values of kind 'us_ssn'") as caught,
+        ):
+            post(guard, fake, json=body)
+        assert fake.requests == []
+        assert "219099998" not in str(caught.value)
+        event = sink.calls()[-1]
+        assert (event["type"], event["error"]) == ("refusal", "policy_denied")
+        assert "219099998" not in json.dumps(sink.events)
+
+
 class TestUnexpectedFailures:
     """A failure that is not one of aiguard's typed errors still leaves the attempt in
     the log, with the class of the failure and never its text (a library's message can
