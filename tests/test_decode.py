@@ -121,11 +121,13 @@ def _spelled(value: str) -> str:
 DISGUISED = (
     [("credit_card", "", _form(card)) for card in CARDS]
     + [("credit_card", "", _spelled(card)) for card in CARDS]
+    + [("credit_card", "", _spelled(card).replace(" ", "-")) for card in CARDS]
     + [
         ("phone", "", _form("+1 415 555 2671")),
         ("phone", "call+me+on+", "415+555+2671"),
         ("us_ssn", "q=my+ssn+", "078-05-1120"),
         ("us_ssn", "SSN ", _spelled("078-05-1120")),
+        ("us_ssn", "SSN ", _spelled("078-05-1120").replace(" ", "-")),
         ("iban", "", _form("DE89 3704 0044 0532 0130 00")),
         ("email", "", "jane.doe(at)example(dot)com"),
         ("email", "", "jane.doe[at]example.co.uk"),

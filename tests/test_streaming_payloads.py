@@ -209,6 +209,7 @@ class TestWrittenFormsAcrossChunks:
         written = WRITTEN[form](value)
         assert_withheld_at_every_cut(f"it is {written} ok", written)
 
+    @pytest.mark.parametrize("dash", [False, True])
     @pytest.mark.parametrize(
         ("before", "value", "after"),
         [
@@ -217,9 +218,14 @@ class TestWrittenFormsAcrossChunks:
             ("my ssn is ", SSN, ". ok"),
         ],
     )
-    def test_every_cut_of_a_value_spelled_out(self, before: str, value: str, after: str) -> None:
-        """Digits spelled out one by one are held as one run and redacted whole."""
+    def test_every_cut_of_a_value_spelled_out(
+        self, before: str, value: str, after: str, dash: bool
+    ) -> None:
+        """Digits spelled out one by one (with spaces or dashes between) are held as one
+        run and redacted whole."""
         written = _spelled_out(value)
+        if dash:
+            written = written.replace(" ", "-")
         assert_withheld_at_every_cut(before + written + after, written)
 
     def test_the_run_is_read_as_the_detectors_read_it(self) -> None:

@@ -10,8 +10,8 @@ looks like one:
 
 * words and digit groups joined by ``+``, a form-encoded space as in a URL's query
   (``?q=4111+1111+1111+1111``, ``my+ssn+078-05-1120``);
-* digits spelled out one by one with a space between them (``4 1 1 1 1 1 …``), as
-  call transcripts and speech-to-text write numbers;
+* digits spelled out one by one with a space or a dash between them (``4 1 1 1 1 …``,
+  ``4-1-1-1-…``), as call transcripts and speech-to-text write numbers;
 * an e-mail address with ``(at)`` and ``(dot)`` (also ``[at]``, ``{dot}``, any case)
   for its ``@`` and dots.
 
@@ -82,6 +82,9 @@ _SPACED_MIN = 9
 _SPACED = re.compile(
     rf"(?<![A-Za-z0-9+/=_-])[0-9](?: [0-9]){{{_SPACED_MIN - 1},}}(?![A-Za-z0-9+/=_-])"
 )
+# Digits spelled out with a dash between them ("4-1-1-1-..."): the alphabet of a base64
+# run, so found as one and read so when it does not decode.
+_SPELLED_WITH_DASHES = re.compile(rf"[0-9](?:-[0-9]){{{_SPACED_MIN - 1},}}")
 # Where nine digits are spelled out, for text that is not ASCII (a pattern that starts
 # with a class, unlike `_SPACED`'s lookbehind, is not tried at every character).
 _SPACED_HINT = re.compile(rf"[0-9](?: [0-9]){{{_SPACED_MIN - 1}}}")
@@ -354,6 +357,8 @@ def _decode_once(text: str) -> Decoded | None:
                 # mostly one that does not decode to text.
                 decoded = _form_spaces(unit)
                 in_place = True
+            elif decoded is None and _SPELLED_WITH_DASHES.fullmatch(unit):
+                decoded = unit.replace("-", "")  # "4-1-1-1-...": spelled out with dashes
         if not decoded:
             continue
         if start > cursor:
