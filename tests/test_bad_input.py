@@ -272,9 +272,10 @@ class TestBlockedInContext:
         """A blocked kind found only by reading tool arguments whole (its word is another
         key's value) refuses the call as a value found alone would: nothing goes out, and
         neither the error nor the event holds the value."""
-        from conftest import POLICY_TOML
-
-        policy = parse_policy(POLICY_TOML.replace('private_key = "block"', 'us_ssn = "block"'))
+        policy = parse_policy(
+            '[destinations.openai]\nbase_url = "https://api.openai.com/v1"\napproved = true\n'
+            'purposes = ["inference"]\n[actions.kinds]\nus_ssn = "block"\n'
+        )
         guard = aiguard.Guard(policy, sinks=[sink])
         arguments = json.dumps({"id_type": "SSN", "id_number": "219099998"})
         call = {"id": "c1", "type": "function", "function": {"name": "f", "arguments": arguments}}
