@@ -357,7 +357,7 @@ def _decode_once(text: str) -> Decoded | None:
                 # mostly one that does not decode to text.
                 decoded = _form_spaces(unit)
                 in_place = True
-            elif decoded is None and _SPELLED_WITH_DASHES.fullmatch(unit):
+            elif decoded is None and "-" in unit and _SPELLED_WITH_DASHES.fullmatch(unit):
                 decoded = unit.replace("-", "")  # "4-1-1-1-...": spelled out with dashes
         if not decoded:
             continue
