@@ -710,10 +710,9 @@ class BuiltinDetector:
         context = False
         if _after_id_label(t, start):
             return False  # "order #0529193", "tracking 943363709257"
-        label_after = _PHONE_LABEL_AFTER.match(t, end) is not None
         if bare and not plus:
             # Order numbers are bare digits too: only a phone word makes them a number.
-            context = label_after or (
+            context = _PHONE_LABEL_AFTER.match(t, end) is not None or (
                 self._phone_re.search(t[max(0, start - 30) : start].lower()) is not None
             )
             if not context:
@@ -744,8 +743,8 @@ class BuiltinDetector:
             return False
         for region in regions:
             if v.valid_phone(digits, plus, region):
-                if not context:
-                    context = label_after or (
+                if not context and not plus:
+                    context = _PHONE_LABEL_AFTER.match(t, end) is not None or (
                         self._phone_re.search(t[max(0, start - 30) : start].lower()) is not None
                     )
                 score = 0.99 if plus or context else 0.9
@@ -757,7 +756,7 @@ class BuiltinDetector:
         # SSNs, card groupings, decimals and numbers after an id label.
         # A label after the number is evidence only for an item of its own, as in an
         # address block or a signature ("\n416 60 039 office"), not mid-sentence.
-        if (label_after and _starts_item(t, start)) or self._evidence(
+        if (_starts_item(t, start) and _PHONE_LABEL_AFTER.match(t, end)) or self._evidence(
             t, start, self._phone_evidence
         ):
             raw.append((start, end, "phone", EVIDENCE_SCORE))

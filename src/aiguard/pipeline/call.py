@@ -575,10 +575,8 @@ class Call:
         """``doc`` (the caller's JSON text, or a user-defined object of the body, each
         value already protected on its own), or a protected copy of it, where the whole
         shows a value that is one only next to a word of its kind in another key or
-        value (``{"id_type": "SSN", "id_number": "219099998"}``).
-
-        The part of a string that was found is replaced as the policy says; a number
-        holding one is replaced whole (a token is a string)."""
+        value (``{"id_type": "SSN", "id_number": "219099998"}``). The part found is
+        replaced as the policy says (see `_replace_found`)."""
         if not isinstance(doc, (dict, list)):
             return doc
         text, _ = scalar_spans(doc, path)
@@ -587,34 +585,15 @@ class Call:
             return doc
         tokens = [m.span() for m in TOKEN_RE.finditer(text)] if "[" in text else []
         spans = [
-            f
+            (f.start, f.end, f.kind, f.level)
             for f in merge_findings(found)
             if not any(s < f.end and f.start < e for s, e in tokens)
         ]
-        if not spans:
-            return doc
-        doc = copy.deepcopy(doc)  # the body's objects may be shared with the caller's
-        _, scalars = scalar_spans(doc, path)
-        for start, end, here, container, key in scalars:
-            hits = [f for f in spans if f.start < end and start < f.end]
-            if not hits:
-                continue
-            value = container[key]
-            if not isinstance(value, str):
-                number = json.dumps(value)
-                f = hits[0]
-                replacement = self.apply(here, 0, len(number), number, f.kind, f.level)
-                if replacement is not None:
-                    container[key] = replacement
-                continue
-            to_value = _written_to_value(value, start)
-            for f in reversed(hits):
-                lo, hi = to_value(f.start, f.end)
-                replacement = self.apply(here, lo, hi, value[lo:hi], f.kind, f.level)
-                if replacement is not None:
-                    value = value[:lo] + replacement + value[hi:]
-            container[key] = value
-        return doc
+
+        def replace(here: str, lo: int, hi: int, part: str, span: _Span) -> str | None:
+            return self.apply(here, lo, hi, part, span[2], span[3])
+
+        return self._replace_found(doc, path, spans, replace) if spans else doc
 
     def protect_scalar(self, path: str, name: str | None, text: str) -> str:
         """One named value outside a JSON body (a header, a query parameter), with its
@@ -698,31 +677,50 @@ class Call:
         the output rule withholds as the whole shows it redacted: a number (a card
         number written without quotes) and a string that is a value only next to its
         key or a word before it (``{"ssn": "078-05-1120"}``), which a scan of each
-        string alone misses. Such a string loses only the part that was found (traced
-        back through its escapes); a number becomes the redaction."""
+        string alone misses (see `_replace_found`)."""
         if not isinstance(doc, (dict, list)):
             return doc
         text, _ = scalar_spans(doc, path)
         spans = self.withheld(text)
-        if not spans:
-            return doc
-        doc = copy.deepcopy(doc)  # the caller's own object, through guard.restore
+
+        def replace(here: str, _lo: int, _hi: int, part: str, span: _Span) -> str:
+            self.record_leak(span[2], part, here)
+            return redact(span[2])
+
+        return self._replace_found(doc, path, spans, replace) if spans else doc
+
+    @staticmethod
+    def _replace_found(
+        doc: Any,
+        path: str,
+        spans: Sequence[_Span],
+        replace: Callable[[str, int, int, str, _Span], str | None],
+    ) -> Any:
+        """A copy of ``doc`` (the body's objects may be shared with the caller's) where
+        each span of its written text (`scalar_spans`) is replaced in the value that
+        holds it: ``replace(path, start, end, part, span)`` gives the replacement of the
+        part of a string, traced back through its escapes, or of a whole number (a
+        token or a redaction is a string); None keeps it."""
+        doc = copy.deepcopy(doc)
         _, scalars = scalar_spans(doc, path)
         for start, end, here, container, key in scalars:
             hits = [span for span in spans if span[0] < end and start < span[1]]
             if not hits:
                 continue
             value = container[key]
-            for s, e, kind in hits:
-                self.record_leak(kind, text[s:e], here)
-            if isinstance(value, str):
-                to_value = _written_to_value(value, start)
-                for s, e, kind in reversed(hits):
-                    lo, hi = to_value(s, e)
-                    value = value[:lo] + redact(kind) + value[hi:]
-                container[key] = value
-            else:
-                container[key] = redact(hits[0][2])
+            if not isinstance(value, str):
+                number = json.dumps(value)
+                replacement = replace(here, 0, len(number), number, hits[0])
+                if replacement is not None:
+                    container[key] = replacement
+                continue
+            to_value = _written_to_value(value, start)
+            for span in reversed(hits):
+                lo, hi = to_value(span[0], span[1])
+                replacement = replace(here, lo, hi, value[lo:hi], span)
+                if replacement is not None:
+                    value = value[:lo] + replacement + value[hi:]
+            container[key] = value
         return doc
 
     def _surrogates_to_tokens(self, text: str) -> str:
@@ -1017,6 +1015,10 @@ def _safe_path(path: str) -> str:
         event = "*"
     rest = _PATH_KEY.sub(lambda m: m.group(0) if _SAFE_KEY.fullmatch(m.group(1)) else ".*", rest)
     return f"{event}:${rest}" if sep else rest
+
+
+#: A span of text a whole-document pass found: (start, end, kind, ...).
+_Span = tuple[Any, ...]
 
 
 def _written_to_value(value: str, at: int) -> Callable[[int, int], tuple[int, int]]:
