@@ -2,8 +2,8 @@
 
 A loopback upstream (uvicorn on 127.0.0.1) answers with new values the call never sent
 — one of each built-in kind withheld at ``sensitive`` — in one answer field at a time,
-written plain, percent-encoded, base64, as HTML entities or ``\\u`` escapes, with "+" for
-its spaces or its digits spelled out one by one, or in forms
+written plain, percent-encoded, base64, hex, base32, as HTML entities or ``\\u``
+escapes, with "+" for its spaces or its digits spelled out one by one, or in forms
 the detectors fold (full-width or Arabic-Indic digits, zero-width characters inside,
 no-break spaces or tabs between groups), and streamed whole in one event, split in the
 middle of each value, or one character per event (and as a whole JSON answer). It also
@@ -70,6 +70,8 @@ FORMS = (
     "arabic_digits",
     "plus_spaces",
     "spelled_out",
+    "hex",
+    "base32",
 )
 MODES = ("one_event", "split", "per_char", "whole")
 CHAT_FIELDS = ("content", "refusal", "tool_arguments", "reasoning_content", "content_part")
@@ -97,6 +99,10 @@ def encode(value: str, form: str) -> str:
         return value.replace(" ", "\t")
     if form == "arabic_digits":
         return "".join(chr(0x0660 + int(ch)) if ch.isdigit() else ch for ch in value)
+    if form == "hex":
+        return value.encode().hex()
+    if form == "base32":
+        return base64.b32encode(value.encode()).decode()
     if form == "plus_spaces":  # a form-encoded space, as in a URL's query
         return value.replace(" ", "+")
     if form == "spelled_out" and value.replace("+", "").replace("-", "").replace(" ", "").isdigit():

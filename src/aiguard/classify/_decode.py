@@ -3,8 +3,9 @@
 Percent-encoding (``jane%40example.com``), HTML entities (``jane&#64;example.com``),
 ``\\u`` / ``\\x`` escapes written out as text, the JSON escapes that can sit inside or
 between a value's characters (``\\\\``, ``\\/``, ``\\t``; in a tool call's JSON
-arguments a model's ``\\u0034`` arrives as ``\\\\u0034``), and base64 runs are decoded
-into one view of the text, with each decoded unit mapped back to the characters it
+arguments a model's ``\\u0034`` arrives as ``\\\\u0034``), and base64 runs (UTF-8 or
+UTF-16 text), or where a run is not base64 text, hex (``3037382d...``) and base32, are
+decoded into one view of the text, with each decoded unit mapped back to the characters it
 came from. So are three ways people and models write a value so that it no longer
 looks like one:
 
@@ -31,6 +32,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import codecs
 import html
 import re
 from bisect import bisect_right
@@ -59,7 +61,7 @@ _ESC_PART = re.compile(r"\\(?:u([0-9A-Fa-f]{4})|x([0-9A-Fa-f]{2})|([\\/t]))")
 _ESC_CHAR = {"\\": "\\", "/": "/", "t": "\t"}
 # A base64 run alone, its edges checked by hand: a pattern that starts with a lookbehind
 # is tried at every position of the text, one that starts with a class is not.
-_B64_RUN = re.compile(rf"[A-Za-z0-9+/_-]{{{_B64_MIN},}}={{0,2}}")
+_B64_RUN = re.compile(rf"[A-Za-z0-9+/_-]{{{_B64_MIN},}}={{0,6}}")
 _B64_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/_-"
 _B64_EDGE = frozenset(_B64_ALPHABET.decode() + "=")
 _ASCII_ALNUM = frozenset("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
@@ -67,6 +69,13 @@ _ASCII_ALNUM = frozenset("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqr
 # the first run long enough is then a substring search (memmem), not a regex scan.
 _B64_MASK = bytes(ord("a") if c in _B64_ALPHABET else ord(" ") for c in range(256))
 _B64_MIN_RUN = b"a" * _B64_MIN
+# A base64 run that is hex (two digits a byte, at least the `_B64_MIN` shortest value's
+# nine bytes) or base32 (up to six "=" of padding, which is why a run takes as many).
+_HEX_RUN = re.compile(r"(?:0[xX])?((?:[0-9A-Fa-f]{2}){9,})")
+_B32_RUN = re.compile(r"[A-Z2-7]{15,}")
+_BOMS = (codecs.BOM_UTF8, codecs.BOM_UTF16_LE)
+# The lengths, modulo eight, that whole bytes give in base32 without its padding.
+_B32_LENGTHS = frozenset({0, 2, 4, 5, 7})
 # Words and digit groups joined by "+" (a form-encoded space). Found from each "+" by
 # hand: a pattern that starts with a class is tried at every character of the text.
 _PLUS_IN_RUN = re.compile(r"(?<=[A-Za-z0-9])\+(?=[A-Za-z0-9])")
@@ -156,10 +165,40 @@ def _b64(unit: str) -> str | None:
             raw = base64.urlsafe_b64decode(padded)
         else:
             raw = base64.b64decode(padded, validate=True)
-        text = raw.decode("utf-8")
     except (binascii.Error, ValueError):
         return None
+    return _bytes_as_text(raw)
+
+
+def _bytes_as_text(raw: bytes) -> str | None:
+    """``raw`` as printable text: UTF-8, or UTF-16 little-endian when every second byte
+    is zero (what PowerShell's ``-EncodedCommand`` and Windows tools base64); a byte-order
+    mark is left out."""
+    if raw.startswith(_BOMS):
+        raw = raw[3:] if raw.startswith(codecs.BOM_UTF8) else raw[2:]
+    try:
+        text = raw.decode("utf-8")
+        if _printable(text):
+            return text
+    except UnicodeDecodeError:
+        pass
+    if len(raw) % 2 or raw[1::2].strip(b"\0"):
+        return None
+    text = raw.decode("utf-16-le")
     return text if _printable(text) else None
+
+
+def _hex_or_b32(unit: str) -> str | None:
+    """A run that base64 does not read as text, read as hex (``3037382d...``, with or
+    without ``0x``) or as base32 (``GA3TQLJQ...``); None when neither gives text."""
+    hex_match = _HEX_RUN.fullmatch(unit)
+    if hex_match is not None:
+        return _bytes_as_text(bytes.fromhex(hex_match.group(1)))
+    body = unit.rstrip("=")
+    if _B32_RUN.fullmatch(body) is not None and len(body) % 8 in _B32_LENGTHS:
+        # Padding as an encoder writes it, or none (which b32decode does not accept).
+        return _bytes_as_text(base64.b32decode(body + "=" * (-len(body) % 8)))
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,8 +257,8 @@ def _units(text: str) -> list[tuple[int, int, str]]:
 
 
 def _b64_units(text: str) -> list[tuple[int, int, str]]:
-    """Base64 runs: at least `_B64_MIN` characters of the alphabet, up to two ``=``, with
-    neither the alphabet nor ``=`` on either side."""
+    """Base64 runs: at least `_B64_MIN` characters of the alphabet, up to six ``=``
+    (base32 pads so), with neither the alphabet nor ``=`` on either side."""
     n = len(text)
     units = []
     if not text.isascii():
@@ -359,6 +398,8 @@ def _decode_once(text: str) -> Decoded | None:
                 in_place = True
             elif decoded is None and "-" in unit and _SPELLED_WITH_DASHES.fullmatch(unit):
                 decoded = unit.replace("-", "")  # "4-1-1-1-...": spelled out with dashes
+            elif decoded is None:
+                decoded = _hex_or_b32(unit)
         if not decoded:
             continue
         if start > cursor:
