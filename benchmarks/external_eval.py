@@ -19,11 +19,25 @@ detectors do not look for them. Per kind:
   them, so they are neither right nor wrong here (read them).
 
 The scores are for aiguard.detect() with the default detectors, on each text as it is.
+
+    python benchmarks/external_eval.py --presidio-tests DIR [--json]
+
+scores the recognizer unit tests of Presidio's analyzer instead (DIR is
+``presidio-analyzer/tests`` of a checkout of github.com/microsoft/presidio): every
+``pytest.mark.parametrize`` row with a text, an expected count and expected positions,
+read with ``ast`` (not run). Per Presidio entity that names an aiguard kind: positives
+(values the test expects Presidio to report at a score of 0.5 or more), weak positives
+(values it reports only below 0.5, which Presidio drops without a context word), and
+negatives (texts where the test expects no finding). Presidio's tests encode Presidio's
+choices: a weak positive aiguard leaves alone (a bare nine-digit number) can be a
+choice, not a miss, and so can a "negative" aiguard finds (a card number that fails
+Luhn next to the word "card"). Read the listed cases.
 """
 
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 import sys
 from collections import Counter
@@ -115,11 +129,188 @@ def _fmt(value: float | None) -> str:
     return "-" if value is None else f"{value:.3f}"
 
 
+#: Presidio recognizer-test entities -> aiguard kind (passports of every country: one kind).
+TEST_KINDS = {
+    **KINDS,
+    "US_ITIN": "us_itin",
+    "UK_NINO": "uk_nino",
+    "UK_NHS": "uk_nhs",
+    "ES_NIF": "es_dni",
+    "ES_NIE": "es_nie",
+    "IT_FISCAL_CODE": "it_codice_fiscale",
+    "IN_PAN": "in_pan",
+    "IN_AADHAAR": "in_aadhaar",
+    "ABA_ROUTING_NUMBER": "aba_routing",
+    "MAC_ADDRESS": "mac_address",
+    "SWIFT_CODE": "swift_bic",
+    "DE_TAX_ID": "de_tax_id",
+    "US_PASSPORT": "passport",
+    "UK_PASSPORT": "passport",
+    "ES_PASSPORT": "passport",
+    "DE_PASSPORT": "passport",
+    "IN_PASSPORT": "passport",
+    "IT_PASSPORT": "passport",
+    "FR_PASSPORT_NUMBER": "passport",
+}
+_TEXT_ARGS = ("text", "iban")
+_POSITION_ARGS = ("expected_positions", "expected_res", "expected_position")
+_SCORE_ARGS = ("expected_score_ranges", "expected_score", "expected_scores", "score", "max_score")
+
+
+def _literal(node: ast.AST, names: dict[str, ast.AST]) -> Any:
+    """A parametrize row's value: literals, names bound to literals, f-strings without
+    placeholders, and "+" / "*" / unary minus between them."""
+    if isinstance(node, ast.Name) and node.id in names:
+        return _literal(names[node.id], names)
+    if isinstance(node, (ast.Tuple, ast.List)):
+        return [_literal(e, names) for e in node.elts]
+    if isinstance(node, ast.JoinedStr) and all(isinstance(v, ast.Constant) for v in node.values):
+        return "".join(str(v.value) for v in node.values if isinstance(v, ast.Constant))
+    if isinstance(node, ast.BinOp) and isinstance(node.op, (ast.Add, ast.Mult)):
+        left, right = _literal(node.left, names), _literal(node.right, names)
+        return left + right if isinstance(node.op, ast.Add) else left * right
+    return ast.literal_eval(node)
+
+
+def _entity_of(tree: ast.Module, names: dict[str, ast.AST]) -> str | None:
+    """What the file's ``entities`` fixture returns (its recognizer's entity)."""
+    for stmt in tree.body:
+        if isinstance(stmt, ast.FunctionDef) and stmt.name == "entities":
+            for sub in ast.walk(stmt):
+                if isinstance(sub, ast.Return) and sub.value is not None:
+                    value = _literal(sub.value, names)
+                    return str(value[0]) if value else None
+    return None
+
+
+def _top_score(value: Any) -> float | None:
+    """The highest score a test row accepts (None when it names none)."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, list):
+        scores = [_top_score(v) for v in value]
+        known = [s for s in scores if s is not None]
+        return max(known) if known else None
+    return None
+
+
+def load_presidio_tests(directory: Path) -> list[dict[str, Any]]:
+    """The parametrized detection cases of ``test_*_recognizer.py`` in ``directory``:
+    ``{"entity", "text", "spans", "weak"}`` (``spans`` empty for a negative)."""
+    cases = []
+    for path in sorted(directory.glob("test_*_recognizer.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        names = {
+            s.targets[0].id: s.value
+            for s in tree.body
+            if isinstance(s, ast.Assign)
+            and len(s.targets) == 1
+            and isinstance(s.targets[0], ast.Name)
+        }
+        fixture_entity = _entity_of(tree, names)
+        for fn in ast.walk(tree):
+            if not isinstance(fn, ast.FunctionDef):
+                continue
+            for dec in fn.decorator_list:
+                if not (
+                    isinstance(dec, ast.Call)
+                    and isinstance(dec.func, ast.Attribute)
+                    and dec.func.attr == "parametrize"
+                    and len(dec.args) >= 2
+                ):
+                    continue
+                argnames = _literal(dec.args[0], names)
+                if isinstance(argnames, str):
+                    argnames = [a.strip() for a in argnames.split(",")]
+                text_arg = next((a for a in _TEXT_ARGS if a in argnames), None)
+                position_arg = next((a for a in _POSITION_ARGS if a in argnames), None)
+                if text_arg is None or position_arg is None or "expected_len" not in argnames:
+                    continue  # a validator's test, not a detection test
+                score_arg = next((a for a in _SCORE_ARGS if a in argnames), None)
+                for row in _literal(dec.args[1], names):
+                    case = dict(zip(argnames, row, strict=True))
+                    entities = case.get("entities") or [fixture_entity]
+                    positions = case[position_arg] or []
+                    if position_arg == "expected_position" and positions:
+                        positions = [positions]
+                    if case["expected_len"] == 0:
+                        positions = []
+                    elif len(positions) != case["expected_len"]:
+                        continue  # a count without its positions: nothing to score
+                    top = _top_score(case[score_arg]) if score_arg else None
+                    cases.append(
+                        {
+                            "entity": entities[0],
+                            "text": case[text_arg],
+                            "spans": [tuple(p) for p in positions],
+                            "weak": top is not None and top < 0.5,
+                        }
+                    )
+    return cases
+
+
+def score_presidio_tests(cases: list[dict[str, Any]]) -> dict[str, Any]:
+    table: dict[str, Counter[str]] = {}
+    listed: list[tuple[str, str, str, list[tuple[str, str]]]] = []
+    for case in cases:
+        kind = TEST_KINDS.get(case["entity"])
+        if kind is None:
+            continue
+        text = case["text"]
+        findings = aiguard.detect(text)
+        same = [f for f in findings if f.kind == kind]
+        row = table.setdefault(case["entity"], Counter())
+        shown = [(f.kind, text[f.start : f.end]) for f in findings]
+        if not case["spans"]:
+            row["negatives"] += 1
+            if same:
+                row["negatives_found"] += 1
+                listed.append(("found, expected none", case["entity"], text, shown))
+            continue
+        group = "weak" if case["weak"] else "positives"
+        for start, end in case["spans"]:
+            row[group] += 1
+            if any(f.start < end and start < f.end for f in same):
+                row[f"{group}_found"] += 1
+            else:
+                listed.append((f"missed ({group})", case["entity"], text[start:end], shown))
+    return {"entities": {k: dict(v) for k, v in sorted(table.items())}, "listed": listed}
+
+
+def main_presidio_tests(directory: Path, as_json: bool) -> int:
+    result = score_presidio_tests(load_presidio_tests(directory))
+    out = sys.stderr if as_json else sys.stdout
+    print(f"Presidio recognizer tests in {directory}", file=out)
+    print("| entity | positives found | weak found | negatives found |", file=out)
+    print("| --- | ---: | ---: | ---: |", file=out)
+    for entity, row in result["entities"].items():
+        cells = [
+            f"{row.get(g + '_found', 0)}/{row[g]}" if row.get(g) else "-"
+            for g in ("positives", "weak", "negatives")
+        ]
+        print(f"| {entity} | {' | '.join(cells)} |", file=out)
+    for why, entity, value, shown in result["listed"]:
+        print(f"  {why}: {entity} {value!r} (aiguard: {shown})", file=out)
+    if as_json:
+        print(json.dumps(result["entities"]))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("files", nargs="+", type=Path)
+    parser.add_argument("files", nargs="*", type=Path)
+    parser.add_argument(
+        "--presidio-tests",
+        type=Path,
+        metavar="DIR",
+        help="score Presidio's recognizer tests (presidio-analyzer/tests of a checkout)",
+    )
     parser.add_argument("--json", action="store_true", help="figures as JSON on stdout")
     args = parser.parse_args(argv)
+    if args.presidio_tests is not None:
+        return main_presidio_tests(args.presidio_tests, args.json)
+    if not args.files:
+        parser.error("give evaluation files, or --presidio-tests DIR")
     records = [record for path in args.files for record in load(path)]
     result = score(records)
     out = sys.stderr if args.json else sys.stdout

@@ -43,6 +43,7 @@ EXAMPLES = [
     ("iban", "IBAN DE89 3704 0044 0532 0130 00 thanks", "DE89 3704 0044 0532 0130 00"),
     ("iban", "to GB82 WEST 1234 5698 7654 32.", "GB82 WEST 1234 5698 7654 32"),
     ("iban", "NL91ABNA0417164300", "NL91ABNA0417164300"),
+    ("iban", "wire to DE89-3704-0044-0532-0130-00.", "DE89-3704-0044-0532-0130-00"),
     ("aba_routing", "routing number 011000015", "011000015"),
     ("swift_bic", "BIC: DEUTDEFF500", "DEUTDEFF500"),
     ("us_ssn", "SSN 078-05-1121 on file", "078-05-1121"),
@@ -55,18 +56,24 @@ EXAMPLES = [
     ("passport", "passport C01X00T47 exp 2031", "C01X00T47"),
     ("passport", "Passport number: 123456789.", "123456789"),
     ("passport", '{"passport_no": "12AB34567"}', "12AB34567"),
+    ("passport", "ZX4481907 is my passport number", "ZX4481907"),
+    ("passport", "QR7719024 es mi número de pasaporte", "QR7719024"),
     ("de_tax_id", "Steuer-ID 36574261809", "36574261809"),
     ("fr_nir", "NIR 2 95 10 99 126 111 93", "2 95 10 99 126 111 93"),
     ("es_dni", "DNI 12345678Z", "12345678Z"),
+    ("es_dni", "con DNI 12345678-Z.", "12345678-Z"),
     ("es_nie", "NIE X1234567L", "X1234567L"),
+    ("es_nie", "extranjero Y7654321-G", "Y7654321-G"),
     ("it_codice_fiscale", "CF RSSMRA85T10A562S", "RSSMRA85T10A562S"),
     ("nl_bsn", "BSN 111222333", "111222333"),
     ("in_aadhaar", "aadhaar 2341 2341 2346", "2341 2341 2346"),
     ("in_pan", "PAN ABCPE1234F", "ABCPE1234F"),
     ("ip_address", "from 192.168.0.1 and", "192.168.0.1"),
+    ("ip_address", "allow 203.0.113.7/32 only", "203.0.113.7"),
     ("ip_address", "v6 2001:db8::8a2e:370:7334 up", "2001:db8::8a2e:370:7334"),
     ("mac_address", "mac 00:1A:2B:3C:4D:5E", "00:1A:2B:3C:4D:5E"),
     ("mac_address", "mac 00-1A-2B-3C-4D-5E", "00-1A-2B-3C-4D-5E"),
+    ("mac_address", "interface 001b.54c2.9a7f is up", "001b.54c2.9a7f"),
     ("aws_access_key", "key AKIAIOSFODNN7EXAMPLE here", "AKIAIOSFODNN7EXAMPLE"),
     (
         "aws_secret_key",
@@ -179,7 +186,22 @@ DISTRACTORS = [
     # "age" ends a sentence, and the number after it is part of a code (found by the
     # corpus of benchmarks/detect.py).
     "the computer age. 1ZJ827Y26033278242, and age 1ZJ82",
+    # Broadcast and all-zero hardware addresses name no device; dotted numbers that are
+    # not three groups of four (versions, an address's prefix length out of range).
+    "to ff:ff:ff:ff:ff:ff or 00-00-00-00-00-00 or FFFF.FFFF.FFFF",
+    "build 2024.0512.1130.7 and 1.2.3.4/33 and 10.0.0.0/123",
+    "numbers 12345678-A and 1234567-B and 123456789-C in a list",
 ]
+
+
+def test_a_list_of_passport_numbers_is_found_whole_and_ends_where_the_list_does() -> None:
+    """Each number of a list after a plural label; what follows the list is not taken."""
+    text = "Passports: C01X00T47, ZX4481907 and QR7719024; then 2 days and RT12345678 later"
+    found = [text[f.start : f.end] for f in detect(text) if f.kind == "passport"]
+    assert found == ["C01X00T47", "ZX4481907", "QR7719024"]
+    # A word of another length after "and" ends the list.
+    text = "passport C01X00T47 and address12345 on file"
+    assert [text[f.start : f.end] for f in detect(text)] == ["C01X00T47"]
 
 
 class TestEvidence:
@@ -481,3 +503,107 @@ def test_a_private_key_is_found_whole_after_headers_and_stray_begin_lines(
 ) -> None:
     found = [text[f.start : f.end] for f in detect(text) if f.kind == "private_key"]
     assert found == [key]
+
+
+_prose = st.text(alphabet="abcdefgh xyz,;:!?()", max_size=20).map(lambda s: f"{s} ")
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    before=_prose,
+    after=_prose.map(lambda s: f" {s}"),
+    octets=st.lists(st.integers(0, 255), min_size=4, max_size=4),
+    prefix=st.integers(0, 32),
+)
+def test_an_address_with_its_prefix_length_is_found_over_the_address(
+    before: str, after: str, octets: list[int], prefix: int
+) -> None:
+    address = ".".join(map(str, octets))
+    text = f"{before}{address}/{prefix}{after}"
+    found = [(f.start, f.end) for f in detect(text) if f.kind == "ip_address"]
+    start = len(before)
+    assert found == [(start, start + len(address))], text
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    before=_prose,
+    after=_prose.map(lambda s: f" {s}"),
+    raw=st.binary(min_size=6, max_size=6).filter(lambda b: b not in {b"\xff" * 6, b"\0" * 6}),
+    upper=st.booleans(),
+)
+def test_a_hardware_address_in_cisco_form_is_found(
+    before: str, after: str, raw: bytes, upper: bool
+) -> None:
+    hexed = raw.hex().upper() if upper else raw.hex()
+    written = ".".join((hexed[:4], hexed[4:8], hexed[8:]))
+    text = f"{before}{written}{after}"
+    found = [(f.start, f.end, f.kind) for f in merge_findings(detect(text))]
+    start = len(before)
+    assert (start, start + len(written), "mac_address") in found, text
+
+
+def _token(alphabet: str, size: int, seed: int) -> str:
+    import random
+
+    rng = random.Random(seed)
+    body = "".join(rng.choice(alphabet) for _ in range(size))
+    # Every provider's keys mix classes; make sure this one does.
+    return body[:-3] + "aZ7" if alphabet != "0123456789abcdef" else body[:-1] + "7"
+
+
+_ALNUM_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+_HEX_CHARS = "0123456789abcdef"
+_URLSAFE = _ALNUM_CHARS + "_-"
+PROVIDER_TOKENS = [
+    "https://discord.com/api/webhooks/112233445566778899/" + _token(_URLSAFE, 68, 1),
+    "glpat-" + _token(_URLSAFE, 20, 2),
+    "HRKU-" + _token(_URLSAFE, 60, 3),
+    "pypi-AgEIcHlwaS5vcmc" + _token(_URLSAFE, 70, 4),
+    "PMAK-" + _token(_HEX_CHARS, 24, 5) + "-" + _token(_HEX_CHARS, 34, 6),
+    "ntn_48213907731" + _token(_ALNUM_CHARS, 35, 7),
+    "secret_" + _token(_ALNUM_CHARS, 43, 8),
+    "npm_" + _token(_ALNUM_CHARS, 36, 9),
+    "hf_" + _token(_ALNUM_CHARS, 34, 10),
+    "dop_v1_" + _token(_HEX_CHARS, 64, 11),
+    "shpat_" + _token(_HEX_CHARS, 32, 12),
+    "lin_api_" + _token(_ALNUM_CHARS, 40, 13),
+    "SG." + _token(_URLSAFE, 22, 14) + "." + _token(_URLSAFE, 43, 15),
+    "ATATT3" + _token(_URLSAFE, 186, 16),
+]
+
+
+@pytest.mark.parametrize("token", PROVIDER_TOKENS, ids=lambda t: t[:8])
+@pytest.mark.parametrize("written", ["{}", 'TOKEN="{}"', "use {} for the deploy", "`{}`."])
+def test_other_providers_tokens_are_secrets(token: str, written: str) -> None:
+    """Tokens of providers without a kind of their own are found by their prefix."""
+    text = written.format(token)
+    assert [(text[f.start : f.end], f.kind) for f in merge_findings(detect(text))] == [
+        (token, "secret")
+    ]
+
+
+_KEY64 = "hQ3vR8nK2pW9xL4mT7cY1bF6gJ0sD5aZ+eU3iO8kN2rV7wX4yB1hM6qP9tC0fG5jL2nS8dA3uE7oI4kR1v/Zwq=="
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        f"DefaultEndpointsProtocol=https;AccountName=acme;AccountKey={_KEY64};EndpointSuffix=x",
+        f"<account_key>{_KEY64}</account_key>",
+        f'{{ "AccountKey", "{_KEY64}" }}',
+        f"tool.exe -storagename acme\n  -storagekey {_KEY64}\n  -container x",
+    ],
+)
+def test_a_storage_account_key_named_a_key_is_a_secret(text: str) -> None:
+    found = [(text[f.start : f.end], f.kind) for f in detect(text)]
+    assert (_KEY64, "secret") in found
+
+
+def test_a_sha512_digest_is_not_a_key() -> None:
+    """The same 88 characters, as an integrity hash or with no key named, are left."""
+    for text in (
+        f'"integrity": "sha512-{_KEY64}", "key": "x"',
+        f"checksum {_KEY64} of the release",
+    ):
+        assert [f for f in detect(text) if f.kind == "secret"] == [], text

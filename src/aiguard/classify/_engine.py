@@ -107,6 +107,14 @@ _V6_TOKEN = re.compile(r"[0-9A-Fa-f:]{2,39}(?:\.[0-9]{1,3}){0,3}")
 _MAC_COLON = re.compile(r"[0-9A-Fa-f]{2}(?::[0-9A-Fa-f]{2}){5}")
 _MAC_DASH = re.compile(r"[0-9A-Fa-f]{2}(?:-[0-9A-Fa-f]{2}){5}")
 _MAC_DASH_START = re.compile(r"[0-9A-Fa-f]{2}-[0-9A-Fa-f]{2}-")
+# Cisco's "0012.3456.789a", found from its middle group: a pattern that starts with a
+# literal is a fast search, one that starts with a class is tried at every character.
+_MAC_DOTTED_MIDDLE = re.compile(r"\.[0-9A-Fa-f]{4}\.(?=[0-9A-Fa-f]{4})")
+_HEX_DIGITS = frozenset("0123456789abcdefABCDEF")
+# Broadcast and all-zero: written in examples and configs, no device's address.
+_NO_DEVICE = frozenset({"ffffffffffff", "000000000000"})
+# An address with its prefix length ("10.0.0.0/8", "192.168.1.1/32"); the address is found.
+_IPV4_CIDR = re.compile(r"((?:[0-9]{1,3}\.){3}[0-9]{1,3})/([0-9]{1,2})")
 
 # A label that makes the number after it something else: "order #0529193", "tracking
 # number is 9433". Forwards, the pattern ends where the number starts and is searched
@@ -161,10 +169,28 @@ def _always(_: str) -> bool:
     return True
 
 
-# Secrets with a recognisable prefix: (literals that must occur, kind, regex, validator).
-_SecretRule = tuple[tuple[str, ...], str, re.Pattern[str], Callable[[str], bool]]
+def _strong_mix_or_hex(value: str) -> bool:
+    """Keys mix cases and digits, or are lower-case hex (DigitalOcean's, Shopify's)."""
+    body = value[value.rindex("_") + 1 :]
+    return _strong_mix(body) or (
+        any(c.isdigit() for c in body) and all(c in _HEX_DIGITS for c in body)
+    )
+
+
+# What every literal of a secret rule holds, looked for once per text before the rule's
+# literals are. A one-character gate is a memchr; prose seldom holds "_" or "J", so most
+# texts skip those rules for the price of one. The AWS and Google prefixes all start with
+# "A": one search for a capital A followed by one of them replaces five substring scans.
+_AWS_OR_GOOGLE_PREFIX = re.compile(r"A(?:KIA|SIA|BIA|CCA|Iza)")
+
+# Secrets with a recognisable prefix: (gate, literals that must occur, kind, regex,
+# validator). Rules that share a gate are tried after one look for it.
+_SecretRule = tuple[
+    str | re.Pattern[str], tuple[str, ...], str, re.Pattern[str], Callable[[str], bool]
+]
 _SECRETS: tuple[_SecretRule, ...] = (
     (
+        "-",
         ("-----BEGIN",),
         "private_key",
         # A body never holds five dashes, so each BEGIN's scan stops at the next dash run
@@ -177,24 +203,28 @@ _SECRETS: tuple[_SecretRule, ...] = (
         _always,
     ),
     (
+        _AWS_OR_GOOGLE_PREFIX,
         ("AKIA", "ASIA", "ABIA", "ACCA"),
         "aws_access_key",
         re.compile(r"(?:AKIA|ASIA|ABIA|ACCA)[A-Z2-7]{16}"),
         _always,
     ),
     (
+        "_",
         ("ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_"),
         "github_token",
         re.compile(r"gh[pousr]_[A-Za-z0-9]{36,255}|github_pat_[A-Za-z0-9_]{22,255}"),
         _always,
     ),
     (
+        "-",
         ("xox",),
         "slack_token",
         re.compile(r"xox[abposre]-[A-Za-z0-9-]{10,250}"),
         _always,
     ),
     (
+        "hooks.",
         ("hooks.slack.com",),
         "slack_webhook",
         re.compile(
@@ -204,49 +234,93 @@ _SECRETS: tuple[_SecretRule, ...] = (
         _always,
     ),
     (
+        "-",
         ("sk-ant-",),
         "anthropic_key",
         re.compile(r"sk-ant-[A-Za-z0-9]{2,12}-[A-Za-z0-9_-]{32,255}"),
         _always,
     ),
     (
+        "-",
         ("sk-",),
         "openai_key",
         re.compile(r"sk-(?!ant-)(?:proj-|svcacct-|admin-)?[A-Za-z0-9_-]{20,255}"),
         _strong_mix,
     ),
     (
+        "_",
         ("sk_live_", "sk_test_", "rk_live_", "rk_test_"),
         "stripe_key",
         re.compile(r"[sr]k_(?:live|test)_[A-Za-z0-9]{16,99}"),
         _always,
     ),
-    (("AIza",), "google_api_key", re.compile(r"AIza[0-9A-Za-z_-]{35}"), _always),
     (
+        _AWS_OR_GOOGLE_PREFIX,
+        ("AIza",),
+        "google_api_key",
+        re.compile(r"AIza[0-9A-Za-z_-]{35}"),
+        _always,
+    ),
+    (
+        "J",
         ("eyJ",),
         "jwt",
         re.compile(r"eyJ[A-Za-z0-9_-]{8,4096}\.eyJ[A-Za-z0-9_-]{4,8192}\.[A-Za-z0-9_-]{0,1024}"),
         v.jwt_valid,
     ),
+    # Other providers' tokens, by the prefix each provider documents; kind "secret".
+    (
+        "webhooks/",
+        ("discord",),
+        "secret",
+        re.compile(
+            r"https://(?:(?:ptb|canary)\.)?discord(?:app)?\.com/api/webhooks/[0-9]{17,20}/"
+            r"[A-Za-z0-9_-]{60,68}"
+        ),
+        _always,
+    ),
+    (
+        "-",
+        ("glpat-", "glrt-", "gldt-", "glptt-", "HRKU-", "pypi-", "PMAK-"),
+        "secret",
+        re.compile(
+            r"gl(?:pat|rt|dt|ptt)-[A-Za-z0-9_-]{20,255}(?:\.[0-9a-z]{2}\.[0-9a-z]{9})?"
+            r"|HRKU-[A-Za-z0-9_-]{60}|pypi-AgEIcHlwaS5vcmc[A-Za-z0-9_-]{50,1000}"
+            r"|PMAK-[a-f0-9]{24}-[a-f0-9]{34}"
+        ),
+        _always,
+    ),
+    (
+        "_",
+        (
+            "ntn_",
+            "secret_",
+            "npm_",
+            "hf_",
+            "_v1_",
+            "shpat_",
+            "shpca_",
+            "shppa_",
+            "shpss_",
+            "lin_api_",
+        ),
+        "secret",
+        re.compile(
+            r"ntn_[0-9]{11}[A-Za-z0-9]{35}|secret_[A-Za-z0-9]{43}|npm_[A-Za-z0-9]{36}"
+            r"|hf_[A-Za-z0-9]{34}|do[opr]_v1_[a-f0-9]{64}|shp(?:at|ca|pa|ss)_[a-fA-F0-9]{32}"
+            r"|lin_api_[A-Za-z0-9]{40}"
+        ),
+        _strong_mix_or_hex,
+    ),
+    ("SG.", ("SG.",), "secret", re.compile(r"SG\.[A-Za-z0-9_-]{22}\.[A-Za-z0-9_-]{43}"), _always),
+    (
+        "TT3",
+        ("ATATT3", "ATCTT3"),
+        "secret",
+        re.compile(r"AT[AC]TT3[A-Za-z0-9_=-]{24,255}"),
+        _strong_mix,
+    ),
 )
-
-# What every literal of a secret rule holds, looked for once per text before the rule's
-# literals are. A one-character gate is a memchr; prose seldom holds "_" or "J", so most
-# texts skip those rules for the price of one. The AWS and Google prefixes all start with
-# "A": one search for a capital A followed by one of them replaces five substring scans.
-_AWS_OR_GOOGLE_PREFIX = re.compile(r"A(?:KIA|SIA|BIA|CCA|Iza)")
-_SECRET_GATES: dict[str, str | re.Pattern[str]] = {
-    "private_key": "-",
-    "aws_access_key": _AWS_OR_GOOGLE_PREFIX,
-    "github_token": "_",
-    "slack_token": "-",
-    "slack_webhook": "hooks.",
-    "anthropic_key": "-",
-    "openai_key": "-",
-    "stripe_key": "_",
-    "google_api_key": _AWS_OR_GOOGLE_PREFIX,
-    "jwt": "J",
-}
 
 # Generic assignments: a key that names a secret, then = or :, then the value.
 # The key is looked for just before each '=' or ':', so text without them costs nothing.
@@ -280,6 +354,13 @@ _PLACEHOLDER = re.compile(
     re.IGNORECASE,
 )
 _AWS_SECRET = re.compile(r"[A-Za-z0-9/+]{40}\Z")
+# 64 bytes in base64: 86 characters before "==".
+_KEY64_BODY = 86
+_KEY64 = re.compile(r"[A-Za-z0-9+/]{86}")
+_B64_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/")
+_B64_EDGE_AFTER = _B64_CHARS | {"="}
+# "AccountKey=", "<account_key>", "-storagekey ", '"SharedAccessKey": ' ...
+_KEY_NAMED = re.compile(r"(?i:key)(?![a-z])")
 
 _BIC = re.compile(
     r"(?<![A-Za-z0-9])(?:bic|swift)(?:[ /_-]?code)?"
@@ -306,12 +387,24 @@ _DOB = re.compile(
 # least (US and UK numbers are nine digits, most others a letter or two and digits:
 # "C01X00T47", "12AB34567", "A1234567"). No check digit exists outside the machine-
 # readable zone, so the label is what makes it one; the first word after it is read.
-_PASSPORT_WORDS = ("passport", "reisepass", "passeport", "pasaporte", "passaporto", "paspoort")
+_PASSPORT_WORDS = ("passport", "reisepass", "passeport", "pasaporte", "passaport", "paspoort")
 _PASSPORT = re.compile(
-    r"(?i:passport|reisepass|passeport|pasaporte|passaporto|paspoort)"
+    r"(?i:passports?|reisepass|passeports?|pasaportes?|passaport[oi]|paspoorten?)"
     r"(?i:[ \t_-]*(?:no\.?|number|num|nr\.?|nummer|numéro|numero|número|#))?"
     r"(?i:[ \t]+(?:is|was|ist|est|es|è))?"
     f"{_GAP_IN_SENTENCE}([A-Za-z0-9]{{6,9}})(?![A-Za-z0-9])"
+)
+# More numbers listed after the first: "Passports: C01X00T41 and F2N3P4M53".
+_PASSPORT_MORE = re.compile(
+    r"[ \t]*(?:,|;|/|&|(?i:and|or|und|oder|et|ou|y|o|e|en|of))[ \t]+([A-Za-z0-9]{6,9})"
+    r"(?![A-Za-z0-9])"
+)
+# The number named before the word: "A12803456 is my passport", "AAA123456 es mi número
+# de pasaporte" (matched against the characters before the word, to their end).
+_PASSPORT_NAMED_BEFORE = re.compile(
+    r"(?<![A-Za-z0-9])([A-Za-z0-9]{6,9})[ \t]+(?i:is|was|es|est|ist|è)[ \t]+"
+    r"(?i:(?:my|mi|mon|ma|mein|meine|il[ \t]+mio|the|our|his|her|their|su|son|sa)[ \t]+)?"
+    r"(?i:(?:número|numero|numéro|nummer)[ \t]+(?:de[ \t]+|di[ \t]+|del[ \t]+|des[ \t]+)?)?\Z"
 )
 # Not across a sentence's end ("the computer age. 1Z..."), and not a number glued to a
 # word ("age 1ZJ827..." is a code); "30y", "30yo", "30yrs" are ages.
@@ -335,6 +428,7 @@ class BuiltinDetector:
     """
 
     __slots__ = (
+        "_dash_check_letter",
         "_ids_by_length",
         "_kinds",
         "_letter_ids",
@@ -390,6 +484,11 @@ class BuiltinDetector:
                     by_length.setdefault(length, []).append(spec)
         self._ids_by_length = {k: tuple(s) for k, s in by_length.items()}
         self._letter_ids = {k: tuple(s) for k, s in letter_ids.items()}
+        # Ids whose shape lets a dash stand before their check letter ("55555555-K"):
+        # only then is a letter glued to a number by a dash read as part of it.
+        self._dash_check_letter = any(
+            spec.kind in wanted and spec.shape.endswith("-?[A-Z]") for spec in specs
+        )
         regions: list[str] = []
         words: list[str] = list(_PHONE_CONTEXT)
         for pack in packs:
@@ -406,11 +505,11 @@ class BuiltinDetector:
         self._phone_re = re.compile(rf"(?<![a-z0-9])(?:{alternation})(?![a-z0-9])")
         strong = "|".join(re.escape(w) for w in words if w not in _PHONE_WEAK_WORDS)
         self._phone_evidence = re.compile(rf"(?<![a-z0-9])(?:{strong})(?![a-z0-9])")
-        self._secrets = tuple(rule for rule in _SECRETS if rule[1] in wanted)
-        self._secret_literals = tuple(lit for rule in self._secrets for lit in rule[0])
+        self._secrets = tuple(rule for rule in _SECRETS if rule[2] in wanted)
+        self._secret_literals = tuple(lit for rule in self._secrets for lit in rule[1])
         groups: dict[str | re.Pattern[str], list[_SecretRule]] = {}
         for rule in self._secrets:
-            groups.setdefault(_SECRET_GATES[rule[1]], []).append(rule)
+            groups.setdefault(rule[0], []).append(rule)
         self._secret_groups = tuple((gate, tuple(rules)) for gate, rules in groups.items())
         self.name = name
 
@@ -439,15 +538,21 @@ class BuiltinDetector:
             self._scan_at(t, raw)
         if self._secret_groups:
             self._scan_secrets(t, raw)
+        if "==" in t and "secret" in kinds:
+            self._account_keys(t, raw)
         if ":" in t and ("ip_address" in kinds or "mac_address" in kinds):
             self._scan_colons(t, raw)
         if "mac_address" in kinds and t.count("-") >= 5:
             for m in _MAC_DASH.finditer(t):
                 s, e = m.span()
-                if _bounded_or_emphasis(t, s, e) and not (
-                    (s and t[s - 1] == "-") or (e < len(t) and t[e] == "-")
+                if (
+                    _bounded_or_emphasis(t, s, e)
+                    and not ((s and t[s - 1] == "-") or (e < len(t) and t[e] == "-"))
+                    and m.group().replace("-", "").lower() not in _NO_DEVICE
                 ):
                     raw.append((s, e, "mac_address", 0.9))
+        if "mac_address" in kinds and t.count(".") >= 2:
+            self._scan_dotted_macs(t, raw)
         self._scan_words(t, raw, has_digit)
         if not raw:
             return []
@@ -522,6 +627,18 @@ class BuiltinDetector:
                     pos = space + 1
                 continue
             after = t[e] if e < n else " "
+            if (
+                after == "-"
+                and self._dash_check_letter
+                and e + 1 < n
+                and t[e + 1] in _LETTER
+                and (e + 2 == n or t[e + 2] not in _WORD)
+                and 7 <= e - s <= 8
+                and t[s:e].isdigit()
+            ):
+                # "55555555-K", "Y8063915-Z": a Spanish id's check letter after a dash.
+                e += 2
+                after = t[e] if e < n else " "
             if after == "_" and (e + 1 >= n or t[e + 1] not in _ALNUM):
                 after = " "
             if after in "_@" or (
@@ -597,8 +714,10 @@ class BuiltinDetector:
         n = len(t)
         pos = ls + 4
         compact = head.upper()
+        # Groups apart by spaces, as the standard prints them, or by dashes; not both.
+        sep = t[pos] if pos < n and t[pos] in " -" else " "
         while len(compact) < length:
-            gs = pos + 1 if pos < n and t[pos] == " " else pos
+            gs = pos + 1 if pos < n and t[pos] == sep else pos
             ge = gs
             while ge < n and ge - gs < 4 and t[ge] in _ALNUM:
                 ge += 1
@@ -674,6 +793,17 @@ class BuiltinDetector:
         if "." in token and _IPV4.fullmatch(token) is not None:
             if "ip_address" in self._kinds and v.ip_valid(token) and not _version_like(t, start):
                 raw.append((start, end, "ip_address", 0.9))
+                return True
+            return False
+        if "/" in token and (cidr := _IPV4_CIDR.fullmatch(token)) is not None:
+            address = cidr.group(1)
+            if (
+                "ip_address" in self._kinds
+                and int(cidr.group(2)) <= 32
+                and v.ip_valid(address)
+                and not _version_like(t, start)
+            ):
+                raw.append((start, start + len(address), "ip_address", 0.9))
                 return True
             return False
         specs = self._ids_by_length.get(compact_len)
@@ -851,11 +981,30 @@ class BuiltinDetector:
         for gate, rules in self._secret_groups:
             if not (gate in t if isinstance(gate, str) else gate.search(t) is not None):
                 continue
-            for literals, kind, regex, validate in rules:
+            for _gate, literals, kind, regex, validate in rules:
                 for literal in literals:
                     if literal in t:
                         self._scan_secret(t, kind, regex, validate, raw)
                         break
+
+    def _account_keys(self, t: str, raw: list[Raw]) -> None:
+        """Keys of 64 random bytes in base64 (Azure storage account keys, shared access
+        keys), wherever a word ending in "key" names them within a line or two before:
+        a connection string, XML, a dictionary, a command line. A SHA-512 digest has the
+        same shape; it is not named a key, and an integrity field's "sha512-" is left."""
+        end = t.find("==")
+        while end != -1:
+            start = end - _KEY64_BODY
+            if (
+                start >= 0
+                and (start == 0 or t[start - 1] not in _B64_CHARS)
+                and (end + 2 == len(t) or t[end + 2] not in _B64_EDGE_AFTER)
+                and _KEY64.fullmatch(t, start, end) is not None
+                and _KEY_NAMED.search(t, max(0, start - 120), start) is not None
+                and not t.endswith("sha512-", 0, start)
+            ):
+                raw.append((start, end + 2, "secret", 0.9))
+            end = t.find("==", end + 2)
 
     def _scan_secret(
         self,
@@ -901,9 +1050,25 @@ class BuiltinDetector:
                         self._hex_colon_token(token, s, e, raw)
             i = t.find(":", nxt_from)
 
+    def _scan_dotted_macs(self, t: str, raw: list[Raw]) -> None:
+        """Cisco's dotted form, three groups of four hex digits ("0012.3456.789a")."""
+        for m in _MAC_DOTTED_MIDDLE.finditer(t):
+            s, e = m.start() - 4, m.end() + 4
+            if s < 0 or not all(c in _HEX_DIGITS for c in t[s : m.start()]):
+                continue
+            compact = (t[s : m.start()] + t[m.start() + 1 : m.end() - 1] + t[m.end() : e]).lower()
+            if (
+                _bounded(t, s, e, _WORD)
+                and (s == 0 or t[s - 1] != ".")
+                and (e == len(t) or t[e] != "." or not t[e + 1 : e + 2].isalnum())
+                and compact not in _NO_DEVICE
+            ):
+                raw.append((s, e, "mac_address", 0.9))
+
     def _hex_colon_token(self, token: str, s: int, e: int, raw: list[Raw]) -> None:
         if _MAC_COLON.fullmatch(token) is not None:
-            raw.append((s, e, "mac_address", 0.95))
+            if token.replace(":", "").lower() not in _NO_DEVICE:
+                raw.append((s, e, "mac_address", 0.95))
             return
         if token.count(":") < 2 or sum(c not in ":." for c in token) < 3:
             return
@@ -916,12 +1081,21 @@ class BuiltinDetector:
         for i in _occurrences(lower, ((word, lower.find(word)) for word in _PASSPORT_WORDS)):
             if i and lower[i - 1].isalnum():
                 continue  # inside a word
+            before = _PASSPORT_NAMED_BEFORE.search(t, max(0, i - 48), i)
+            if before is not None and sum(c.isdigit() for c in before.group(1)) >= 2:
+                raw.append((before.start(1), before.end(1), "passport", 0.9))
             m = _PASSPORT.match(t, i)
-            if m is None:
+            if m is None or sum(c.isdigit() for c in m.group(1)) < 2:
                 continue
-            number = m.group(1)
-            if sum(c.isdigit() for c in number) >= 2:
-                raw.append((m.start(1), m.end(1), "passport", 0.9))
+            raw.append((m.start(1), m.end(1), "passport", 0.9))
+            # The numbers listed after it are of its length ("... and then 2 days" ends it).
+            size = len(m.group(1))
+            more = _PASSPORT_MORE.match(t, m.end())
+            while more is not None and len(more.group(1)) == size:
+                if sum(c.isdigit() for c in more.group(1)) < 2:
+                    break
+                raw.append((more.start(1), more.end(1), "passport", 0.9))
+                more = _PASSPORT_MORE.match(t, more.end())
 
     def _scan_words(self, t: str, raw: list[Raw], has_digit: bool = True) -> None:
         kinds = self._kinds
@@ -1057,7 +1231,7 @@ class BuiltinDetector:
             return
         bare = value.rstrip("!?")
         if bare.startswith(self._secret_literals) and any(
-            rule[2].fullmatch(bare) for rule in self._secrets
+            rule[3].fullmatch(bare) for rule in self._secrets
         ):
             return  # a key with its own kind ("OPENAI_API_KEY=sk-proj-..."): reported as that
         s = m.start(1) + lead
