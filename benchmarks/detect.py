@@ -82,7 +82,7 @@ NAIVE_PATTERNS = (
     r"\b[A-Z]{5}\d{4}[A-Z]\b",  # pan
     r"\b(?:\d{1,3}\.){3}\d{1,3}\b|\b(?:[0-9a-fA-F]{1,4}:){2,7}[0-9a-fA-F]{1,4}\b",  # ip
     r"\b(?:[0-9A-Fa-f]{2}[:-]){5}[0-9A-Fa-f]{2}\b",  # mac
-    r"\b(?:AKIA|ASIA)[A-Z2-7]{16}\b",  # aws access key
+    r"\b(?:AKIA|ASIA)[A-Z0-9]{16}\b",  # aws access key
     r"aws_secret_access_key\s*[=:]\s*[A-Za-z0-9/+]{40}",  # aws secret
     r"\bgh[pousr]_[A-Za-z0-9]{36,}\b|github_pat_\w{22,}",  # github
     r"\bxox[abposre]-[A-Za-z0-9-]{10,}",  # slack token

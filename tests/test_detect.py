@@ -75,6 +75,7 @@ EXAMPLES = [
     ("mac_address", "mac 00-1A-2B-3C-4D-5E", "00-1A-2B-3C-4D-5E"),
     ("mac_address", "interface 001b.54c2.9a7f is up", "001b.54c2.9a7f"),
     ("aws_access_key", "key AKIAIOSFODNN7EXAMPLE here", "AKIAIOSFODNN7EXAMPLE"),
+    ("aws_access_key", "id: ASIAZ0R8XW91QK3BPT6N", "ASIAZ0R8XW91QK3BPT6N"),
     (
         "aws_secret_key",
         "aws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
