@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import random
 import time
 
 import pytest
@@ -545,8 +546,6 @@ def test_a_hardware_address_in_cisco_form_is_found(
 
 
 def _token(alphabet: str, size: int, seed: int) -> str:
-    import random
-
     rng = random.Random(seed)
     body = "".join(rng.choice(alphabet) for _ in range(size))
     # Every provider's keys mix classes; make sure this one does.
