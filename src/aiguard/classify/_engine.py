@@ -281,15 +281,22 @@ _SECRETS: tuple[_SecretRule, ...] = (
         ),
         _always,
     ),
+    # Gated apart from the rules gated on "-": most text holds a dash, and each of these
+    # literals would cost it a substring search.
     (
-        "-",
-        ("glpat-", "glrt-", "gldt-", "glptt-", "HRKU-", "pypi-", "PMAK-"),
+        "gl",
+        ("glpat-", "glrt-", "gldt-", "glptt-"),
         "secret",
-        re.compile(
-            r"gl(?:pat|rt|dt|ptt)-[A-Za-z0-9_-]{20,255}(?:\.[0-9a-z]{2}\.[0-9a-z]{9})?"
-            r"|HRKU-[A-Za-z0-9_-]{60}|pypi-AgEIcHlwaS5vcmc[A-Za-z0-9_-]{50,1000}"
-            r"|PMAK-[a-f0-9]{24}-[a-f0-9]{34}"
-        ),
+        re.compile(r"gl(?:pat|rt|dt|ptt)-[A-Za-z0-9_-]{20,255}(?:\.[0-9a-z]{2}\.[0-9a-z]{9})?"),
+        _always,
+    ),
+    ("HRKU-", ("HRKU-",), "secret", re.compile(r"HRKU-[A-Za-z0-9_-]{60}"), _always),
+    ("PMAK-", ("PMAK-",), "secret", re.compile(r"PMAK-[a-f0-9]{24}-[a-f0-9]{34}"), _always),
+    (
+        "pypi-",
+        ("pypi-",),
+        "secret",
+        re.compile(r"pypi-AgEIcHlwaS5vcmc[A-Za-z0-9_-]{50,1000}"),
         _always,
     ),
     (
