@@ -336,6 +336,33 @@ def passport(r: random.Random, f: Faker) -> tuple[str, str]:
     return _pick(r, "passport ", "Passport number: ", "my passport no. is "), value
 
 
+def driver_license(r: random.Random, f: Faker) -> tuple[str, str]:
+    value = r.choice(
+        [
+            r.choice(string.ascii_uppercase) + _digits(r, 7),  # California
+            _digits(r, 9),  # New York
+            r.choice(string.ascii_uppercase) + _digits(r, 12),  # Florida, Illinois
+            f"{r.choice(string.ascii_uppercase)}{_digits(r, 3)}-{_digits(r, 4)}-{_digits(r, 4)}",
+        ]
+    )
+    label = _pick(r, "driver's license ", "Driver License No: ", "driving licence number ", "DL# ")
+    return label, value
+
+
+def medical_record_number(r: random.Random, f: Faker) -> tuple[str, str]:
+    value = r.choice(
+        [_digits(r, r.randint(6, 10)), f"{_digits(r, 3)}-{_digits(r, 3)}-{_digits(r, 3)}"]
+    )
+    return _pick(r, "MRN ", "MRN: ", "medical record number ", "patient ID "), value
+
+
+def account_number(r: random.Random, f: Faker) -> tuple[str, str]:
+    value = r.choice(
+        [_digits(r, r.randint(6, 11)), f"{_digits(r, 2)}-{_digits(r, 4)}-{_digits(r, 3)}"]
+    )
+    return _pick(r, "account number ", "bank account ", "Acct # ", "Kontonummer "), value
+
+
 def age(r: random.Random, f: Faker) -> tuple[str, str]:
     n = str(r.randint(18, 95))
     return "", n  # the template adds "aged" / "years old" around it
@@ -351,7 +378,8 @@ GENERATORS: dict[str, Gen] = {
         "in_aadhaar", "in_pan", "ip_address", "mac_address", "aws_access_key",
         "aws_secret_key", "github_token", "slack_token", "slack_webhook", "openai_key",
         "anthropic_key", "stripe_key", "google_api_key", "jwt", "private_key", "password",
-        "url_credentials", "date_of_birth", "age",
+        "url_credentials", "date_of_birth", "age", "driver_license", "medical_record_number",
+        "account_number",
     }
 }  # fmt: skip
 KIND_OF = {"aba": "aba_routing", "swift": "swift_bic"}

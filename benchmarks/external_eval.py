@@ -57,6 +57,8 @@ KINDS = {
     "IBAN_CODE": "iban",
     "IBAN": "iban",
     "IP_ADDRESS": "ip_address",
+    "US_DRIVER_LICENSE": "driver_license",
+    "US_BANK_NUMBER": "account_number",
 }
 
 

@@ -311,6 +311,54 @@ def _passport(r: R) -> Piece:
     return Piece("passport", label, value)
 
 
+def _driver_license(r: R) -> Piece:
+    value = r.choice(
+        [
+            _up(r, 1) + _d(r, 7),  # California
+            _d(r, 9),  # New York
+            _up(r, 1) + _d(r, 12),  # Florida, Illinois
+            f"{_up(r, 1)}{_d(r, 3)}-{_d(r, 4)}-{_d(r, 4)}",
+            _up(r, 1) + _d(r, 3) + _up(r, 3) + _d(r, 3) + _up(r, 1),  # Germany
+        ]
+    )
+    label = r.choice(
+        [
+            "driver's license ",
+            "Driver License No: ",
+            "driving licence number ",
+            "DL# ",
+            "my drivers license is ",
+            "Führerschein-Nr. ",
+            "permis de conduire ",
+        ]
+    )
+    return Piece("driver_license", label, value)
+
+
+def _medical_record(r: R) -> Piece:
+    value = r.choice([_d(r, r.randint(6, 10)), f"{_d(r, 3)}-{_d(r, 3)}-{_d(r, 3)}"])
+    label = r.choice(
+        ["MRN ", "MRN: ", "medical record number ", "patient ID ", "Patienten-ID: ", "EHR #"]
+    )
+    return Piece("medical_record_number", label, value)
+
+
+def _account_number(r: R) -> Piece:
+    value = r.choice([_d(r, r.randint(6, 11)), f"{_d(r, 2)}-{_d(r, 4)}-{_d(r, 3)}"])
+    label = r.choice(
+        [
+            "account number ",
+            "bank account ",
+            "Acct # ",
+            "Kontonummer ",
+            "my account no. is ",
+            "numéro de compte ",
+            "número de cuenta ",
+        ]
+    )
+    return Piece("account_number", label, value)
+
+
 def _idnr(r: R) -> Piece:
     while True:
         body = str(r.randint(1, 9)) + _d(r, 9)
@@ -518,6 +566,9 @@ KINDS: dict[str, Gen] = {
     "uk_nino": _nino,
     "uk_nhs": _nhs,
     "passport": _passport,
+    "driver_license": _driver_license,
+    "medical_record_number": _medical_record,
+    "account_number": _account_number,
     "de_tax_id": _idnr,
     "fr_nir": _nir,
     "es_dni": _dni,
@@ -650,6 +701,13 @@ def _unicode_punctuation() -> tuple[str, ...]:
     return tuple(out)
 
 
+# A full stop between a label and its value ends the label's sentence ("passport.
+# 123456789" names nothing), and Unicode has full stops that fold to "." (U+2024, U+FF0E).
+_NOT_SENTENCE_END = tuple(
+    ch for ch in _unicode_punctuation() if unicodedata.normalize("NFKC", ch) not in (".", "!", "?")
+)
+
+
 _PAIRS = (
     ("(", ")"), ("[", "]"), ("{", "}"), ('"', '"'), ("'", "'"), ("«", "»"), ("“", "”"),
     ("‘", "’"), ("„", "“"), ("「", "」"), ("<", ">"), ("`", "`"), ("**", "**"), ("_", "_"),
@@ -676,7 +734,7 @@ def _wrap(r: R, label: str, value: str, kind: str, suffix: str = "") -> tuple[st
             pre, post = "", ""
     elif style == 2:  # Unicode punctuation on either side
         marks = _unicode_punctuation()
-        pre = r.choice(marks) if r.random() < 0.5 else ""
+        pre = r.choice(_NOT_SENTENCE_END if label else marks) if r.random() < 0.5 else ""
         post = r.choice(marks)
     elif style == 3:  # sentence punctuation after
         post = r.choice(_ASCII_PUNCT_SAFE + "…。、")

@@ -59,6 +59,15 @@ EXAMPLES = [
     ("passport", '{"passport_no": "12AB34567"}', "12AB34567"),
     ("passport", "ZX4481907 is my passport number", "ZX4481907"),
     ("passport", "QR7719024 es mi número de pasaporte", "QR7719024"),
+    ("driver_license", "my driver license is H12234567.", "H12234567"),
+    ("driver_license", "DL# D123-4567-8901 (exp. 2029)", "D123-4567-8901"),
+    ("driver_license", '{"drivers_license": "S99966334"}', "S99966334"),
+    ("medical_record_number", "MRN: 40021934, admitted 3/2", "40021934"),
+    ("medical_record_number", "MRN 40021934 2 visits", "40021934"),
+    ("medical_record_number", "Medical record number is 123-456-789.", "123-456-789"),
+    ("account_number", "my bank account number is 912803456", "912803456"),
+    ("account_number", "Account number: 12 3456 789 at the branch", "12 3456 789"),
+    ("account_number", "acct no. 4155550132, not a phone", "4155550132"),
     ("de_tax_id", "Steuer-ID 36574261809", "36574261809"),
     ("fr_nir", "NIR 2 95 10 99 126 111 93", "2 95 10 99 126 111 93"),
     ("es_dni", "DNI 12345678Z", "12345678Z"),
@@ -193,6 +202,11 @@ DISTRACTORS = [
     "to ff:ff:ff:ff:ff:ff or 00-00-00-00-00-00 or FFFF.FFFF.FFFF",
     "build 2024.0512.1130.7 and 1.2.3.4/33 and 10.0.0.0/123",
     "numbers 12345678-A and 1234567-B and 123456789-C in a list",
+    # "Account" alone names a customer's account, not a bank's; a label's sentence ends
+    # before the number; a licence that is not a driver's; a label with a short number.
+    "my account 12345678 was charged twice; account ACC-20417783",
+    "driver license expired. 12345678 steps later; MRN: 1234 and patient 12345678",
+    "software license number 12345678 and license key 87654321",
 ]
 
 

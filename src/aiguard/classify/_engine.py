@@ -415,6 +415,36 @@ _PASSPORT_NAMED_BEFORE = re.compile(
     r"(?i:(?:my|mi|mon|ma|mein|meine|il[ \t]+mio|the|our|his|her|their|su|son|sa)[ \t]+)?"
     r"(?i:(?:número|numero|numéro|nummer)[ \t]+(?:de[ \t]+|di[ \t]+|del[ \t]+|des[ \t]+)?)?\Z"
 )
+# Numbers no shape, checksum or issuing rule tells apart from an order or ticket number
+# (HIPAA's Safe Harbor lists all three): a driver's licence, a medical record and an
+# account number are known by the label written right before them, in the languages of
+# the built-in locale packs. Matched only at a run of digits no other kind took, against
+# the characters before it, to their end: text without such runs never runs it.
+# "Account" alone is not a label ("my account ACC-1234"); with a word for number, or a
+# bank's kind of account before it, it is.
+_LABELLED_ID = re.compile(
+    r"(?:(?P<driver_license>driv(?:er'?s?|ing)[ \t_-]*licen[cs]es?|(?<![A-Za-z0-9])DL"
+    r"|f(?:ü|ue)hrerschein|permis[ \t_-]+de[ \t_-]+conduire"
+    r"|(?:licencia|permiso|carn[eé]t?)[ \t_-]+de[ \t_-]+conducir)"
+    r"(?:[ \t_-]*(?:number|no\.?|num|nr\.?|nummer|numéro|número|#|id))?"
+    r"|(?P<medical_record_number>(?:(?:medical|health)[ \t_-]*records?"
+    r"|patient(?:en)?[ \t_-]*(?:record|chart|file|akte))"
+    r"(?:[ \t_-]*(?:number|no\.?|num|nr\.?|nummer|#|id))?"
+    r"|(?<![A-Za-z0-9])(?:MRN|EHR[ \t_-]*(?:id|no\.?|number|#))"
+    r"|patient(?:en)?[ \t_-]*(?:id|number|no\.?|nummer|#)"
+    r"|dossier[ \t_-]+(?:m[ée]dical|patient)|historia[ \t_-]+cl[ií]nica)"
+    r"|(?P<account_number>(?:(?:bank|checking|savings|current|deposit)[ \t_-]*account"
+    r"|bankkonto|compte[ \t_-]+bancaire|cuenta[ \t_-]+bancaria)"
+    r"(?:[ \t_-]*(?:number|no\.?|num|nr\.?|#))?"
+    r"|(?:account|acct\.?)[ \t_-]*(?:number|no\.?|num|nr\.?|#)"
+    r"|konto[ \t_-]*(?:nummer|nr\.?)|kontonummer"
+    r"|num[ée]ro[ \t_-]+de[ \t_-]+compte|n[uú]mero[ \t_-]+de[ \t_-]+cuenta))"
+    r"(?:[ \t]+(?:is|was|ist|est|es|è))?"
+    r"(?:[^\w.!?]|_|<[a-z]{1,5}>){0,6}\Z",
+    re.IGNORECASE,
+)
+_LABELLED_KINDS = frozenset({"driver_license", "medical_record_number", "account_number"})
+
 # Not across a sentence's end ("the computer age. 1Z..."), and not a number glued to a
 # word ("age 1ZJ827..." is a code); "30y", "30yo", "30yrs" are ages.
 _AGE_BEFORE = re.compile(
@@ -440,6 +470,7 @@ class BuiltinDetector:
         "_dash_check_letter",
         "_ids_by_length",
         "_kinds",
+        "_labelled_kinds",
         "_letter_ids",
         "_levels",
         "_phone_evidence",
@@ -475,6 +506,7 @@ class BuiltinDetector:
                     f"unknown kinds {sorted(unknown)}; built-in kinds are {sorted(known)}"
                 )
         self._kinds = frozenset(wanted)
+        self._labelled_kinds = bool(self._kinds & _LABELLED_KINDS)
         resolved = dict(DEFAULT_LEVELS)
         for spec in specs:
             resolved.setdefault(spec.kind, spec.level)
@@ -662,6 +694,8 @@ class BuiltinDetector:
                 e = last_space  # the last group is glued to something else: drop it
             if ls < s:
                 end = self._letter_id(t, ls, s, e, raw)
+                if not end and self._labelled_kinds:
+                    end = self._labelled(t, ls, e, raw)
                 if end:
                     skip_until = end
                 elif space != -1:
@@ -673,9 +707,34 @@ class BuiltinDetector:
                 continue
             if e - s <= 9 and self._spaced_nino(t, s, e, raw):
                 continue
+            if self._labelled_kinds and (end := self._labelled(t, s, e, raw)):
+                pos = skip_until = end
+                continue
             # Several values (or a value and a number) in one run: try prefixes, then suffixes.
             if " " in t[s:e]:
                 self._sub_spans(t, start, e, raw)
+
+    def _labelled(self, t: str, start: int, end: int, raw: list[Raw]) -> int:
+        """A number no other kind took, named by the label right before it: its end, or 0.
+
+        A run of space-apart groups is one number when its groups are short (a grouping,
+        "12 3456 789"); otherwise the number is its first group ("MRN 40021934 2 visits").
+        """
+        m = _LABELLED_ID.search(t, max(0, start - 48), start)
+        if m is None:
+            return 0
+        kind = m.lastgroup
+        if kind not in self._kinds:
+            return 0
+        space = t.find(" ", start, end)
+        if space - start >= 5:
+            end = space
+        value = t[start:end]
+        compact = value.replace(" ", "").replace("-", "")
+        if not 5 <= len(compact) <= 20 or sum(c.isdigit() for c in compact) < 4:
+            return 0
+        raw.append((start, end, kind, 0.9))
+        return end
 
     def _letter_id(self, t: str, ls: int, s: int, e: int, raw: list[Raw]) -> int:
         letters = s - ls
@@ -819,6 +878,9 @@ class BuiltinDetector:
         if specs and self._try_specs(t, start, end, token, specs, raw, bare):
             return True
         if "phone" in self._kinds and 7 <= compact_len <= 15:
+            # A label names the number whatever else its digits could dial: "MRN 40021934".
+            if self._labelled_kinds and token[0] not in "+(" and self._labelled(t, start, end, raw):
+                return True
             return self._phone(t, start, end, token, bare, raw)
         if "phone" in self._kinds and compact_len > 15 and _PHONE_EXTENSION.search(token):
             return self._phone(t, start, end, token, False, raw)

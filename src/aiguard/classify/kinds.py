@@ -55,12 +55,14 @@ DEFAULT_LEVELS: dict[str, Level] = {
     "iban": Level.REGULATED,
     "aba_routing": Level.INTERNAL,
     "swift_bic": Level.INTERNAL,
+    "account_number": Level.SENSITIVE,
     # government ids
     "us_ssn": Level.REGULATED,
     "us_itin": Level.REGULATED,
     "uk_nino": Level.REGULATED,
     "uk_nhs": Level.REGULATED,
     "passport": Level.REGULATED,
+    "driver_license": Level.REGULATED,
     "de_tax_id": Level.REGULATED,
     "fr_nir": Level.REGULATED,
     "es_dni": Level.REGULATED,
@@ -69,6 +71,8 @@ DEFAULT_LEVELS: dict[str, Level] = {
     "nl_bsn": Level.REGULATED,
     "in_aadhaar": Level.REGULATED,
     "in_pan": Level.REGULATED,
+    # health
+    "medical_record_number": Level.REGULATED,
     # network and device
     "ip_address": Level.SENSITIVE,
     "mac_address": Level.SENSITIVE,
