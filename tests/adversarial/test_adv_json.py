@@ -275,3 +275,52 @@ def test_the_direct_door_reads_every_key_of_a_dict(leak_values: Any) -> None:
     text = json.dumps(protected.payload)
     assert email not in text and card not in text
     assert guard.restore(protected.payload, protected) == record
+
+
+# A FHIR Patient as a tool returns it: identifiers and contact points name their kind in
+# a sibling ("type", "system"), not in their key, which is always "value".
+PATIENT = {
+    "resourceType": "Patient",
+    "identifier": [
+        {
+            "type": {"coding": [{"code": "MR", "display": "Medical Record Number"}]},
+            "value": "b7e1c2d4-0f3a-4e59-8d21-6c9a7f0e5b13",
+        },
+        {"type": {"text": "Driver's License"}, "value": "S12345678"},
+        {"type": {"coding": [{"code": "PPN"}]}, "value": "X12345678X"},
+    ],
+    "telecom": [{"system": "phone", "value": "5552017788"}],
+}
+PATIENT_RAW = ["b7e1c2d4-0f3a-4e59-8d21-6c9a7f0e5b13", "S12345678", "X12345678X", "5552017788"]
+
+
+def test_a_fhir_patient_keeps_its_identifiers_kinds_through_the_openai_sdk(
+    leak_values: Any,
+) -> None:
+    leak_values(PATIENT_RAW)
+    guard, sink = new_guard()
+    fake = FakeModel(reply="done")
+    with guard.context(subject="cust-1", tenant="acme", purpose="inference"):
+        openai_client(guard, fake).chat.completions.create(
+            model="gpt-4o-mini", messages=_tool_messages(json.dumps(PATIENT))
+        )
+    upstream = sent(fake)
+    for value in PATIENT_RAW:
+        assert value not in upstream, value
+    findings = sink.calls()[0]["findings"]
+    assert findings["medical_record_number"] == 1
+    assert findings["driver_license"] == 1
+    assert findings["passport"] == 1
+
+
+def test_a_fhir_patient_handed_to_protect_comes_back_tokenized_and_restores() -> None:
+    guard, _sink = new_guard()
+    context = aiguard.CallContext(
+        subject="cust-1", tenant="acme", purpose="inference", destination="openai"
+    )
+    protected = guard.protect(PATIENT, context)
+    text = json.dumps(protected.payload)
+    for value in PATIENT_RAW:
+        assert value not in text, value
+    assert protected.payload["identifier"][1]["type"] == {"text": "Driver's License"}
+    assert guard.restore(protected.payload, protected) == PATIENT

@@ -21,7 +21,7 @@ from .detectors import builtin_detector, merge_findings
 from .kinds import DEFAULT_LEVELS
 from .levels import Level, classified_values
 
-__all__ = ["KEY_KINDS", "DepthLimitExceeded", "JsonFinding", "detect_json"]
+__all__ = ["KEY_KINDS", "DepthLimitExceeded", "JsonFinding", "detect_json", "value_label"]
 
 
 class DepthLimitExceeded(ValueError):
@@ -101,12 +101,56 @@ KEY_KINDS: dict[str, str] = {
     "aadhaar": "in_aadhaar",
     "codicefiscale": "it_codice_fiscale",
     "age": "age",
+    "fax": "phone",
 }
 _KEY_NORMAL = re.compile(r"[^a-z0-9]")
+
+#: Keys whose value names what the object's ``value`` holds: name/value pairs ("custom
+#: fields", form data), FHIR's ContactPoint (``system``) and Identifier (``type``).
+_NAMING_KEYS = ("type", "system", "name", "field", "label", "key", "kind")
+#: FHIR identifier type codes (HL7 v2 table 0203) of the kinds aiguard knows.
+_IDENTIFIER_TYPE_CODES = {
+    "DL": "driverslicense",
+    "MR": "medicalrecordnumber",
+    "SS": "socialsecuritynumber",
+    "SB": "socialsecuritynumber",
+    "PPN": "passportnumber",
+    "AN": "accountnumber",
+    "BA": "bankaccountnumber",
+}
 
 
 def _key_kind(key: str) -> str | None:
     return KEY_KINDS.get(_KEY_NORMAL.sub("", key.lower()))
+
+
+def value_label(node: Mapping[Any, Any]) -> str | None:
+    """What a sibling says the object's ``value`` is, as a key naming a kind; or None.
+
+    ``{"name": "ssn", "value": "536228726"}`` and ``{"system": "phone", "value": "…"}``
+    read as ``{"ssn": "536228726"}``; a FHIR identifier names its kind in
+    ``type.text``, ``type.coding[].display`` or an HL7 v2-0203 ``type.coding[].code``
+    (``{"type": {"text": "Driver's License"}, "value": "S99966334"}``).
+    """
+    for naming in _NAMING_KEYS:
+        label = node.get(naming)
+        if isinstance(label, str):
+            if _key_kind(label) is not None:
+                return label
+        elif isinstance(label, Mapping):
+            text = label.get("text")
+            if isinstance(text, str) and _key_kind(text) is not None:
+                return text
+            codings = label.get("coding")
+            for coding in codings if isinstance(codings, list) else ():
+                if not isinstance(coding, Mapping):
+                    continue
+                display, code = coding.get("display"), coding.get("code")
+                if isinstance(display, str) and _key_kind(display) is not None:
+                    return display
+                if isinstance(code, str) and code in _IDENTIFIER_TYPE_CODES:
+                    return _IDENTIFIER_TYPE_CODES[code]
+    return None
 
 
 def detect_json(
@@ -149,9 +193,11 @@ def detect_json(
                 "raise max_depth if this is expected"
             )
         if isinstance(node, Mapping):
+            label = value_label(node) if "value" in node else None
             for key, value in node.items():
                 child = f"{path}.{key}" if path else str(key)
-                walk(value, child, depth + 1, _key_kind(str(key)))
+                named = label if key == "value" and label is not None else str(key)
+                walk(value, child, depth + 1, _key_kind(named))
         elif isinstance(node, (list, tuple)):
             for i, value in enumerate(node):
                 walk(value, f"{path}[{i}]", depth + 1, key_kind)

@@ -26,7 +26,7 @@ from ..classify._decode import detect_decoded
 from ..classify.detectors import Detector, Finding, KnownValuesDetector, merge_findings
 from ..classify.kinds import DEFAULT_LEVELS
 from ..classify.levels import Level
-from ..classify.structured import KEY_KINDS
+from ..classify.structured import KEY_KINDS, value_label
 from ..consent.store import ConsentRecord
 from ..context import CallContext
 from ..errors import (
@@ -528,10 +528,13 @@ class Call:
             # Copied only once something changed: an untouched body comes back as
             # itself, and the transport then forwards the request as it was.
             out: dict[str, Any] | None = None
+            # {"name": "ssn", "value": "..."}: a sibling names the value's kind.
+            label = value_label(node) if "value" in node else None
             for position, (k, v) in enumerate(node.items()):
                 where = f"{path}.{k}"
                 name = self._protect_key(where, k) if isinstance(k, str) else k
-                new = self._protect_node(v, where, k, free, keep, everything, depth + 1)
+                context = label if label is not None and k == "value" else k
+                new = self._protect_node(v, where, context, free, keep, everything, depth + 1)
                 if out is None and (name is not k or new is not v):
                     out = dict(itertools.islice(node.items(), position))
                 if out is not None:
