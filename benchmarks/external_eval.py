@@ -59,6 +59,7 @@ KINDS = {
     "IP_ADDRESS": "ip_address",
     "US_DRIVER_LICENSE": "driver_license",
     "US_BANK_NUMBER": "account_number",
+    "AGE": "age",
 }
 
 

@@ -120,6 +120,9 @@ EXAMPLES = [
     ("age", "she is 42 years old", "42"),
     ("age", "he retired at the age of 61.", "61"),
     ("age", "and i'm 31 y/o.", "31"),
+    ("age", "My brother just turned 60", "60"),
+    ("age", "I'll turn 23 next week.", "23"),
+    ("age", "Written when he was 78.", "78"),
 ]
 
 
@@ -207,6 +210,11 @@ DISTRACTORS = [
     "my account 12345678 was charged twice; account ACC-20417783",
     "driver license expired. 12345678 steps later; MRN: 1234 and patient 12345678",
     "software license number 12345678 and license key 87654321",
+    "dl 12345678 files; DL 2024.01.15; account number 12/2031; MRN 4.5.6789",
+    # A number after "turn" the noun, or a person's number that is no age.
+    "In turn 5, she was 5 minutes late; the answer is 42. Return 200. Turned 90 degrees",
+    # A URL's password masked or left to a template is no credential.
+    "postgres://app:${DB_PASSWORD}@db:5432/x and http://watch::********@proxy.example.com",
 ]
 
 

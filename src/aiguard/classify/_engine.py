@@ -423,7 +423,7 @@ _PASSPORT_NAMED_BEFORE = re.compile(
 # "Account" alone is not a label ("my account ACC-1234"); with a word for number, or a
 # bank's kind of account before it, it is.
 _LABELLED_ID = re.compile(
-    r"(?:(?P<driver_license>driv(?:er'?s?|ing)[ \t_-]*licen[cs]es?|(?<![A-Za-z0-9])DL"
+    r"(?:(?P<driver_license>driv(?:er'?s?|ing)[ \t_-]*licen[cs]es?|(?<![A-Za-z0-9])(?-i:DL)"
     r"|f(?:ü|ue)hrerschein|permis[ \t_-]+de[ \t_-]+conduire"
     r"|(?:licencia|permiso|carn[eé]t?)[ \t_-]+de[ \t_-]+conducir)"
     r"(?:[ \t_-]*(?:number|no\.?|num|nr\.?|nummer|numéro|número|#|id))?"
@@ -453,6 +453,22 @@ _AGE_BEFORE = re.compile(
 # "42 years old", "42-year-old", "42 y/o" (as clinical notes write it).
 _AGE_AFTER = re.compile(r"(?:(?:years?|yrs?)[ \t-]old|y/o)(?![a-z])")
 _AGE_NUMBER = re.compile(r"(?<![0-9])([0-9]{1,3})[ \t-]?\Z")
+# "I just turned 47.", "I'll turn 23 next week", "written when he was 78.": a short
+# number after "turn(ed)" or a person and a verb of being, that ends its sentence or is
+# followed by a word of time ("in turn 5, ..." and "she was 5 minutes late" are not).
+# Matched at short runs of digits only, against the characters before each.
+_AGE_VERB_BEFORE = re.compile(
+    # "turn" the noun ("in turn 3", "on the first turn 2") is after a preposition or article.
+    r"(?:(?<![a-z])(?<!\bin )(?<!\bon )(?<!the )(?<!\bmy )(?<!per )(?<!each )(?<!your )"
+    r"turn(?:ed|s|ing)?|(?<![a-z'])(?:(?:i|he|she|patient|pt)[ \t]+(?:was|is|am)"
+    r"|i['\u2019]m|s?he['\u2019]s))[ \t]+\Z",
+    re.IGNORECASE,
+)
+_AGE_VERB_AFTER = re.compile(
+    r"[ \t]*(?:[.!?\r\n]|\Z|(?:years?|yrs?|this|next|today|tomorrow|soon|later|yesterday|last)"
+    r"(?![a-z]))",
+    re.IGNORECASE,
+)
 _ASCII_LOWER = {c: c + 32 for c in range(ord("A"), ord("Z") + 1)}
 
 
@@ -467,6 +483,7 @@ class BuiltinDetector:
     """
 
     __slots__ = (
+        "_ages",
         "_dash_check_letter",
         "_ids_by_length",
         "_kinds",
@@ -507,6 +524,7 @@ class BuiltinDetector:
                 )
         self._kinds = frozenset(wanted)
         self._labelled_kinds = bool(self._kinds & _LABELLED_KINDS)
+        self._ages = "age" in self._kinds
         resolved = dict(DEFAULT_LEVELS)
         for spec in specs:
             resolved.setdefault(spec.kind, spec.level)
@@ -649,9 +667,12 @@ class BuiltinDetector:
             if s < skip_until:
                 continue  # inside a value already found
             if e - s < 5:
-                # Too short for any kind, unless it is an IBAN's "GB82" before letter groups.
+                # Too short for any kind, unless it is an IBAN's "GB82" before letter groups
+                # or an age a sentence gives ("I just turned 47.").
                 if s >= 2 and t[s - 1].isalpha() and t[s - 2].isalpha():
                     skip_until = self._short_iban(t, s - 2, raw)
+                elif e - s <= 3 and s >= 4 and t[s - 1] in " \t" and self._ages:
+                    self._age_after_verb(t, s, e, raw)
                 continue
             # Letters glued in front: "DE89...", "ABCPE1234F", "RSSMRA85...".
             ls = s
@@ -714,6 +735,15 @@ class BuiltinDetector:
             if " " in t[s:e]:
                 self._sub_spans(t, start, e, raw)
 
+    def _age_after_verb(self, t: str, s: int, e: int, raw: list[Raw]) -> None:
+        if (
+            _AGE_VERB_BEFORE.search(t, max(0, s - 16), s) is not None
+            and _AGE_VERB_AFTER.match(t, e) is not None
+            and t[s:e].isdigit()
+            and int(t[s:e]) <= 120
+        ):
+            raw.append((s, e, "age", 0.8))
+
     def _labelled(self, t: str, start: int, end: int, raw: list[Raw]) -> int:
         """A number no other kind took, named by the label right before it: its end, or 0.
 
@@ -731,7 +761,10 @@ class BuiltinDetector:
             end = space
         value = t[start:end]
         compact = value.replace(" ", "").replace("-", "")
-        if not 5 <= len(compact) <= 20 or sum(c.isdigit() for c in compact) < 4:
+        # Dots and slashes write dates, versions and amounts ("DL 2024.01", "12/2031").
+        if not 5 <= len(compact) <= 20 or not compact.isalnum():
+            return 0
+        if sum(c.isdigit() for c in compact) < 4:
             return 0
         raw.append((start, end, kind, 0.9))
         return end
@@ -1020,8 +1053,11 @@ class BuiltinDetector:
         userinfo_end = -1
         if "://" in t and "url_credentials" in self._kinds:
             for m in _URL_USERINFO.finditer(t):
-                raw.append((m.start(1), m.end(2), "url_credentials", 0.95))
                 userinfo_end = max(userinfo_end, m.end())
+                # A masked or templated password ("user:********@", "${DB_PASSWORD}")
+                # is no credential.
+                if _PLACEHOLDER.match(m.group(2).lstrip(":")) is None:
+                    raw.append((m.start(1), m.end(2), "url_credentials", 0.95))
         if "email" not in self._kinds:
             return
         at = t.find("@")
