@@ -25,6 +25,7 @@ from _report import report
 
 import aiguard
 from aiguard.testing import FakeModel, InMemorySink
+from aiguard.vault.memory import InMemoryVault, VaultKeys
 
 MESSAGE = (
     "Hi, this is Maria Keller. My account ACC-20417783 was charged twice on card "
@@ -57,7 +58,11 @@ def setup() -> tuple[aiguard.Guard, aiguard.CallContext]:
         'purposes = ["inference"]\n[[patterns]]\nkind = "account"\nlevel = "sensitive"\n'
         'regex = "ACC-[0-9]{8}"\n'
     )
-    guard = aiguard.Guard(policy, sinks=[InMemorySink()])
+    # Keys from a fixed secret, so every process issues the same tokens: with random keys
+    # each process's tokens, and so the text the answer's scan reads, differ, and with them
+    # the per-call cost bench_instructions.py derives from two processes (by up to 3 %).
+    vault = InMemoryVault(VaultKeys.derive(b"aiguard benchmark vault secret, fixed"))
+    guard = aiguard.Guard(policy, sinks=[InMemorySink()], vault=vault)
     ctx = aiguard.CallContext(
         subject="cust-1", tenant="acme", purpose="inference", destination="openai"
     )
