@@ -307,28 +307,31 @@ def test_raw_httpx_stream_and_models_passthrough(
 
 # -- the output rule ---------------------------------------------------------------------
 
+#: (what stands before the value, the value, its kind). The last three are known by the
+#: label before them only, so every split from the label's start on is tried too.
 NEW_VALUES = [
-    "bob.smith@evil-corp.example",
-    "+1 212 555 0187",
-    "4242 4242 4242 4242",
-    "AKIAQ3EGRX7BVN5KYLTW",
+    ("Write to ", "bob.smith@evil-corp.example", "email"),
+    ("Write to ", "+1 212 555 0187", "phone"),
+    ("Write to ", "4242 4242 4242 4242", "credit_card"),
+    ("Write to ", "AKIAQ3EGRX7BVN5KYLTW", "aws_access_key"),
+    ("Your MRN: ", "40021934", "medical_record_number"),
+    ("Their DL# ", "D123-4567-8901", "driver_license"),
+    ("My bank account number is ", "912803456", "account_number"),
 ]
 
 
-@pytest.mark.parametrize("value", NEW_VALUES)
+@pytest.mark.parametrize(("before", "value", "expected_kind"), NEW_VALUES)
 def test_new_personal_data_split_at_every_offset_never_reaches_the_client(
-    scripted: tuple[Scripted, str], value: str
+    scripted: tuple[Scripted, str], before: str, value: str, expected_kind: str
 ) -> None:
     upstream, base = scripted
-    answer = f"Sure. Write to {value} today."
-    expected_kind = {0: "email", 1: "phone", 2: "credit_card", 3: "aws_access_key"}[
-        NEW_VALUES.index(value)
-    ]
-    expected = f"Sure. Write to [REDACTED:{expected_kind}] today."
+    answer = f"Sure. {before}{value} today."
+    expected = f"Sure. {before}[REDACTED:{expected_kind}] today."
     with gateway(base) as (url, _guard, sink), httpx.Client(base_url=url) as client:
-        start = answer.index(value)
+        start = answer.index(before)
         splits = [[answer]] + [
-            [answer[:cut], answer[cut:]] for cut in range(start, start + len(value) + 1)
+            [answer[:cut], answer[cut:]]
+            for cut in range(start, start + len(before) + len(value) + 1)
         ]
         splits.append(list(answer))  # one character per event
         for pieces in splits:
