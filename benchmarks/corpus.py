@@ -28,7 +28,7 @@ import phonenumbers
 from faker import Faker
 from stdnum import iban as stdnum_iban
 from stdnum import luhn, verhoeff
-from stdnum.de import idnr
+from stdnum.de import idnr, stnr
 from stdnum.es import dni
 from stdnum.fr import nir
 from stdnum.gb import nhs
@@ -162,6 +162,27 @@ def de_tax_id(r: random.Random, f: Faker) -> tuple[str, str]:
     if r.random() < 0.4:
         value = f"{value[:2]} {value[2:5]} {value[5:8]} {value[8:]}"
     return _pick(r, "Steuer-ID ", "meine Steuer-ID: ", "IdNr "), value
+
+
+def de_tax_number(r: random.Random, f: Faker) -> tuple[str, str]:
+    while True:
+        value = r.choice(
+            [
+                f"{_digits(r, 3)}/{_digits(r, 3)}/{_digits(r, 5)}",
+                f"{_digits(r, 5)}/{_digits(r, 5)}",
+                _digits(r, 13),
+            ]
+        )
+        if stnr.is_valid(value):
+            break
+    return _pick(r, "Steuernummer ", "St.-Nr. ", "meine Steuernummer: "), value
+
+
+def de_vat_id(r: random.Random, f: Faker) -> tuple[str, str]:
+    body = str(r.randint(1, 9)) + _digits(r, 7)
+    return _pick(r, "USt-IdNr. ", "VAT ID ", "UID: "), "DE" + body + mod_11_10.calc_check_digit(
+        body
+    )
 
 
 def fr_nir(r: random.Random, f: Faker) -> tuple[str, str]:
@@ -379,7 +400,7 @@ GENERATORS: dict[str, Gen] = {
         "aws_secret_key", "github_token", "slack_token", "slack_webhook", "openai_key",
         "anthropic_key", "stripe_key", "google_api_key", "jwt", "private_key", "password",
         "url_credentials", "date_of_birth", "age", "driver_license", "medical_record_number",
-        "account_number",
+        "account_number", "de_tax_number", "de_vat_id",
     }
 }  # fmt: skip
 KIND_OF = {"aba": "aba_routing", "swift": "swift_bic"}

@@ -27,7 +27,7 @@ from functools import cache
 import phonenumbers
 from stdnum import iban as _iban
 from stdnum import luhn, verhoeff
-from stdnum.de import idnr
+from stdnum.de import idnr, stnr
 from stdnum.es import dni
 from stdnum.fr import nir
 from stdnum.gb import nhs
@@ -375,6 +375,32 @@ def _idnr(r: R) -> Piece:
     )
 
 
+def _stnr(r: R) -> Piece:
+    # Regional forms have no check digit: any digits in a state's grouping are one.
+    # The federal 13-digit form starts with a tax office number python-stdnum knows.
+    while True:
+        value = r.choice(
+            [
+                f"{_d(r, 3)}/{_d(r, 3)}/{_d(r, 5)}",  # Bayern, Berlin, ...
+                f"{_d(r, 2)}/{_d(r, 3)}/{_d(r, 5)}",  # Hamburg, ...
+                f"{_d(r, 5)}/{_d(r, 5)}",  # Baden-Württemberg
+                f"{_d(r, 2)} {_d(r, 3)} {_d(r, 5)}",  # Bremen
+                _d(r, 13),
+            ]
+        )
+        if stnr.is_valid(value):
+            break
+    label = r.choice(["Steuernummer ", "St.-Nr. ", "Steuer-Nr.: ", "meine Steuernummer ist "])
+    return Piece("de_tax_number", label, value)
+
+
+def _de_vat(r: R) -> Piece:
+    body = str(r.randint(1, 9)) + _d(r, 7)
+    value = "DE" + body + mod_11_10.calc_check_digit(body)
+    label = r.choice(["USt-IdNr. ", "VAT ID ", "UID: ", "Umsatzsteuer-ID ", "USt-ID "])
+    return Piece("de_vat_id", label, value)
+
+
 def _nir(r: R) -> Piece:
     while True:
         body = (
@@ -570,6 +596,8 @@ KINDS: dict[str, Gen] = {
     "medical_record_number": _medical_record,
     "account_number": _account_number,
     "de_tax_id": _idnr,
+    "de_tax_number": _stnr,
+    "de_vat_id": _de_vat,
     "fr_nir": _nir,
     "es_dni": _dni,
     "es_nie": _nie,

@@ -69,6 +69,9 @@ EXAMPLES = [
     ("account_number", "Account number: 12 3456 789 at the branch", "12 3456 789"),
     ("account_number", "acct no. 4155550132, not a phone", "4155550132"),
     ("de_tax_id", "Steuer-ID 36574261809", "36574261809"),
+    ("de_tax_number", "Steuernummer: 181/815/08155.", "181/815/08155"),
+    ("de_tax_number", "meine St.-Nr. ist 2181081508155", "2181081508155"),
+    ("de_vat_id", "USt-IdNr.: DE136695976", "DE136695976"),
     ("fr_nir", "NIR 2 95 10 99 126 111 93", "2 95 10 99 126 111 93"),
     ("es_dni", "DNI 12345678Z", "12345678Z"),
     ("es_dni", "con DNI 12345678-Z.", "12345678-Z"),
@@ -213,6 +216,8 @@ DISTRACTORS = [
     "dl 12345678 files; DL 2024.01.15; account number 12/2031; MRN 4.5.6789",
     # A number after "turn" the noun, or a person's number that is no age.
     "In turn 5, she was 5 minutes late; the answer is 42. Return 200. Turned 90 degrees",
+    # A Steuernummer's digits without its label, a VAT id's without its word.
+    "ref 181/815/08155 and 2181081508155 and DE136695976",
     # A URL's password masked or left to a template is no credential.
     "postgres://app:${DB_PASSWORD}@db:5432/x and http://watch::********@proxy.example.com",
 ]
@@ -629,3 +634,26 @@ def test_a_sha512_digest_is_not_a_key() -> None:
         f"checksum {_KEY64} of the release",
     ):
         assert [f for f in detect(text) if f.kind == "secret"] == [], text
+
+
+@pytest.mark.parametrize(
+    ("word", "label", "value", "kind", "window"),
+    [
+        ("hotel", "tel", "4155550132", "phone", 30),
+        ("miss", "ss", "078051121", "us_ssn", 40),
+        ("improv", "v", "10.0.0.1", None, 12),
+    ],
+)
+def test_a_word_cut_by_the_label_window_is_no_label(
+    word: str, label: str, value: str, kind: str | None, window: int
+) -> None:
+    """A label word is looked for in the characters before a value: where that window
+    starts inside a word ("ho|tel", "mi|ss", "impro|v"), the word's tail is no label."""
+    cut = word + " " * (window - len(label)) + value
+    whole = label + " " * (window - len(label)) + value
+    if kind is None:  # "v" before an address reads it as a version: no finding
+        assert [f.kind for f in detect(cut)] == ["ip_address"]
+        assert detect(whole) == []
+    else:
+        assert detect(cut) == []
+        assert [f.kind for f in detect(whole)] == [kind]

@@ -636,8 +636,8 @@ class BuiltinDetector:
         """
         if regex is None:
             return _FAR
-        window = t[max(0, start - 40) : start].lower()
-        ends = [m.end() for m in regex.finditer(window)]
+        window, pos = _words_before(t, start, 40)
+        ends = [m.end() for m in regex.finditer(window, pos)]
         if not ends or any(c.isdigit() for c in window[ends[-1] :]):
             return _FAR
         return len(window) - ends[-1]
@@ -947,7 +947,7 @@ class BuiltinDetector:
         if bare and not plus:
             # Order numbers are bare digits too: only a phone word makes them a number.
             context = _PHONE_LABEL_AFTER.match(t, end) is not None or (
-                self._phone_re.search(t[max(0, start - 30) : start].lower()) is not None
+                self._phone_re.search(*_words_before(t, start, 30)) is not None
             )
             if not context:
                 return False
@@ -979,7 +979,7 @@ class BuiltinDetector:
             if v.valid_phone(digits, plus, region):
                 if not context and not plus:
                     context = _PHONE_LABEL_AFTER.match(t, end) is not None or (
-                        self._phone_re.search(t[max(0, start - 30) : start].lower()) is not None
+                        self._phone_re.search(*_words_before(t, start, 30)) is not None
                     )
                 score = 0.99 if plus or context else 0.9
                 raw.append((start, end, "phone", score))
@@ -1467,7 +1467,18 @@ _VERSION_WORD = re.compile(r"(?<![a-z])(?:version|ver\.?|release|build|v)[ \t]*\
 
 def _version_like(t: str, start: int) -> bool:
     """'v1.2.3.4' is caught by the glued letter; 'version 1.2.3.4' by the word before."""
-    return _VERSION_WORD.search(t[max(0, start - 12) : start].lower()) is not None
+    return _VERSION_WORD.search(*_words_before(t, start, 12)) is not None
+
+
+def _words_before(t: str, start: int, size: int) -> tuple[str, int]:
+    """The ``size`` characters before ``start`` lowered, and where a search in them starts.
+
+    One character more is kept on the left and only looked behind at: a window cut inside
+    a word must not make its tail a word ("ho|tel" is not "tel", "mi|ss" not "ss").
+    """
+    if start <= size:
+        return t[:start].lower(), 0
+    return t[start - size - 1 : start].lower(), 1
 
 
 def _dob_valid(m: re.Match[str]) -> bool:

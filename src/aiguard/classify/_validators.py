@@ -30,6 +30,8 @@ from stdnum import bic as _bic
 from stdnum import iban as _iban
 from stdnum import verhoeff as _verhoeff
 from stdnum.de import idnr as _idnr
+from stdnum.de import stnr as _stnr
+from stdnum.de import vat as _de_vat
 from stdnum.es import dni as _dni
 from stdnum.es import nie as _nie
 from stdnum.fr import nir as _nir
@@ -47,6 +49,7 @@ __all__ = [
     "card_valid",
     "codice_fiscale_valid",
     "date_valid",
+    "de_vat_valid",
     "dni_valid",
     "entropy",
     "iban_length",
@@ -62,6 +65,7 @@ __all__ = [
     "nir_valid",
     "pan_valid",
     "ssn_valid",
+    "stnr_valid",
     "valid_phone",
 ]
 
@@ -151,6 +155,17 @@ def nino_valid(value: str) -> bool:
 def idnr_valid(digits: str) -> bool:
     """German tax id (Steuer-IdNr): digit distribution rule and ISO 7064 check digit."""
     return bool(_idnr.is_valid(digits))
+
+
+def stnr_valid(digits: str) -> bool:
+    """German Steuernummer: a regional form (10 or 11 digits, any is well formed) or the
+    13-digit federal form, whose leading tax office number python-stdnum checks."""
+    return len(digits) != 13 or bool(_stnr.is_valid(digits))
+
+
+def de_vat_valid(value: str) -> bool:
+    """German VAT id (USt-IdNr): DE and nine digits, ISO 7064 mod 11,10 check digit."""
+    return bool(_de_vat.is_valid(value))
 
 
 def nir_valid(value: str) -> bool:
