@@ -4,8 +4,9 @@ Run: python benchmarks/bench_instructions.py [--against REV] [--src DIR] [--budg
 
 Wall-clock figures on a shared machine move by 10-50 % between runs of the same code,
 so a change of a few percent cannot be seen in them. Instructions counted by valgrind's
-callgrind can: with a fixed hash seed and fixed vault keys the counts repeat to within
-0.1 % (detect of the same text to within 1k instructions). Each operation of
+callgrind can: with a fixed hash seed and fixed vault keys, detect and protect repeat to
+within 1k instructions and an SDK call to within about 0.4 % (8k of 2,000k). Each
+operation of
 bench_call.py (detect, ``guard.protect``, an OpenAI-SDK call through the guard and the
 same call without it, against the fake model) runs in a child interpreter under
 callgrind twice, with a short and a long loop after the same warm-up; the difference
@@ -15,8 +16,8 @@ import costs.
 ``--budget OP=K`` (repeatable) makes the script a regression guard: it exits 1 when
 operation OP costs more than K thousand instructions, e.g. ``--budget protect=1050
 --budget sdk_added=2030``. Wall-clock limits cannot be checked this way on a shared
-machine; instruction counts can, since they repeat (to within 0.1 %: bench_call fixes
-the vault's keys, so every process issues the same tokens).
+machine; instruction counts can, since they repeat (bench_call fixes the vault's keys,
+so every process issues the same tokens).
 
 ``--against REV`` also measures the code of git revision REV (checked out as a
 temporary worktree) in the same run and prints both with the change. ``--src DIR``

@@ -444,6 +444,25 @@ _LABELLED_ID = re.compile(
     re.IGNORECASE,
 )
 _LABELLED_KINDS = frozenset({"driver_license", "medical_record_number", "account_number"})
+#: The words that name the kind in a label of `_LABELLED_ID`, and the words that may
+#: follow them before the value ("number", "is"). Reading the words before a number
+#: back to a kind's word is a few set lookups; most numbers no other kind took ("order
+#: no. 1234", "costs 120") are turned away by them before the pattern is searched for.
+_LABEL_HEADS = frozenset(
+    {
+        "license", "licence", "licenses", "licences", "dl", "führerschein",
+        "fuehrerschein", "conduire", "conducir", "record", "records", "chart", "file",
+        "akte", "mrn", "ehr", "médical", "medical", "patient", "patienten", "clínica",
+        "clinica", "account", "acct", "konto", "kontonummer", "bankkonto", "compte",
+        "bancaire", "cuenta", "bancaria",
+    }
+)  # fmt: skip
+_LABEL_FILLERS = frozenset(
+    {
+        "number", "no", "num", "nr", "nummer", "numéro", "número", "numero", "id", "is",
+        "was", "ist", "est", "es", "è",
+    }
+)  # fmt: skip
 
 # Not across a sentence's end ("the computer age. 1Z..."), and not a number glued to a
 # word ("age 1ZJ827..." is a code); "30y", "30yo", "30yrs" are ages.
@@ -750,21 +769,46 @@ class BuiltinDetector:
         A run of space-apart groups is one number when its groups are short (a grouping,
         "12 3456 789"); otherwise the number is its first group ("MRN 40021934 2 visits").
         """
+        # The value's own checks first (string methods in C), then the last word before
+        # it, and only then the label pattern: most numbers here fail one of the first two.
+        space = t.find(" ", start, end)
+        if space - start >= 5:
+            end = space
+        compact = t[start:end].replace(" ", "").replace("-", "")
+        # Dots and slashes write dates, versions and amounts ("DL 2024.01", "12/2031").
+        if not 5 <= len(compact) <= 20 or not compact.isalnum():
+            return 0
+        if len(compact) - len(compact.translate(_DROP_DIGITS)) < 4:
+            return 0
+        # Back over the words before the value to a word naming a kind, past marks and
+        # tags ("MRN: <td>") and the words that may follow it ("account number is").
+        i, stop = start, max(0, start - 48)
+        for _ in range(3):
+            while i > stop:
+                c = t[i - 1]
+                if c.isalnum():
+                    break
+                if c == ">":
+                    opening = t.rfind("<", stop, i)
+                    i = opening if opening != -1 else i - 1
+                else:
+                    i -= 1
+            j = i
+            while j > stop and t[j - 1].isalpha():
+                j -= 1
+            word = t[j:i].lower()
+            if word in _LABEL_HEADS:
+                break
+            if word not in _LABEL_FILLERS:
+                return 0
+            i = j
+        else:
+            return 0
         m = _LABELLED_ID.search(t, max(0, start - 48), start)
         if m is None:
             return 0
         kind = m.lastgroup
         if kind not in self._kinds:
-            return 0
-        space = t.find(" ", start, end)
-        if space - start >= 5:
-            end = space
-        value = t[start:end]
-        compact = value.replace(" ", "").replace("-", "")
-        # Dots and slashes write dates, versions and amounts ("DL 2024.01", "12/2031").
-        if not 5 <= len(compact) <= 20 or not compact.isalnum():
-            return 0
-        if sum(c.isdigit() for c in compact) < 4:
             return 0
         raw.append((start, end, kind, 0.9))
         return end
@@ -911,10 +955,14 @@ class BuiltinDetector:
         if specs and self._try_specs(t, start, end, token, specs, raw, bare):
             return True
         if "phone" in self._kinds and 7 <= compact_len <= 15:
+            if not self._phone(t, start, end, token, bare, raw):
+                return False  # the caller tries a label next
             # A label names the number whatever else its digits could dial: "MRN 40021934".
-            if self._labelled_kinds and token[0] not in "+(" and self._labelled(t, start, end, raw):
-                return True
-            return self._phone(t, start, end, token, bare, raw)
+            if self._labelled_kinds and token[0] not in "+(":
+                phone = raw.pop()
+                if not self._labelled(t, start, end, raw):
+                    raw.append(phone)
+            return True
         if "phone" in self._kinds and compact_len > 15 and _PHONE_EXTENSION.search(token):
             return self._phone(t, start, end, token, False, raw)
         return False
