@@ -49,17 +49,23 @@ def _tool_messages(result: str) -> list[dict[str, Any]]:
     ]
 
 
-def test_a_tool_result_keeps_its_keys_meaning_through_the_openai_sdk(leak_values: Any) -> None:
-    leak_values(RAW)
+def _tool_result_through_openai(result: Any, raw: list[str]) -> tuple[FakeModel, Any]:
+    """Send ``result`` as a tool's answer through the OpenAI SDK; none of ``raw`` went out."""
     guard, sink = new_guard()
     fake = FakeModel(reply="done")
     with guard.context(subject="cust-1", tenant="acme", purpose="inference"):
         openai_client(guard, fake).chat.completions.create(
-            model="gpt-4o-mini", messages=_tool_messages(json.dumps(TOOL_RESULT))
+            model="gpt-4o-mini", messages=_tool_messages(json.dumps(result))
         )
     upstream = sent(fake)
-    for value in RAW:
+    for value in raw:
         assert value not in upstream, value
+    return fake, sink
+
+
+def test_a_tool_result_keeps_its_keys_meaning_through_the_openai_sdk(leak_values: Any) -> None:
+    leak_values(RAW)
+    fake, sink = _tool_result_through_openai(TOOL_RESULT, RAW)
     content = json.loads(fake.requests[0].json["messages"][2]["content"])
     assert set(content) == set(TOOL_RESULT)  # the keys stay; every value is a token
     assert all(isinstance(v, str) and TOKEN_RE.fullmatch(v) for v in content.values())
@@ -298,15 +304,7 @@ def test_a_fhir_patient_keeps_its_identifiers_kinds_through_the_openai_sdk(
     leak_values: Any,
 ) -> None:
     leak_values(PATIENT_RAW)
-    guard, sink = new_guard()
-    fake = FakeModel(reply="done")
-    with guard.context(subject="cust-1", tenant="acme", purpose="inference"):
-        openai_client(guard, fake).chat.completions.create(
-            model="gpt-4o-mini", messages=_tool_messages(json.dumps(PATIENT))
-        )
-    upstream = sent(fake)
-    for value in PATIENT_RAW:
-        assert value not in upstream, value
+    _fake, sink = _tool_result_through_openai(PATIENT, PATIENT_RAW)
     findings = sink.calls()[0]["findings"]
     assert findings["medical_record_number"] == 1
     assert findings["driver_license"] == 1
