@@ -28,6 +28,9 @@ import phonenumbers
 from faker import Faker
 from stdnum import iban as stdnum_iban
 from stdnum import luhn, verhoeff
+from stdnum.au import tfn
+from stdnum.br import cpf
+from stdnum.ca import sin
 from stdnum.de import idnr, stnr
 from stdnum.es import dni
 from stdnum.fr import nir
@@ -35,6 +38,7 @@ from stdnum.gb import nhs
 from stdnum.iso7064 import mod_11_10
 from stdnum.it import codicefiscale
 from stdnum.nl import bsn
+from stdnum.pl import pesel
 
 
 @dataclass
@@ -384,6 +388,61 @@ def account_number(r: random.Random, f: Faker) -> tuple[str, str]:
     return _pick(r, "account number ", "bank account ", "Acct # ", "Kontonummer "), value
 
 
+def au_tfn(r: random.Random, f: Faker) -> tuple[str, str]:
+    while True:
+        value = str(r.randint(1, 9)) + _digits(r, 8)
+        if tfn.is_valid(value):
+            break
+    if r.random() < 0.5:
+        value = f"{value[:3]} {value[3:6]} {value[6:]}"
+    return _pick(r, "TFN ", "my tax file number is "), value
+
+
+def au_medicare(r: random.Random, f: Faker) -> tuple[str, str]:
+    body = str(r.randint(2, 6)) + _digits(r, 7)
+    check = sum(int(d) * w for d, w in zip(body, (1, 3, 7, 9, 1, 3, 7, 9), strict=True)) % 10
+    value = f"{body}{check}{r.randint(1, 9)}"
+    if r.random() < 0.5:
+        value = f"{value[:4]} {value[4:9]} {value[9:]}"
+    return _pick(r, "Medicare number ", "medicare card "), value
+
+
+def ca_sin(r: random.Random, f: Faker) -> tuple[str, str]:
+    while True:
+        body = str(r.randint(1, 7)) + _digits(r, 7)
+        value = body + luhn.calc_check_digit(body)
+        if sin.is_valid(value):
+            break
+    if r.random() < 0.5:
+        value = f"{value[:3]}-{value[3:6]}-{value[6:]}"
+    return _pick(r, "SIN ", "my social insurance number is "), value
+
+
+def br_cpf(r: random.Random, f: Faker) -> tuple[str, str]:
+    while True:
+        value = _digits(r, 11)
+        if cpf.is_valid(value):
+            break
+    if r.random() < 0.5:
+        return _pick(r, "CPF ", "meu CPF é ", ""), cpf.format(value)
+    return _pick(r, "CPF ", "meu CPF é "), value
+
+
+def pl_pesel(r: random.Random, f: Faker) -> tuple[str, str]:
+    year, month, day = r.randint(1930, 2020), r.randint(1, 12), r.randint(1, 28)
+    body = f"{year % 100:02d}{month + (20 if year >= 2000 else 0):02d}{day:02d}{_digits(r, 4)}"
+    return _pick(r, "PESEL ", "numer PESEL "), body + pesel.calc_check_digit(body)
+
+
+def sg_nric(r: random.Random, f: Faker) -> tuple[str, str]:
+    first = r.choice("STFGM")
+    body = _digits(r, 7)
+    total = {"S": 0, "F": 0, "T": 4, "G": 4, "M": 3}[first]
+    total += sum(int(d) * w for d, w in zip(body, (2, 7, 6, 5, 4, 3, 2), strict=True))
+    letters = {"S": "JZIHGFEDCBA", "T": "JZIHGFEDCBA", "M": "XWUTRQPNJLK"}
+    return _pick(r, "NRIC ", "FIN ", ""), first + body + letters.get(first, "XWUTRQPNMLK")[total % 11]
+
+
 def age(r: random.Random, f: Faker) -> tuple[str, str]:
     n = str(r.randint(18, 95))
     return "", n  # the template adds "aged" / "years old" around it
@@ -400,7 +459,8 @@ GENERATORS: dict[str, Gen] = {
         "aws_secret_key", "github_token", "slack_token", "slack_webhook", "openai_key",
         "anthropic_key", "stripe_key", "google_api_key", "jwt", "private_key", "password",
         "url_credentials", "date_of_birth", "age", "driver_license", "medical_record_number",
-        "account_number", "de_tax_number", "de_vat_id",
+        "account_number", "de_tax_number", "de_vat_id", "au_tfn", "au_medicare", "ca_sin",
+        "br_cpf", "pl_pesel", "sg_nric",
     }
 }  # fmt: skip
 KIND_OF = {"aba": "aba_routing", "swift": "swift_bic"}

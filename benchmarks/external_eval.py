@@ -154,6 +154,10 @@ TEST_KINDS = {
     "IN_PASSPORT": "passport",
     "IT_PASSPORT": "passport",
     "FR_PASSPORT_NUMBER": "passport",
+    "AU_TFN": "au_tfn",
+    "AU_MEDICARE": "au_medicare",
+    "SG_NRIC_FIN": "sg_nric",
+    "PL_PESEL": "pl_pesel",
 }
 _TEXT_ARGS = ("text", "iban")
 _POSITION_ARGS = ("expected_positions", "expected_res", "expected_position")

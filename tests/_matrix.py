@@ -27,6 +27,9 @@ from functools import cache
 import phonenumbers
 from stdnum import iban as _iban
 from stdnum import luhn, verhoeff
+from stdnum.au import tfn
+from stdnum.br import cpf
+from stdnum.ca import sin
 from stdnum.de import idnr, stnr
 from stdnum.es import dni
 from stdnum.fr import nir
@@ -34,6 +37,7 @@ from stdnum.gb import nhs
 from stdnum.iso7064 import mod_11_10
 from stdnum.it import codicefiscale
 from stdnum.nl import bsn
+from stdnum.pl import pesel
 from stdnum.us import rtn
 
 __all__ = [
@@ -464,6 +468,64 @@ def _aadhaar(r: R) -> Piece:
     return Piece("in_aadhaar", r.choice(["Aadhaar ", "aadhaar number ", "UID "]), value)
 
 
+def _tfn(r: R) -> Piece:
+    while True:
+        value = str(r.randint(1, 9)) + _d(r, 8)
+        if tfn.is_valid(value):
+            break
+    if r.random() < 0.5:
+        value = _grouped(r, value, (3, 6), " -")
+    return Piece("au_tfn", r.choice(["TFN ", "my tax file number is ", "TFN: "]), value)
+
+
+def _medicare(r: R) -> Piece:
+    body = str(r.randint(2, 6)) + _d(r, 7)
+    check = sum(int(d) * w for d, w in zip(body, (1, 3, 7, 9, 1, 3, 7, 9), strict=True)) % 10
+    value = body + str(check) + str(r.randint(1, 9))
+    if r.random() < 0.5:
+        value = _grouped(r, value, (4, 9), " ")
+    return Piece("au_medicare", r.choice(["Medicare number ", "medicare card "]), value)
+
+
+def _sin(r: R) -> Piece:
+    while True:
+        body = str(r.choice("1234567")) + _d(r, 7)
+        value = body + luhn.calc_check_digit(body)
+        if sin.is_valid(value):
+            break
+    if r.random() < 0.5:
+        value = _grouped(r, value, (3, 6), " -")
+    return Piece("ca_sin", r.choice(["SIN ", "my SIN is ", "social insurance number "]), value)
+
+
+def _cpf(r: R) -> Piece:
+    while True:
+        value = _d(r, 11)
+        if cpf.is_valid(value):
+            break
+    if r.random() < 0.5:
+        return Piece("br_cpf", _label(r, True, "CPF ", "meu CPF é "), cpf.format(value))
+    return Piece("br_cpf", r.choice(["CPF ", "meu CPF é ", "CPF: "]), value)
+
+
+def _pesel(r: R) -> Piece:
+    year, month, day = r.randint(1930, 2020), r.randint(1, 12), r.randint(1, 28)
+    coded_month = month + (20 if year >= 2000 else 0)
+    body = f"{year % 100:02d}{coded_month:02d}{day:02d}{_d(r, 4)}"
+    value = body + pesel.calc_check_digit(body)
+    return Piece("pl_pesel", r.choice(["PESEL ", "numer PESEL ", "PESEL: "]), value)
+
+
+def _nric(r: R) -> Piece:
+    first = r.choice("STFGM")
+    body = _d(r, 7)
+    offset = {"S": 0, "F": 0, "T": 4, "G": 4, "M": 3}[first]
+    total = offset + sum(int(d) * w for d, w in zip(body, (2, 7, 6, 5, 4, 3, 2), strict=True))
+    letters = {"S": "JZIHGFEDCBA", "T": "JZIHGFEDCBA", "M": "XWUTRQPNJLK"}
+    value = first + body + letters.get(first, "XWUTRQPNMLK")[total % 11]
+    return Piece("sg_nric", _label(r, True, "NRIC ", "FIN ", "my NRIC is "), value)
+
+
 def _pan(r: R) -> Piece:
     value = _up(r, 3) + r.choice("ABCFGHLJPT") + _up(r, 1) + _d(r, 4) + _up(r, 1)
     return Piece("in_pan", _label(r, True, "PAN ", "my PAN is "), value)
@@ -605,6 +667,12 @@ KINDS: dict[str, Gen] = {
     "nl_bsn": _bsn,
     "in_aadhaar": _aadhaar,
     "in_pan": _pan,
+    "au_tfn": _tfn,
+    "au_medicare": _medicare,
+    "ca_sin": _sin,
+    "br_cpf": _cpf,
+    "pl_pesel": _pesel,
+    "sg_nric": _nric,
     "ip_address": _ip,
     "mac_address": _mac,
     "aws_access_key": _secret_gen(

@@ -81,6 +81,16 @@ EXAMPLES = [
     ("nl_bsn", "BSN 111222333", "111222333"),
     ("in_aadhaar", "aadhaar 2341 2341 2346", "2341 2341 2346"),
     ("in_pan", "PAN ABCPE1234F", "ABCPE1234F"),
+    ("au_tfn", "my TFN is 123 456 782.", "123 456 782"),
+    ("au_medicare", "Medicare number 2123 45670 1", "2123 45670 1"),
+    ("ca_sin", "SIN: 130-692-544", "130-692-544"),
+    ("ca_sin", "mon NAS est 130 692 544", "130 692 544"),
+    ("br_cpf", "CPF 390.533.447-05", "390.533.447-05"),
+    ("br_cpf", "o titular (390.533.447-05) assina", "390.533.447-05"),
+    ("br_cpf", "meu cpf é 39053344705", "39053344705"),
+    ("pl_pesel", "numer PESEL: 44051401359", "44051401359"),
+    ("sg_nric", "NRIC S8944027J", "S8944027J"),
+    ("sg_nric", "FIN G6046409Q on the pass", "G6046409Q"),
     ("ip_address", "from 192.168.0.1 and", "192.168.0.1"),
     ("ip_address", "allow 203.0.113.7/32 only", "203.0.113.7"),
     ("ip_address", "v6 2001:db8::8a2e:370:7334 up", "2001:db8::8a2e:370:7334"),
@@ -173,6 +183,11 @@ class TestKinds:
 
 DISTRACTORS = [
     "order #48213907 shipped",
+    "ticket 123 456 782 closed",
+    "ref 44051401359 done",
+    "batch 39053344705 ok",
+    "code S8944027A expired",
+    "the sin of pride is 1 of 7",
     "invoice INV-2024-004512 paid",
     "tracking 1Z999AA10123456784",
     "tracking 9400 1000 0000 0000 0000 00",
@@ -243,6 +258,8 @@ class TestEvidence:
             ("SSN 912-34-5678 (a test value)", "912-34-5678", "us_ssn"),
             ("social security number 000-12-3456", "000-12-3456", "us_ssn"),
             ("BSN 111222334", "111222334", "nl_bsn"),
+            ("CPF 390.533.447-06", "390.533.447-06", "br_cpf"),
+            ("PESEL 44051401358", "44051401358", "pl_pesel"),
             ("NHS number 943 476 5910", "943 476 5910", "uk_nhs"),
         ],
     )
@@ -657,3 +674,65 @@ def test_a_word_cut_by_the_label_window_is_no_label(
     else:
         assert detect(cut) == []
         assert [f.kind for f in detect(whole)] == [kind]
+
+
+class TestNewLocalePacks:
+    @pytest.mark.parametrize(
+        ("value", "valid"),
+        [
+            # Published examples: nric-lib's doctests and Presidio's recognizer tests
+            # (the M series, issued from 2022, has a table of its own).
+            ("S8944027J", True),
+            ("G6046409Q", True),
+            ("S2740116C", True),
+            ("F2346401L", True),
+            ("M4332674T", True),
+            ("G6075119Q", False),
+            ("S814A299Z", False),
+            ("T1234567Z", False),
+        ],
+    )
+    def test_nric_check_letter(self, value: str, valid: bool) -> None:
+        from aiguard.classify._validators import sg_nric_valid
+
+        assert sg_nric_valid(value) is valid
+
+    @pytest.mark.parametrize(
+        ("value", "valid"),
+        [("2123456701", True), ("21234567011", True), ("2123258701", False), ("7123456701", False)],
+    )
+    def test_medicare_check_digit(self, value: str, valid: bool) -> None:
+        from aiguard.classify._validators import au_medicare_valid
+
+        assert au_medicare_valid(value) is valid
+
+    @pytest.mark.parametrize(
+        "text",
+        [
+            "TFN 123456782",
+            "Medicare 2123456701",
+            "SIN 130692544",
+            "meu CPF 39053344705",
+            "PESEL 44051401359",
+        ],
+    )
+    def test_bare_digits_need_the_word(self, text: str) -> None:
+        """Weak checksums: the same digits after a neutral word are not these ids."""
+        digits = text.rpartition(" ")[2]
+        assert detect(text)[0].kind in {"au_tfn", "au_medicare", "ca_sin", "br_cpf", "pl_pesel"}
+        assert all(
+            f.kind not in {"au_tfn", "au_medicare", "ca_sin", "br_cpf", "pl_pesel"}
+            for f in detect(f"ref {digits} ok")
+        )
+
+    def test_json_keys_name_the_new_kinds(self) -> None:
+        from aiguard.classify.structured import detect_json
+
+        doc = {"tfn": "x", "social_insurance_number": "x", "cpf": "x", "pesel": "x", "nric": "x"}
+        assert [f.kind for f in detect_json(doc)] == [
+            "au_tfn",
+            "ca_sin",
+            "br_cpf",
+            "pl_pesel",
+            "sg_nric",
+        ]

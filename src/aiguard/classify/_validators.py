@@ -29,6 +29,9 @@ from phonenumbers import (
 from stdnum import bic as _bic
 from stdnum import iban as _iban
 from stdnum import verhoeff as _verhoeff
+from stdnum.au import tfn as _tfn
+from stdnum.br import cpf as _cpf
+from stdnum.ca import sin as _sin
 from stdnum.de import idnr as _idnr
 from stdnum.de import stnr as _stnr
 from stdnum.de import vat as _de_vat
@@ -39,10 +42,15 @@ from stdnum.gb import nhs as _nhs
 from stdnum.in_ import pan as _pan
 from stdnum.it import codicefiscale as _cf
 from stdnum.nl import bsn as _bsn
+from stdnum.pl import pesel as _pesel
 from stdnum.us import rtn as _rtn
 
 __all__ = [
     "aadhaar_valid",
+    "au_medicare_valid",
+    "au_tfn_valid",
+    "br_cpf_valid",
+    "ca_sin_valid",
     "aba_valid",
     "bic_valid",
     "bsn_valid",
@@ -64,6 +72,8 @@ __all__ = [
     "nino_valid",
     "nir_valid",
     "pan_valid",
+    "pesel_valid",
+    "sg_nric_valid",
     "ssn_valid",
     "stnr_valid",
     "valid_phone",
@@ -209,6 +219,58 @@ def aadhaar_valid(digits: str) -> bool:
 def pan_valid(value: str) -> bool:
     """Indian PAN: five letters (the fourth names the holder type), four digits, a letter."""
     return bool(_pan.is_valid(value))
+
+
+def au_tfn_valid(digits: str) -> bool:
+    """Australian tax file number: eight or nine digits, weighted mod 11."""
+    return digits != digits[0] * len(digits) and bool(_tfn.is_valid(digits))
+
+
+_MEDICARE_WEIGHTS = (1, 3, 7, 9, 1, 3, 7, 9)
+
+
+def au_medicare_valid(digits: str) -> bool:
+    """Australian Medicare card number: ten digits (eleven with the holder's issue
+    number), the first 2 to 6, the ninth a weighted mod-10 check of the first eight.
+    python-stdnum has no module for it; Services Australia publishes the weights."""
+    if len(digits) not in (10, 11) or digits[0] not in "23456" or not digits.isdigit():
+        return False
+    total = sum(int(d) * w for d, w in zip(digits[:8], _MEDICARE_WEIGHTS, strict=True))
+    return total % 10 == int(digits[8])
+
+
+def ca_sin_valid(digits: str) -> bool:
+    """Canadian social insurance number: nine digits, Luhn, no 0 or 8 first."""
+    return bool(_sin.is_valid(digits))
+
+
+def br_cpf_valid(digits: str) -> bool:
+    """Brazilian CPF: eleven digits, two mod-11 check digits; repeated digits refused."""
+    return bool(_cpf.is_valid(digits))
+
+
+def pesel_valid(digits: str) -> bool:
+    """Polish PESEL: a birth date (the month carries the century), a serial and a
+    weighted check digit."""
+    return bool(_pesel.is_valid(digits))
+
+
+# Check letters by the weighted sum mod 11, per first letter (S/T citizens, F/G
+# foreigners, M foreigners from 2022); T, G and M add an offset to the sum.
+_NRIC_LETTERS = {"S": "JZIHGFEDCBA", "T": "JZIHGFEDCBA", "F": "XWUTRQPNMLK", "G": "XWUTRQPNMLK"}
+_NRIC_LETTERS["M"] = "XWUTRQPNJLK"
+_NRIC_OFFSET = {"S": 0, "F": 0, "T": 4, "G": 4, "M": 3}
+_NRIC_WEIGHTS = (2, 7, 6, 5, 4, 3, 2)
+
+
+def sg_nric_valid(value: str) -> bool:
+    """Singapore NRIC or FIN: a letter, seven digits and the check letter. python-stdnum
+    has no module for it; the weights are the published ones."""
+    first, body, check = value[:1], value[1:8], value[8:]
+    if len(value) != 9 or first not in _NRIC_OFFSET or not body.isdigit():
+        return False
+    total = _NRIC_OFFSET[first] + sum(int(d) * w for d, w in zip(body, _NRIC_WEIGHTS, strict=True))
+    return _NRIC_LETTERS[first][total % 11] == check
 
 
 # Letters to their ISO 13616 numbers (A=10 ... Z=35) for the mod-97 check.

@@ -73,6 +73,12 @@ DEFAULT_LEVELS: dict[str, Level] = {
     "nl_bsn": Level.REGULATED,
     "in_aadhaar": Level.REGULATED,
     "in_pan": Level.REGULATED,
+    "au_tfn": Level.REGULATED,
+    "au_medicare": Level.REGULATED,
+    "ca_sin": Level.REGULATED,
+    "br_cpf": Level.REGULATED,
+    "pl_pesel": Level.REGULATED,
+    "sg_nric": Level.REGULATED,
     # health
     "medical_record_number": Level.REGULATED,
     # network and device
@@ -464,6 +470,97 @@ _BUILTIN_PACKS = (
                 v.pan_valid,
                 letters=5,
                 context=("pan", "permanent account number", "income tax"),
+            ),
+        ),
+    ),
+    # The numbers below have weak checksums (one random number in ten or eleven passes)
+    # and the shapes of phone numbers and other ids: written bare, only a word of the
+    # kind names them. Phone regions stay out of these packs: a region widens what
+    # reads as a phone number everywhere, not only in text of that country.
+    LocalePack(
+        "au",
+        ids=(
+            IdSpec(
+                "au_tfn",
+                DEFAULT_LEVELS["au_tfn"],
+                _n(8, 9),
+                r"[0-9]{3}([ -]?)[0-9]{3}\1[0-9]{2,3}",
+                v.au_tfn_valid,
+                score=0.3,
+                context=("tfn", "tax file number", "tax file no"),
+            ),
+            IdSpec(
+                "au_medicare",
+                DEFAULT_LEVELS["au_medicare"],
+                _n(10, 11),
+                r"[2-6][0-9]{3}([ -]?)[0-9]{5}\1[0-9](?:[ /-]?[1-9])?",
+                v.au_medicare_valid,
+                score=0.3,
+                context=("medicare", "medicare number", "medicare card", "medicare no"),
+            ),
+        ),
+    ),
+    LocalePack(
+        "ca",
+        ids=(
+            IdSpec(
+                "ca_sin",
+                DEFAULT_LEVELS["ca_sin"],
+                _n(9),
+                r"[0-9]{3}([ -]?)[0-9]{3}\1[0-9]{3}",
+                v.ca_sin_valid,
+                score=0.3,
+                context=(
+                    "sin",
+                    "social insurance number",
+                    "social insurance no",
+                    "numéro d'assurance sociale",
+                    "nas",
+                ),
+            ),
+        ),
+    ),
+    LocalePack(
+        "br",
+        ids=(
+            IdSpec(
+                "br_cpf",
+                DEFAULT_LEVELS["br_cpf"],
+                _n(11),
+                # Written 000.000.000-00 it is a CPF; eleven bare digits need the word.
+                r"[0-9]{3}\.[0-9]{3}\.[0-9]{3}-[0-9]{2}|[0-9]{11}",
+                v.br_cpf_valid,
+                score=0.95,
+                bare_score=0.3,
+                context=("cpf", "cadastro de pessoas físicas", "cadastro de pessoa física"),
+            ),
+        ),
+    ),
+    LocalePack(
+        "pl",
+        ids=(
+            IdSpec(
+                "pl_pesel",
+                DEFAULT_LEVELS["pl_pesel"],
+                _n(11),
+                r"[0-9]{11}",
+                v.pesel_valid,
+                score=0.3,
+                context=("pesel", "numer pesel", "nr pesel"),
+            ),
+        ),
+    ),
+    LocalePack(
+        "sg",
+        ids=(
+            IdSpec(
+                "sg_nric",
+                DEFAULT_LEVELS["sg_nric"],
+                _n(9),
+                r"[STFGM][0-9]{7}[A-Z]",
+                v.sg_nric_valid,
+                letters=1,
+                context=("nric", "fin", "uin", "ic number", "ic no", "identity card"),
             ),
         ),
     ),
