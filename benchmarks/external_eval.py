@@ -32,6 +32,24 @@ negatives (texts where the test expects no finding). Presidio's tests encode Pre
 choices: a weak positive aiguard leaves alone (a bare nine-digit number) can be a
 choice, not a miss, and so can a "negative" aiguard finds (a card number that fails
 Luhn next to the word "card"). Read the listed cases.
+
+    python benchmarks/external_eval.py --code [DIR] [--json]
+
+counts secret findings (kinds ``password`` and ``secret``) in source code nobody here
+wrote: every line of the ``*.py`` files under DIR (default: the running Python's
+standard library, its tests left out) that holds a secret's key word and ``=`` or
+``:``. Code names secrets everywhere (``password = self.password``); almost every such
+finding is a false positive, so fewer is better. Listed with ``-v``.
+
+    python benchmarks/external_eval.py --secret-cases FILE [--json]
+
+scores labelled secret cases: a JSON list of ``{"text", "expected", "secret"}``
+(``expected`` true when the text holds a secret, ``secret`` the value when the case
+names it), such as the cases of another secret scanner's test suite, extracted by
+the reader. A positive counts as found when a ``password``/``secret``-family finding
+covers the named value (or any such finding when none is named); a negative counts
+when any such finding is made. Other tools' negatives encode their own rules (a value
+their plugin for one provider rejects can still be a labelled secret here): read them.
 """
 
 from __future__ import annotations
@@ -39,7 +57,9 @@ from __future__ import annotations
 import argparse
 import ast
 import json
+import re
 import sys
+import sysconfig
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -303,6 +323,108 @@ def main_presidio_tests(directory: Path, as_json: bool) -> int:
     return 0
 
 
+#: Kinds that are credentials: what --code and --secret-cases count.
+SECRET_KINDS = frozenset(
+    {
+        "password",
+        "secret",
+        "aws_access_key",
+        "aws_secret_key",
+        "github_token",
+        "slack_token",
+        "slack_webhook",
+        "openai_key",
+        "anthropic_key",
+        "stripe_key",
+        "google_api_key",
+        "jwt",
+        "private_key",
+        "url_credentials",
+    }
+)
+_KEY_WORD = re.compile(r"pass|pwd|secret|token|key|credential", re.IGNORECASE)
+
+
+def main_code(directory: Path | None, as_json: bool, verbose: bool) -> int:
+    root = directory or Path(sysconfig.get_paths()["stdlib"])
+    lines = hits = 0
+    shown: list[str] = []
+    for path in sorted(root.rglob("*.py")):
+        relative = path.relative_to(root).parts
+        if directory is None and (
+            "test" in relative or "tests" in relative or "site-packages" in relative
+        ):
+            continue
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (UnicodeDecodeError, OSError):
+            continue
+        for line in text.splitlines():
+            if (
+                len(line) >= 400
+                or not _KEY_WORD.search(line)
+                or ("=" not in line and ":" not in line)
+            ):
+                continue
+            lines += 1
+            for finding in aiguard.detect(line):
+                if finding.kind in {"password", "secret"}:
+                    hits += 1
+                    value = line[finding.start : finding.end]
+                    shown.append(f"  {finding.kind} {value!r} in {line.strip()[:120]!r}")
+    out = sys.stderr if as_json else sys.stdout
+    print(
+        f"code under {root}: {lines} lines with a secret's key word; "
+        f"{hits} password/secret findings",
+        file=out,
+    )
+    if verbose:
+        print("\n".join(shown), file=out)
+    if as_json:
+        print(json.dumps({"root": str(root), "lines": lines, "findings": hits}))
+    return 0
+
+
+def main_secret_cases(path: Path, as_json: bool, verbose: bool) -> int:
+    cases = json.loads(path.read_text(encoding="utf-8"))
+    found = positives = flagged = negatives = 0
+    listed: list[str] = []
+    for case in cases:
+        text = case["text"]
+        findings = [f for f in aiguard.detect(text) if f.kind in SECRET_KINDS]
+        if case["expected"]:
+            positives += 1
+            secret = case.get("secret")
+            if secret and secret in text:
+                start = text.index(secret)
+                end = start + len(secret)
+                hit = any(f.start < end and start < f.end for f in findings)
+            else:
+                hit = bool(findings)
+            found += hit
+            if not hit:
+                listed.append(f"  missed: {text[:120]!r}")
+        else:
+            negatives += 1
+            flagged += bool(findings)
+            if findings:
+                listed.append(f"  flagged: {text[:120]!r}")
+    out = sys.stderr if as_json else sys.stdout
+    print(
+        f"{path}: positives found {found}/{positives}; negatives flagged {flagged}/{negatives}",
+        file=out,
+    )
+    if verbose:
+        print("\n".join(listed), file=out)
+    if as_json:
+        print(
+            json.dumps(
+                {"positives": positives, "found": found, "negatives": negatives, "flagged": flagged}
+            )
+        )
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("files", nargs="*", type=Path)
@@ -312,10 +434,25 @@ def main(argv: list[str] | None = None) -> int:
         metavar="DIR",
         help="score Presidio's recognizer tests (presidio-analyzer/tests of a checkout)",
     )
+    parser.add_argument(
+        "--code",
+        nargs="?",
+        const="",
+        metavar="DIR",
+        help="count secret findings in Python source (default: the standard library)",
+    )
+    parser.add_argument(
+        "--secret-cases", type=Path, metavar="FILE", help="score labelled secret cases (JSON)"
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="list each case")
     parser.add_argument("--json", action="store_true", help="figures as JSON on stdout")
     args = parser.parse_args(argv)
     if args.presidio_tests is not None:
         return main_presidio_tests(args.presidio_tests, args.json)
+    if args.code is not None:
+        return main_code(Path(args.code) if args.code else None, args.json, args.verbose)
+    if args.secret_cases is not None:
+        return main_secret_cases(args.secret_cases, args.json, args.verbose)
     if not args.files:
         parser.error("give evaluation files, or --presidio-tests DIR")
     records = [record for path in args.files for record in load(path)]

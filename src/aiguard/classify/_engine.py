@@ -21,6 +21,7 @@ back to the caller's string.
 
 from __future__ import annotations
 
+import itertools
 import re
 import unicodedata
 from collections.abc import Callable, Iterable, Mapping
@@ -285,9 +286,78 @@ _SECRETS: tuple[_SecretRule, ...] = (
     # literals would cost it a substring search.
     (
         "gl",
-        ("glpat-", "glrt-", "gldt-", "glptt-"),
+        (
+            "glpat-",
+            "glrt-",
+            "gldt-",
+            "glptt-",
+            "glcbt-",
+            "glimt-",
+            "glagent-",
+            "gloas-",
+            "glsoat-",
+            "glft-",
+            "glffct-",
+        ),
         "secret",
-        re.compile(r"gl(?:pat|rt|dt|ptt)-[A-Za-z0-9_-]{20,255}(?:\.[0-9a-z]{2}\.[0-9a-z]{9})?"),
+        # GitLab's documented token prefixes (personal, runner, deploy, pipeline trigger,
+        # CI/CD job, incoming mail, agent, OAuth secret, service account, feed, feature
+        # flag client).
+        re.compile(
+            r"gl(?:pat|rt|dt|ptt|cbt|imt|agent|oas|soat|ft|ffct)-[A-Za-z0-9_-]{20,255}"
+            r"(?:\.[0-9a-z]{2}\.[0-9a-z]{9})?"
+        ),
+        _always,
+    ),
+    (
+        "gl",
+        ("glc_", "glsa_"),
+        "secret",
+        # Grafana Cloud API tokens and Grafana service account tokens.
+        re.compile(r"glc_[A-Za-z0-9+/]{32,400}={0,2}|glsa_[A-Za-z0-9]{32}_[A-Fa-f0-9]{8}"),
+        _always,
+    ),
+    (
+        "hv",
+        ("hvs.", "hvb.", "hvr."),
+        "secret",
+        # HashiCorp Vault service, batch and recovery tokens.
+        re.compile(r"hv[sbr]\.[A-Za-z0-9_-]{24,512}"),
+        _strong_mix,
+    ),
+    # Telegram bot tokens: the bot's id, ":", and 35 characters that start with "AA".
+    (":AA", (":AA",), "secret", re.compile(r"[0-9]{8,10}:AA[A-Za-z0-9_-]{33}"), _always),
+    (
+        "sq0",
+        ("sq0csp-", "sq0atp-"),
+        "secret",
+        re.compile(r"sq0(?:csp|atp)-[A-Za-z0-9_-]{22,60}"),
+        _always,
+    ),
+    # Gated on "_" with the other underscore prefixes: one search less for every text.
+    ("_", ("AVNS_",), "secret", re.compile(r"AVNS_[A-Za-z0-9_-]{8,64}"), _always),
+    # Amazon Bedrock API keys: long-term ("ABSK" + base64 of "BedrockAPIKey-…") and
+    # short-term ("bedrock-api-key-" + base64 of "bedrock.amazonaws.com/…").
+    (
+        "QmVkcm9ja0FQSUtleS",
+        ("ABSKQmVkcm9ja0FQSUtleS",),
+        "secret",
+        re.compile(r"ABSKQmVkcm9ja0FQSUtleS[A-Za-z0-9+/]{20,1000}={0,2}"),
+        _always,
+    ),
+    (
+        "bedrock-api-key-",
+        ("bedrock-api-key-",),
+        "secret",
+        re.compile(r"bedrock-api-key-YmVkcm9jay5hbWF6b25hd3MuY29t[A-Za-z0-9+/]{0,4000}={0,2}"),
+        _always,
+    ),
+    (
+        "-us",
+        ("-us",),
+        "secret",
+        # Mailchimp API keys: 32 hex digits and the data center.
+        re.compile(r"[0-9a-f]{32}-us[0-9]{1,2}"),
         _always,
     ),
     ("HRKU-", ("HRKU-",), "secret", re.compile(r"HRKU-[A-Za-z0-9_-]{60}"), _always),
@@ -296,7 +366,8 @@ _SECRETS: tuple[_SecretRule, ...] = (
         "pypi-",
         ("pypi-",),
         "secret",
-        re.compile(r"pypi-AgEIcHlwaS5vcmc[A-Za-z0-9_-]{50,1000}"),
+        # pypi.org's and test.pypi.org's upload tokens (macaroons naming the index).
+        re.compile(r"pypi-AgE(?:IcHlwaS5vcmc|NdGVzdC5weXBpLm9yZw)[A-Za-z0-9_-]{50,1000}"),
         _always,
     ),
     (
@@ -334,11 +405,21 @@ _SECRETS: tuple[_SecretRule, ...] = (
 # Generic assignments: a key that names a secret, then = or :, then the value.
 # The key is looked for just before each '=' or ':', so text without them costs nothing.
 _ASSIGN_SEP = re.compile(r"[=:]")
-_ASSIGN_KEY = re.compile(
-    r"(?<![a-z0-9])(pass(?:word|wd|phrase)?|pwd"
+# The words that name a secret. "password", "passwd", "passphrase" and "pwd" also end a
+# longer name ("dbpwd", "newpassword"); the others start at a word's edge ("bypass").
+_SECRET_KEY_WORDS = (
+    r"(?:password|passwd|passphrase|pwd"
+    r"|(?<![a-z0-9])(?:pass|pw"
     r"|(?:client|app|api|aws|shared)?[_-]?secret(?:[_-]?(?:access)?[_-]?key)?"
-    r"|api[_-]?key|apikey|access[_-]?key|(?:access|auth|refresh|bearer|api)[_-]?token|token"
-    r"|credentials?)[\"']?[ \t]{0,4}\Z"
+    r"|api[_-]?key|apikey|(?:shared[_-]?)?access[_-]?key|private[_-]?key"
+    r"|(?:access|auth|refresh|bearer|api)[_-]?token|token|credentials?))"
+)
+# "!" for a comparison ("api_key != ..."), whose "=" is the separator found.
+_ASSIGN_KEY = re.compile("(" + _SECRET_KEY_WORDS + r")[\"']?[ \t]{0,4}!?\Z")
+# A key after a comparison whose value comes first ('if ("..." == password)'); a
+# qualified name ("self.password", "cfg.api_key") ends in the key.
+_COMPARED_KEY = re.compile(
+    r"=?=?[ \t]{0,4}(?:[a-z_][a-z0-9_]*[.])*[a-z0-9_]*?(" + _SECRET_KEY_WORDS + r")(?![a-z0-9_])"
 )
 # Between a label and its value: spaces, separators, quotes, brackets, table bars, a tag
 # ("<td>"), and any other non-word character (Unicode quotes and marks).
@@ -347,6 +428,8 @@ _GAP = r"(?:[^\w]|_|<[a-z]{1,5}>){0,6}?"
 _GAP_IN_SENTENCE = r"(?:[^\w.!?]|_|<[a-z]{1,5}>){0,6}?"
 # Brackets may be inside a value ("1g^)Yqnv9"); those around it are trimmed after.
 _ASSIGN_VALUE = re.compile(_GAP + r"([^\s\"'`,;<>|=:][^\s\"'`,;<>|]{5,255})")
+# A quote opening right after the operator: the value is what it quotes (see `_quoted`).
+_QUOTE_AFTER = re.compile(r"[ \t]{0,4}@?[\"'`](?=[^\"'`\n])")
 # "my password is ...", "the API key was ...": a value named in a sentence.
 _PHRASE = re.compile(
     r"(?<![a-z0-9])(pass(?:word|wd|phrase|code)?|pwd|api[ _-]?key|secret(?:[ _-]key)?"
@@ -359,6 +442,8 @@ _BEARER = re.compile(
 )
 _PLACEHOLDER = re.compile(
     r"\$\{|\{\{|%\(|%[sd](?![A-Za-z0-9])|<[A-Za-z_ -]+>|\*{3,}|x{4,}|\.\.\."
+    # A format field ("{token}", f"{password!r}"): the template, not its value.
+    r"|\{[A-Za-z_][A-Za-z0-9_.]*(?:![rsa])?(?::[^{}]*)?\}"
     r"|(?:none|null|nil|true|false|required|optional|string|redacted|changeme|undefined|your[_-].*|example.*)\Z",
     re.IGNORECASE,
 )
@@ -370,6 +455,7 @@ _B64_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123
 _B64_EDGE_AFTER = _B64_CHARS | {"="}
 # "AccountKey=", "<account_key>", "-storagekey ", '"SharedAccessKey": ' ...
 _KEY_NAMED = re.compile(r"(?i:key)(?![a-z])")
+_PUBLIC_KEY = re.compile(r"(?i:public[ _-]?key|ssh-(?:rsa|dss|ed25519))")
 
 _BIC = re.compile(
     r"(?<![A-Za-z0-9])(?:bic|swift)(?:[ /_-]?code)?"
@@ -1157,6 +1243,8 @@ class BuiltinDetector:
                 and _KEY64.fullmatch(t, start, end) is not None
                 and _KEY_NAMED.search(t, max(0, start - 120), start) is not None
                 and not t.endswith("sha512-", 0, start)
+                # An SSH public key ("PublicKey: ssh-rsa AAAA…") is published, not secret.
+                and _PUBLIC_KEY.search(t, max(0, start - 40), start) is None
             ):
                 raw.append((start, end + 2, "secret", 0.9))
             end = t.find("==", end + 2)
@@ -1266,11 +1354,11 @@ class BuiltinDetector:
         # alternation of the words tries each one at every position: slower than all the
         # searches together.)
         find = lower.find
-        at_pass, at_pwd, at_secret = find("pass"), find("pwd"), find("secret")
+        at_pass, at_pw, at_secret = find("pass"), find("pw"), find("secret")
         at_token, at_key = find("token"), find("key")
         if (
             at_pass != -1
-            or at_pwd != -1
+            or at_pw != -1
             or at_secret != -1
             or at_token != -1
             or at_key != -1
@@ -1281,11 +1369,17 @@ class BuiltinDetector:
                     p = sep.start()
                     key = _ASSIGN_KEY.search(lower, max(0, p - 40), p)
                     if key is None:
+                        if t.startswith("=", p) and p > 1 and t[p - 1] in "=!\"'` \t":
+                            self._compared(t, lower, p, raw)
                         continue
-                    after = p + 2 if t[p : p + 2] in (":=", "=>") else p + 1
-                    value = _ASSIGN_VALUE.match(t, after)
+                    op = t[p : p + 2] if t[p : p + 2] in (":=", "=>", "==") else t[p]
+                    after = p + len(op)
+                    quoted = _QUOTE_AFTER.match(t, after)
+                    value = _quoted(t, quoted.end()) if quoted else None
+                    if value is None:
+                        value = _ASSIGN_VALUE.match(t, after)
                     if value is not None:
-                        self._assignment(key.group(1), value, raw)
+                        self._assignment(key.group(1), value, raw, key.start(1), op)
             # "api key is" and "api token is" start at "api": without key or token no
             # phrase does.
             at_api = find("api") if at_key != -1 or at_token != -1 else -1
@@ -1295,7 +1389,7 @@ class BuiltinDetector:
                 lower,
                 (
                     ("pass", at_pass),
-                    ("pwd", at_pwd),
+                    ("pw", at_pw),
                     ("api", at_api),
                     ("secret", at_secret),
                     ("token", at_token),
@@ -1366,12 +1460,56 @@ class BuiltinDetector:
             return
         raw.append((s, e, "secret", 0.8))
 
-    def _assignment(self, key: str, m: re.Match[str], raw: list[Raw]) -> None:
-        lead, end = _trim_value(m.group(1))
+    def _compared(self, t: str, lower: str, p: int, raw: list[Raw]) -> None:
+        """A quoted value compared with a key named after it: ``"…" == password``,
+        ``"…" !== api_key`` (the "=" at ``p`` is the comparison's first or second)."""
+        op = p - 1 if t[p - 1] in "=!" else p
+        before = t[:op].rstrip(" \t")
+        quote = before[-1:]
+        if quote not in _QUOTES:
+            return
+        opened = before.rfind(quote, max(0, len(before) - 258), len(before) - 1)
+        if opened == -1 or "\n" in before[opened:]:
+            return
+        key = _COMPARED_KEY.match(lower, p + 1)
+        if key is None:
+            return
+        value = _quoted(t, opened + 1)
+        if value is not None and value.end() == len(before) - 1:
+            self._assignment(key.group(1), value, raw, -1, "==")
+
+    def _assignment(
+        self, key: str, m: re.Match[str], raw: list[Raw], key_at: int = -1, sep: str = ""
+    ) -> None:
+        """The value ``m`` (group 1) named by ``key``: a secret unless it is a placeholder,
+        a code reference (``password = self.password``) or too plain to be one.
+        ``key_at`` is where the key starts, ``sep`` the operator after it (empty for a
+        phrase: "my password is …")."""
+        t = m.string
+        start = m.start(1)
+        quote = t[start - 1] if start > 0 and t[start - 1] in _QUOTES else ""
+        if sep and not quote and any(q in t[m.start() : start] for q in _QUOTES):
+            return  # the key ended a string ("prompt='Password: ', stream=None")
+        if quote and m.re is not _QUOTED_VALUE:
+            m = _quoted(t, start) or m
+            quote = quote if m.re is _QUOTED_VALUE else ""
+        lead, end = _trim_value(m.group(1)) if not quote else (0, len(m.group(1)))
         value = m.group(1)[lead:end]
         # With what came before it ("${DB_PASSWORD}"), less a markup tag ("<td>").
         written = _TAG.sub("", m.group(0)).lstrip(" \t\"'")
         if len(value) < 6 or _PLACEHOLDER.match(value) or _PLACEHOLDER.match(written):
+            return
+        if value.endswith("=") and value[:-1].islower() and _IDENTIFIER.fullmatch(value[:-1]):
+            return  # a keyword argument named in prose ("pass `api_key=` or `token=`")
+        kind = "password" if key.startswith(("pass", "pw")) or key == "pwd" else "secret"
+        if quote:
+            if value.casefold() in _KEY_WORD_VALUES:
+                return  # {"password": "Password"}: a form's label, not its value
+            if sep == ":" and " " in value and _PROSE.fullmatch(value):
+                return  # "password": "Must be 8 characters or more" (a message)
+            if _NAMED_KEY.fullmatch(value):
+                return  # ENV_API_KEY = "ANTHROPIC_API_KEY": the name of a secret
+        elif _code_reference(t, key_at, sep, start + lead, start + end):
             return
         # Character classes by C-level string methods (no per-character Python loop).
         classes = (
@@ -1380,9 +1518,11 @@ class BuiltinDetector:
             + (value.translate(_DROP_DIGITS) != value)
             + (not value.isalnum())
         )
-        kind = "password" if key.startswith("pass") or key == "pwd" else "secret"
-        # A password label is evidence enough for a weaker one ("FNNJNZg1").
-        if classes < 2 or v.entropy(value) < (2.0 if kind == "password" else 2.5):
+        # A password label is evidence enough for a weaker one ("FNNJNZg1"), and a quoted
+        # literal assigned to a password is one however plain ('db_password = "astring"').
+        if classes < (1 if quote and kind == "password" else 2) or v.entropy(value) < (
+            2.0 if kind == "password" else 2.5
+        ):
             return
         bare = value.rstrip("!?")
         if bare.startswith(self._secret_literals) and any(
@@ -1403,6 +1543,142 @@ class BuiltinDetector:
                 raw.append((start, start + len(core), "aws_secret_key", 0.95))
                 return
         raw.append((s, e, kind, 0.8))
+
+
+_QUOTES = "\"'`"
+# A quoted value: anything to the closing quote (`_quoted` bounds it).
+_QUOTED_VALUE = re.compile(r"(.+)", re.DOTALL)
+
+
+def _quoted(t: str, start: int) -> re.Match[str] | None:
+    """The value quoted by the quote before ``start``, to its closing quote on the same
+    line (at most 256 characters): whatever it holds ("A,.:-¨@*¿?!", "xK9|<…>"), since a
+    value cut at its first comma or bracket would send the rest raw."""
+    quote = t[start - 1]
+    close = t.find(quote, start, start + 257)
+    if close <= start or "\n" in t[start:close]:
+        return None
+    return _QUOTED_VALUE.match(t, start, close)
+
+
+# Values that repeat the key's own word: a form field's label or type, not a secret.
+_KEY_WORD_VALUES = frozenset(
+    {"password", "passwd", "passphrase", "secret", "token", "api key", "apikey", "api_key"}
+)
+# Three or more plain words: a message about the value ("must be 8 characters").
+_PROSE = re.compile(r"[A-Za-z][a-z']*[,.:;!?]?(?: (?:[A-Za-z][a-z']*|[0-9]+)[,.:;!?]?){2,}")
+# What code writes where a value could stand: a name, a qualified name, a call or a
+# subscript ("self.password", "os.environ[", "get_secret(", "Optional[str]").
+_CODE_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.()[]:=*-")
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_CODE_PARTS = re.compile(r"[.()\[\]:=*-]+")
+_WORD_IN_NAME = re.compile(r"[a-z]{4}")
+_CHAR_CLASS = str.maketrans(
+    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789",
+    "a" * 26 + "A" * 26 + "0" * 10,
+)
+
+
+def _code_syntax(value: str, after: str) -> bool:
+    """Whether ``value`` reads as an expression: a bracket opens after a name, a call,
+    a subscript or another bracket and closes in order, a closing one is followed by
+    ``.``, a call, a subscript or another closing one; ``=`` only inside a call, ``:``
+    only in a subscript, ``-`` only in either, ``*`` only to unpack. Brackets may stay open where
+    the value was cut: at a string argument or the end of the line right after the
+    bracket ("os.environ[", "tokenize(" at a line's end), at a prefixed string
+    ('re.compile(r"'), at the next argument ("getattr(value,") or before an operator
+    ("unquote(passwd or"). A password with a
+    bracket in it ("zuk8URDpqs(tf", "uo(9TE)v") fails one of these."""
+    depth, prev = 0, ""
+    for ch in value:
+        if ch in "([":
+            if not prev or not (prev.isalnum() or prev in "_)](["):
+                return False
+            depth += 1
+        elif ch in ")]":
+            depth -= 1
+            if depth < 0:
+                return False
+        elif prev in (")", "]") and ch != "." and not (depth and ch in ":,"):
+            return False
+        prev = ch
+    cut = after[:1]
+    if depth and not (
+        (value[-1] in "([" and cut in _CUT_AFTER_OPENER)
+        or (
+            (value[-1].isalnum() or value[-1] in "_)]")
+            and (cut == "," or _CONTINUED.match(after) is not None)
+        )
+        or (cut in _QUOTES and _STRING_PREFIX.search(value) is not None)
+    ):
+        return False
+    for mark, openers in (("=", "("), (":", "["), ("-", "([")):
+        at = value.find(mark)
+        if at != -1 and not any(0 <= value.find(opener) < at for opener in openers):
+            return False
+    return "*" not in value.replace("(**", "(").replace("(*", "(")
+
+
+_CUT_AFTER_OPENER = ('"', "'", "`", "", "\n", "\r")
+# An expression going on after a space inside a call: an operator or a keyword.
+_CONTINUED = re.compile(r" (?:[-+*/%<>=!&|]|(?:or|and|if|else|for|in|is|not)(?![A-Za-z0-9_]))")
+_STRING_PREFIX = re.compile(r"[(\[](?:[rRbBuUfF]|[rR][bBfF]|[bBfF][rR])\Z")
+
+
+def _random_part(part: str) -> bool:
+    """Whether a part of a would-be name with digits in it is random text: long without a
+    word in it, or switching between lower case, capitals and digits as random text does
+    (about 6 times in 10 characters): "hZ9Ywoag0", not "Ed25519PrivateKey", "b64encode"
+    or "standard_b64encode" (a third or fewer, and words)."""
+    if len(part) < 6 or part.translate(_DROP_DIGITS) == part:
+        return False
+    if len(part) >= 12 and _WORD_IN_NAME.search(part) is None:
+        return True  # long, with digits, and not a word in it ("QHHTT5lf8WCFAM80gHI3")
+    classes = part.translate(_CHAR_CLASS).replace("_", "")
+    changes = sum(a != b for a, b in itertools.pairwise(classes))
+    return changes >= 0.4 * (len(classes) - 1)
+
+
+# A name in capitals or lower case with a word of a secret in it: what a setting, an
+# environment variable or a grant type is called ("ANTHROPIC_AUTH_TOKEN", "refresh_token").
+_NAMED_KEY = re.compile(
+    r"(?:[A-Z][A-Z_]*|[a-z][a-z_]*)(?:(?<=[A-Z_])(?:KEY|TOKEN|SECRET|PASSWORD|CREDENTIALS?)"
+    r"|(?<=[a-z_])(?:key|token|secret|password|credentials?))[A-Za-z_]*"
+)
+# What follows a name that is a type or an expression, not a YAML value.
+_CODE_AFTER = (",", ")", "|", "=", "]", "}", " if ", " or ", " and ", " else ")
+
+
+def _code_reference(t: str, key_at: int, sep: str, s: int, e: int) -> bool:
+    """Whether the unquoted value ``t[s:e]`` after a secret's key is code that refers to
+    the secret rather than the secret itself: a qualified name, a call or a subscript
+    (``password = self.password``, ``api_key = os.environ[...]``), or a plain name
+    without digits in an assignment or keyword argument (``api_key=api_key``) or before
+    a type annotation's end (``token: TokenRecord,``).
+
+    A plain word in an environment file (``DB_PASSWORD=SuperSecret``: a key in capitals
+    right before "=") or at the end of a YAML line (``password: SuperSecret``) is a value.
+    """
+    value = t[s:e]
+    first = value[:1]
+    if not first or not (first.isalpha() or first == "_") or not _CODE_CHARS.issuperset(value):
+        return False
+    if "(" in value or "[" in value or "." in value:
+        if not _code_syntax(value, t[e : e + 8]):
+            return False
+        # Unless a part is random: a dotted token ("MTk4NjIy….Cl2FMQ.ZnCjm1X…") or a
+        # password with a bracket in it ("hZ9Ywoag0(") is no name.
+        return not any(_random_part(part) for part in _CODE_PARTS.split(value))
+    if not sep:
+        return False  # "my password is SuperSecret": a word in a sentence is the value
+    if _IDENTIFIER.fullmatch(value) is None or value.translate(_DROP_DIGITS) != value:
+        return False
+    if sep in ("=", ":=", "=>", "=="):
+        name = t[key_at:s].split("=", 1)[0] if key_at >= 0 else ""
+        # KEY=value with the key in capitals: an environment file, where values are bare.
+        return not (name.rstrip(" \t\"'!:").isupper() and not name.endswith((" ", "\t")))
+    # After ":" a name is a type or an expression when more of the code follows it.
+    return t.startswith(_CODE_AFTER, e) or t[e : e + 4].lstrip(" \t").startswith(_CODE_AFTER)
 
 
 _TRAILING = frozenset(".,;:")
