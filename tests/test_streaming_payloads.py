@@ -454,3 +454,50 @@ class TestFormatsEveryCut:
         stream = b"".join(_openai_stream(content, "m", 5))
         text, _ = chat_channels(run(stream, [], json_content=True))
         assert json.loads("".join(text)) == {"customer": 'Jane "JD" Doe'}
+
+
+@pytest.mark.parametrize(
+    ("text", "written"),
+    [
+        (
+            'config: password = "correct horse battery 9staple" done',
+            "correct horse battery 9staple",
+        ),
+        ("set api_key = 'q8{z} |<x>, Lm;P9' then", "q8{z} |<x>, Lm;P9"),
+        ('db:\n  password: "xK9#mP 2qLz wq"\n', "xK9#mP 2qLz wq"),
+    ],
+)
+def test_a_quoted_secret_with_spaces_is_held_to_its_closing_quote(text: str, written: str) -> None:
+    """A quoted value after a secret's key is one value up to its closing quote: cut
+    anywhere, no word of it goes out before the quote closes and shows it whole."""
+    assert_withheld_at_every_cut(text, written)
+
+
+def test_a_quoted_secret_holding_the_other_quote_is_held_whole() -> None:
+    assert_withheld_at_every_cut('then password = "it\'s 9 my Secret" ok', "it's 9 my Secret")
+
+
+@settings(max_examples=60)
+@given(
+    key=st.sampled_from(("password", "api_key", '"client_secret"', "db_pwd", "token")),
+    operator=st.sampled_from((" = ", ": ", " := ", "=")),
+    quote=st.sampled_from("\"'`"),
+    words=st.lists(
+        st.text("abcdefXYZ0123456789#!%&", min_size=2, max_size=9), min_size=1, max_size=5
+    ),
+    cut=st.integers(0, 200),
+)
+def test_a_quoted_secret_streamed_cut_anywhere_never_leaks_a_piece(
+    key: str, operator: str, quote: str, words: list[str], cut: int
+) -> None:
+    """Whatever the quoted value holds, wherever the stream is cut: when the whole text
+    shows it withheld, no piece the caller gets holds four characters of it."""
+    value = " ".join(words)
+    text = f"conf {key}{operator}{quote}{value}{quote} end"
+    spans = rule().withheld(text)
+    start = text.index(quote) + 1
+    if not any(s <= start < e for s, e, _kind in spans):
+        return  # too plain to be a secret: nothing to withhold
+    windows = {value[i : i + 4] for i in range(len(value) - 3)} - {" " * 4}
+    for piece in feed(cuts(text, [min(cut, len(text))])):
+        assert not [w for w in windows if w in piece], (text, cut, piece)

@@ -18,8 +18,8 @@ The output rule (secrets and REGULATED values the call never sent are redacted) 
 the text of each channel as one piece, not per released segment: text is also held back
 while its tail could still be the start of such a value, and a value the model streams
 across any number of chunks is redacted whole. Values are runs of non-space characters,
-joined across single spaces between digit groups (card and phone numbers, IBANs), or a
-PEM block, read as the detectors read them (full-width digits, Unicode spaces and tabs
+joined across single spaces between digit groups (card and phone numbers, IBANs), a
+PEM block, or a quoted value after a secret's key up to its closing quote, read as the detectors read them (full-width digits, Unicode spaces and tabs
 folded, invisible characters left out, ``\\u`` and JSON escapes decoded); so the held
 tail is usually the word being written. It is bounded by
 ``hold_limit`` characters (default 8 KB): past it the held text is redacted, never
@@ -61,6 +61,7 @@ __all__ = [
     "encode_frame",
     "held_tail_start",
     "loads_event",
+    "open_quoted_secret",
     "value_tail_start",
 ]
 
@@ -135,6 +136,55 @@ def value_tail_start(text: str) -> int:
     at = _edge_as_read(text, _tail_start)
     assert at is not None  # _tail_start always finds a start
     return at
+
+
+# A secret's key, its operator and a quote that has not closed on its line: the detectors
+# read the value to the closing quote (spaces and all), so it is held from the quote.
+_SECRET_WORDS = ("pass", "pw", "secret", "token", "key", "credential")
+_QUOTE_OPERATORS = frozenset({"=", ":", ":=", "==", "===", "=>", "!=", "!=="})
+_LAST_LINE = 400
+_MAX_QUOTED = 256
+
+
+def open_quoted_secret(text: str) -> int | None:
+    """Where the value of a quoted secret that is still being written starts
+    (``password = "correct horse`` …), or None. Only the last line is read: for each
+    kind of quote, its last occurrence, when a secret's key and an operator stand before
+    it. String methods, no pattern: this runs for every streamed event."""
+    line_start = max(text.rfind("\n") + 1, len(text) - _LAST_LINE)
+    found: int | None = None
+    for quote in "\"'`":
+        at = text.rfind(quote, line_start)
+        if at != -1 and len(text) - at - 1 <= _MAX_QUOTED and _key_before(text, line_start, at):
+            found = at + 1 if found is None else min(found, at + 1)
+    return found
+
+
+def _key_before(text: str, line_start: int, at: int) -> bool:
+    """Whether ``key = `` (or ``:``, ``:=``, ``=>``, ``==``, ``!=``; the key may be
+    quoted, the value may start with ``@``) ends at ``at``, the key naming a secret."""
+    i = at - 1 if at > line_start and text[at - 1] == "@" else at
+    i = _blanks_before(text, line_start, i)
+    j = i
+    while j > line_start and text[j - 1] in "=:!>":
+        j -= 1
+    if text[j:i] not in _QUOTE_OPERATORS:
+        return False
+    i = _blanks_before(text, line_start, j)
+    if i > line_start and text[i - 1] in "\"'":
+        i -= 1
+    k = i
+    while k > line_start and i - k < 64 and (text[k - 1].isalnum() or text[k - 1] in "_-"):
+        k -= 1
+    name = text[k:i].lower()
+    return any(word in name for word in _SECRET_WORDS)
+
+
+def _blanks_before(text: str, line_start: int, i: int) -> int:
+    stop = max(line_start, i - 4)
+    while i > stop and text[i - 1] in " \t":
+        i -= 1
+    return i
 
 
 def _tail_start(text: str) -> int:
@@ -439,6 +489,9 @@ class HoldBack:
         cut = min(held_tail_start(buf), value_tail_start(buf))
         context = self._context
         window = context + buf if context else buf
+        quoted = open_quoted_secret(window)
+        if quoted is not None:
+            cut = min(cut, max(quoted - len(context), 0))
         spans = rule.withheld(window)
         shift = len(context)
         # A withheld value that reaches into the held tail is held whole.
