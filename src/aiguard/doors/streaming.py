@@ -19,11 +19,12 @@ the text of each channel as one piece, not per released segment: text is also he
 while its tail could still be the start of such a value, and a value the model streams
 across any number of chunks is redacted whole. Values are runs of non-space characters,
 joined across single spaces between digit groups (card and phone numbers, IBANs), a
-PEM block, or a quoted value after a secret's key up to its closing quote, read as the detectors read them (full-width digits, Unicode spaces and tabs
-folded, invisible characters left out, ``\\u`` and JSON escapes decoded); so the held
-tail is usually the word being written. It is bounded by
-``hold_limit`` characters (default 8 KB): past it the held text is redacted, never
-released, and so is the rest of that run (fail closed). Without an output rule only the
+PEM block, or a quoted value after a secret's key up to its closing quote, read as the
+detectors read them (full-width digits, Unicode spaces and tabs folded, invisible
+characters left out, ``\\u`` and JSON escapes decoded); so the held tail is usually the
+word being written. It is bounded by ``hold_limit`` characters (default 8 KB): past it
+the held text is redacted, never released, and so is the rest of that run (fail
+closed). Without an output rule only the
 token grammar holds text.
 """
 
