@@ -24,8 +24,7 @@ detectors read them (full-width digits, Unicode spaces and tabs folded, invisibl
 characters left out, ``\\u`` and JSON escapes decoded); so the held tail is usually the
 word being written. It is bounded by ``hold_limit`` characters (default 8 KB): past it
 the held text is redacted, never released, and so is the rest of that run (fail
-closed). Without an output rule only the
-token grammar holds text.
+closed). Without an output rule only the token grammar holds text.
 """
 
 from __future__ import annotations
