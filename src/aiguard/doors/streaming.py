@@ -42,6 +42,7 @@ from .._json import dumps as _dumps
 from .._json import loads as loads_event
 from .._json import read_whole
 from ..classify._normalize import normalize as _fold
+from ..classify.structured import KEY_KINDS
 from ..errors import MalformedPayload
 from ..pipeline.call import usage_of
 from ..providers.walk import STRUCTURAL_KEYS
@@ -148,9 +149,10 @@ _MAX_QUOTED = 256
 
 def open_quoted_secret(text: str) -> int | None:
     """Where the value of a quoted secret that is still being written starts
-    (``password = "correct horse`` …), or None. Only the last line is read: for each
-    kind of quote, its last occurrence, when a secret's key and an operator stand before
-    it. String methods, no pattern: this runs for every streamed event."""
+    (``password = "correct horse`` …, ``"mrn": "MR 4002`` …), or None. Only the last
+    line is read: for each kind of quote, its last occurrence, when a secret's key (or
+    a key naming a kind) and an operator stand before it. String methods, no pattern:
+    this runs for every streamed event."""
     line_start = max(text.rfind("\n") + 1, len(text) - _LAST_LINE)
     found: int | None = None
     for quote in "\"'`":
@@ -177,7 +179,10 @@ def _key_before(text: str, line_start: int, at: int) -> bool:
     while k > line_start and i - k < 64 and (text[k - 1].isalnum() or text[k - 1] in "_-"):
         k -= 1
     name = text[k:i].lower()
-    return any(word in name for word in _SECRET_WORDS)
+    # Or a key that names a kind (`KEY_KINDS`): the output rule withholds its value whole.
+    return any(word in name for word in _SECRET_WORDS) or (
+        name.replace("_", "").replace("-", "") in KEY_KINDS
+    )
 
 
 def _blanks_before(text: str, line_start: int, i: int) -> int:

@@ -40,7 +40,13 @@ from ..errors import (
 )
 from ..policy.model import Action, DestinationPolicy, Policy
 from ..providers.base import parse_json_text
-from ..providers.walk import STRUCTURAL_KEYS, map_all_strings, map_strings, scalar_spans
+from ..providers.walk import (
+    STRUCTURAL_KEYS,
+    Scalar,
+    map_all_strings,
+    map_strings,
+    scalar_spans,
+)
 from ..vault._core import KeyedVault
 from ..vault.memory import OwnerVault
 from ..vault.surrogates import SURROGATE_RE, from_surrogate, to_surrogate
@@ -654,7 +660,7 @@ class Call:
             text = self._surrogates_to_tokens(text)
         inner = parse_json_text(text) if "[" in text or "{" in text else None
         if inner is not None:
-            if self.withheld(text):
+            if self.withheld(text) or self._keyed_spans(inner, path):
                 # Redacting spans of the raw JSON could cut an escape; work per value,
                 # after what only the whole document shows (before tokens are restored:
                 # a restored original is the caller's, not a new value).
@@ -683,14 +689,59 @@ class Call:
         string alone misses (see `_replace_found`)."""
         if not isinstance(doc, (dict, list)):
             return doc
-        text, _ = scalar_spans(doc, path)
-        spans = self.withheld(text)
+        text, scalars = scalar_spans(doc, path)
+        found = self.withheld(text)
+        # A keyed value is withheld whole only where no finding of its own says which
+        # part is the value ({"ssn": "SSN 078-05-1120, ok"} keeps its words).
+        keyed = [
+            k
+            for k in self._keyed_spans(doc, path, scalars)
+            if not any(k[0] < f[1] and f[0] < k[1] for f in found)
+        ]
+        spans = sorted(found + keyed) if keyed else found
 
         def replace(here: str, _lo: int, _hi: int, part: str, span: _Span) -> str:
             self.record_leak(span[2], part, here)
             return redact(span[2])
 
         return self._replace_found(doc, path, spans, replace) if spans else doc
+
+    def _keyed_spans(self, doc: Any, path: str, scalars: list[Scalar] | None = None) -> list[_Span]:
+        """Values of JSON a model wrote that the output rule withholds by their key alone:
+        a key (or a sibling naming an object's ``value``, see `value_label`) that names
+        a kind at or above `output_rule_level`, as in the request (`KEY_KINDS`), and a
+        value the call never sent. ``{"mrn": "4f1c…"}`` has no shape a scan of the
+        value could find. Spans are of ``scalar_spans`` text, whole values."""
+        if not isinstance(doc, (dict, list)):
+            return []
+        if scalars is None:
+            scalars = scalar_spans(doc, path)[1]
+        threshold = self.output_rule_level
+        levels = self.guard.policy.levels
+        spans: list[_Span] = []
+        labels: dict[int, str | None] = {}
+        for start, end, _here, container, key in scalars:
+            if not isinstance(container, dict) or not isinstance(key, str):
+                continue
+            name = key
+            if key == "value":
+                if id(container) not in labels:
+                    labels[id(container)] = value_label(container)
+                name = labels[id(container)] or key
+            kind = _key_kind(name)
+            if kind is None:
+                continue
+            level = levels.get(kind) or DEFAULT_LEVELS.get(kind, Level.SENSITIVE)
+            if level < threshold:
+                continue
+            value = container[key]
+            written = value if isinstance(value, str) else json.dumps(value)
+            if not _MAY_HOLD_VALUE.search(written) or written in self.sent_text:
+                continue
+            if "[" in written and (TOKEN_RE.fullmatch(written) or _SURROGATE_RE.fullmatch(written)):
+                continue  # the scope's token or a redaction: restored or left as it is
+            spans.append((start, end, kind))
+        return spans
 
     @staticmethod
     def _replace_found(
@@ -794,8 +845,11 @@ class Call:
         """
         # Decoded views too: a model can percent-encode or base64 a value to smuggle it.
         found = detect_decoded(self.guard.detectors, text)
+        # JSON written in the text (streamed tool arguments, a fenced snippet): a value
+        # whose key names a kind is that kind whole, as in `_keyed_spans`.
+        keyed = self._keyed_pairs(text) if '":' in text or '" :' in text else []
         if not found:
-            return []
+            return keyed
         surrogates = [m.span() for m in _SURROGATE_RE.finditer(text)] if "[" in text else []
         # Realistic surrogates of the scope's own tokens look like values; they are not.
         if self.guard.policy.surrogates:
@@ -818,6 +872,36 @@ class Call:
                 self._flag_unsent(finding.kind, text[start:end])
                 continue
             spans.append((start, end, finding.kind))
+        if keyed:
+            # Whole only where no finding of its own says which part is the value.
+            keyed = [k for k in keyed if not any(k[0] < f[1] and f[0] < k[1] for f in spans)]
+            return sorted(spans + keyed)
+        return spans
+
+    def _keyed_pairs(self, text: str) -> list[tuple[int, int, str]]:
+        """``"key": "value"`` (or a number) in ``text`` where the key names a kind the
+        output rule withholds: the value's span, whole (the escaped text between its
+        quotes)."""
+        threshold = self.output_rule_level
+        levels = self.guard.policy.levels
+        spans: list[tuple[int, int, str]] = []
+        for m in _JSON_PAIR.finditer(text):
+            name: str | None = m.group(1)
+            if name == "value":
+                name = _sibling_label(text, m.start())
+            kind = _key_kind(name)
+            if kind is None:
+                continue
+            level = levels.get(kind) or DEFAULT_LEVELS.get(kind, Level.SENSITIVE)
+            group = 2 if m.group(2) is not None else 3
+            value = m.group(group)
+            if level < threshold or not _MAY_HOLD_VALUE.search(value):
+                continue
+            if value in self.sent_text or (
+                "[" in value and (TOKEN_RE.fullmatch(value) or _SURROGATE_RE.fullmatch(value))
+            ):
+                continue
+            spans.append((m.start(group), m.end(group), kind))
         return spans
 
     def _flag_unsent(self, kind: str, value: str) -> None:
@@ -1000,6 +1084,50 @@ class Call:
         return fields
 
 
+def _sibling_label(text: str, key_at: int) -> str | None:
+    """For a ``"value"`` key at ``key_at`` of JSON written in ``text``: what its
+    object's other members say it is (`value_label`), read from the object's text
+    before the key (``{"type": {"text": "MRN"}, "value": …``)."""
+    start = _object_start(text, key_at)
+    if start is None:
+        return None
+    head = text[start:key_at].rstrip().rstrip(",")
+    try:
+        members = loads_json(head + "}")
+    except ValueError:
+        return None
+    return value_label(members) if isinstance(members, dict) else None
+
+
+def _object_start(text: str, at: int, reach: int = 2000) -> int | None:
+    """Where the innermost JSON object open at ``at`` starts (within ``reach``)."""
+    opened: list[int] = []
+    in_string = escaped = False
+    for i in range(max(0, at - reach), at):
+        ch = text[i]
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "{[":
+            opened.append(i if ch == "{" else -1)
+        elif ch in "}]" and opened:
+            opened.pop()
+    return opened[-1] if opened and opened[-1] >= 0 else None
+
+
+# A key and its string or number value, as JSON writes them.
+_JSON_PAIR = re.compile(
+    r'"([A-Za-z][A-Za-z0-9 _.-]{0,39})"\s*:\s*'
+    r'(?:"((?:[^"\\\n]|\\.){1,256})"|(-?[0-9][0-9.eE+-]{3,40}))'
+)
+# A value with a letter or digit in it: not a mask ("********") or an empty one.
+_MAY_HOLD_VALUE = re.compile(r"[^\W_]")
 _LEVEL_LABEL = {level: level.label for level in Level}
 _ACTION_VALUE = {action: action.value for action in Action}
 _PATH_KEY = re.compile(r"\.([^.\[\]]*)")
