@@ -315,13 +315,21 @@ class TestChat:
         call = Call(aiguard.Guard(), aiguard.CallContext(), None)
         own = "[EMAIL_ABCDEFGH]"
         call.issued[own] = EMAIL
-        doc = {"type": "SSN", "value": 'is "x"\t078-05-1120, ok \u00e9', "by": f"{own} \t."}
+        doc = {"type": "note", "value": 'is "x"\tSSN 078-05-1120, ok \u00e9', "by": f"{own} \t."}
         out = json.loads(call.restore_text("$.args", json.dumps(doc)))
         assert out == {
-            "type": "SSN",
-            "value": 'is "x"\t[REDACTED:us_ssn], ok \u00e9',
+            "type": "note",
+            "value": 'is "x"\tSSN [REDACTED:us_ssn], ok \u00e9',
             "by": f"{EMAIL} \t.",
         }
+        assert dict(call.leaks) == {"us_ssn": 1}
+
+    def test_a_value_its_sibling_names_is_withheld_whole(self) -> None:
+        """Named by its sibling as a request reads it, the whole value is the SSN."""
+        call = Call(aiguard.Guard(), aiguard.CallContext(), None)
+        doc = {"type": "SSN", "value": 'is "x"\t078-05-1120, ok \u00e9'}
+        out = json.loads(call.restore_text("$.args", json.dumps(doc)))
+        assert out == {"type": "SSN", "value": "[REDACTED:us_ssn]"}
         assert dict(call.leaks) == {"us_ssn": 1}
 
     @pytest.mark.parametrize("leak", STRUCTURED_LEAKS)

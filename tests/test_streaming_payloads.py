@@ -501,3 +501,28 @@ def test_a_quoted_secret_streamed_cut_anywhere_never_leaks_a_piece(
     windows = {value[i : i + 4] for i in range(len(value) - 3)} - {" " * 4}
     for piece in feed(cuts(text, [min(cut, len(text))])):
         assert not [w for w in windows if w in piece], (text, cut, piece)
+
+
+@settings(max_examples=60)
+@given(
+    key=st.sampled_from(("mrn", "medical_record_number", "password", "ssn")),
+    value=st.text('abcXYZ019 -"\\/é', min_size=6, max_size=40).filter(lambda v: v.strip()),
+    before=st.sampled_from(("", '"a": 1, ', '"note": "ok", ')),
+    cut=st.integers(0, 120),
+)
+def test_a_keyed_json_value_streamed_cut_anywhere_never_leaks_a_piece(
+    key: str, value: str, before: str, cut: int
+) -> None:
+    """JSON a model streams (tool arguments): a value under a key naming a kind, with or
+    without a shape of its own, escaped quotes and backslashes included. When the whole
+    text shows it withheld, no piece the caller gets holds four characters of it."""
+    written = json.dumps(value, ensure_ascii=False)[1:-1]
+    text = f'{{{before}"{key}": "{written}", "z": 0}}'
+    start = text.index(f'"{key}": "') + len(key) + 5
+    spans = rule().withheld(text)
+    if not any(s <= start < e for s, e, _kind in spans):
+        return
+    windows = {written[i : i + 4] for i in range(len(written) - 3)} - {" " * 4}
+    pieces = feed(cuts(text, [min(cut, len(text))]))
+    for piece in pieces:
+        assert not [w for w in windows if w in piece], (text, cut, piece)

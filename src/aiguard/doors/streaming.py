@@ -157,6 +157,9 @@ def open_quoted_secret(text: str) -> int | None:
     found: int | None = None
     for quote in "\"'`":
         at = text.rfind(quote, line_start)
+        # An escaped quote (JSON's \") is part of the value, not its start.
+        while at > line_start and _escaped(text, line_start, at):
+            at = text.rfind(quote, line_start, at)
         if at != -1 and len(text) - at - 1 <= _MAX_QUOTED and _key_before(text, line_start, at):
             found = at + 1 if found is None else min(found, at + 1)
     return found
@@ -183,6 +186,14 @@ def _key_before(text: str, line_start: int, at: int) -> bool:
     return any(word in name for word in _SECRET_WORDS) or (
         name.replace("_", "").replace("-", "") in KEY_KINDS
     )
+
+
+def _escaped(text: str, line_start: int, at: int) -> bool:
+    """Whether an odd number of backslashes stands before ``text[at]``."""
+    i = at
+    while i > line_start and text[i - 1] == "\\":
+        i -= 1
+    return (at - i) % 2 == 1
 
 
 def _blanks_before(text: str, line_start: int, i: int) -> int:

@@ -357,6 +357,9 @@ class Call:
     leak_paths: dict[str, Counter[str]] = field(default_factory=dict)
     _leaked_at: set[bytes] = field(default_factory=set, repr=False)
     _flagged: set[bytes] = field(default_factory=set, repr=False)
+    #: What each key of model-written JSON names (`_keyed_pairs`), for this call only:
+    #: a streamed answer repeats its keys in every event's window.
+    _key_kinds: dict[str, str | None] = field(default_factory=dict, repr=False)
     #: Token-shaped text the caller sent, re-tokenized: its stand-in -> the text itself.
     literals: dict[str, str] = field(default_factory=dict, repr=False)
     #: Token-shaped text that restored to nothing this caller may see (answers), plus
@@ -690,15 +693,14 @@ class Call:
         if not isinstance(doc, (dict, list)):
             return doc
         text, scalars = scalar_spans(doc, path)
-        found = self.withheld(text)
-        # A keyed value is withheld whole only where no finding of its own says which
-        # part is the value ({"ssn": "SSN 078-05-1120, ok"} keeps its words).
-        keyed = [
-            k
-            for k in self._keyed_spans(doc, path, scalars)
-            if not any(k[0] < f[1] and f[0] < k[1] for f in found)
+        keyed = self._keyed_spans(doc, path, scalars)
+        # A value its key names is withheld whole, as a request's is tokenized whole:
+        # a finding inside it would leave the rest ({"mrn": "00000\"00"}).
+        spans = [
+            f for f in self.withheld(text) if not any(k[0] < f[1] and f[0] < k[1] for k in keyed)
         ]
-        spans = sorted(found + keyed) if keyed else found
+        if keyed:
+            spans = sorted(spans + keyed)
 
         def replace(here: str, _lo: int, _hi: int, part: str, span: _Span) -> str:
             self.record_leak(span[2], part, here)
@@ -873,35 +875,52 @@ class Call:
                 continue
             spans.append((start, end, finding.kind))
         if keyed:
-            # Whole only where no finding of its own says which part is the value.
-            keyed = [k for k in keyed if not any(k[0] < f[1] and f[0] < k[1] for f in spans)]
+            # A value its key names is withheld whole: findings inside it give way.
+            spans = [f for f in spans if not any(k[0] < f[1] and f[0] < k[1] for k in keyed)]
             return sorted(spans + keyed)
         return spans
 
     def _keyed_pairs(self, text: str) -> list[tuple[int, int, str]]:
         """``"key": "value"`` (or a number) in ``text`` where the key names a kind the
         output rule withholds: the value's span, whole (the escaped text between its
-        quotes)."""
+        quotes). Each key is read where a ``":`` ends it: string methods first, the
+        value's pattern only after a key that names a kind (this runs per streamed
+        event of a JSON channel)."""
         threshold = self.output_rule_level
         levels = self.guard.policy.levels
         spans: list[tuple[int, int, str]] = []
-        for m in _JSON_PAIR.finditer(text):
-            name: str | None = m.group(1)
-            if name == "value":
-                name = _sibling_label(text, m.start())
-            kind = _key_kind(name)
-            if kind is None:
-                continue
-            level = levels.get(kind) or DEFAULT_LEVELS.get(kind, Level.SENSITIVE)
-            group = 2 if m.group(2) is not None else 3
-            value = m.group(group)
-            if level < threshold or not _MAY_HOLD_VALUE.search(value):
-                continue
-            if value in self.sent_text or (
-                "[" in value and (TOKEN_RE.fullmatch(value) or _SURROGATE_RE.fullmatch(value))
-            ):
-                continue
-            spans.append((m.start(group), m.end(group), kind))
+        known = self._key_kinds
+        at = _next_key_end(text, 0)
+        while at != -1:
+            opened = text.rfind('"', max(0, at - 41), at)
+            key = text[opened + 1 : at] if opened != -1 else ""
+            if key == "value":
+                label = _sibling_label(text, opened)
+                kind = _key_kind(label) if label is not None else None
+            elif key in known:
+                kind = known[key]
+            elif _KEYISH.fullmatch(key):
+                kind = _key_kind(key)
+                if len(known) < 256:
+                    known[key] = kind  # a name, not a value written as a key
+            else:
+                kind = None
+            m = _JSON_VALUE.match(text, text.index(":", at) + 1) if kind is not None else None
+            if m is not None and kind is not None:
+                group = 1 if m.group(1) is not None else 2
+                value = m.group(group)
+                level = levels.get(kind) or DEFAULT_LEVELS.get(kind, Level.SENSITIVE)
+                if (
+                    level >= threshold
+                    and _MAY_HOLD_VALUE.search(value)
+                    and value not in self.sent_text
+                    and not (
+                        "[" in value
+                        and (TOKEN_RE.fullmatch(value) or _SURROGATE_RE.fullmatch(value))
+                    )
+                ):
+                    spans.append((m.start(group), m.end(group), kind))
+            at = _next_key_end(text, at + 1)
         return spans
 
     def _flag_unsent(self, kind: str, value: str) -> None:
@@ -1121,11 +1140,17 @@ def _object_start(text: str, at: int, reach: int = 2000) -> int | None:
     return opened[-1] if opened and opened[-1] >= 0 else None
 
 
-# A key and its string or number value, as JSON writes them.
-_JSON_PAIR = re.compile(
-    r'"([A-Za-z][A-Za-z0-9 _.-]{0,39})"\s*:\s*'
-    r'(?:"((?:[^"\\\n]|\\.){1,256})"|(-?[0-9][0-9.eE+-]{3,40}))'
-)
+def _next_key_end(text: str, start: int) -> int:
+    """Where the next JSON key's closing quote is (``"key":`` or ``"key" :``), or -1."""
+    tight, spaced = text.find('":', start), text.find('" :', start)
+    if tight == -1 or (spaced != -1 and spaced < tight):
+        return spaced
+    return tight
+
+
+# What a key that names a kind looks like; a JSON value after its colon.
+_KEYISH = re.compile(r"[A-Za-z][A-Za-z0-9 _.-]{0,39}")
+_JSON_VALUE = re.compile(r'\s*(?:"((?:[^"\\\n]|\\.){1,256})"|(-?[0-9][0-9.eE+-]{3,40}))')
 # A value with a letter or digit in it: not a mask ("********") or an empty one.
 _MAY_HOLD_VALUE = re.compile(r"[^\W_]")
 _LEVEL_LABEL = {level: level.label for level in Level}
