@@ -982,11 +982,15 @@ class BuiltinDetector:
         for spec in specs:
             if spec.compiled.fullmatch(token) is None:
                 continue
+            score = spec.bare_score if bare and spec.bare_score is not None else spec.score
+            if score < MIN_SCORE and self._context(t, start, spec.context_re) == _FAR:
+                # It needs a word of its kind either way (valid or as evidence, whose
+                # words are among these): with none near, skip the checksum.
+                continue
             if compact is None:
                 compact = _SEPARATORS.sub("", token).upper()
             distance = _FAR
             if spec.validate(compact):
-                score = spec.bare_score if bare and spec.bare_score is not None else spec.score
                 # Ids with letters are written in capitals; lower-case letters without a
                 # word of the kind nearby are prose ("ok 875769b"), not an id.
                 lowered = token != token.upper()
