@@ -618,8 +618,7 @@ class Call:
         """The key names the value's kind: the whole value is one finding of it."""
         if "[" in text and "_" in text and TOKEN_RE.search(text):
             return None  # token-shaped text is escaped by protect_text first
-        level = self.guard.policy.levels.get(kind) or DEFAULT_LEVELS.get(kind, Level.SENSITIVE)
-        return self.apply(path, 0, len(text), text, kind, level)
+        return self.apply(path, 0, len(text), text, kind, self._key_level(kind))
 
     def _protect_number(self, path: str, key: str | None, number: float) -> Any:
         text = json.dumps(number)
@@ -718,8 +717,6 @@ class Call:
             return []
         if scalars is None:
             scalars = scalar_spans(doc, path)[1]
-        threshold = self.output_rule_level
-        levels = self.guard.policy.levels
         spans: list[_Span] = []
         labels: dict[int, str | None] = {}
         for start, end, _here, container, key in scalars:
@@ -733,17 +730,26 @@ class Call:
             kind = _key_kind(name)
             if kind is None:
                 continue
-            level = levels.get(kind) or DEFAULT_LEVELS.get(kind, Level.SENSITIVE)
-            if level < threshold:
-                continue
             value = container[key]
-            written = value if isinstance(value, str) else json.dumps(value)
-            if not _MAY_HOLD_VALUE.search(written) or written in self.sent_text:
-                continue
-            if "[" in written and (TOKEN_RE.fullmatch(written) or _SURROGATE_RE.fullmatch(written)):
-                continue  # the scope's token or a redaction: restored or left as it is
-            spans.append((start, end, kind))
+            if self._withholds_keyed(kind, value if isinstance(value, str) else json.dumps(value)):
+                spans.append((start, end, kind))
         return spans
+
+    def _key_level(self, kind: str) -> Level:
+        """The level of a kind a key names: the policy's, else the built-in default."""
+        return self.guard.policy.levels.get(kind) or DEFAULT_LEVELS.get(kind, Level.SENSITIVE)
+
+    def _withholds_keyed(self, kind: str, written: str) -> bool:
+        """Whether the output rule withholds ``written`` under a key naming ``kind``: the
+        kind is at or above `output_rule_level`, the value holds a letter or digit (not
+        a mask), the call never sent it, and it is not the scope's token or a redaction."""
+        if self._key_level(kind) < self.output_rule_level:
+            return False
+        if not _MAY_HOLD_VALUE.search(written) or written in self.sent_text:
+            return False
+        return not (
+            "[" in written and (TOKEN_RE.fullmatch(written) or _SURROGATE_RE.fullmatch(written))
+        )
 
     @staticmethod
     def _replace_found(
@@ -886,8 +892,6 @@ class Call:
         quotes). Each key is read where a ``":`` ends it: string methods first, the
         value's pattern only after a key that names a kind (this runs per streamed
         event of a JSON channel)."""
-        threshold = self.output_rule_level
-        levels = self.guard.policy.levels
         spans: list[tuple[int, int, str]] = []
         known = self._key_kinds
         at = _next_key_end(text, 0)
@@ -908,17 +912,7 @@ class Call:
             m = _JSON_VALUE.match(text, text.index(":", at) + 1) if kind is not None else None
             if m is not None and kind is not None:
                 group = 1 if m.group(1) is not None else 2
-                value = m.group(group)
-                level = levels.get(kind) or DEFAULT_LEVELS.get(kind, Level.SENSITIVE)
-                if (
-                    level >= threshold
-                    and _MAY_HOLD_VALUE.search(value)
-                    and value not in self.sent_text
-                    and not (
-                        "[" in value
-                        and (TOKEN_RE.fullmatch(value) or _SURROGATE_RE.fullmatch(value))
-                    )
-                ):
+                if self._withholds_keyed(kind, m.group(group)):
                     spans.append((m.start(group), m.end(group), kind))
             at = _next_key_end(text, at + 1)
         return spans
