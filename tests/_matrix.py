@@ -336,6 +336,9 @@ def _driver_license(r: R) -> Piece:
             "permis de conduire ",
         ]
     )
+    if r.random() < 0.2:  # named after it: "D1234567 is my driver's license"
+        after = r.choice([" is my driver's license", " ist meine Führerscheinnummer"])
+        return Piece("driver_license", "", value, after)
     return Piece("driver_license", label, value)
 
 
@@ -344,6 +347,9 @@ def _medical_record(r: R) -> Piece:
     label = r.choice(
         ["MRN ", "MRN: ", "medical record number ", "patient ID ", "Patienten-ID: ", "EHR #"]
     )
+    if r.random() < 0.2:
+        after = r.choice([" is the patient's MRN", " is her medical record number"])
+        return Piece("medical_record_number", "", value, after)
     return Piece("medical_record_number", label, value)
 
 
@@ -360,6 +366,9 @@ def _account_number(r: R) -> Piece:
             "número de cuenta ",
         ]
     )
+    if r.random() < 0.2:
+        after = r.choice([" is my account number", " es mi número de cuenta"])
+        return Piece("account_number", "", value, after)
     return Piece("account_number", label, value)
 
 

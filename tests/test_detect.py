@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import itertools
+import operator
 import random
 import time
 
@@ -65,6 +67,10 @@ EXAMPLES = [
     ("medical_record_number", "MRN: 40021934, admitted 3/2", "40021934"),
     ("medical_record_number", "MRN 40021934 2 visits", "40021934"),
     ("medical_record_number", "Medical record number is 123-456-789.", "123-456-789"),
+    ("medical_record_number", "00123456 is the patient's MRN.", "00123456"),
+    ("driver_license", "S99966334 is my driver's licence number", "S99966334"),
+    ("account_number", "12345678 es mi número de cuenta", "12345678"),
+    ("account_number", "4155550132 is my bank account, not a phone", "4155550132"),
     ("account_number", "my bank account number is 912803456", "912803456"),
     ("account_number", "Account number: 12 3456 789 at the branch", "12 3456 789"),
     ("account_number", "acct no. 4155550132, not a phone", "4155550132"),
@@ -229,6 +235,9 @@ DISTRACTORS = [
     "driver license expired. 12345678 steps later; MRN: 1234 and patient 12345678",
     "software license number 12345678 and license key 87654321",
     "dl 12345678 files; DL 2024.01.15; account number 12/2031; MRN 4.5.6789",
+    # A label after the number names it only as the sentence's complement: not "DL"
+    # (a queue, a download), not "account" alone, not a word that only starts like one.
+    "ticket 48213377 is the DL queue; 12345678 is my account; 12345678 is my accountant",
     # A number after "turn" the noun, or a person's number that is no age.
     "In turn 5, she was 5 minutes late; the answer is 42. Return 200. Turned 90 degrees",
     # A Steuernummer's digits without its label, a VAT id's without its word.
@@ -596,6 +605,15 @@ def _token(alphabet: str, size: int, seed: int) -> str:
     return body[:-3] + "aZ7" if alphabet != "0123456789abcdef" else body[:-1] + "7"
 
 
+def _snowflake_b64(user_id: int) -> str:
+    return base64.urlsafe_b64encode(str(user_id).encode()).decode().rstrip("=")
+
+
+def _discord_token(user_id: int, hmac_size: int, seed: int) -> str:
+    first = _snowflake_b64(user_id)
+    return f"{first}.{_token(_URLSAFE, 6, seed)}.{_token(_URLSAFE, hmac_size, seed + 100)}"
+
+
 _ALNUM_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
 _HEX_CHARS = "0123456789abcdef"
 _URLSAFE = _ALNUM_CHARS + "_-"
@@ -614,6 +632,10 @@ PROVIDER_TOKENS = [
     "lin_api_" + _token(_ALNUM_CHARS, 40, 13),
     "SG." + _token(_URLSAFE, 22, 14) + "." + _token(_URLSAFE, 43, 15),
     "ATATT3" + _token(_URLSAFE, 186, 16),
+    # Discord bot tokens: the bot's id (a snowflake) in base64, a timestamp, an HMAC.
+    _discord_token(198622483471925248, 27, 17),
+    _discord_token(12345678901234567890, 38, 18),
+    _discord_token(80351110224678912, 27, 19),
 ]
 
 
@@ -625,6 +647,32 @@ def test_other_providers_tokens_are_secrets(token: str, written: str) -> None:
     assert [(text[f.start : f.end], f.kind) for f in merge_findings(detect(text))] == [
         (token, "secret")
     ]
+
+
+@given(
+    st.one_of(
+        st.integers(10**16, 10**20 - 1).map(_snowflake_b64),
+        st.builds(
+            operator.add, st.sampled_from("MNO"), st.text(_ALNUM_CHARS, min_size=22, max_size=26)
+        ),
+    ),
+    st.text(_URLSAFE, min_size=6, max_size=6),
+    st.text(_URLSAFE, min_size=27, max_size=38),
+)
+def test_a_dotted_name_of_a_discord_tokens_shape_is_a_token_only_when_it_names_a_bot(
+    first: str, middle: str, last: str
+) -> None:
+    """Only a first part that decodes to a user id (17 to 20 digits) makes a token: a
+    qualified name of the same shape ("ModelConfigurationLoader.config.attr...") not."""
+    token = f"{first}.{middle}.{last}"
+    padded = first + "=" * (-len(first) % 4)
+    try:
+        user_id = base64.urlsafe_b64decode(padded)
+    except ValueError:
+        user_id = b""
+    names_a_bot = 17 <= len(user_id) <= 20 and user_id.isdigit() and user_id[:1] != b"0"
+    found = [(f.kind, token[f.start : f.end]) for f in merge_findings(detect(token))]
+    assert (("secret", token) in found) is names_a_bot
 
 
 _KEY64 = "hQ3vR8nK2pW9xL4mT7cY1bF6gJ0sD5aZ+eU3iO8kN2rV7wX4yB1hM6qP9tC0fG5jL2nS8dA3uE7oI4kR1v/Zwq=="
@@ -736,3 +784,29 @@ class TestNewLocalePacks:
             "pl_pesel",
             "sg_nric",
         ]
+
+
+def _luhn_by_the_book(digits: str) -> bool:
+    """Luhn as ISO/IEC 7812-1 states it: from the right, double every second digit,
+    subtract 9 from a double above 9, and the sum ends in 0."""
+    total = 0
+    for position, char in enumerate(reversed(digits)):
+        value = int(char) * (2 if position % 2 else 1)
+        total += value - 9 if value > 9 else value
+    return total % 10 == 0
+
+
+@given(st.text(alphabet="0123456789", min_size=1, max_size=40))
+def test_luhn_agrees_with_the_standard_on_any_digits(digits: str) -> None:
+    from aiguard.classify.detectors import luhn_valid
+
+    assert luhn_valid(digits) is _luhn_by_the_book(digits)
+
+
+@pytest.mark.parametrize(
+    "text", ["", "4111 1111", "41111111111111\uff11", "\u0664\u0661\u0661\u0661"]
+)
+def test_luhn_is_false_for_anything_but_ascii_digits(text: str) -> None:
+    from aiguard.classify.detectors import luhn_valid
+
+    assert luhn_valid(text) is False

@@ -526,3 +526,53 @@ def test_a_keyed_json_value_streamed_cut_anywhere_never_leaks_a_piece(
     pieces = feed(cuts(text, [min(cut, len(text))]))
     for piece in pieces:
         assert not [w for w in windows if w in piece], (text, cut, piece)
+
+
+@pytest.mark.parametrize(
+    ("text", "written"),
+    [
+        ("Found it: 00123456 is the patient's MRN, thanks", "00123456"),
+        ("so D1234567 was her driver's license.", "D1234567"),
+    ],
+)
+def test_a_number_named_after_it_is_held_until_its_label_arrives(text: str, written: str) -> None:
+    """The detectors read a label after the number ("… is the patient's MRN"): cut
+    anywhere, the number does not go out before the words that name it."""
+    assert any(text[s:e] == written for s, e, _kind in rule().withheld(text))
+    assert_withheld_at_every_cut(text, written)
+
+
+def test_a_number_followed_by_other_words_is_not_held() -> None:
+    """Only a verb that may start its naming holds a number: "shipped" releases it."""
+    out = feed(["Order 12345678 shipped", " today and more"])
+    assert out[0].startswith("Order 12345678 ")
+
+
+def test_a_number_whose_sentence_ends_without_a_label_is_released() -> None:
+    out = feed(["Order 12345678 is on its way. And", " then more"])
+    assert out[0].startswith("Order 12345678 is on its way.")
+
+
+@settings(max_examples=60)
+@given(
+    value=st.from_regex(r"[A-Z]?[0-9]{7,9}", fullmatch=True),
+    verb=st.sampled_from(("is", "was")),
+    label=st.sampled_from(
+        ("the patient's MRN", "her medical record number", "my driver's license number")
+    ),
+    before=st.sampled_from(("", "Found it: ", "ok\n")),
+    after=st.sampled_from(("", ".", ", thanks", " for the visit")),
+    cut=st.integers(0, 120),
+)
+def test_a_number_named_after_it_streamed_cut_anywhere_never_leaks_a_piece(
+    value: str, verb: str, label: str, before: str, after: str, cut: int
+) -> None:
+    """When the whole text shows the number withheld, no piece holds four of its
+    characters, wherever the stream is cut."""
+    text = f"{before}{value} {verb} {label}{after}"
+    start = len(before)
+    if not any(s <= start < e for s, e, _kind in rule().withheld(text)):
+        return
+    windows = fragments(value)
+    for piece in feed(cuts(text, [min(cut, len(text))])):
+        assert not [w for w in windows if w in piece], (text, cut, piece)

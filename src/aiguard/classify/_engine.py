@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import itertools
 import re
+import sys
 import unicodedata
 from collections.abc import Callable, Iterable, Mapping
 from functools import lru_cache
@@ -183,6 +184,14 @@ def _strong_mix_or_hex(value: str) -> bool:
 # texts skip those rules for the price of one. The AWS and Google prefixes all start with
 # "A": one search for a capital A followed by one of them replaces five substring scans.
 _AWS_OR_GOOGLE_PREFIX = re.compile(r"A(?:KIA|SIA|BIA|CCA|Iza)")
+# A Discord bot token: the bot's id in base64 (a snowflake's digits start it with M, N
+# or O), a dot, six characters of timestamp, a dot, the HMAC. Looked for only around a
+# timestamp between its dots (`_DISCORD_MIDDLE`): a search of the whole pattern over
+# every text cost as much as four other passes.
+_DISCORD_MIDDLE = re.compile(r"\.[A-Za-z0-9_-]{6}\.")
+_DISCORD_BOT_TOKEN = re.compile(
+    r"[MNO][A-Za-z0-9_-]{22,26}\.[A-Za-z0-9_-]{6}\.[A-Za-z0-9_-]{27,38}"
+)
 
 # Secrets with a recognisable prefix: (gate, literals that must occur, kind, regex,
 # validator). Rules that share a gate are tried after one look for it.
@@ -227,7 +236,7 @@ _SECRETS: tuple[_SecretRule, ...] = (
         _always,
     ),
     (
-        "hooks.",
+        "hooks",
         ("hooks.slack.com",),
         "slack_webhook",
         re.compile(
@@ -273,7 +282,7 @@ _SECRETS: tuple[_SecretRule, ...] = (
     ),
     # Other providers' tokens, by the prefix each provider documents; kind "secret".
     (
-        "webhooks/",
+        "hooks",
         ("discord",),
         "secret",
         re.compile(
@@ -508,7 +517,7 @@ _PASSPORT_NAMED_BEFORE = re.compile(
 # the characters before it, to their end: text without such runs never runs it.
 # "Account" alone is not a label ("my account ACC-1234"); with a word for number, or a
 # bank's kind of account before it, it is.
-_LABELLED_ID = re.compile(
+_LABEL_NAMES = (
     r"(?:(?P<driver_license>driv(?:er'?s?|ing)[ \t_-]*licen[cs]es?|(?<![A-Za-z0-9])(?-i:DL)"
     r"|f(?:ü|ue)hrerschein|permis[ \t_-]+de[ \t_-]+conduire"
     r"|(?:licencia|permiso|carn[eé]t?)[ \t_-]+de[ \t_-]+conducir)"
@@ -525,8 +534,20 @@ _LABELLED_ID = re.compile(
     r"|(?:account|acct\.?)[ \t_-]*(?:number|no\.?|num|nr\.?|#)"
     r"|konto[ \t_-]*(?:nummer|nr\.?)|kontonummer"
     r"|num[ée]ro[ \t_-]+de[ \t_-]+compte|n[uú]mero[ \t_-]+de[ \t_-]+cuenta))"
-    r"(?:[ \t]+(?:is|was|ist|est|es|è))?"
-    r"(?:[^\w.!?]|_|<[a-z]{1,5}>){0,6}\Z",
+)
+_LABELLED_ID = re.compile(
+    _LABEL_NAMES + r"(?:[ \t]+(?:is|was|ist|est|es|è))?(?:[^\w.!?]|_|<[a-z]{1,5}>){0,6}\Z",
+    re.IGNORECASE,
+)
+# The number named after it, as people write it when they give it first: "S99966334 is
+# my licence number", "00123456 is the patient's MRN", "12345678 es mi número de cuenta".
+_LABELLED_AFTER = re.compile(
+    r"[ \t]+(?:is|was|ist|est|es|è)[ \t]+"
+    r"(?:(?:my|mi|mon|ma|mein|meine|il[ \t]+mio|la[ \t]+mia|the|our|his|her|their|su|son|sa"
+    r"|the[ \t]+patient'?s|this[ \t]+patient'?s)[ \t]+)?"
+    # "DL" after a number names a queue, a list or a download as often as a licence.
+    + _LABEL_NAMES.replace(r"|(?<![A-Za-z0-9])(?-i:DL)", "", 1)
+    + r"(?![A-Za-z0-9])",
     re.IGNORECASE,
 )
 _LABELLED_KINDS = frozenset({"driver_license", "medical_record_number", "account_number"})
@@ -543,6 +564,8 @@ _LABEL_HEADS = frozenset(
         "bancaire", "cuenta", "bancaria",
     }
 )  # fmt: skip
+#: The first two letters of the verbs `_LABELLED_AFTER` starts with.
+_VERB_STARTS = frozenset({"is", "wa", "es", "è "})
 _LABEL_FILLERS = frozenset(
     {
         "number", "no", "num", "nr", "nummer", "numéro", "número", "numero", "id", "is",
@@ -580,6 +603,45 @@ _ASCII_LOWER = {c: c + 32 for c in range(ord("A"), ord("Z") + 1)}
 Raw = tuple[int, int, str, float]
 
 
+def _kind_named_before(t: str, start: int) -> str | None:
+    """The kind a label right before ``start`` names (`_LABELLED_ID`), or None."""
+    # Back over the words before the value to a word naming a kind, past marks and
+    # tags ("MRN: <td>") and the words that may follow it ("account number is").
+    i, stop = start, max(0, start - 48)
+    for _ in range(3):
+        while i > stop:
+            c = t[i - 1]
+            if c.isalnum():
+                break
+            if c == ">":
+                opening = t.rfind("<", stop, i)
+                i = opening if opening != -1 else i - 1
+            else:
+                i -= 1
+        j = i
+        while j > stop and t[j - 1].isalpha():
+            j -= 1
+        word = t[j:i].lower()
+        if word in _LABEL_HEADS:
+            break
+        if word not in _LABEL_FILLERS:
+            return None
+        i = j
+    else:
+        return None
+    m = _LABELLED_ID.search(t, max(0, start - 48), start)
+    return None if m is None else m.lastgroup
+
+
+def _kind_named_after(t: str, end: int) -> str | None:
+    """The kind a sentence right after ``end`` names it ("... is my MRN"), or None."""
+    # A verb after one space first: most numbers are followed by something else.
+    if t[end : end + 1] not in (" ", "\t") or t[end + 1 : end + 3].lower() not in _VERB_STARTS:
+        return None
+    m = _LABELLED_AFTER.match(t, end)
+    return None if m is None else m.lastgroup
+
+
 class BuiltinDetector:
     """The built-in detector for a set of kinds and locales (see the module docstring).
 
@@ -602,6 +664,7 @@ class BuiltinDetector:
         "_phone_regions_zero",
         "_secret_groups",
         "_secret_literals",
+        "_secret_pattern_groups",
         "_secrets",
         "name",
     )
@@ -674,7 +737,13 @@ class BuiltinDetector:
         groups: dict[str | re.Pattern[str], list[_SecretRule]] = {}
         for rule in self._secrets:
             groups.setdefault(rule[0], []).append(rule)
-        self._secret_groups = tuple((gate, tuple(rules)) for gate, rules in groups.items())
+        # Literal gates apart from pattern gates: one `in` each, without a type test.
+        self._secret_groups = tuple(
+            (gate, tuple(rules)) for gate, rules in groups.items() if isinstance(gate, str)
+        )
+        self._secret_pattern_groups = tuple(
+            (gate, tuple(rules)) for gate, rules in groups.items() if not isinstance(gate, str)
+        )
         self.name = name
 
     @property
@@ -700,10 +769,12 @@ class BuiltinDetector:
         has_digit = self._scan_digits(t, raw)
         if "@" in t:
             self._scan_at(t, raw)
-        if self._secret_groups:
+        if self._secret_groups or self._secret_pattern_groups:
             self._scan_secrets(t, raw)
         if "==" in t and "secret" in kinds:
             self._account_keys(t, raw)
+        if "." in t and "secret" in kinds:
+            self._discord_tokens(t, raw)
         if ":" in t and ("ip_address" in kinds or "mac_address" in kinds):
             self._scan_colons(t, raw)
         if "mac_address" in kinds and t.count("-") >= 5:
@@ -866,35 +937,8 @@ class BuiltinDetector:
             return 0
         if len(compact) - len(compact.translate(_DROP_DIGITS)) < 4:
             return 0
-        # Back over the words before the value to a word naming a kind, past marks and
-        # tags ("MRN: <td>") and the words that may follow it ("account number is").
-        i, stop = start, max(0, start - 48)
-        for _ in range(3):
-            while i > stop:
-                c = t[i - 1]
-                if c.isalnum():
-                    break
-                if c == ">":
-                    opening = t.rfind("<", stop, i)
-                    i = opening if opening != -1 else i - 1
-                else:
-                    i -= 1
-            j = i
-            while j > stop and t[j - 1].isalpha():
-                j -= 1
-            word = t[j:i].lower()
-            if word in _LABEL_HEADS:
-                break
-            if word not in _LABEL_FILLERS:
-                return 0
-            i = j
-        else:
-            return 0
-        m = _LABELLED_ID.search(t, max(0, start - 48), start)
-        if m is None:
-            return 0
-        kind = m.lastgroup
-        if kind not in self._kinds:
+        kind = _kind_named_before(t, start) or _kind_named_after(t, end)
+        if kind is None or kind not in self._kinds:
             return 0
         raw.append((start, end, kind, 0.9))
         return end
@@ -1224,13 +1268,18 @@ class BuiltinDetector:
 
     def _scan_secrets(self, t: str, raw: list[Raw]) -> None:
         for gate, rules in self._secret_groups:
-            if not (gate in t if isinstance(gate, str) else gate.search(t) is not None):
-                continue
-            for _gate, literals, kind, regex, validate in rules:
-                for literal in literals:
-                    if literal in t:
-                        self._scan_secret(t, kind, regex, validate, raw)
-                        break
+            if gate in t:
+                self._scan_gated(t, rules, raw)
+        for pattern, rules in self._secret_pattern_groups:
+            if pattern.search(t) is not None:
+                self._scan_gated(t, rules, raw)
+
+    def _scan_gated(self, t: str, rules: tuple[_SecretRule, ...], raw: list[Raw]) -> None:
+        for _gate, literals, kind, regex, validate in rules:
+            for literal in literals:
+                if literal in t:
+                    self._scan_secret(t, kind, regex, validate, raw)
+                    break
 
     def _account_keys(self, t: str, raw: list[Raw]) -> None:
         """Keys of 64 random bytes in base64 (Azure storage account keys, shared access
@@ -1253,6 +1302,17 @@ class BuiltinDetector:
                 raw.append((start, end + 2, "secret", 0.9))
             end = t.find("==", end + 2)
 
+    def _discord_tokens(self, t: str, raw: list[Raw]) -> None:
+        # One search for the timestamp between its dots; a loop over every dot in the
+        # text cost five times as much.
+        middle = _DISCORD_MIDDLE.search(t, 23)
+        while middle is not None:
+            dot = middle.start()
+            self._scan_secret(
+                t, "secret", _DISCORD_BOT_TOKEN, v.discord_token_valid, raw, dot - 27, dot + 46
+            )
+            middle = _DISCORD_MIDDLE.search(t, dot + 1)
+
     def _scan_secret(
         self,
         t: str,
@@ -1260,8 +1320,10 @@ class BuiltinDetector:
         regex: re.Pattern[str],
         validate: Callable[[str], bool],
         raw: list[Raw],
+        pos: int = 0,
+        endpos: int = sys.maxsize,
     ) -> None:
-        for m in regex.finditer(t):
+        for m in regex.finditer(t, max(pos, 0), endpos):
             s, e = m.span()
             if (s > 0 and t[s - 1] in _WORD and not (t[s - 1] == "_" and _edge(t, s - 1))) or (
                 e < len(t) and t[e] in _WORD and not (t[e] == "_" and _edge(t, e))
@@ -1530,7 +1592,7 @@ class BuiltinDetector:
             return
         bare = value.rstrip("!?")
         if bare.startswith(self._secret_literals) and any(
-            rule[3].fullmatch(bare) for rule in self._secrets
+            rule[3].fullmatch(bare) and rule[4](bare) for rule in self._secrets
         ):
             return  # a key with its own kind ("OPENAI_API_KEY=sk-proj-..."): reported as that
         s = m.start(1) + lead

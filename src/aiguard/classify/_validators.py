@@ -65,6 +65,7 @@ __all__ = [
     "idnr_valid",
     "ip_valid",
     "itin_valid",
+    "discord_token_valid",
     "jwt_valid",
     "luhn_valid",
     "nhs_valid",
@@ -79,16 +80,18 @@ __all__ = [
     "valid_phone",
 ]
 
-_LUHN_DOUBLE = (0, 2, 4, 6, 8, 1, 3, 5, 7, 9)
+# Each digit as the digit sum of its double: what Luhn adds for every second digit.
+_LUHN_DOUBLED = str.maketrans("0123456789", "0246813579")
 
 
 def luhn_valid(digits: str) -> bool:
-    """Luhn (mod 10) over an all-digit string."""
-    total = 0
-    for i, char in enumerate(reversed(digits)):
-        d = ord(char) - 48
-        total += _LUHN_DOUBLE[d] if i & 1 else d
-    return total % 10 == 0
+    """Luhn (mod 10) over a string of ASCII digits; False for anything else."""
+    if not (digits.isascii() and digits.isdigit()):
+        return False
+    # Summing bytes runs in C; a loop over the digits costs ten times as much.
+    kept = digits[-1::-2].encode()
+    doubled = digits[-2::-2].translate(_LUHN_DOUBLED).encode()
+    return (sum(kept) + sum(doubled) - 48 * len(digits)) % 10 == 0
 
 
 # Issuer ranges of the card networks that issue personal cards (IIN prefixes).
@@ -333,6 +336,17 @@ def jwt_valid(value: str) -> bool:
     except (binascii.Error, ValueError):
         return False
     return isinstance(parsed, dict) and "alg" in parsed
+
+
+def discord_token_valid(value: str) -> bool:
+    """A Discord bot token: its first part is the bot's user id, a snowflake of 17 to 20
+    decimal digits, in base64 (so a dotted name of that shape is not one)."""
+    user_id = value.split(".", 1)[0]
+    try:
+        decoded = base64.urlsafe_b64decode(user_id + "=" * (-len(user_id) % 4))
+    except (binascii.Error, ValueError):
+        return False
+    return 17 <= len(decoded) <= 20 and decoded.isdigit() and decoded[:1] != b"0"
 
 
 def entropy(value: str) -> float:

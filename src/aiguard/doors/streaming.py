@@ -86,6 +86,7 @@ DEFAULT_HOLD_LIMIT = 8192
 _CONTEXT = 64
 _OVERLONG = "[REDACTED:held_text]"
 _DIGITS = frozenset("0123456789")
+_DROP_DIGITS = str.maketrans("", "", "0123456789")
 _UPPER = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ")
 _PEM_BEGIN = "-----BEGIN"
 _PEM_END = "-----END"
@@ -163,6 +164,62 @@ def open_quoted_secret(text: str) -> int | None:
         if at != -1 and len(text) - at - 1 <= _MAX_QUOTED and _key_before(text, line_start, at):
             found = at + 1 if found is None else min(found, at + 1)
     return found
+
+
+# A number the words after it may still name ("00123456 is the patient's MRN"): the
+# detectors read such a label after the number, so the number is held while its sentence
+# may still bring one: until the sentence ends, or the words after the verb outrun the
+# longest label (`_NAMED_REACH`).
+_NAMING_VERBS = (" is ", " was ", " es ", " ist ", " est ", " è ")
+_NAMING_VERB_WORDS = frozenset(verb.strip() for verb in _NAMING_VERBS)
+_NAMED_REACH = 64
+_SENTENCE_ENDS = frozenset(".!?;\n")
+_AS_ZERO = str.maketrans("123456789", "000000000")
+_BYTES_AS_ZERO = bytes.maketrans(b"123456789", b"000000000")
+_RUN_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-")
+_RUN_REST = re.compile(r"[A-Za-z0-9-]*")
+
+
+def open_named_number(text: str) -> int | None:
+    """Where the last number of ``text`` starts when the words after it may still name
+    its kind, or None. Only the last digit's run is read: a label after a number names
+    the number right before its verb, with no other digits between."""
+    tail_start = max(0, len(text) - _NAMED_REACH - 32)
+    tail = text[tail_start:]
+    # Every digit as "0", then one reverse memchr: a table lookup a character in C.
+    if tail.isascii():
+        last = tail.encode("ascii").translate(_BYTES_AS_ZERO).rfind(b"0")
+    else:
+        last = tail.translate(_AS_ZERO).rfind("0")
+    if last == -1:
+        return None
+    rest_of_run = _RUN_REST.match(tail, last)
+    assert rest_of_run is not None  # "*": it matches where nothing follows too
+    end = rest_of_run.end()
+    if end == len(tail):
+        return None  # still being written: held as the text's last run
+    if tail[end] != " ":
+        return None
+    # Most runs start after a space; one after other marks ("(12345678") is walked back.
+    start = tail.rfind(" ", 0, last) + 1
+    if _RUN_REST.fullmatch(tail, start, last) is None:
+        start = last
+        while start > 0 and tail[start - 1] in _RUN_CHARS:
+            start -= 1
+    run = tail[start:end]
+    if not 5 <= len(run) <= 24 or len(run) - len(run.translate(_DROP_DIGITS)) < 4:
+        return None
+    space = tail.find(" ", end + 1)
+    if space == -1:
+        # The verb may be on its way (" i", " wa").
+        written = tail[end:]
+        return tail_start + start if any(v.startswith(written) for v in _NAMING_VERBS) else None
+    if tail[end + 1 : space] not in _NAMING_VERB_WORDS:
+        return None
+    rest = tail[space + 1 :]
+    if len(rest) <= _NAMED_REACH and not _SENTENCE_ENDS.intersection(rest):
+        return tail_start + start
+    return None
 
 
 def _key_before(text: str, line_start: int, at: int) -> bool:
@@ -508,6 +565,9 @@ class HoldBack:
         quoted = open_quoted_secret(window)
         if quoted is not None:
             cut = min(cut, max(quoted - len(context), 0))
+        named = open_named_number(window)
+        if named is not None:
+            cut = min(cut, max(named - len(context), 0))
         spans = rule.withheld(window)
         shift = len(context)
         # A withheld value that reaches into the held tail is held whole.
