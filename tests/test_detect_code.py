@@ -56,6 +56,8 @@ def secrets_in(text: str) -> list[str]:
         "pass `api_key=`, `auth_token=` or `credentials=`",
         '"password": "Password"',
         '"password": "Must be eight characters or more"',
+        '"password_hint": "Enter your password again"',
+        "'token': 'Token expired, sign in again'",
         "the token is Keyword.Type here",
     ],
 )
@@ -68,6 +70,8 @@ def test_code_that_refers_to_a_secret_is_not_one(line: str) -> None:
     [
         # Quoted: to the closing quote, whatever it holds.
         ('password = "correct horse battery staple"', "correct horse battery staple"),
+        ('"password": "correct horse battery staple"', "correct horse battery staple"),
+        ("passphrase: 'orbit velvet canyon maple'", "orbit velvet canyon maple"),
         ("db_pass: 'A,.:-¨@*¿?!'", "A,.:-¨@*¿?!"),
         ("api_key = 'q8{z}|<x>,Lm;P9'", "q8{z}|<x>,Lm;P9"),
         ('my_password = @"xK9#mP2qLz";', "xK9#mP2qLz"),

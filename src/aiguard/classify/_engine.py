@@ -1571,7 +1571,7 @@ class BuiltinDetector:
         if quote:
             if value.casefold() in _KEY_WORD_VALUES:
                 return  # {"password": "Password"}: a form's label, not its value
-            if sep == ":" and " " in value and _PROSE.fullmatch(value):
+            if sep == ":" and " " in value and _PROSE.fullmatch(value) and _is_message(value):
                 return  # "password": "Must be 8 characters or more" (a message)
             if _NAMED_KEY.fullmatch(value):
                 return  # ENV_API_KEY = "ANTHROPIC_API_KEY": the name of a secret
@@ -1632,6 +1632,26 @@ _KEY_WORD_VALUES = frozenset(
     {"password", "passwd", "passphrase", "secret", "token", "api key", "apikey", "api_key"}
 )
 # Three or more plain words: a message about the value ("must be 8 characters").
+# The words a message about a secret is written with, and a passphrase of random words
+# ("correct horse battery staple") seldom holds: grammar's small words and a form's.
+_MESSAGE_WORDS = frozenset(
+    {
+        "a", "an", "the", "is", "are", "be", "was", "were", "must", "should", "can",
+        "cannot", "can't", "could", "not", "no", "do", "does", "don't", "did", "your",
+        "you", "my", "of", "to", "at", "in", "on", "for", "with", "or", "and", "too",
+        "please", "enter", "required", "invalid", "incorrect", "wrong", "characters",
+        "letters", "digits", "least", "match", "matches", "contain", "contains", "has",
+        "have", "password", "passwords", "secret", "token", "key",
+    }
+)  # fmt: skip
+_WORDS_OF = re.compile(r"[a-z']+")
+
+
+def _is_message(value: str) -> bool:
+    """Whether words read as a message (a form's hint), not as a passphrase."""
+    return not _MESSAGE_WORDS.isdisjoint(_WORDS_OF.findall(value.lower()))
+
+
 _PROSE = re.compile(r"[A-Za-z][a-z']*[,.:;!?]?(?: (?:[A-Za-z][a-z']*|[0-9]+)[,.:;!?]?){2,}")
 # What code writes where a value could stand: a name, a qualified name, a call or a
 # subscript ("self.password", "os.environ[", "get_secret(", "Optional[str]").
