@@ -39,7 +39,10 @@ counts secret findings (kinds ``password`` and ``secret``) in source code nobody
 wrote: every line of the ``*.py`` files under DIR (default: the running Python's
 standard library, its tests left out) that holds a secret's key word and ``=`` or
 ``:``. Code names secrets everywhere (``password = self.password``); almost every such
-finding is a false positive, so fewer is better. Listed with ``-v``.
+finding is a false positive, so fewer is better. Listed with ``-v``. With
+``--lines-before N`` each line is read as the end of a snippet holding up to N lines
+before it (what the detectors see when code is pasted), and only findings on the line
+itself count.
 
     python benchmarks/external_eval.py --secret-cases FILE [--json]
 
@@ -345,7 +348,7 @@ SECRET_KINDS = frozenset(
 _KEY_WORD = re.compile(r"pass|pwd|secret|token|key|credential", re.IGNORECASE)
 
 
-def main_code(directory: Path | None, as_json: bool, verbose: bool) -> int:
+def main_code(directory: Path | None, as_json: bool, verbose: bool, lines_before: int = 0) -> int:
     root = directory or Path(sysconfig.get_paths()["stdlib"])
     lines = hits = 0
     shown: list[str] = []
@@ -359,7 +362,8 @@ def main_code(directory: Path | None, as_json: bool, verbose: bool) -> int:
             text = path.read_text(encoding="utf-8")
         except (UnicodeDecodeError, OSError):
             continue
-        for line in text.splitlines():
+        file_lines = text.splitlines()
+        for number, line in enumerate(file_lines):
             if (
                 len(line) >= 400
                 or not _KEY_WORD.search(line)
@@ -367,14 +371,19 @@ def main_code(directory: Path | None, as_json: bool, verbose: bool) -> int:
             ):
                 continue
             lines += 1
-            for finding in aiguard.detect(line):
-                if finding.kind in {"password", "secret"}:
+            # The line as part of a pasted snippet: the lines before it are context, and
+            # only findings on the line itself count.
+            snippet = "\n".join(file_lines[max(0, number - lines_before) : number + 1])
+            offset = len(snippet) - len(line)
+            for finding in aiguard.detect(snippet):
+                if finding.kind in {"password", "secret"} and finding.start >= offset:
                     hits += 1
-                    value = line[finding.start : finding.end]
+                    value = snippet[finding.start : finding.end]
                     shown.append(f"  {finding.kind} {value!r} in {line.strip()[:120]!r}")
     out = sys.stderr if as_json else sys.stdout
+    context = f" (each read with up to {lines_before} lines before it)" if lines_before else ""
     print(
-        f"code under {root}: {lines} lines with a secret's key word; "
+        f"code under {root}: {lines} lines with a secret's key word{context}; "
         f"{hits} password/secret findings",
         file=out,
     )
@@ -442,6 +451,13 @@ def main(argv: list[str] | None = None) -> int:
         help="count secret findings in Python source (default: the standard library)",
     )
     parser.add_argument(
+        "--lines-before",
+        type=int,
+        default=0,
+        metavar="N",
+        help="with --code: read each line with up to N lines before it, as a pasted snippet",
+    )
+    parser.add_argument(
         "--secret-cases", type=Path, metavar="FILE", help="score labelled secret cases (JSON)"
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="list each case")
@@ -450,7 +466,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.presidio_tests is not None:
         return main_presidio_tests(args.presidio_tests, args.json)
     if args.code is not None:
-        return main_code(Path(args.code) if args.code else None, args.json, args.verbose)
+        return main_code(
+            Path(args.code) if args.code else None, args.json, args.verbose, args.lines_before
+        )
     if args.secret_cases is not None:
         return main_secret_cases(args.secret_cases, args.json, args.verbose)
     if not args.files:

@@ -230,3 +230,29 @@ def test_random_values_with_a_dot_or_bracket_are_still_found() -> None:
         total += 1
         missed += not secrets_in(f"token = {value}")
     assert missed / total < 0.005, missed
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "class Settings(BaseModel):\n    client_secret: ClientSecret\n    password: SecretStr\n",
+        "from cryptography import x\n\ndef sign(\n    private_key: PKCS7PrivateKeyTypes,\n",
+        "import httpx\n\nclass Session:\n    client_secret: SessionClientSecret\n",
+    ],
+)
+def test_a_type_annotation_in_python_source_is_not_a_secret(source: str) -> None:
+    assert secrets_in(source) == []
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        # YAML: the same line is a value; no line of the text is Python's own.
+        ("db:\n  password: SuperSecret\n", "SuperSecret"),
+        ("auth:\n  client_secret: ClientSecretValue\n", "ClientSecretValue"),
+        # In Python source a name with digits at its end is no type's.
+        ("import os\npassword: Password123\n", "Password123"),
+    ],
+)
+def test_the_same_line_outside_python_source_is_a_value(text: str, value: str) -> None:
+    assert secrets_in(text) == [value]

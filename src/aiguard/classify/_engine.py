@@ -1733,6 +1733,25 @@ _NAMED_KEY = re.compile(
 )
 # What follows a name that is a type or an expression, not a YAML value.
 _CODE_AFTER = (",", ")", "|", "=", "]", "}", " if ", " or ", " and ", " else ")
+# A type's name: capitalised, ending in a capitalised word ("ClientSecret", "SecretStr",
+# "PKCS7PrivateKeyTypes"; not "Password123").
+_TYPE_NAME = re.compile(r"_?[A-Z][A-Za-z0-9]*[A-Z][a-z]+")
+# A line of Python that only code has: a definition or an import at a line's start.
+_PYTHON_LINE = re.compile(
+    r"^[ \t]*(?:(?:async[ \t]+)?def|class|import|from[ \t]+[\w.]+[ \t]+import)[ \t]", re.M
+)
+
+
+def _type_annotation(t: str, s: int, e: int) -> bool:
+    """Whether the name ``t[s:e]`` after ``key:`` annotates a type, in Python source
+    (``client_secret: ClientSecret`` in a class body, ``private_key: PKCS7PrivateKeyTypes,``
+    in a signature), where the same line in YAML is a value (``password: SuperSecret``):
+    the text's own lines tell."""
+    if _TYPE_NAME.fullmatch(t, s, e) is None:
+        return False
+    line_end = t.find("\n", e)
+    ends_line = not t[e : len(t) if line_end == -1 else line_end].strip()
+    return (ends_line or t.startswith(_CODE_AFTER, e)) and _PYTHON_LINE.search(t) is not None
 
 
 def _code_reference(t: str, key_at: int, sep: str, s: int, e: int) -> bool:
@@ -1757,6 +1776,8 @@ def _code_reference(t: str, key_at: int, sep: str, s: int, e: int) -> bool:
         return not any(_random_part(part) for part in _CODE_PARTS.split(value))
     if not sep:
         return False  # "my password is SuperSecret": a word in a sentence is the value
+    if sep == ":" and _type_annotation(t, s, e):
+        return True
     if _IDENTIFIER.fullmatch(value) is None or value.translate(_DROP_DIGITS) != value:
         return False
     if sep in ("=", ":=", "=>", "=="):
