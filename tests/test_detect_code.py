@@ -59,6 +59,8 @@ def secrets_in(text: str) -> list[str]:
         '"password_hint": "Enter your password again"',
         "'token': 'Token expired, sign in again'",
         "the token is Keyword.Type here",
+        "sent_doc = doc[start_token:end_token].as_doc()",
+        'get_reversed = lambda token: "".join(reversed(token.text))',
     ],
 )
 def test_code_that_refers_to_a_secret_is_not_one(line: str) -> None:
@@ -104,6 +106,8 @@ def test_code_that_refers_to_a_secret_is_not_one(line: str) -> None:
             "MTk4NjIyNDgzNDcxOTI1MjQ4.Cl2FMQ.ZnCjm1XVW7vRze4b7Cq4se7kKWs",
         ),
         ("pwd: hZ9Ywoag0(", "hZ9Ywoag0("),
+        # In brackets, a value that is no name closing a slice.
+        ("[password: Tr0ub4dor&3]", "Tr0ub4dor&3"),
         ("password=zuk8URDpqs(tf", "zuk8URDpqs(tf"),
     ],
 )

@@ -1553,6 +1553,8 @@ class BuiltinDetector:
         phrase: "my password is …")."""
         t = m.string
         start = m.start(1)
+        if sep == ":" and key_at > 0 and _slice_or_lambda(t, key_at, start):
+            return
         quote = t[start - 1] if start > 0 and t[start - 1] in _QUOTES else ""
         if sep and not quote and any(q in t[m.start() : start] for q in _QUOTES):
             return  # the key ended a string ("prompt='Password: ', stream=None")
@@ -1752,6 +1754,20 @@ def _type_annotation(t: str, s: int, e: int) -> bool:
     line_end = t.find("\n", e)
     ends_line = not t[e : len(t) if line_end == -1 else line_end].strip()
     return (ends_line or t.startswith(_CODE_AFTER, e)) and _PYTHON_LINE.search(t) is not None
+
+
+_SLICE_END = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*\]")
+
+
+def _slice_or_lambda(t: str, key_at: int, value_at: int) -> bool:
+    """Whether the ``:`` after a key at ``key_at`` is code's: a slice between two names
+    (``doc[start_token:end_token]``) or a lambda's parameter (``lambda token: …``)."""
+    name_at = key_at
+    while name_at > 0 and (t[name_at - 1].isalnum() or t[name_at - 1] == "_"):
+        name_at -= 1  # the whole name: "start_token", not "token"
+    if name_at > 0 and t[name_at - 1] == "[":
+        return _SLICE_END.match(t, value_at) is not None
+    return t.endswith("lambda ", 0, name_at)
 
 
 def _code_reference(t: str, key_at: int, sep: str, s: int, e: int) -> bool:
