@@ -242,6 +242,8 @@ def test_random_values_with_a_dot_or_bracket_are_still_found() -> None:
         "class Settings(BaseModel):\n    client_secret: ClientSecret\n    password: SecretStr\n",
         "from cryptography import x\n\ndef sign(\n    private_key: PKCS7PrivateKeyTypes,\n",
         "import httpx\n\nclass Session:\n    client_secret: SessionClientSecret\n",
+        'def create(client_secret):\n    """Args:\n        client_secret: Configuration options'
+        ' for the secret.\n    """\n',
     ],
 )
 def test_a_type_annotation_in_python_source_is_not_a_secret(source: str) -> None:

@@ -1759,6 +1759,20 @@ def _type_annotation(t: str, s: int, e: int) -> bool:
 _SLICE_END = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*\]")
 
 
+def _described(t: str, s: int, e: int) -> bool:
+    """Whether the word ``t[s:e]`` after ``key:`` starts a sentence describing the key, as
+    a docstring's arguments do (``client_secret: Configuration options for the …``): a
+    capitalised word of letters, then lower-case words, in Python source (a secret in
+    Python is a quoted literal)."""
+    return (
+        t[s].isupper()
+        and t[s:e].isalpha()
+        and t.startswith(" ", e)
+        and t[e + 1 : e + 2].islower()
+        and _PYTHON_LINE.search(t) is not None
+    )
+
+
 def _slice_or_lambda(t: str, key_at: int, value_at: int) -> bool:
     """Whether the ``:`` after a key at ``key_at`` is code's: a slice between two names
     (``doc[start_token:end_token]``) or a lambda's parameter (``lambda token: …``)."""
@@ -1792,7 +1806,7 @@ def _code_reference(t: str, key_at: int, sep: str, s: int, e: int) -> bool:
         return not any(_random_part(part) for part in _CODE_PARTS.split(value))
     if not sep:
         return False  # "my password is SuperSecret": a word in a sentence is the value
-    if sep == ":" and _type_annotation(t, s, e):
+    if sep == ":" and (_type_annotation(t, s, e) or _described(t, s, e)):
         return True
     if _IDENTIFIER.fullmatch(value) is None or value.translate(_DROP_DIGITS) != value:
         return False
