@@ -851,14 +851,15 @@ class Call:
         sent. The scope's tokens and surrogates (pseudonyms, redactions) are recognized
         first and never count as new values.
         """
+        marks = list(_SURROGATE_RE.finditer(text)) if "[" in text else []
         # Decoded views too: a model can percent-encode or base64 a value to smuggle it.
-        found = detect_decoded(self.guard.detectors, text)
+        found = detect_decoded(self.guard.detectors, _blank_ids(text, marks) if marks else text)
         # JSON written in the text (streamed tool arguments, a fenced snippet): a value
         # whose key names a kind is that kind whole, as in `_keyed_spans`.
         keyed = self._keyed_pairs(text) if '":' in text or '" :' in text else []
         if not found:
             return keyed
-        surrogates = [m.span() for m in _SURROGATE_RE.finditer(text)] if "[" in text else []
+        surrogates = [m.span() for m in marks]
         # Realistic surrogates of the scope's own tokens look like values; they are not.
         if self.guard.policy.surrogates:
             surrogates += [
@@ -1095,6 +1096,31 @@ class Call:
                 if isinstance(value, str):
                     fields[name] = label_of(value)
         return fields
+
+
+def _blank_ids(text: str, marks: list[re.Match[str]]) -> str:
+    """``text`` with the random part of each token and pseudonym (``[EMAIL_GS4WB8KQ]``,
+    ``[NAME~3f9a…]``) written as spaces, for the output rule's scan.
+
+    A finding that overlaps one is never withheld, so reading inside it is wasted: its
+    digits start runs of the digit pass and its letters base64 runs the decoder tries,
+    most of an answer's scan when it echoes tokens. The kind stays, so a token still
+    labels the number after it as before; the text keeps its length and offsets."""
+    pieces: list[str] = []
+    cursor = 0
+    for mark in marks:
+        if mark.group(2) is not None:
+            start, end = mark.span(2)
+        else:
+            tilde = mark.group().find("~")
+            if tilde == -1:
+                continue  # "[REDACTED:kind]": no id in it
+            start, end = mark.start() + tilde + 1, mark.end() - 1
+        pieces.append(text[cursor:start])
+        pieces.append(" " * (end - start))
+        cursor = end
+    pieces.append(text[cursor:])
+    return "".join(pieces)
 
 
 def _sibling_label(text: str, key_at: int) -> str | None:
