@@ -565,9 +565,11 @@ class HoldBack:
         quoted = open_quoted_secret(window)
         if quoted is not None:
             cut = min(cut, max(quoted - len(context), 0))
-        named = open_named_number(window)
+        # Only text not yet released can be held: a number followed by a space is held
+        # from then on, so a number whose label may still come is always in ``buf``.
+        named = open_named_number(buf) if buf else None
         if named is not None:
-            cut = min(cut, max(named - len(context), 0))
+            cut = min(cut, named)
         spans = rule.withheld(window)
         shift = len(context)
         # A withheld value that reaches into the held tail is held whole.
