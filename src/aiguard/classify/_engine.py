@@ -186,9 +186,11 @@ def _strong_mix_or_hex(value: str) -> bool:
 _AWS_OR_GOOGLE_PREFIX = re.compile(r"A(?:KIA|SIA|BIA|CCA|Iza)")
 # A Discord bot token: the bot's id in base64 (a snowflake's digits start it with M, N
 # or O), a dot, six characters of timestamp, a dot, the HMAC. Looked for only around a
-# timestamp between its dots (`_DISCORD_MIDDLE`): a search of the whole pattern over
-# every text cost as much as four other passes.
-_DISCORD_MIDDLE = re.compile(r"\.[A-Za-z0-9_-]{6}\.")
+# timestamp between its dots with an id's length before and an HMAC's after
+# (`_DISCORD_MIDDLE`, which starts at a dot, so the search skips to each dot): a search
+# of the whole pattern over every text cost as much as four other passes, and one for
+# the timestamp alone returned at every ".google." of a text full of addresses.
+_DISCORD_MIDDLE = re.compile(r"\.(?<=[A-Za-z0-9_-]{23}\.)[A-Za-z0-9_-]{6}\.(?=[A-Za-z0-9_-]{27})")
 _DISCORD_BOT_TOKEN = re.compile(
     r"[MNO][A-Za-z0-9_-]{22,26}\.[A-Za-z0-9_-]{6}\.[A-Za-z0-9_-]{27,38}"
 )
