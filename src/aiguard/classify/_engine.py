@@ -55,7 +55,9 @@ _IBAN_EVIDENCE = re.compile(
 # "4111 1111 1111 1111", "(415) 555-0132", "85T10A562S", "192.168.0.1".
 # Bounded so a megabyte of digits is many short runs (each then seen as a fragment),
 # which keeps the regex engine's backtracking stack small and the scan linear.
-_DIGITS_AS_ZERO = bytes.maketrans(b"123456789", b"000000000")
+#: Every digit as "0", for one memchr-speed search for any digit (bytes and str forms).
+DIGITS_AS_ZERO = bytes.maketrans(b"123456789", b"000000000")
+STR_DIGITS_AS_ZERO = str.maketrans("123456789", "000000000")
 _CHUNK = re.compile(r"[0-9][0-9A-Za-z]{0,47}(?:(?:[ \-./_]|\) ?| ?\()[0-9][0-9A-Za-z]{0,47}){0,15}")
 _SEPARATORS = re.compile(r"[ \-./()+_]")
 _SPACE_GROUPS = re.compile(r"[^ ]+")
@@ -63,7 +65,7 @@ _SPACE_GROUPS = re.compile(r"[^ ]+")
 _GROUP_WIDTH = 6
 _DROP_SEPARATORS = dict.fromkeys(map(ord, " -./()+_"))
 _PHONE_GROUPS = re.compile(r"[ \-.()]+")
-_DROP_DIGITS = dict.fromkeys(map(ord, "0123456789"))
+DROP_DIGITS = dict.fromkeys(map(ord, "0123456789"))
 _DROP_PHONE_MARKS = dict.fromkeys(map(ord, " -.()+"))
 _LETTERS_BEFORE = 16
 _MAX_GROUPS = 8
@@ -537,18 +539,24 @@ _LABEL_NAMES = (
     r"|konto[ \t_-]*(?:nummer|nr\.?)|kontonummer"
     r"|num[ée]ro[ \t_-]+de[ \t_-]+compte|n[uú]mero[ \t_-]+de[ \t_-]+cuenta))"
 )
+#: The verbs between a number and the label naming it, either way round ("MRN is ...",
+#: "... is my MRN"); the stream hold (`aiguard.doors.streaming`) waits on the same ones.
+NAMING_VERBS = ("is", "was", "ist", "est", "es", "è")
+_NAMING_VERB = "(?:" + "|".join(NAMING_VERBS) + ")"
 _LABELLED_ID = re.compile(
-    _LABEL_NAMES + r"(?:[ \t]+(?:is|was|ist|est|es|è))?(?:[^\w.!?]|_|<[a-z]{1,5}>){0,6}\Z",
+    _LABEL_NAMES + r"(?:[ \t]+" + _NAMING_VERB + r")?(?:[^\w.!?]|_|<[a-z]{1,5}>){0,6}\Z",
     re.IGNORECASE,
 )
 # The number named after it, as people write it when they give it first: "S99966334 is
 # my licence number", "00123456 is the patient's MRN", "12345678 es mi número de cuenta".
+# "DL" after a number names a queue, a list or a download as often as a licence.
+_LABEL_NAMES_AFTER = _LABEL_NAMES.replace(r"|(?<![A-Za-z0-9])(?-i:DL)", "", 1)
 _LABELLED_AFTER = re.compile(
-    r"[ \t]+(?:is|was|ist|est|es|è)[ \t]+"
-    r"(?:(?:my|mi|mon|ma|mein|meine|il[ \t]+mio|la[ \t]+mia|the|our|his|her|their|su|son|sa"
-    r"|the[ \t]+patient'?s|this[ \t]+patient'?s)[ \t]+)?"
-    # "DL" after a number names a queue, a list or a download as often as a licence.
-    + _LABEL_NAMES.replace(r"|(?<![A-Za-z0-9])(?-i:DL)", "", 1)
+    r"[ \t]+"
+    + _NAMING_VERB
+    + r"[ \t]+(?:(?:my|mi|mon|ma|mein|meine|il[ \t]+mio|la[ \t]+mia|the|our|his|her|their"
+    r"|su|son|sa|the[ \t]+patient'?s|this[ \t]+patient'?s)[ \t]+)?"
+    + _LABEL_NAMES_AFTER
     + r"(?![A-Za-z0-9])",
     re.IGNORECASE,
 )
@@ -566,8 +574,8 @@ _LABEL_HEADS = frozenset(
         "bancaire", "cuenta", "bancaria",
     }
 )  # fmt: skip
-#: The first two letters of the verbs `_LABELLED_AFTER` starts with.
-_VERB_STARTS = frozenset({"is", "wa", "es", "è "})
+#: The first two characters of the verbs `_LABELLED_AFTER` starts with ("è" and a blank).
+_VERB_STARTS = frozenset((verb + " ")[:2] for verb in NAMING_VERBS)
 _LABEL_FILLERS = frozenset(
     {
         "number", "no", "num", "nr", "nummer", "numéro", "número", "numero", "id", "is",
@@ -829,7 +837,7 @@ class BuiltinDetector:
         # in turn: about 30 instructions a character, the pass's largest cost on prose.
         # In ASCII text with every digit written as "0" (bytes.translate, a table lookup
         # a character) the next digit is a memchr away, and the run is matched there.
-        digits = t.encode("ascii").translate(_DIGITS_AS_ZERO) if t.isascii() else None
+        digits = t.encode("ascii").translate(DIGITS_AS_ZERO) if t.isascii() else None
         while True:
             if digits is not None:
                 i = digits.find(b"0", pos)
@@ -937,7 +945,7 @@ class BuiltinDetector:
         # Dots and slashes write dates, versions and amounts ("DL 2024.01", "12/2031").
         if not 5 <= len(compact) <= 20 or not compact.isalnum():
             return 0
-        if len(compact) - len(compact.translate(_DROP_DIGITS)) < 4:
+        if len(compact) - len(compact.translate(DROP_DIGITS)) < 4:
             return 0
         kind = _kind_named_before(t, start) or _kind_named_after(t, end)
         if kind is None or kind not in self._kinds:
@@ -1585,7 +1593,7 @@ class BuiltinDetector:
         classes = (
             (value.upper() != value)
             + (value.lower() != value)
-            + (value.translate(_DROP_DIGITS) != value)
+            + (value.translate(DROP_DIGITS) != value)
             + (not value.isalnum())
         )
         # A password label is evidence enough for a weaker one ("FNNJNZg1"), and a quoted
@@ -1720,7 +1728,7 @@ def _random_part(part: str) -> bool:
     word in it, or switching between lower case, capitals and digits as random text does
     (about 6 times in 10 characters): "hZ9Ywoag0", not "Ed25519PrivateKey", "b64encode"
     or "standard_b64encode" (a third or fewer, and words)."""
-    if len(part) < 6 or part.translate(_DROP_DIGITS) == part:
+    if len(part) < 6 or part.translate(DROP_DIGITS) == part:
         return False
     if len(part) >= 12 and _WORD_IN_NAME.search(part) is None:
         return True  # long, with digits, and not a word in it ("QHHTT5lf8WCFAM80gHI3")
@@ -1810,7 +1818,7 @@ def _code_reference(t: str, key_at: int, sep: str, s: int, e: int) -> bool:
         return False  # "my password is SuperSecret": a word in a sentence is the value
     if sep == ":" and (_type_annotation(t, s, e) or _described(t, s, e)):
         return True
-    if _IDENTIFIER.fullmatch(value) is None or value.translate(_DROP_DIGITS) != value:
+    if _IDENTIFIER.fullmatch(value) is None or value.translate(DROP_DIGITS) != value:
         return False
     if sep in ("=", ":=", "=>", "=="):
         name = t[key_at:s].split("=", 1)[0] if key_at >= 0 else ""

@@ -32,6 +32,7 @@ from __future__ import annotations
 import functools
 import json
 import re
+import string
 from collections.abc import Callable, Container, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -41,6 +42,7 @@ from typing import Any, Protocol
 from .._json import dumps as _dumps
 from .._json import loads as loads_event
 from .._json import read_whole
+from ..classify._engine import DIGITS_AS_ZERO, DROP_DIGITS, NAMING_VERBS, STR_DIGITS_AS_ZERO
 from ..classify._normalize import normalize as _fold
 from ..classify.structured import KEY_KINDS
 from ..errors import MalformedPayload
@@ -86,7 +88,6 @@ DEFAULT_HOLD_LIMIT = 8192
 _CONTEXT = 64
 _OVERLONG = "[REDACTED:held_text]"
 _DIGITS = frozenset("0123456789")
-_DROP_DIGITS = str.maketrans("", "", "0123456789")
 _UPPER = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ")
 _PEM_BEGIN = "-----BEGIN"
 _PEM_END = "-----END"
@@ -170,14 +171,13 @@ def open_quoted_secret(text: str) -> int | None:
 # detectors read such a label after the number, so the number is held while its sentence
 # may still bring one: until the sentence ends, or the words after the verb outrun the
 # longest label (`_NAMED_REACH`).
-_NAMING_VERBS = (" is ", " was ", " es ", " ist ", " est ", " è ")
-_NAMING_VERB_WORDS = frozenset(verb.strip() for verb in _NAMING_VERBS)
+_NAMING_VERBS = tuple(f" {verb} " for verb in NAMING_VERBS)
+_NAMING_VERB_WORDS = frozenset(NAMING_VERBS)
 _NAMED_REACH = 64
 _SENTENCE_ENDS = frozenset(".!?;\n")
-_AS_ZERO = str.maketrans("123456789", "000000000")
-_BYTES_AS_ZERO = bytes.maketrans(b"123456789", b"000000000")
-_RUN_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-")
-_RUN_REST = re.compile(r"[A-Za-z0-9-]*")
+_RUN_ALPHABET = string.ascii_letters + string.digits + "-"
+_RUN_CHARS = frozenset(_RUN_ALPHABET)
+_RUN_REST = re.compile(f"[{re.escape(_RUN_ALPHABET)}]*")
 
 
 def open_named_number(text: str) -> int | None:
@@ -188,9 +188,9 @@ def open_named_number(text: str) -> int | None:
     tail = text[tail_start:]
     # Every digit as "0", then one reverse memchr: a table lookup a character in C.
     if tail.isascii():
-        last = tail.encode("ascii").translate(_BYTES_AS_ZERO).rfind(b"0")
+        last = tail.encode("ascii").translate(DIGITS_AS_ZERO).rfind(b"0")
     else:
-        last = tail.translate(_AS_ZERO).rfind("0")
+        last = tail.translate(STR_DIGITS_AS_ZERO).rfind("0")
     if last == -1:
         return None
     rest_of_run = _RUN_REST.match(tail, last)
@@ -207,7 +207,7 @@ def open_named_number(text: str) -> int | None:
         while start > 0 and tail[start - 1] in _RUN_CHARS:
             start -= 1
     run = tail[start:end]
-    if not 5 <= len(run) <= 24 or len(run) - len(run.translate(_DROP_DIGITS)) < 4:
+    if not 5 <= len(run) <= 24 or len(run) - len(run.translate(DROP_DIGITS)) < 4:
         return None
     space = tail.find(" ", end + 1)
     if space == -1:
