@@ -92,14 +92,32 @@ def test_tokens_in_tool_arguments_and_urls_of_another_scope(guard: aiguard.Guard
     assert VICTIM not in message.tool_calls[0].function.arguments
 
 
-def test_own_tokens_do_restore_in_tool_arguments(guard: aiguard.Guard) -> None:
-    """The control: the token's own subject is entitled to its value, even in a URL."""
+def test_own_tokens_restore_in_tool_arguments_and_in_urls_when_allowed(
+    guard: aiguard.Guard,
+) -> None:
+    """The control: the token's own subject is entitled to its value. In a URL it stays a
+    token unless the destination restores in links (tests/test_restore_links.py)."""
     token = _victim_token(guard, tenant="victim")
-    answer = Answer(
-        tool_calls=(ToolCall("open", json.dumps({"url": f"https://x.example/?u={token}"})),)
-    )
+    arguments = json.dumps({"url": f"https://x.example/?u={token}", "to": token})
+    answer = Answer(tool_calls=(ToolCall("open", arguments),))
     message = _ask(guard, answer, tenant="victim", subject="victim-subject")
-    assert VICTIM in json.loads(message.tool_calls[0].function.arguments)["url"]
+    restored = json.loads(message.tool_calls[0].function.arguments)
+    assert restored == {"url": f"https://x.example/?u={token}", "to": VICTIM}
+    policy = guard.policy
+    allowing = aiguard.Guard(
+        policy.model_copy(
+            update={
+                "destinations": {
+                    name: d.model_copy(update={"restore_in_links": True})
+                    for name, d in policy.destinations.items()
+                }
+            }
+        ),
+        vault=guard.vault,
+    )
+    message = _ask(allowing, answer, tenant="victim", subject="victim-subject")
+    restored = json.loads(message.tool_calls[0].function.arguments)
+    assert restored == {"url": f"https://x.example/?u={VICTIM}", "to": VICTIM}
 
 
 def test_streamed_foreign_tokens_stay(guard: aiguard.Guard) -> None:

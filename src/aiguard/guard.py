@@ -337,12 +337,15 @@ class Guard:
             dict(call.literals),
         )
 
-    def restore(self, answer: T, protected: Protected) -> T:
+    def restore(self, answer: T, protected: Protected, *, restore_in_links: bool = False) -> T:
         """Put back the originals of tokens issued in ``protected``'s scope to its subject
         (or, without one, its principal), and of every token ``protected`` holds.
 
         Works on text and on JSON-like data; text that only looks like a token, and
-        tokens of another scope or subject, are left as they are.
+        tokens of another scope or subject, are left as they are. So are tokens that
+        stand in a link (a URL, a Markdown image; `aiguard.vault.tokens.in_link`)
+        unless ``restore_in_links``: shown to a reader, a link can send its original
+        to a host the model named.
         """
         call = Call(
             self,
@@ -354,6 +357,7 @@ class Guard:
             ),
             None,
         )
+        call.restore_links = restore_in_links
         call.issued.update(protected._issued or {})
         call.literals.update(protected._literals or {})
         call.sent_text = dump_json(_jsonable(protected.payload)).decode("utf-8")

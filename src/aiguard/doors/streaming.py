@@ -48,8 +48,15 @@ from ..classify.structured import KEY_KINDS
 from ..errors import MalformedPayload
 from ..pipeline.call import usage_of
 from ..providers.walk import STRUCTURAL_KEYS
-from ..vault.surrogates import restore_surrogates
-from ..vault.tokens import MAX_SUFFIX, TOKEN_RE, JsonState, swap_in_context
+from ..vault.surrogates import may_hold_surrogates, restore_surrogates
+from ..vault.tokens import (
+    LINK_REACH,
+    MAX_SUFFIX,
+    TOKEN_RE,
+    JsonState,
+    in_link,
+    swap_in_context,
+)
 
 __all__ = [
     "DEFAULT_HOLD_LIMIT",
@@ -366,12 +373,17 @@ class TokenRestorer:
     ``rule`` is the output rule, applied to whole strings by `text` / `json_text` and
     to streamed text by `HoldBack`. `json_text` is for strings that are themselves JSON
     (tool arguments, structured output), where originals must be escaped.
+    ``link_lookup``, when given, is asked instead of ``lookup`` for a token that stands
+    in a link (`aiguard.vault.tokens.in_link`).
     """
 
-    __slots__ = ("_lookup", "rule")
+    __slots__ = ("_link_lookup", "_lookup", "rule")
 
-    def __init__(self, lookup: Lookup, rule: OutputRule | None = None) -> None:
+    def __init__(
+        self, lookup: Lookup, rule: OutputRule | None = None, link_lookup: Lookup | None = None
+    ) -> None:
         self._lookup = lookup
+        self._link_lookup = link_lookup
         self.rule = rule
 
     def redact(self, text: str, path: str = "$") -> str:
@@ -382,21 +394,20 @@ class TokenRestorer:
 
     def swap(self, text: str) -> str:
         """Tokens (and realistic surrogates of them) to originals, nothing else."""
-        text = restore_surrogates(text, self._lookup)
+        text = restore_surrogates(text, self._lookup, self._link_lookup)
         if "[" not in text:
             return text
         return TOKEN_RE.sub(self._swap, text)
 
     def swap_json(self, text: str) -> str:
         """Tokens (and surrogates) to JSON-escaped originals, nothing else."""
-        text = restore_surrogates(text, self._lookup_escaped)
+        link_lookup = self._link_lookup
+        text = restore_surrogates(
+            text, _escaping(self._lookup), None if link_lookup is None else _escaping(link_lookup)
+        )
         if "[" not in text:
             return text
         return TOKEN_RE.sub(self._swap_escaped, text)
-
-    def _lookup_escaped(self, token: str) -> str | None:
-        original = self._lookup(token)
-        return None if original is None else json.dumps(original, ensure_ascii=False)[1:-1]
 
     def text(self, text: str, path: str = "$") -> str:
         return self.swap(self.redact(text, path))
@@ -412,17 +423,35 @@ class TokenRestorer:
 
     def in_context(self, json_text: bool) -> Transform:
         """A restore for one streamed text channel that follows its JSON context."""
-        return _ContextSwap(self._lookup, json_text)
+        return _ContextSwap(self._lookup, json_text, self._link_lookup)
+
+    def _original(self, match: re.Match[str]) -> str | None:
+        link_lookup = self._link_lookup
+        if link_lookup is not None and in_link(match.string, match.start()):
+            return link_lookup(match.group(0))
+        return self._lookup(match.group(0))
 
     def _swap(self, match: re.Match[str]) -> str:
-        token = match.group(0)
-        original = self._lookup(token)
-        return token if original is None else original
+        original = self._original(match)
+        return match.group(0) if original is None else original
 
     def _swap_escaped(self, match: re.Match[str]) -> str:
-        token = match.group(0)
-        original = self._lookup(token)
-        return token if original is None else json.dumps(original, ensure_ascii=False)[1:-1]
+        original = self._original(match)
+        return match.group(0) if original is None else _json_escaped(original)
+
+
+def _json_escaped(original: str) -> str:
+    return json.dumps(original, ensure_ascii=False)[1:-1]
+
+
+def _escaping(lookup: Lookup) -> Lookup:
+    """``lookup`` with its originals JSON-escaped (for text inside a JSON string)."""
+
+    def escaped(token: str) -> str | None:
+        original = lookup(token)
+        return None if original is None else _json_escaped(original)
+
+    return escaped
 
 
 class _ContextSwap:
@@ -435,27 +464,61 @@ class _ContextSwap:
     channel is; in a channel declared JSON (tool arguments, structured output) an
     original outside any string is written as a JSON string. In prose only originals
     holding a quote, a backslash or a control character, written between double
-    quotes, change.
+    quotes, change. With a ``link_lookup`` the last `LINK_REACH` characters released
+    are kept, so that a token is known to stand in a link whose start was released in
+    an earlier piece.
     """
 
-    __slots__ = ("_json", "_lookup", "_state")
+    __slots__ = (
+        "_escaped",
+        "_json",
+        "_link_escaped",
+        "_link_lookup",
+        "_lookup",
+        "_released",
+        "_released_size",
+        "_state",
+    )
 
-    def __init__(self, lookup: Lookup, json_text: bool) -> None:
+    def __init__(self, lookup: Lookup, json_text: bool, link_lookup: Lookup | None = None) -> None:
         self._lookup = lookup
+        self._escaped = _escaping(lookup)
+        self._link_lookup = link_lookup
+        self._link_escaped = None if link_lookup is None else _escaping(link_lookup)
         self._json = json_text
         self._state = JsonState()
-
-    def _escaped(self, token: str) -> str | None:
-        original = self._lookup(token)
-        return None if original is None else json.dumps(original, ensure_ascii=False)[1:-1]
+        #: The pieces released last, joined only when a token needs what stood before it.
+        self._released: list[str] = []
+        self._released_size = 0
 
     def __call__(self, text: str) -> str:
-        if self._json or self._state.in_string:
-            text = restore_surrogates(text, self._escaped)
-        else:
-            text = restore_surrogates(text, self._lookup)
-        text, self._state = swap_in_context(text, self._lookup, self._state, self._json)
+        link_lookup = self._link_lookup
+        surrogates = may_hold_surrogates(text)
+        before = ""
+        if link_lookup is not None:
+            if surrogates or "[" in text:
+                before = "".join(self._released)
+            self._released.append(text)
+            self._released_size += len(text)
+            if self._released_size > 2 * (LINK_REACH + 1):
+                self._trim()
+        if surrogates:
+            if self._json or self._state.in_string:
+                text = restore_surrogates(text, self._escaped, self._link_escaped, before)
+            else:
+                text = restore_surrogates(text, self._lookup, link_lookup, before)
+        text, self._state = swap_in_context(
+            text, self._lookup, self._state, self._json, link_lookup, before
+        )
         return text
+
+    def _trim(self) -> None:
+        """Keep the last `LINK_REACH` + 1 characters released: one more than the reach,
+        so a run that fills the whole window is told apart from one that starts at its
+        first character."""
+        kept = "".join(self._released)[-(LINK_REACH + 1) :]
+        self._released = [kept]
+        self._released_size = len(kept)
 
 
 def _looks_json(text: str) -> bool:

@@ -400,7 +400,7 @@ class _StreamSession:
         # Same restore and output rule as Call.restore_text, applied channel by channel.
         target = call.guard.policy.destinations.get(call.destination or "")
         self.restorer = StreamRestorer(
-            TokenRestorer(call.lookup, call),
+            TokenRestorer(call.lookup, call, call.link_lookup),
             json_content=exchange.json_content,
             hold_limit=target.stream_hold_limit if target is not None else DEFAULT_HOLD_LIMIT,
         )

@@ -55,6 +55,7 @@ from ..vault.tokens import (
     TOKEN_RE,
     Scope,
     format_token,
+    in_link,
     keyed_suffix,
     restore_in_context,
 )
@@ -365,6 +366,12 @@ class Call:
     #: Token-shaped text that restored to nothing this caller may see (answers), plus
     #: token-shaped text in the request: what guessing or replaying tokens looks like.
     unknown_tokens: int = 0
+    #: Tokens of the caller's left unrestored because they stood in a link of the answer
+    #: (`aiguard.vault.tokens.in_link`; the destination's ``restore_in_links``).
+    links_kept: int = 0
+    #: Whether tokens in links are restored: None follows the destination's
+    #: ``restore_in_links`` (no destination: they are not).
+    restore_links: bool | None = None
     #: Where the call's tokens live. Made once: a call's context never changes, and each
     #: token issued or looked up needs it.
     scope: Scope = field(init=False, repr=False)
@@ -680,7 +687,7 @@ class Call:
             return text
         if '"' in text:
             # JSON in prose or a fence: an original inside a string is escaped there.
-            return restore_in_context(text, self.lookup)
+            return restore_in_context(text, self.lookup, self.link_lookup)
         return TOKEN_RE.sub(self._swap, text)
 
     def _withhold_in_place(self, path: str, doc: Any) -> Any:
@@ -798,13 +805,37 @@ class Call:
 
     def _swap(self, match: re.Match[str]) -> str:
         token = match.group(0)
-        original = self.lookup(token)
+        original = self._lookup_at(match)
         return original if original is not None else token
 
     def _swap_escaped(self, match: re.Match[str]) -> str:
         token = match.group(0)
-        original = self.lookup(token)
+        original = self._lookup_at(match)
         return token if original is None else json.dumps(original, ensure_ascii=False)[1:-1]
+
+    def _lookup_at(self, match: re.Match[str]) -> str | None:
+        link_lookup = self.link_lookup
+        if link_lookup is not None and in_link(match.string, match.start()):
+            return link_lookup(match.group(0))
+        return self.lookup(match.group(0))
+
+    @property
+    def link_lookup(self) -> Callable[[str], str | None] | None:
+        """How a token that stands in a link of the answer is looked up: None when the
+        destination restores tokens there too (``restore_in_links``), else
+        `lookup_in_link`."""
+        restore_links = self.restore_links
+        if restore_links is None:
+            target = self.guard.policy.destinations.get(self.destination or "")
+            restore_links = target is not None and target.restore_in_links
+        return None if restore_links else self.lookup_in_link
+
+    def lookup_in_link(self, token: str) -> str | None:
+        """`lookup` for a token that stands in a link: always None, so the token stays;
+        one the caller could have seen restored is counted (``links_kept``)."""
+        if self.lookup(token) is not None:
+            self.links_kept += 1
+        return None
 
     def lookup(self, token: str) -> str | None:
         """The original of a token the caller may see, else None.
@@ -1087,6 +1118,8 @@ class Call:
         }
         if self.unknown_tokens:
             fields["unknown_tokens"] = self.unknown_tokens
+        if self.links_kept:
+            fields["links_kept"] = self.links_kept
         fields.update(extra)
         label_of = getattr(guard, "label_of", None)
         if label_of is not None:

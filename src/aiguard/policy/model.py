@@ -171,6 +171,11 @@ class DestinationPolicy(_Strict):
     #: redacted in answers. The default withholds secrets and REGULATED ids; "sensitive"
     #: also withholds contact details and other personal data (the gateway's default).
     output_rule_level: Level = Level.REGULATED
+    #: Tokens in a link of an answer (a URL, a Markdown image, an HTML src or href, a
+    #: URL in a tool's arguments) stay tokens: restoring there would let the reader's
+    #: client send the original to whatever host the model named, unasked (an image
+    #: loads when the answer is shown). true restores them like the rest.
+    restore_in_links: bool = False
 
     @field_validator("base_url")
     @classmethod

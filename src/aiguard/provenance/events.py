@@ -94,6 +94,13 @@ class ProvenanceEvent(BaseModel):
         description="Token-shaped text the caller sent (re-tokenized as data) or the answer "
         "held that restores to nothing the caller may see: what guessing looks like.",
     )
+    links_kept: int | None = Field(
+        default=None,
+        ge=0,
+        description="Tokens of the caller's left unrestored in the answer because they "
+        "stood in a link (a URL, a Markdown image): restoring there would let the reader's "
+        "client send the original to a host the model named.",
+    )
     input_digest: str | None = Field(default=None, description="hmac-sha256:<kid>:<hex>.")
     output_digest: str | None = Field(default=None, description="hmac-sha256:<kid>:<hex>.")
     dataset_version: str | None = Field(default=None, description="Dataset the call feeds.")

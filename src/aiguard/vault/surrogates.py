@@ -23,7 +23,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
-from .tokens import SUFFIX_ALPHABET, TOKEN_RE
+from .tokens import SUFFIX_ALPHABET, TOKEN_RE, in_link
 
 __all__ = [
     "SURROGATE_KINDS",
@@ -128,17 +128,35 @@ def from_surrogate(match: re.Match[str]) -> str | None:
     return f"[CREDIT_CARD_{suffix}]" if suffix else None
 
 
-def restore_surrogates(text: str, lookup: Callable[[str], str | None]) -> str:
+def may_hold_surrogates(text: str) -> bool:
+    """Whether ``text`` can hold a surrogate at all (each form has a fixed part)."""
+    return "aiguard.invalid" in text or "+999" in text or "4000" in text
+
+
+def restore_surrogates(
+    text: str,
+    lookup: Callable[[str], str | None],
+    link_lookup: Callable[[str], str | None] | None = None,
+    before: str = "",
+) -> str:
     """Replace every surrogate whose token the caller may see by the original value.
 
     Surrogate-shaped text that encodes no token of the caller's scope stays as it is.
+    A surrogate that stands in a link (`in_link`, reading ``before`` as the text before
+    ``text``) is looked up with ``link_lookup`` when one is given.
     """
-    if "aiguard.invalid" not in text and "+999" not in text and "4000" not in text:
+    if not may_hold_surrogates(text):
         return text
 
     def swap(match: re.Match[str]) -> str:
         token = from_surrogate(match)
-        original = lookup(token) if token is not None else None
+        if token is None:
+            return match.group(0)
+        at = match.start()
+        if link_lookup is not None and in_link(before + text[:at], len(before) + at):
+            original = link_lookup(token)
+        else:
+            original = lookup(token)
         return original if original is not None else match.group(0)
 
     return SURROGATE_RE.sub(swap, text)

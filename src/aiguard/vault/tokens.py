@@ -23,7 +23,9 @@ __all__ = [
     "SUFFIX_ALPHABET",
     "TOKEN_RE",
     "Scope",
+    "LINK_REACH",
     "format_token",
+    "in_link",
     "keyed_suffix",
     "label_for",
     "JsonState",
@@ -63,16 +65,65 @@ class Scope:
 # redaction marker (written in place of a withheld value, which may stand outside a
 # string: a card number written as a JSON number).
 _REDACTION = "[REDACTED:"
+Lookup = Callable[[str], "str | None"]
 _CONTEXT_RE = re.compile(r'[\\"]|\[REDACTED:[a-z][a-z0-9_]*\]|' + TOKEN_RE.pattern)
 
 
-def restore_in_context(text: str, lookup: Callable[[str], str | None]) -> str:
+#: Characters read back from a token to tell whether it stands in a link. A run of
+#: text with no break in it longer than this before a token counts as a link.
+LINK_REACH = 2048
+# What ends a URL as renderers and clients find one: a blank, a quote, an angle bracket
+# or a backtick.
+_LINK_BREAK = re.compile(r"[\s\"'<>`]")
+# The two slashes after a URL's scheme (or of a scheme-relative URL), also escaped as
+# JSON or HTML writes them (a Markdown destination decodes entities).
+_LINK_SLASHES = re.compile(r"(?:/|\\/|&#0*47;|&#x0*2f;|&sol;){2}", re.IGNORECASE)
+
+
+def in_link(text: str, at: int) -> bool:
+    """Whether the token at ``at`` stands in a URL: in a Markdown link or image, an
+    HTML ``src`` or ``href``, a bare ``https://`` address, a URL in a tool's arguments.
+
+    Restoring there puts the original into a request the reader's client may make on
+    its own (an image loads when the answer is shown, a chat app fetches a preview):
+    how a prompt injection exfiltrates data ("render [EMAIL_1] into this link"). A
+    token is in a link when the text before it, back to the last blank, quote or angle
+    bracket, holds a URL's two slashes, or when it stands inside an unclosed ``<`` of
+    its line that holds them (an HTML attribute, a Markdown destination in angle
+    brackets: both may hold spaces). Text before the token that has no break within
+    `LINK_REACH` characters counts as a link too."""
+    lo = max(0, at - LINK_REACH)
+    if text.find("/", lo, at) == -1 and text.find("&", lo, at) == -1:
+        # No slash, so no link, unless a run with no break fills the whole reach.
+        return lo > 0 and _LINK_BREAK.search(text, lo, at) is None
+    # The last break before the token: the first one in the reversed text.
+    brk = _LINK_BREAK.search(text[lo:at][::-1])
+    if brk is None:
+        return lo > 0 or _LINK_SLASHES.search(text, 0, at) is not None
+    run_start = at - brk.start()
+    if _LINK_SLASHES.search(text, run_start, at) is not None:
+        return True
+    # A tag or an address opens with a letter or a slash after "<" ("x < y" does not).
+    opening = text.rfind("<", max(lo, text.rfind("\n", lo, at) + 1), at)
+    return (
+        opening != -1
+        and (text[opening + 1 : opening + 2].isalpha() or text[opening + 1 : opening + 2] == "/")
+        and text.find(">", opening, at) == -1
+        and _LINK_SLASHES.search(text, opening, at) is not None
+    )
+
+
+def restore_in_context(
+    text: str, lookup: Callable[[str], str | None], link_lookup: Lookup | None = None
+) -> str:
     """``text`` with its tokens restored where they stand, as a streamed text channel is
     (`aiguard.doors.streaming`): inside a double-quoted string an original is
     JSON-escaped, so a model writing JSON in prose or a Markdown fence cannot have an
     original holding ``", "admin": true`` close the string and add keys. Elsewhere an
-    original is written as it is. Tokens ``lookup`` answers None for stay."""
-    return swap_in_context(text, lookup, JsonState())[0]
+    original is written as it is. Tokens ``lookup`` answers None for stay; a token
+    that stands in a link (`in_link`) is looked up with ``link_lookup`` when one is
+    given."""
+    return swap_in_context(text, lookup, JsonState(), link_lookup=link_lookup)[0]
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,11 +136,18 @@ class JsonState:
 
 
 def swap_in_context(
-    text: str, lookup: Callable[[str], str | None], state: JsonState, json_text: bool = False
+    text: str,
+    lookup: Callable[[str], str | None],
+    state: JsonState,
+    json_text: bool = False,
+    link_lookup: Lookup | None = None,
+    before: str = "",
 ) -> tuple[str, JsonState]:
     """`restore_in_context` for one piece of a longer text, from ``state`` on; also the
     state after it. In ``json_text`` (a channel declared JSON) an original outside any
-    string is written as a JSON string."""
+    string is written as a JSON string. ``before`` is the text released before this
+    piece (at least `LINK_REACH` characters of it, when there is that much), read
+    to tell whether a token stands in a link."""
     if not text:
         return text, state
     in_string = state.in_string
@@ -121,7 +179,10 @@ def swap_in_context(
                 pieces.append(f'"{found}"')
                 cursor = match.end()
             continue
-        original = lookup(found)
+        if link_lookup is not None and in_link(before + text[:at], len(before) + at):
+            original = link_lookup(found)
+        else:
+            original = lookup(found)
         if original is None:
             continue
         if in_string:

