@@ -175,10 +175,15 @@ class TestAfterKillSwitch:
 
 def test_no_rules_no_engine() -> None:
     base = RULES.split("[alerts", maxsplit=1)[0]
-    off = parse_policy(base + "\n[alerts.unknown_tokens]\nenabled = false\n")
+    off = parse_policy(
+        base + "\n[alerts.unknown_tokens]\nenabled = false\n[alerts.links_kept]\nenabled = false\n"
+    )
     assert AlertEngine.for_policy(off) is None
-    # The unknown-tokens rule is the one on by default.
+    # The unknown-tokens and links-kept rules are the ones on by default.
     assert AlertEngine.for_policy(parse_policy(base)) is not None
+    for rule in ("unknown_tokens", "links_kept"):
+        one_on = parse_policy(base + f"\n[alerts.{rule}]\nenabled = false\n")
+        assert AlertEngine.for_policy(one_on) is not None
 
 
 class TestLive:

@@ -352,3 +352,34 @@ def test_guard_restore_keeps_links_unless_asked() -> None:
     assert guard.restore({"url": f"{EVIL}/?q={token.group(0)}"}, protected) == {
         "url": f"{EVIL}/?q={token.group(0)}"
     }
+
+
+def test_a_call_that_kept_links_raises_one_alert_per_window() -> None:
+    """The `links_kept` alert (on by default): the first call per principal and window
+    whose answer put the caller's tokens into links is reported in the chain."""
+    sink = InMemorySink()
+    guard = aiguard.Guard(_policy(), sinks=[sink])
+    fake = FakeModel(reply=_exfiltrating)
+    client = _openai(guard, fake)
+    with guard.context(subject="cust-42", purpose="inference", principal="agent-7"):
+        for _ in range(3):
+            client.chat.completions.create(
+                model="gpt-4o", messages=[{"role": "user", "content": QUESTION}]
+            )
+    alerts = [e for e in sink.events if e["type"] == "alert"]
+    assert len(alerts) == 1, alerts
+    assert alerts[0]["alert"]["rule"] == "links_kept"
+    assert alerts[0]["principal"] == "agent-7" and alerts[0]["destination"] == "openai"
+    assert ORIGINAL not in json.dumps(alerts[0])
+    assert_chain_valid(sink)
+    off = _policy(
+        alerts=aiguard.Policy.model_validate({"alerts": {"links_kept": {"enabled": False}}}).alerts
+    )
+    quiet = InMemorySink()
+    guard = aiguard.Guard(off, sinks=[quiet])
+    with guard.context(subject="cust-42", purpose="inference"):
+        _openai(guard, fake).chat.completions.create(
+            model="gpt-4o", messages=[{"role": "user", "content": QUESTION}]
+        )
+    assert quiet.calls()[0]["links_kept"] == 1
+    assert not [e for e in quiet.events if e["type"] == "alert"]

@@ -19,7 +19,10 @@ Rules:
   thrown (and before it was reinstated);
 * ``unknown_tokens`` (on by default): a principal's calls hold more than ``max_tokens``
   token-shaped strings within ``window_seconds`` that restore to nothing it may see
-  (the ``unknown_tokens`` count of call events): guessing or replaying tokens.
+  (the ``unknown_tokens`` count of call events): guessing or replaying tokens;
+* ``links_kept`` (on by default): a model wrote a principal's own tokens into links of
+  an answer (the ``links_kept`` count of call events), which aiguard left unrestored:
+  a prompt injection trying to send values out through a URL.
 
 Each windowed rule fires at most once per window and key, so a sustained burst gives
 one alert per window, not one per event.
@@ -130,6 +133,8 @@ class AlertEngine:
         self._unknown = (
             _Window(unknown.window_seconds) if unknown is not None and unknown.enabled else None
         )
+        links = rules.links_kept
+        self._links = _Window(links.window_seconds) if links is not None and links.enabled else None
         self._consent_seen: dict[str, tuple[Any, Any]] = {}
         self._consent_changed: set[str] = set()
         self._revoked: set[str] = set()
@@ -153,6 +158,7 @@ class AlertEngine:
             self._training(event, kind, when, fired)
             self._denial_spike(event, kind, when, fired)
             self._unknown_tokens(event, when, fired)
+            self._links_kept(event, when, fired)
             return fired
 
     # -- rules ------------------------------------------------------------------------
@@ -339,6 +345,30 @@ class AlertEngine:
                         "count": total,
                         "threshold": rule.max_tokens,
                         "window_seconds": rule.window_seconds,
+                    },
+                )
+            )
+
+    def _links_kept(self, event: Mapping[str, Any], when: float, fired: list[Alert]) -> None:
+        count = event.get("links_kept")
+        if self._links is None or not isinstance(count, int) or count <= 0:
+            return
+        principal = str(event.get("principal") or "(none)")
+        total = self._links.add(principal, when, count)
+        if self._links.may_fire(principal, when):
+            destination = event.get("destination")
+            fired.append(
+                Alert(
+                    "links_kept",
+                    when,
+                    f"the answer of {destination!r} to principal {principal!r} put {count} "
+                    "of the caller's values into links (left as tokens): a prompt injection "
+                    "may be trying to send them out through a URL",
+                    {
+                        "principal": principal,
+                        "destination": destination,
+                        "count": total,
+                        "window_seconds": self._links.seconds,
                     },
                 )
             )

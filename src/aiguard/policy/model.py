@@ -308,6 +308,18 @@ class UnknownTokensAlert(_Strict):
     window_seconds: int = Field(default=300, ge=1)
 
 
+class LinksKeptAlert(_Strict):
+    """A model writing the caller's tokens into links (``links_kept`` of call events):
+    a prompt injection trying to get values out through a URL the reader's client
+    would fetch. Fires on the first such call per principal in a window.
+
+    On by default (``enabled = false`` under ``[alerts.links_kept]`` turns it off).
+    """
+
+    enabled: bool = True
+    window_seconds: int = Field(default=300, ge=1)
+
+
 class AlertsPolicy(_Strict):
     """Alert rules; a rule is on when its table is present (``[alerts.denial_spike]``)."""
 
@@ -317,6 +329,7 @@ class AlertsPolicy(_Strict):
     denial_spike: DenialSpikeAlert | None = None
     after_kill_switch: KillSwitchAlert | None = None
     unknown_tokens: UnknownTokensAlert | None = Field(default_factory=UnknownTokensAlert)
+    links_kept: LinksKeptAlert | None = Field(default_factory=LinksKeptAlert)
 
     @property
     def any(self) -> bool:
@@ -329,6 +342,7 @@ class AlertsPolicy(_Strict):
                 self.denial_spike,
                 self.after_kill_switch,
                 self.unknown_tokens,
+                self.links_kept,
             )
         )
 
