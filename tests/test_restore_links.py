@@ -10,6 +10,7 @@ counts what was kept (``links_kept``).
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 from typing import Any
@@ -383,3 +384,51 @@ def test_a_call_that_kept_links_raises_one_alert_per_window() -> None:
         )
     assert quiet.calls()[0]["links_kept"] == 1
     assert not [e for e in quiet.events if e["type"] == "alert"]
+
+
+def test_the_async_client_keeps_the_token_in_an_image_link() -> None:
+    sink = InMemorySink()
+    guard = aiguard.Guard(_policy(), sinks=[sink])
+    fake = FakeModel(reply=_exfiltrating, chunk_size=2)
+
+    async def ask() -> str:
+        client = openai.AsyncOpenAI(
+            http_client=guard.async_http_client(transport=fake.transport),
+            base_url="https://api.openai.com/v1",
+            api_key="test",
+            max_retries=0,
+        )
+        with guard.context(subject="cust-42", purpose="inference"):
+            stream = await client.chat.completions.create(
+                model="gpt-4o", messages=[{"role": "user", "content": QUESTION}], stream=True
+            )
+            return "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
+
+    _link_kept(asyncio.run(ask()))
+    assert _one_event(sink)["links_kept"] == 1
+
+
+def test_the_gateway_keeps_the_token_in_an_image_link() -> None:
+    """The OpenAI-compatible gateway on a loopback socket, in front of the fake model."""
+    pytest.importorskip("starlette")
+    pytest.importorskip("uvicorn")
+    from _servers import serve
+    from aiguard.doors.gateway import GatewayConfig, create_app, default_policy
+
+    fake = FakeModel(reply=_exfiltrating, chunk_size=3)
+    with fake.serve() as base:
+        upstream = base + "/v1"
+        sink = InMemorySink()
+        guard = aiguard.Guard(default_policy(upstream), sinks=[sink])
+        app = create_app(guard, GatewayConfig(upstream=upstream))
+        with serve(app) as (url, _server):
+            client = openai.OpenAI(base_url=url + "/v1", api_key="unused", max_retries=0)
+            messages: Any = [{"role": "user", "content": QUESTION}]
+            whole = client.chat.completions.create(model="gpt-4o-mini", messages=messages)
+            stream = client.chat.completions.create(
+                model="gpt-4o-mini", messages=messages, stream=True
+            )
+            streamed = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+    for answer in (whole.choices[0].message.content, streamed):
+        _link_kept(answer)
+    assert [e["links_kept"] for e in sink.calls()] == [1, 1]
