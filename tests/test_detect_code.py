@@ -262,3 +262,43 @@ def test_a_type_annotation_in_python_source_is_not_a_secret(source: str) -> None
 )
 def test_the_same_line_outside_python_source_is_a_value(text: str, value: str) -> None:
     assert secrets_in(text) == [value]
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        # A YAML mapping's plain scalar runs to the line's end: the whole passphrase.
+        (
+            "db:\n  user: app\n  password: correct horse battery staple\n",
+            "correct horse battery staple",
+        ),
+        ("user: bob\ndb_password: tiger lily moon 42 # rotated\n", "tiger lily moon 42"),
+        ("- name: prod\n  password: Hunter two words\n", "Hunter two words"),
+        # A literal after a type annotation is a default value, not a type.
+        ("class Settings:\n    password: str = 'xK9#mm2Lqq'\n", "xK9#mm2Lqq"),
+        ('api_key: Optional[str] = "Zq8vN2kL0pX7Wm"', "Zq8vN2kL0pX7Wm"),
+        ('secret: str | None = "Zq8vN2kL0pX7"', "Zq8vN2kL0pX7"),
+    ],
+)
+def test_a_passphrase_or_a_default_is_found_whole(text: str, value: str) -> None:
+    assert secrets_in(text) == [value]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        # One line alone reads as prose as often as YAML: the first word is too short.
+        "password: reset it tomorrow",
+        # A message under the key, in YAML.
+        "user: bob\npassword: Must be 8 characters or more\n",
+        # Types in Python, whose "else:" lines look like a mapping's.
+        "def f(\n    user: str,\n    password: str | None,\n):\n    if x:\n        pass\n",
+        "class A:\n    password: bytes | str\n    user: str\n",
+        # A lowercase name holding a secret's word names a field, a header, a metric.
+        'OUTPUT_TOKEN: Final = "gen_ai.server.time_per_output_token"',
+        'TOKEN_HEADER = "x-auth-token"',
+        'def f(password: str = "changeme"):',
+    ],
+)
+def test_what_only_looks_like_a_passphrase_or_a_default_is_left(text: str) -> None:
+    assert secrets_in(text) == []

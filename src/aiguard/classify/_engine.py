@@ -441,6 +441,12 @@ _GAP = r"(?:[^\w]|_|<[a-z]{1,5}>){0,6}?"
 _GAP_IN_SENTENCE = r"(?:[^\w.!?]|_|<[a-z]{1,5}>){0,6}?"
 # Brackets may be inside a value ("1g^)Yqnv9"); those around it are trimmed after.
 _ASSIGN_VALUE = re.compile(_GAP + r"([^\s\"'`,;<>|=:][^\s\"'`,;<>|]{5,255})")
+# A type annotation, "=" and an opening quote: a class attribute or parameter whose
+# default is a literal ('password: str = "…"', 'api_key: Optional[str] = "…"').
+_ANNOTATED_LITERAL = re.compile(
+    r"[ \t]*[A-Za-z_][\w.]*(?:\[[\w., |\[\]]*\])?(?:[ \t]*\|[ \t]*[A-Za-z_][\w.]*)*"
+    r"[ \t]*=[ \t]*[\"'](?=[^\"'\n])"
+)
 # A quote opening right after the operator: the value is what it quotes (see `_quoted`).
 _QUOTE_AFTER = re.compile(r"[ \t]{0,4}@?[\"'`](?=[^\"'`\n])")
 # "my password is ...", "the API key was ...": a value named in a sentence.
@@ -1451,7 +1457,13 @@ class BuiltinDetector:
                     op = t[p : p + 2] if t[p : p + 2] in (":=", "=>", "==") else t[p]
                     after = p + len(op)
                     quoted = _QUOTE_AFTER.match(t, after)
+                    if quoted is None and op == ":":
+                        # A literal after a type: 'password: str = "hunter2"'.
+                        quoted = _ANNOTATED_LITERAL.match(t, after)
+                        op = "=" if quoted is not None else op
                     value = _quoted(t, quoted.end()) if quoted else None
+                    if value is None:
+                        value = _yaml_words(t, key, after) if op == ":" else None
                     if value is None:
                         value = _ASSIGN_VALUE.match(t, after)
                     if value is not None:
@@ -1587,6 +1599,8 @@ class BuiltinDetector:
                 return  # "password": "Must be 8 characters or more" (a message)
             if _NAMED_KEY.fullmatch(value):
                 return  # ENV_API_KEY = "ANTHROPIC_API_KEY": the name of a secret
+            if _NAME_PATH.fullmatch(value) and _KEY_WORD_IN.search(value):
+                return  # OUTPUT_TOKEN = "gen_ai.server.time_per_output_token": a name
         elif _code_reference(t, key_at, sep, start + lead, start + end):
             return
         # Character classes by C-level string methods (no per-character Python loop).
@@ -1664,6 +1678,45 @@ def _is_message(value: str) -> bool:
     return not _MESSAGE_WORDS.isdisjoint(_WORDS_OF.findall(value.lower()))
 
 
+# A line of a YAML mapping: a key at the line's start (under indentation or a list's "- ").
+_YAML_KEY_LINE = re.compile(r"^[ \t]*(?:- )?[\w.-]+:(?:[ \t]|$)", re.MULTILINE)
+# What may stand before a secret's word in a YAML key at a line's start ("  db_").
+_YAML_KEY_START = re.compile(r"[ \t]*(?:- )?[\w.-]*")
+# A plain scalar of two to eight words, which YAML reads to the line's end (a comment
+# after " #" left out): what follows a password's key there is the whole passphrase.
+_PLAIN_WORDS = re.compile(
+    r"[ \t]*([^\s\"'`=:#][^\s\"'`=:]*(?: [^\s\"'`=:#][^\s\"'`=:]*){1,7})[ \t]*"
+    r"(?:[ \t]#[^\n]*)?$",
+    re.MULTILINE,
+)
+
+
+def _yaml_words(t: str, key: re.Match[str], after: int) -> re.Match[str] | None:
+    """The words after a password's key that starts a line of YAML, when they read as a
+    passphrase ("password: correct horse battery staple"), not as a message; else None.
+
+    The text must hold another line of the same mapping: one line alone ("password:
+    reset it tomorrow") reads as prose as often as YAML, and there the word right after
+    the key is taken as before. Not in Python source, whose lines a mapping's look like
+    ("else:") and where a secret is a quoted literal."""
+    word = key.group(1)
+    if not (word.startswith(("pass", "pw")) or word.endswith(("password", "passwd", "pwd"))):
+        return None
+    start = key.start(1)
+    line_start = t.rfind("\n", 0, start) + 1
+    if _YAML_KEY_START.fullmatch(t, line_start, start) is None:
+        return None
+    words = _PLAIN_WORDS.match(t, after)
+    if words is None or _is_message(words.group(1)):
+        return None
+    value = words.group(1)
+    # A type in Python ("password: str | None,"), where a secret is a quoted literal.
+    if " | " in value or value.endswith(",") or _PYTHON_LINE.search(t) is not None:
+        return None
+    lines = _YAML_KEY_LINE.finditer(t)
+    return words if next(lines, None) is not None and next(lines, None) is not None else None
+
+
 _PROSE = re.compile(r"[A-Za-z][a-z']*[,.:;!?]?(?: (?:[A-Za-z][a-z']*|[0-9]+)[,.:;!?]?){2,}")
 # What code writes where a value could stand: a name, a qualified name, a call or a
 # subscript ("self.password", "os.environ[", "get_secret(", "Optional[str]").
@@ -1739,6 +1792,10 @@ def _random_part(part: str) -> bool:
 
 # A name in capitals or lower case with a word of a secret in it: what a setting, an
 # environment variable or a grant type is called ("ANTHROPIC_AUTH_TOKEN", "refresh_token").
+# A lowercase name of parts ("gen_ai.usage.output_tokens", "user_password") holding a
+# secret's word: an attribute's, a field's or a header's name, not a secret.
+_NAME_PATH = re.compile(r"[a-z][a-z0-9]*(?:[._-][a-z0-9]+)+")
+_KEY_WORD_IN = re.compile(r"pass|pwd|secret|token|key|credential")
 _NAMED_KEY = re.compile(
     r"(?:[A-Z][A-Z_]*|[a-z][a-z_]*)(?:(?<=[A-Z_])(?:KEY|TOKEN|SECRET|PASSWORD|CREDENTIALS?)"
     r"|(?<=[a-z_])(?:key|token|secret|password|credentials?))[A-Za-z_]*"
