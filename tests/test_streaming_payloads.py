@@ -473,6 +473,23 @@ def test_a_quoted_secret_with_spaces_is_held_to_its_closing_quote(text: str, wri
     assert_withheld_at_every_cut(text, written)
 
 
+@pytest.mark.parametrize(
+    ("text", "written"),
+    [
+        (
+            "db:\n  user: app\n  password: correct horse battery staple\n  port: 1\n",
+            "correct horse battery staple",
+        ),
+        ("user: app\npassword: tiger lily moon 42\n", "tiger lily moon 42"),
+        ("- name: prod\n  db_password: Hunter two birds # rotated\n", "Hunter two birds"),
+    ],
+)
+def test_a_yaml_passphrase_is_held_to_its_line_end(text: str, written: str) -> None:
+    """A YAML plain scalar runs to the line's end: cut anywhere, no word of a password's
+    words goes out before the line ends and shows them whole."""
+    assert_withheld_at_every_cut(text, written)
+
+
 def test_a_quoted_secret_holding_the_other_quote_is_held_whole() -> None:
     assert_withheld_at_every_cut('then password = "it\'s 9 my Secret" ok', "it's 9 my Secret")
 

@@ -1695,10 +1695,11 @@ def _yaml_words(t: str, key: re.Match[str], after: int) -> re.Match[str] | None:
     """The words after a password's key that starts a line of YAML, when they read as a
     passphrase ("password: correct horse battery staple"), not as a message; else None.
 
-    The text must hold another line of the same mapping: one line alone ("password:
-    reset it tomorrow") reads as prose as often as YAML, and there the word right after
-    the key is taken as before. Not in Python source, whose lines a mapping's look like
-    ("else:") and where a secret is a quoted literal."""
+    The key must be indented (under a parent key) or the text must hold another line of
+    a mapping: one line alone ("password: reset it tomorrow") reads as prose as often
+    as YAML, and there the word right after the key is taken as before. Not in Python
+    source, whose lines a mapping's look like ("else:") and where a secret is a quoted
+    literal."""
     word = key.group(1)
     if not (word.startswith(("pass", "pw")) or word.endswith(("password", "passwd", "pwd"))):
         return None
@@ -1713,6 +1714,8 @@ def _yaml_words(t: str, key: re.Match[str], after: int) -> re.Match[str] | None:
     # A type in Python ("password: str | None,"), where a secret is a quoted literal.
     if " | " in value or value.endswith(",") or _PYTHON_LINE.search(t) is not None:
         return None
+    if t[line_start : line_start + 1] in (" ", "\t"):
+        return words  # indented under a parent key: a nested mapping
     lines = _YAML_KEY_LINE.finditer(t)
     return words if next(lines, None) is not None and next(lines, None) is not None else None
 

@@ -71,6 +71,7 @@ __all__ = [
     "encode_frame",
     "held_tail_start",
     "loads_event",
+    "open_plain_password",
     "open_quoted_secret",
     "value_tail_start",
 ]
@@ -161,8 +162,11 @@ def open_quoted_secret(text: str) -> int | None:
     (``password = "correct horse`` …, ``"mrn": "MR 4002`` …), or None. Only the last
     line is read: for each kind of quote, its last occurrence, when a secret's key (or
     a key naming a kind) and an operator stand before it. String methods, no pattern:
-    this runs for every streamed event."""
+    this runs for every streamed event. Failing that, a password's unquoted value that
+    runs to the line's end (`open_plain_password`)."""
     line_start = max(text.rfind("\n") + 1, len(text) - _LAST_LINE)
+    if '"' not in text and "'" not in text and "`" not in text:
+        return open_plain_password(text, line_start)
     found: int | None = None
     for quote in "\"'`":
         at = text.rfind(quote, line_start)
@@ -171,7 +175,32 @@ def open_quoted_secret(text: str) -> int | None:
             at = text.rfind(quote, line_start, at)
         if at != -1 and len(text) - at - 1 <= _MAX_QUOTED and _key_before(text, line_start, at):
             found = at + 1 if found is None else min(found, at + 1)
-    return found
+    return found if found is not None else open_plain_password(text, line_start)
+
+
+# A password's key that starts a line, ":" and an unquoted value: the detectors read a
+# YAML plain scalar of words to the line's end (``password: correct horse …``).
+_PLAIN_PASSWORD_KEY = re.compile(
+    r"[ \t]*(?:- )?(?:[\w.-]*(?:password|passwd|passphrase|pwd)|(?:[\w.-]*[_.-])?(?:pass|pw))",
+    re.IGNORECASE,
+)
+
+
+def open_plain_password(text: str, line_start: int | None = None) -> int | None:
+    """Where the unquoted value after a password's key that starts the last line begins,
+    while that line is still being written (``password: correct horse`` …), or None.
+    ``line_start`` is where the last line starts, when the caller knows it."""
+    if line_start is None:
+        line_start = text.rfind("\n") + 1
+    colon = text.find(": ", line_start)
+    if colon == -1 or len(text) - colon > _MAX_QUOTED:
+        return None
+    if _PLAIN_PASSWORD_KEY.fullmatch(text, line_start, colon) is None:
+        return None
+    start = colon + 2
+    while text[start : start + 1] in (" ", "\t"):
+        start += 1
+    return None if text[start : start + 1] in ('"', "'", "`") else start
 
 
 # A number the words after it may still name ("00123456 is the patient's MRN"): the
