@@ -302,3 +302,64 @@ def test_a_passphrase_or_a_default_is_found_whole(text: str, value: str) -> None
 )
 def test_what_only_looks_like_a_passphrase_or_a_default_is_left(text: str) -> None:
     assert secrets_in(text) == []
+
+
+# Forms of the cases in gitleaks' generic-rule tests (cmd/generate/config/rules/
+# generic.go): the values here are this file's own.
+_VALUE = "Zf3D0LXCM3EIMbgJpUNnkRtO"
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        # camelCase names, as Java, Go, C#, Kotlin and JavaScript write them.
+        f'githubToken = "{_VALUE}"',
+        f'String stripeSecretKey = "{_VALUE}";',
+        f"slackToken: {_VALUE}",
+        f'  "genericToken" => "{_VALUE}"',
+        f"$genericToken .= '{_VALUE}'",
+        f'var genericToken string = "{_VALUE}"',
+        # Make's and shells' assignments, a number ending the name, the short "creds".
+        f'GENERIC_TOKEN ?= "{_VALUE}"',
+        f"API_TOKEN += {_VALUE}",
+        f'some_api_token_123 = "{_VALUE}"',
+        f"creds = {_VALUE}",
+        # Two string arguments of a call: the secret's name and its value.
+        f'System.setProperty("GENERIC_TOKEN", "{_VALUE}")',
+        f'utils.GetEnvOrDefault("api_token", "{_VALUE}")',
+        # An XML element named after the secret, on one line or three.
+        f"<apiKey>{_VALUE}</apiKey>",
+        f"<genericToken>\n    {_VALUE}\n</genericToken>",
+        "<password>xK9#mm2Lqq</password>",
+    ],
+)
+def test_a_secret_under_any_spelling_of_its_name_is_found(line: str) -> None:
+    value = "xK9#mm2Lqq" if "xK9#" in line else _VALUE
+    assert secrets_in(line) == [value]
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        # Tokens that are no secret: a page's place, a request's idempotency, a lock.
+        f'nextPageToken = "{_VALUE}"',
+        f'"ClientToken": "{_VALUE}"',
+        f'"LockToken": "{_VALUE}"',
+        f'publicKeyToken="{_VALUE}"',
+        f"csrf-token={_VALUE}",
+        # A token's or a key's name as the value, in a paginator's description.
+        '"output_token": "NextToken",',
+        # Lists and tuples of names, and positional arguments that are not a pair.
+        "defaults = dict.fromkeys(['username', 'password', 'repository'], '')",
+        "deps = ['nsubj:pass', 'aux:pass', 'ROOT']",
+        ">>> Url('http', 'username:password', 'host.com', 80)",
+        # A template, a call with keyword arguments, an empty value before the next key.
+        'creds = " --username=%s --password=%s" % (user, pw)',
+        'tmp_token = Token(type="", tag="", nesting=0)',
+        "GITHUB_API_KEY=\nDYNATRACE_API_KEY=",
+        "snowflake.password=\njdbc.snowflake.url=",
+        '"Credentials": ("credentials", "Credentials")',
+    ],
+)
+def test_what_names_a_secret_without_holding_one_is_left(line: str) -> None:
+    assert secrets_in(line) == []

@@ -425,10 +425,33 @@ _SECRET_KEY_WORDS = (
     r"|(?<![a-z0-9])(?:pass|pw"
     r"|(?:client|app|api|aws|shared)?[_-]?secret(?:[_-]?(?:access)?[_-]?key)?"
     r"|api[_-]?key|apikey|(?:shared[_-]?)?access[_-]?key|private[_-]?key"
-    r"|(?:access|auth|refresh|bearer|api)[_-]?token|token|credentials?))"
+    r"|(?:access|auth|refresh|bearer|api)[_-]?token|token|credentials?|creds))"
 )
-# "!" for a comparison ("api_key != ..."), whose "=" is the separator found.
-_ASSIGN_KEY = re.compile("(" + _SECRET_KEY_WORDS + r")[\"']?[ \t]{0,4}!?\Z")
+# A number may end the name ("api_token_2"). "!" for a comparison ("api_key != ..."),
+# whose "=" is the separator found; "?", "??", "." and "+" for the conditional,
+# concatenating and appending assignments of Make, PHP and shells ("TOKEN ?= ...").
+_KEY_END = (
+    r"(?:[_-]?[0-9]{1,4})?[\"']?"
+    # A string's type between the name and "=" in Go ("var apiKey string = ...").
+    r"(?:[ \t]+(?:string|String|str|\[\]byte))?"
+    r"[ \t]{0,4}(?:!|\?\??|\.|\+)?\Z"
+)
+_ASSIGN_KEY = re.compile("(" + _SECRET_KEY_WORDS + ")" + _KEY_END)
+# The same words ending a camelCase name, read in the text as written ("githubToken",
+# "stripeSecretKey", "dbPwd"): a capital after a small letter or digit is a word's edge.
+_CAMEL_KEY = re.compile(
+    r"[a-z0-9](Token|Secret(?:Key)?|Password|Passwd|Passphrase|Pwd|(?:Api|Access|Private)Key"
+    r"|Credentials?|Creds)" + _KEY_END
+)
+# Tokens that are no secret, by the word before "token": a page's place ("NextToken",
+# "page_token"), a request's idempotency ("ClientToken", "clientRequestToken"), a lock or
+# a change's version ("LockToken", "ChangeToken"), an anti-forgery or a public one.
+_PLAIN_TOKEN_BEFORE = re.compile(
+    r"(?:public(?:[_-]?key)?|csrf|xsrf|page|next|continuation|pagination|forward|backward|resume|sync"
+    r"|cancellation|client|request|idempotency|creation|lock|change|update|verification"
+    r"|marker)[_-]?\Z",
+    re.IGNORECASE,
+)
 # A key after a comparison whose value comes first ('if ("..." == password)'); a
 # qualified name ("self.password", "cfg.api_key") ends in the key.
 _COMPARED_KEY = re.compile(
@@ -1445,11 +1468,12 @@ class BuiltinDetector:
             or at_token != -1
             or at_key != -1
             or "credential" in lower
+            or "creds" in lower
         ):
             if "=" in t or ":" in t:
                 for sep in _ASSIGN_SEP.finditer(t):
                     p = sep.start()
-                    key = _ASSIGN_KEY.search(lower, max(0, p - 40), p)
+                    key = _secret_key_before(t, lower, p)
                     if key is None:
                         if t.startswith("=", p) and p > 1 and t[p - 1] in "=!\"'` \t":
                             self._compared(t, lower, p, raw)
@@ -1466,8 +1490,18 @@ class BuiltinDetector:
                         value = _yaml_words(t, key, after) if op == ":" else None
                     if value is None:
                         value = _ASSIGN_VALUE.match(t, after)
+                        if (
+                            value is not None
+                            and value.group(1).endswith(("=", ":"))
+                            and "\n" in t[after : value.start(1)]
+                        ):
+                            value = None  # "API_KEY=\nOTHER_KEY=": empty, then the next key
                     if value is not None:
-                        self._assignment(key.group(1), value, raw, key.start(1), op)
+                        self._assignment(key.group(1).lower(), value, raw, key.start(1), op)
+            if "," in t:
+                self._argument_pairs(t, lower, raw)
+            if "</" in t:
+                self._elements(t, raw)
             # "api key is" and "api token is" start at "api": without key or token no
             # phrase does.
             at_api = find("api") if at_key != -1 or at_token != -1 else -1
@@ -1537,6 +1571,29 @@ class BuiltinDetector:
                 if number is not None and int(number.group(1)) <= 120:
                     raw.append((number.start(1), number.end(1), "age", 0.8))
 
+    def _argument_pairs(self, t: str, lower: str, raw: list[Raw]) -> None:
+        """A quoted name of a secret and a quoted value as two arguments of a call:
+        ``System.setProperty("API_TOKEN", "…")``, ``getenv_or("db_password", "…")``."""
+        for pair in _ARGUMENT_PAIR.finditer(t):
+            key = _secret_key_before(t, lower, pair.end(2))
+            value = _quoted(t, pair.end()) if key is not None else None
+            if key is not None and value is not None:
+                self._assignment(key.group(1).lower(), value, raw, key.start(1), "=")
+
+    def _elements(self, t: str, raw: list[Raw]) -> None:
+        """An XML element named after a secret: ``<password>…</password>``,
+        ``<apiKey>`` and its value on the lines between."""
+        for element in _ELEMENT.finditer(t):
+            name = element.group(2)
+            if not t.startswith(name + ">", element.start() + 1):
+                continue  # <a>…</b>: not one element
+            key = _secret_key_before(name, name.lower(), len(name))
+            if key is not None:
+                # The text alone, so the opening tag is not read as a placeholder.
+                value = _QUOTED_VALUE.match(t, element.start(1), element.end(1))
+                assert value is not None  # ".+" over the element's text
+                self._assignment(key.group(1).lower(), value, raw, -1, "=")
+
     def _bearer(self, t: str, s: int, e: int, raw: list[Raw]) -> None:
         """A credential after an HTTP auth scheme ("Authorization: Bearer 3f9a...")."""
         lead, end = _trim_value(t[s:e])
@@ -1591,6 +1648,8 @@ class BuiltinDetector:
             return
         if value.endswith("=") and value[:-1].islower() and _IDENTIFIER.fullmatch(value[:-1]):
             return  # a keyword argument named in prose ("pass `api_key=` or `token=`")
+        if " " in value and _FORMAT_FIELD.search(value):
+            return  # a template to fill in ("--password=%s", "Bearer {}")
         kind = "password" if key.startswith(("pass", "pw")) or key == "pwd" else "secret"
         if quote:
             if value.casefold() in _KEY_WORD_VALUES:
@@ -1601,6 +1660,8 @@ class BuiltinDetector:
                 return  # ENV_API_KEY = "ANTHROPIC_API_KEY": the name of a secret
             if _NAME_PATH.fullmatch(value) and _KEY_WORD_IN.search(value):
                 return  # OUTPUT_TOKEN = "gen_ai.server.time_per_output_token": a name
+            if kind == "secret" and _CAPITALISED_NAME.fullmatch(value):
+                return  # "output_token": "NextToken": no token or key is words of letters
         elif _code_reference(t, key_at, sep, start + lead, start + end):
             return
         # Character classes by C-level string methods (no per-character Python loop).
@@ -1638,6 +1699,37 @@ class BuiltinDetector:
 
 
 _QUOTES = "\"'`"
+# A printf or str.format field, a word of its own: with a space, the value is a phrase
+# to fill in elsewhere. ("Rb%d9Prlm!" is a password: a field ends where a word does.)
+_FORMAT_FIELD = re.compile(r"(?<![%\w])(?:%[sdr]|%\([a-z_]+\)[sdr]|\{[0-9]?\})(?![A-Za-z0-9])")
+# A call's first argument a quoted name, a comma and the second argument's opening
+# quote: two string arguments, the name's and its value ("setProperty(\"API_TOKEN\", ").
+# A list of names ("['username', 'password', ...]") opens no call.
+_ARGUMENT_PAIR = re.compile(r"\([ \t]*([\"'])([\w.-]{1,64})\1[ \t]*,[ \t]*[\"'](?=[^\"'\n])")
+# An element and its text (on its line or the lines between the tags), the tag's name
+# being looked at after.
+_ELEMENT = re.compile(
+    r"<[A-Za-z][\w.-]{0,63}>\s*([^<>\s][^<>\n]{5,255}?)\s*</([A-Za-z][\w.-]{0,63})>"
+)
+
+
+def _secret_key_before(t: str, lower: str, p: int) -> re.Match[str] | None:
+    """The name of a secret that ends right before ``p`` (its operator or closing quote),
+    in snake, kebab or upper case (read in ``lower``) or in camelCase (read in ``t``);
+    None when there is none, or when it names a token that is no secret (a page's,
+    a public or an anti-forgery token)."""
+    key = _ASSIGN_KEY.search(lower, max(0, p - 40), p)
+    if key is None:
+        key = _CAMEL_KEY.search(t, max(0, p - 40), p)
+        if key is None:
+            return None
+    if key.group(1).lower().endswith("token") and (
+        _PLAIN_TOKEN_BEFORE.search(t, max(0, key.start(1) - 14), key.start(1)) is not None
+    ):
+        return None
+    return key
+
+
 # A quoted value: anything to the closing quote (`_quoted` bounds it).
 _QUOTED_VALUE = re.compile(r"(.+)", re.DOTALL)
 
@@ -1655,7 +1747,19 @@ def _quoted(t: str, start: int) -> re.Match[str] | None:
 
 # Values that repeat the key's own word: a form field's label or type, not a secret.
 _KEY_WORD_VALUES = frozenset(
-    {"password", "passwd", "passphrase", "secret", "token", "api key", "apikey", "api_key"}
+    {
+        "password",
+        "passwd",
+        "passphrase",
+        "secret",
+        "token",
+        "api key",
+        "apikey",
+        "api_key",
+        "credential",
+        "credentials",
+        "creds",
+    }
 )
 # Three or more plain words: a message about the value ("must be 8 characters").
 # The words a message about a secret is written with, and a passphrase of random words
@@ -1680,6 +1784,8 @@ def _is_message(value: str) -> bool:
 
 # A line of a YAML mapping: a key at the line's start (under indentation or a list's "- ").
 _YAML_KEY_LINE = re.compile(r"^[ \t]*(?:- )?[\w.-]+:(?:[ \t]|$)", re.MULTILINE)
+# A key that opens a nested mapping: alone on its line, nothing after its colon.
+_YAML_PARENT = re.compile(r"[ \t]*(?:- )?[\w.-]+:[ \t]*")
 # What may stand before a secret's word in a YAML key at a line's start ("  db_").
 _YAML_KEY_START = re.compile(r"[ \t]*(?:- )?[\w.-]*")
 # A plain scalar of two to eight words, which YAML reads to the line's end (a comment
@@ -1695,9 +1801,10 @@ def _yaml_words(t: str, key: re.Match[str], after: int) -> re.Match[str] | None:
     """The words after a password's key that starts a line of YAML, when they read as a
     passphrase ("password: correct horse battery staple"), not as a message; else None.
 
-    The key must be indented (under a parent key) or the text must hold another line of
-    a mapping: one line alone ("password: reset it tomorrow") reads as prose as often
-    as YAML, and there the word right after the key is taken as before. Not in Python
+    The key must be indented under a parent key (the line before it: ``db:``) or the
+    text must hold another line of a mapping: one line alone ("password: reset it
+    tomorrow") reads as prose as often as YAML, and there the word right after the key
+    is taken as before. Not in Python
     source, whose lines a mapping's look like ("else:") and where a secret is a quoted
     literal."""
     word = key.group(1)
@@ -1715,7 +1822,10 @@ def _yaml_words(t: str, key: re.Match[str], after: int) -> re.Match[str] | None:
     if " | " in value or value.endswith(",") or _PYTHON_LINE.search(t) is not None:
         return None
     if t[line_start : line_start + 1] in (" ", "\t"):
-        return words  # indented under a parent key: a nested mapping
+        # Indented under a parent key ("db:" on a line of its own): a nested mapping.
+        parent_start = t.rfind("\n", 0, max(0, line_start - 1)) + 1
+        if _YAML_PARENT.fullmatch(t, parent_start, max(parent_start, line_start - 1)):
+            return words
     lines = _YAML_KEY_LINE.finditer(t)
     return words if next(lines, None) is not None and next(lines, None) is not None else None
 
@@ -1740,7 +1850,8 @@ def _code_syntax(value: str, after: str) -> bool:
     only in a subscript, ``-`` only in either, ``*`` only to unpack. Brackets may stay open where
     the value was cut: at a string argument or the end of the line right after the
     bracket ("os.environ[", "tokenize(" at a line's end), at a prefixed string
-    ('re.compile(r"'), at the next argument ("getattr(value,") or before an operator
+    ('re.compile(r"'), at a keyword argument's string ('Token(type="'), at the next
+    argument ("getattr(value,") or before an operator
     ("unquote(passwd or"). A password with a
     bracket in it ("zuk8URDpqs(tf", "uo(9TE)v") fails one of these."""
     depth, prev = 0, ""
@@ -1764,6 +1875,8 @@ def _code_syntax(value: str, after: str) -> bool:
             and (cut == "," or _CONTINUED.match(after) is not None)
         )
         or (cut in _QUOTES and _STRING_PREFIX.search(value) is not None)
+        # A keyword argument's string ('Token(type="", …)').
+        or (value[-1] == "=" and cut in _QUOTES)
     ):
         return False
     for mark, openers in (("=", "("), (":", "["), ("-", "([")):
@@ -1799,6 +1912,9 @@ def _random_part(part: str) -> bool:
 # secret's word: an attribute's, a field's or a header's name, not a secret.
 _NAME_PATH = re.compile(r"[a-z][a-z0-9]*(?:[._-][a-z0-9]+)+")
 _KEY_WORD_IN = re.compile(r"pass|pwd|secret|token|key|credential")
+# Two or more capitalised words of letters ("NextToken", "sessionToken"): a name. Kept
+# for tokens and keys only: a password may be words ("SuperSecretPassword").
+_CAPITALISED_NAME = re.compile(r"[A-Za-z][a-z]+(?:[A-Z][a-z]+)+")
 _NAMED_KEY = re.compile(
     r"(?:[A-Z][A-Z_]*|[a-z][a-z_]*)(?:(?<=[A-Z_])(?:KEY|TOKEN|SECRET|PASSWORD|CREDENTIALS?)"
     r"|(?<=[a-z_])(?:key|token|secret|password|credentials?))[A-Za-z_]*"

@@ -55,6 +55,7 @@ from ..vault.tokens import (
     TOKEN_RE,
     JsonState,
     in_link,
+    may_hold_links,
     swap_in_context,
 )
 
@@ -456,7 +457,11 @@ class TokenRestorer:
 
     def _original(self, match: re.Match[str]) -> str | None:
         link_lookup = self._link_lookup
-        if link_lookup is not None and in_link(match.string, match.start()):
+        if (
+            link_lookup is not None
+            and may_hold_links(match.string)
+            and in_link(match.string, match.start())
+        ):
             return link_lookup(match.group(0))
         return self._lookup(match.group(0))
 

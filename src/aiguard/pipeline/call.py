@@ -57,6 +57,7 @@ from ..vault.tokens import (
     format_token,
     in_link,
     keyed_suffix,
+    may_hold_links,
     restore_in_context,
 )
 
@@ -681,14 +682,20 @@ class Call:
                     plain_keys=self.plain_keys,
                 )
                 return json.dumps(restored, ensure_ascii=False)
-            return TOKEN_RE.sub(self._swap_escaped, text) if "[" in text else text
+            if "[" not in text:
+                return text
+            linked = self._link_lookup_for(text) is not None
+            return TOKEN_RE.sub(
+                self._swap_escaped_outside_links if linked else self._swap_escaped, text
+            )
         text = self.redact_leaks(text, path)
         if "[" not in text:
             return text
         if '"' in text:
             # JSON in prose or a fence: an original inside a string is escaped there.
-            return restore_in_context(text, self.lookup, self.link_lookup)
-        return TOKEN_RE.sub(self._swap, text)
+            return restore_in_context(text, self.lookup, self._link_lookup_for(text))
+        linked = self._link_lookup_for(text) is not None
+        return TOKEN_RE.sub(self._swap_outside_links if linked else self._swap, text)
 
     def _withhold_in_place(self, path: str, doc: Any) -> Any:
         """``doc`` (JSON a model wrote, its tokens not yet restored), or a copy with what
@@ -805,19 +812,30 @@ class Call:
 
     def _swap(self, match: re.Match[str]) -> str:
         token = match.group(0)
-        original = self._lookup_at(match)
+        original = self.lookup(token)
         return original if original is not None else token
 
     def _swap_escaped(self, match: re.Match[str]) -> str:
         token = match.group(0)
-        original = self._lookup_at(match)
+        original = self.lookup(token)
         return token if original is None else json.dumps(original, ensure_ascii=False)[1:-1]
 
-    def _lookup_at(self, match: re.Match[str]) -> str | None:
-        link_lookup = self.link_lookup
-        if link_lookup is not None and in_link(match.string, match.start()):
-            return link_lookup(match.group(0))
-        return self.lookup(match.group(0))
+    def _swap_outside_links(self, match: re.Match[str]) -> str:
+        if in_link(match.string, match.start()):
+            self.lookup_in_link(match.group(0))
+            return match.group(0)
+        return self._swap(match)
+
+    def _swap_escaped_outside_links(self, match: re.Match[str]) -> str:
+        if in_link(match.string, match.start()):
+            self.lookup_in_link(match.group(0))
+            return match.group(0)
+        return self._swap_escaped(match)
+
+    def _link_lookup_for(self, text: str) -> Callable[[str], str | None] | None:
+        """`link_lookup` when ``text`` may hold a link at all, else None: most answers
+        hold no slash, query or entity, and their tokens need no look behind them."""
+        return self.link_lookup if may_hold_links(text) else None
 
     @property
     def link_lookup(self) -> Callable[[str], str | None] | None:

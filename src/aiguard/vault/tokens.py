@@ -27,6 +27,7 @@ __all__ = [
     "format_token",
     "in_link",
     "keyed_suffix",
+    "may_hold_links",
     "label_for",
     "JsonState",
     "restore_in_context",
@@ -82,6 +83,12 @@ _LINK_BREAK = re.compile(r"[\s\"'<>`]")
 _LINK_MARK = re.compile(
     r"(?:/|\\/|&#0*47;|&#x0*2f;|&sol;){2}|(?<![\w.-])www\.|\?[\w.%-]*=", re.IGNORECASE
 )
+
+
+def may_hold_links(text: str) -> bool:
+    """Whether any token of ``text`` can stand in a link (`in_link`): not when it holds
+    no slash, query, entity or "www." and is shorter than `LINK_REACH`."""
+    return "/" in text or "?" in text or "&" in text or "www." in text or len(text) > LINK_REACH
 
 
 def in_link(text: str, at: int) -> bool:
@@ -189,7 +196,11 @@ def swap_in_context(
                 pieces.append(f'"{found}"')
                 cursor = match.end()
             continue
-        if link_lookup is not None and in_link(before + text[:at], len(before) + at):
+        if (
+            link_lookup is not None
+            and (may_hold_links(text) or may_hold_links(before))
+            and in_link(before + text[:at], len(before) + at)
+        ):
             original = link_lookup(found)
         else:
             original = lookup(found)
