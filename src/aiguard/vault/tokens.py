@@ -81,7 +81,7 @@ _LINK_BREAK = re.compile(r"[\s\"'<>`]")
 # that starts with "www." (which renderers turn into a link with no scheme); a query's
 # "?name=" (chat apps fetch a preview of a bare "host.tld/path?q=...").
 _LINK_MARK = re.compile(
-    r"(?:/|\\/|&#0*47;|&#x0*2f;|&sol;){2}|(?<![\w.-])www\.|\?[\w.%-]*=", re.IGNORECASE
+    r"(?:/|\\/|&#0*47;|&#x0*2f;|&sol;){2}|(?<![\w.-])(?-i:www)\.|\?[\w.%-]*=", re.IGNORECASE
 )
 
 
