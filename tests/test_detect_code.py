@@ -363,3 +363,50 @@ def test_a_secret_under_any_spelling_of_its_name_is_found(line: str) -> None:
 )
 def test_what_names_a_secret_without_holding_one_is_left(line: str) -> None:
     assert secrets_in(line) == []
+
+
+@pytest.mark.parametrize(
+    ("command", "secret"),
+    [
+        # curl's credentials, as people paste commands (forms of gitleaks' curl tests).
+        ("curl --cacert ca.crt -u elastic:P@ssw0rd$1 https://localhost:9200", "P@ssw0rd$1"),
+        (
+            "curl -X POST https://h:11222/x \\\n  -d 'world' \\\n  -u developer:yqDVtkqPECriaLRi",
+            "yqDVtkqPECriaLRi",
+        ),
+        ('curl -u "sk9Lm2xQ7vT4rB1n:" https://api.example.com', "sk9Lm2xQ7vT4rB1n"),
+        ("curl -s --user 'api:d2LkV78zLx!t' https://api.example.com/v2/messages", "d2LkV78zLx!t"),
+        ("curl --user kevin:'pRf7vG2h1L8nQkW9' -iX PATCH", "pRf7vG2h1L8nQkW9"),
+        # An Authorization header's credential after Token, Api-Token or no scheme.
+        (
+            'curl -H "Authorization: Token 22cb987851bc5659229114c62e60c79abd0d2c08"',
+            "22cb987851bc5659229114c62e60c79abd0d2c08",
+        ),
+        (
+            "curl --header 'Authorization:  5eb4223e-5008-46e5-be67-c7b8f2732305'",
+            "5eb4223e-5008-46e5-be67-c7b8f2732305",
+        ),
+        ('curl -L -H "Authorization: sha256~bRLFnzd5@=-.a+/hgdS"', "sha256~bRLFnzd5@=-.a+/hgdS"),
+    ],
+)
+def test_credentials_in_a_curl_command_are_found(command: str, secret: str) -> None:
+    assert secrets_in(command) == [secret]
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        "curl -i -u 'test:test'",
+        'curl -sL --user "$1:$2" "$3" > "$4"',
+        "curl -u <user:password> https://test.com/endpoint",
+        'curl -u "${username}":"${password}"',
+        'curl -X POST --user "$(cat ./login.txt):$(cat ./password.txt)"',
+        "curl http://127.0.0.1:5000/file --user user:pass --digest",
+        'curl -u "myusername" http://localhost:15130/api/check_user/',
+        'curl -X GET -H "apikey: $API_KEY"',
+        'curl -H "Authorization: Bearer <Openverse API token>"',
+        "the authorization endpoint returns a code",
+    ],
+)
+def test_what_stands_for_a_curl_credential_is_left(command: str) -> None:
+    assert secrets_in(command) == []

@@ -478,12 +478,24 @@ _PHRASE = re.compile(
     r"|(?:api[ _-]?)?token)[ \t]+(?:is|was|will be|would be)[ \t]*:?(?=[ \t])"
 )
 # An HTTP credential: after "Bearer", or after "Authorization: Basic".
+# The credential of an HTTP Authorization header: after Bearer, after Basic, Token or
+# Api-Token, or right after the header's name ("Authorization: 5eb4223e-…").
 _BEARER = re.compile(
-    r"(?<![a-z0-9])(?:bearer|authorization[^\w]{1,4}basic)(?:[^\w]|_|<[a-z]{1,5}>){1,6}?"
-    r"([a-z0-9._~+/-]{8,4096}=*)"
+    r"(?<![a-z0-9])(?:bearer|authorization[^\w]{1,4}(?:(?:basic|token|api-token)(?![a-z0-9]))?)"
+    r"(?:[^\w]|_|<[a-z]{1,5}>){1,6}?(?!(?:bearer|basic|token|api-token)(?![a-z0-9]))"
+    r"([a-z0-9._~+/@=-]{8,4096})"
+)
+# curl's credentials (-u / --user user:password), quoted, bare, or the password alone
+# quoted ("kevin:'pRf7…'"); an API key passed as the user has an empty password.
+_CURL_USER = re.compile(
+    r"(?:^|[ \t\n])(?:-u|--user)(?:=|[ \t]{1,5})"
+    r"(?:\"([^\"\n]{1,256})\"|'([^'\n]{1,256})'|([^\s\"']{1,256}(?:'[^'\n]{1,256}'|\"[^\"\n]{1,256}\")?))"
 )
 _PLACEHOLDER = re.compile(
-    r"\$\{|\{\{|%\(|%[sd](?![A-Za-z0-9])|<[A-Za-z_ -]+>|\*{3,}|x{4,}|\.\.\."
+    r"\$\{|\$\(|\{\{|%\(|%[sd](?![A-Za-z0-9])|<[A-Za-z_ -]+>|\*{3,}|x{4,}|\.\.\."
+    # A shell's or an environment's variable standing for the value ("$API_KEY", "$2"),
+    # named in one case ("$CvHDo2xL8" is a password).
+    r"|\$(?-i:[A-Z_][A-Z0-9_]*|[a-z_][a-z0-9_]*|[0-9])\Z"
     # A format field ("{token}", f"{password!r}"): the template, not its value.
     r"|\{[A-Za-z_][A-Za-z0-9_.]*(?:![rsa])?(?::[^{}]*)?\}"
     r"|(?:none|null|nil|true|false|required|optional|string|redacted|changeme|undefined|your[_-].*|example.*)\Z",
@@ -1523,9 +1535,12 @@ class BuiltinDetector:
                 value = _ASSIGN_VALUE.match(t, m.end())
                 if value is not None:
                     self._assignment(m.group(1), value, raw)
-        if "secret" in kinds and ("bearer" in lower or "basic" in lower):
+        if "secret" in kinds and ("bearer" in lower or "basic" in lower or "authoriz" in lower):
             for m in _BEARER.finditer(lower):
                 self._bearer(t, m.start(1), m.end(1), raw)
+        if "password" in kinds and ("-u" in t or "--user" in t) and "curl" in lower:
+            for m in _CURL_USER.finditer(t):
+                self._curl_user(m, raw)
         if "swift_bic" in kinds and ("bic" in lower or "swift" in lower):
             for i in _occurrences(lower, ((word, find(word)) for word in ("bic", "swift"))):
                 m = _BIC.match(t, i)
@@ -1593,6 +1608,27 @@ class BuiltinDetector:
                 value = _QUOTED_VALUE.match(t, element.start(1), element.end(1))
                 assert value is not None  # ".+" over the element's text
                 self._assignment(key.group(1).lower(), value, raw, -1, "=")
+
+    def _curl_user(self, m: re.Match[str], raw: list[Raw]) -> None:
+        """The password of curl's ``-u user:password`` (the user when the password is
+        empty: an API key passed as the user, ``-u sk_live_…:``)."""
+        t = m.string
+        group = next(g for g in (1, 2, 3) if m.group(g) is not None)
+        start, end = m.span(group)
+        colon = t.find(":", start, end)
+        if colon == -1:
+            return  # no password given: curl asks for it
+        if colon + 1 < end:
+            start = colon + 1
+            if t[start] in "'\"" and t[end - 1] == t[start] and end - start > 2:
+                start, end = start + 1, end - 1  # kevin:'pRf7…'
+            key = "password"
+        else:
+            end, key = colon, "token"
+        value = _QUOTED_VALUE.match(t, start, end)
+        if value is not None:
+            # No operator: a plain word here is the value, not a name in code.
+            self._assignment(key, value, raw)
 
     def _bearer(self, t: str, s: int, e: int, raw: list[Raw]) -> None:
         """A credential after an HTTP auth scheme ("Authorization: Bearer 3f9a...")."""
