@@ -481,9 +481,10 @@ _PHRASE = re.compile(
 # The credential of an HTTP Authorization header: after Bearer, after Basic, Token or
 # Api-Token, or right after the header's name ("Authorization: 5eb4223e-…").
 _BEARER = re.compile(
-    r"(?<![a-z0-9])(?:bearer|authorization[^\w]{1,4}(?:(?:basic|token|api-token)(?![a-z0-9]))?)"
-    r"(?:[^\w]|_|<[a-z]{1,5}>){1,6}?(?!(?:bearer|basic|token|api-token)(?![a-z0-9]))"
-    r"([a-z0-9._~+/@=-]{8,4096})"
+    r"(?<![a-z0-9])(?:bearer(?:[^\w]|_|<[a-z]{1,5}>){1,6}?"
+    # The header's name, its ":" (or a query's "="), and a scheme before the credential.
+    r"|authorization[\"']?[ \t]*[:=][ \t]*[\"']?(?:(?:basic|token|api-token)[^\w]{1,4})?)"
+    r"(?![_-]*(?:bearer|basic|token|api-token)(?![a-z0-9]))([a-z0-9._~+/@=-]{8,4096})"
 )
 # curl's credentials (-u / --user user:password), quoted, bare, or the password alone
 # quoted ("kevin:'pRf7…'"); an API key passed as the user has an empty password.
