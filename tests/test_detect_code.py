@@ -331,10 +331,11 @@ _VALUE = "Zf3D0LXCM3EIMbgJpUNnkRtO"
         f"<apiKey>{_VALUE}</apiKey>",
         f"<genericToken>\n    {_VALUE}\n</genericToken>",
         "<password>xK9#mm2Lqq</password>",
+        "<password>SuperSecret</password>",
     ],
 )
 def test_a_secret_under_any_spelling_of_its_name_is_found(line: str) -> None:
-    value = "xK9#mm2Lqq" if "xK9#" in line else _VALUE
+    value = next((v for v in ("xK9#mm2Lqq", "SuperSecret") if v in line), _VALUE)
     assert secrets_in(line) == [value]
 
 

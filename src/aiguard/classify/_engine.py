@@ -1605,10 +1605,11 @@ class BuiltinDetector:
                 continue  # <a>…</b>: not one element
             key = _secret_key_before(name, name.lower(), len(name))
             if key is not None:
-                # The text alone, so the opening tag is not read as a placeholder.
+                # The text alone, so the opening tag is not read as a placeholder; no
+                # operator, so a plain word there is the value, not a name in code.
                 value = _QUOTED_VALUE.match(t, element.start(1), element.end(1))
                 assert value is not None  # ".+" over the element's text
-                self._assignment(key.group(1).lower(), value, raw, -1, "=")
+                self._assignment(key.group(1).lower(), value, raw)
 
     def _curl_user(self, m: re.Match[str], raw: list[Raw]) -> None:
         """The password of curl's ``-u user:password`` (the user when the password is
