@@ -360,6 +360,9 @@ def test_a_secret_under_any_spelling_of_its_name_is_found(line: str) -> None:
         "GITHUB_API_KEY=\nDYNATRACE_API_KEY=",
         "snowflake.password=\njdbc.snowflake.url=",
         '"Credentials": ("credentials", "Credentials")',
+        # A time where a secret's name stands, and a placeholder in angle brackets.
+        '"lastModifiedSecret": 1556311319.069,',
+        '"ImportToken": "<import token base64 encoded data>",',
     ],
 )
 def test_what_names_a_secret_without_holding_one_is_left(line: str) -> None:

@@ -493,7 +493,7 @@ _CURL_USER = re.compile(
     r"(?:\"([^\"\n]{1,256})\"|'([^'\n]{1,256})'|([^\s\"']{1,256}(?:'[^'\n]{1,256}'|\"[^\"\n]{1,256}\")?))"
 )
 _PLACEHOLDER = re.compile(
-    r"\$\{|\$\(|\{\{|%\(|%[sd](?![A-Za-z0-9])|<[A-Za-z_ -]+>|\*{3,}|x{4,}|\.\.\."
+    r"\$\{|\$\(|\{\{|%\(|%[sd](?![A-Za-z0-9])|<[A-Za-z][A-Za-z0-9_ -]*>|\*{3,}|x{4,}|\.\.\."
     # A shell's or an environment's variable standing for the value ("$API_KEY", "$2"),
     # named in one case ("$CvHDo2xL8" is a password).
     r"|\$(?-i:[A-Z_][A-Z0-9_]*|[a-z_][a-z0-9_]*|[0-9])\Z"
@@ -1689,6 +1689,8 @@ class BuiltinDetector:
         if " " in value and _FORMAT_FIELD.search(value):
             return  # a template to fill in ("--password=%s", "Bearer {}")
         kind = "password" if key.startswith(("pass", "pw")) or key == "pwd" else "secret"
+        if kind == "secret" and _DECIMAL.fullmatch(value):
+            return  # "lastModifiedSecret": 1556311319.069: a time or a version, no key
         if quote:
             if value.casefold() in _KEY_WORD_VALUES:
                 return  # {"password": "Password"}: a form's label, not its value
@@ -1737,6 +1739,8 @@ class BuiltinDetector:
 
 
 _QUOTES = "\"'`"
+# A number with a fraction: a timestamp or a version where a secret's name stands.
+_DECIMAL = re.compile(r"[0-9]+\.[0-9]+")
 # A printf or str.format field, a word of its own: with a space, the value is a phrase
 # to fill in elsewhere. ("Rb%d9Prlm!" is a password: a field ends where a word does.)
 _FORMAT_FIELD = re.compile(r"(?<![%\w])(?:%[sdr]|%\([a-z_]+\)[sdr]|\{[0-9]?\})(?![A-Za-z0-9])")
