@@ -22,7 +22,14 @@ from hypothesis import strategies as st
 import aiguard
 from _sdk_policy import openai_and_anthropic_policy
 from aiguard.doors.streaming import TokenRestorer
-from aiguard.testing import Answer, FakeModel, InMemorySink, ToolCall, assert_chain_valid
+from aiguard.testing import (
+    Answer,
+    FakeModel,
+    InMemorySink,
+    ToolCall,
+    assert_chain_valid,
+    assert_no_raw_values,
+)
 from aiguard.vault.tokens import LINK_REACH, TOKEN_RE, in_link, restore_in_context
 
 openai = pytest.importorskip("openai")
@@ -444,6 +451,8 @@ def test_a_vault_that_fails_while_a_link_token_is_looked_up_fails_the_answer(
         _openai(guard, fake).chat.completions.create(
             model="gpt-4o", messages=[{"role": "user", "content": "and now?"}]
         )
-    assert ORIGINAL not in str(caught.value)
+    assert ORIGINAL not in str(caught.value) and "vault" in str(caught.value)
+    assert_no_raw_values(fake, [ORIGINAL])
+    assert ORIGINAL not in json.dumps(sink.events)
     assert sink.calls()[-1]["status"] == "error"
     assert_chain_valid(sink)

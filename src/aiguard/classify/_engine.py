@@ -1688,7 +1688,7 @@ class BuiltinDetector:
             return  # a keyword argument named in prose ("pass `api_key=` or `token=`")
         if " " in value and _FORMAT_FIELD.search(value):
             return  # a template to fill in ("--password=%s", "Bearer {}")
-        kind = "password" if key.startswith(("pass", "pw")) or key == "pwd" else "secret"
+        kind = "password" if _names_password(key) else "secret"
         if kind == "secret" and _DECIMAL.fullmatch(value):
             return  # "lastModifiedSecret": 1556311319.069: a time or a version, no key
         if quote:
@@ -1839,6 +1839,12 @@ _PLAIN_WORDS = re.compile(
 )
 
 
+def _names_password(word: str) -> bool:
+    """Whether a secret's word (a `_SECRET_KEY_WORDS` match) names a password: "pass",
+    "password", "passwd", "passphrase", "pw", "pwd" (also ending a longer name)."""
+    return word.startswith(("pass", "pw"))
+
+
 def _yaml_words(t: str, key: re.Match[str], after: int) -> re.Match[str] | None:
     """The words after a password's key that starts a line of YAML, when they read as a
     passphrase ("password: correct horse battery staple"), not as a message; else None.
@@ -1850,7 +1856,7 @@ def _yaml_words(t: str, key: re.Match[str], after: int) -> re.Match[str] | None:
     source, whose lines a mapping's look like ("else:") and where a secret is a quoted
     literal."""
     word = key.group(1)
-    if not (word.startswith(("pass", "pw")) or word.endswith(("password", "passwd", "pwd"))):
+    if not _names_password(word):
         return None
     start = key.start(1)
     line_start = t.rfind("\n", 0, start) + 1

@@ -821,16 +821,18 @@ class Call:
         return token if original is None else json.dumps(original, ensure_ascii=False)[1:-1]
 
     def _swap_outside_links(self, match: re.Match[str]) -> str:
-        if in_link(match.string, match.start()):
-            self.lookup_in_link(match.group(0))
-            return match.group(0)
-        return self._swap(match)
+        return self._kept_in_link(match) or self._swap(match)
 
     def _swap_escaped_outside_links(self, match: re.Match[str]) -> str:
-        if in_link(match.string, match.start()):
-            self.lookup_in_link(match.group(0))
-            return match.group(0)
-        return self._swap_escaped(match)
+        return self._kept_in_link(match) or self._swap_escaped(match)
+
+    def _kept_in_link(self, match: re.Match[str]) -> str | None:
+        """The token itself when it stands in a link (counted by `lookup_in_link`), else
+        None: the caller restores it as usual."""
+        if not in_link(match.string, match.start()):
+            return None
+        self.lookup_in_link(match.group(0))
+        return match.group(0)
 
     def _link_lookup_for(self, text: str) -> Callable[[str], str | None] | None:
         """`link_lookup` when ``text`` may hold a link at all, else None: most answers
