@@ -366,6 +366,34 @@ class Guard:
         restored: T = call.restore_tree(answer)
         return restored
 
+    def restore_tool_arguments(
+        self,
+        arguments: T,
+        context: CallContext | None = None,
+        *,
+        restore_in_links: bool = False,
+    ) -> T:
+        """The originals of the tokens in a tool call's arguments, for the agent to run
+        a tool it trusts with them.
+
+        A destination that lists the tools whose arguments are restored
+        (``restore_tool_arguments``) hands the others over with tokens, so that a model
+        told by injected text to mail the caller's data somewhere gets no originals to
+        send. Where the agent runs one of its own tools, it calls this with the call's
+        ``arguments``: JSON text (OpenAI's ``function.arguments``) or the parsed object
+        (Anthropic's ``input``), and gets the same shape back. Tokens restore under the
+        same terms as in the call's answer: issued in ``context``'s scope (default: the
+        current ``guard.context``) to its subject, or without one to its principal. A
+        token in a link stays unless ``restore_in_links``. Only tokens change, and no
+        event is recorded: the call that brought the arguments recorded its own, with
+        what it kept (``tool_tokens_kept``).
+        """
+        ctx = context or current_context() or CallContext()
+        call = Call(self, ctx, None)
+        call.restore_links = restore_in_links
+        restored: T = call.restore_tokens(arguments)
+        return restored
+
     def _protect_model(self, call: Call, model: BaseModel) -> Any:
         """A model's JSON with its tagged fields taken as their kind whole, then the rest
         walked as user-defined JSON (key context, numbers, keys; no key is structural)."""

@@ -47,7 +47,7 @@ from ..classify._normalize import normalize as _fold
 from ..classify.structured import KEY_KINDS
 from ..errors import MalformedPayload
 from ..pipeline.call import usage_of
-from ..providers.walk import STRUCTURAL_KEYS
+from ..providers.walk import STRUCTURAL_KEYS, tool_call_arguments
 from ..vault.surrogates import may_hold_surrogates, restore_surrogates
 from ..vault.tokens import (
     LINK_REACH,
@@ -976,7 +976,19 @@ class StreamRestorer:
     json_content: bool = False
     #: Per channel, the most text held for the output rule (see the module docstring).
     hold_limit: int = DEFAULT_HOLD_LIMIT
+    #: Whether a call of the named tool gets its arguments restored (the destination's
+    #: ``restore_tool_arguments``); None: every tool's are. A tool whose name the
+    #: stream has not said is taken as None.
+    restores_tool: Callable[[str | None], bool] | None = None
+    #: How a token in the arguments of a tool not restored is looked up (a count, and
+    #: None: the token stays); without one such tokens are simply left.
+    kept_lookup: Lookup | None = None
     _decoder: SSEDecoder = field(default_factory=SSEDecoder)
+    #: The tool each tool call's place in the stream calls, as the stream named it.
+    _tool_names: dict[Key, str | None] = field(default_factory=dict)
+    #: Set while a tool's arguments that keep their tokens are scanned whole.
+    _keeping: bool = False
+    _kept_restorer: TokenRestorer | None = None
     _channels: dict[Key, _Channel] = field(default_factory=dict)
     _clean: set[str] = field(default_factory=set)
     #: Object keys of this stream's events the output rule found nothing in.
@@ -1142,21 +1154,50 @@ class StreamRestorer:
         if isinstance(node, str):
             if not node or node in self._clean or key in _OPAQUE_KEYS:
                 return node
-            restorer = self.restorer
+            restorer = self._kept() if self._keeping else self.restorer
             if key in STRUCTURAL_KEYS:
                 out = restorer.redact(node, path)
             else:
                 out = restorer.value(path, node)
-            if out == node and len(node) <= _CLEAN_LENGTH:
+            # Kept tokens are no sign of a clean string: elsewhere they are restored.
+            if out == node and len(node) <= _CLEAN_LENGTH and not self._keeping:
                 if len(self._clean) >= _CLEAN_CACHE:
                     self._clean.clear()
                 self._clean.add(node)
             return out
         if isinstance(node, dict):
+            if self.restores_tool is not None and not self._keeping:
+                call = tool_call_arguments(node)
+                if call is not None and not self.restores_tool(call[0]):
+                    return {
+                        k: (self._scan_kept if k == call[1] else self._scan)(
+                            v, f"{path}.{_key(k)}", k
+                        )
+                        for k, v in node.items()
+                    }
             return {k: self._scan(v, f"{path}.{_key(k)}", k) for k, v in node.items()}
         if isinstance(node, list):
             return [self._scan(v, f"{path}[{i}]", key) for i, v in enumerate(node)]
         return node
+
+    def _scan_kept(self, node: Any, path: str, key: str | None) -> Any:
+        """`_scan` for a tool's arguments that keep their tokens (the output rule applies)."""
+        self._keeping = True
+        try:
+            return self._scan(node, path, key)
+        finally:
+            self._keeping = False
+
+    def _kept(self) -> TokenRestorer:
+        """The restorer of tool arguments that keep their tokens."""
+        if self._kept_restorer is None:
+            lookup = self.kept_lookup or _no_original
+            self._kept_restorer = TokenRestorer(lookup, self.restorer.rule)
+        return self._kept_restorer
+
+    def _keeps_tool(self, name: str | None) -> bool:
+        """Whether the arguments of a call of tool ``name`` keep their tokens."""
+        return self.restores_tool is not None and not self.restores_tool(name)
 
     def _error(self, frame: SSEFrame, obj: dict[str, Any]) -> list[bytes]:
         error = obj.get("error")
@@ -1172,10 +1213,11 @@ class StreamRestorer:
         event: str | None,
         path: str,
         restore_tokens: bool = True,
+        kept_tool: bool = False,
     ) -> _Channel:
         channel = self._channels.get(key)
         if channel is None:
-            restorer = self.restorer
+            restorer = self._kept() if kept_tool else self.restorer
             restore = (
                 restorer.in_context(json_text or self.json_content)
                 if restore_tokens
@@ -1300,9 +1342,17 @@ class StreamRestorer:
 
             last = where[-1]
             json_text = (last[0] if isinstance(last, tuple) else last) in _JSON_FIELDS
-            channel = self._channel(key, json_text, make, None, path)
+            # A legacy ``function_call``'s arguments: the tool its object named.
+            kept = json_text and self._keeps_tool(
+                self._tool_names.get(("chat", index, *where[:-1]))
+            )
+            channel = self._channel(key, json_text, make, None, path, kept_tool=kept)
             return self._released(channel, value, end)
         if isinstance(value, dict):
+            called = value.get("name")
+            if self.restores_tool is not None and called.__class__ is str:
+                place: Key = ("chat", index, *where)
+                self._tool_names[place] = called
             out: dict[str, Any] = {}
             for name, item in value.items():
                 sub = f"{path}.{_key(name)}"
@@ -1337,6 +1387,11 @@ class StreamRestorer:
     ) -> bool:
         changed = False
         position = call.get("index", 0)
+        function = call.get("function")
+        if self.restores_tool is not None and isinstance(function, dict):
+            called = function.get("name")
+            if called.__class__ is str:
+                self._tool_names[("chat", index, "tool", position)] = called
         for name, value in list(call.items()):
             if name == "function" and isinstance(value, dict):
                 for key, item in list(value.items()):
@@ -1351,7 +1406,8 @@ class StreamRestorer:
                                 return {**envelope.fields, "choices": [choice]}
 
                             path = f"{at}.function.arguments"
-                            channel = self._channel(key_, True, make, None, path)
+                            kept = self._keeps_tool(self._tool_names.get(key_))
+                            channel = self._channel(key_, True, make, None, path, kept_tool=kept)
                         out = self._released(channel, item, end)
                     else:
                         out = self._scan(item, f"{at}.function.{_key(key)}", key)
@@ -1399,6 +1455,7 @@ class StreamRestorer:
                 }
 
             json_text = name == "partial_json"
+            tool = self._tool_names.get(("anthropic", index))
             path = f"content_block_delta:$.delta.{name}"
             # Signed thinking keeps its tokens as the model wrote them (restoring them
             # would void the signature); the output rule still applies to it, so a new
@@ -1410,6 +1467,7 @@ class StreamRestorer:
                 "content_block_delta",
                 path,
                 restore_tokens=name != "thinking",
+                kept_tool=json_text and self._keeps_tool(tool),
             )
             # A provider's extra fields beside the text (in the event or its delta) are
             # whole values, as in a chat chunk's envelope.
@@ -1424,6 +1482,11 @@ class StreamRestorer:
                 return []
             delta[name] = out
             return [encode_frame(_dumps(obj), frame.event, frame.id)]
+        if kind == "content_block_start" and self.restores_tool is not None:
+            block = obj.get("content_block")
+            called = tool_call_arguments(block) if isinstance(block, dict) else None
+            if called is not None:
+                self._tool_names[("anthropic", obj.get("index", 0))] = called[0]
         if kind == "message_start":
             message = obj.get("message")
             if isinstance(message, dict):
@@ -1455,7 +1518,24 @@ class StreamRestorer:
             obj.get("summary_index"),
         )
 
+    def _responses_keeps(self, obj: dict[str, Any], kind: str) -> bool:
+        """Whether this Responses event carries arguments of a tool that keeps its tokens:
+        the tool its output item named, or an unnamed one for an arguments event."""
+        if self.restores_tool is None:
+            return False
+        item = obj.get("item")
+        place = ("responses", obj.get("output_index"))
+        if isinstance(item, dict):
+            called = tool_call_arguments(item)
+            if called is not None:
+                self._tool_names[place] = called[0]
+        if place in self._tool_names:
+            return not self.restores_tool(self._tool_names[place])
+        base = kind.rsplit(".", 1)[0]
+        return ("arguments" in base or base.endswith("_input")) and not self.restores_tool(None)
+
     def _responses(self, frame: SSEFrame, obj: dict[str, Any], kind: str) -> list[bytes]:
+        keeps = self._responses_keeps(obj, kind)
         text = obj.get("delta")
         if kind.endswith(".delta") and isinstance(text, str) and kind not in _OPAQUE_DELTAS:
             # Every text delta (output text, refusal, reasoning, summaries, transcripts,
@@ -1472,7 +1552,9 @@ class StreamRestorer:
 
             key = self._responses_key(base, obj)
             path = f"{root}.delta"
-            channel = self._channel(key, json_text, make, frame.event, path)
+            channel = self._channel(
+                key, json_text, make, frame.event, path, kept_tool=json_text and keeps
+            )
             out = channel.hold.feed(text)
             if out == text and all(template[k] == obj[k] for k in template):
                 return [frame.raw]
@@ -1493,6 +1575,12 @@ class StreamRestorer:
         elif kind == "response.error":
             self.upstream_error = "upstream_error"
         # .done frames, the completed response and output items carry whole text.
+        if keeps:
+            self._keeping = True
+            try:
+                return [*before, *self._whole(frame, obj)]
+            finally:
+                self._keeping = False
         return [*before, *self._whole(frame, obj)]
 
 
@@ -1515,6 +1603,10 @@ class _Envelope:
 
 def _unchanged(text: str) -> str:
     return text
+
+
+def _no_original(_token: str) -> None:
+    return None
 
 
 @dataclass(frozen=True, slots=True)

@@ -403,6 +403,8 @@ class _StreamSession:
             TokenRestorer(call.lookup, call, call.link_lookup),
             json_content=exchange.json_content,
             hold_limit=target.stream_hold_limit if target is not None else DEFAULT_HOLD_LIMIT,
+            restores_tool=call.restores_tool if call.keeps_some_tools else None,
+            kept_lookup=call.lookup_in_tool,
         )
         self.guard = exchange.guard
         self._mac = exchange.guard.digester()

@@ -43,6 +43,7 @@ from ..providers.base import parse_json_text
 from ..providers.walk import (
     STRUCTURAL_KEYS,
     Scalar,
+    kept_tool_paths,
     map_all_strings,
     map_strings,
     scalar_spans,
@@ -373,6 +374,11 @@ class Call:
     #: Whether tokens in links are restored: None follows the destination's
     #: ``restore_in_links`` (no destination: they are not).
     restore_links: bool | None = None
+    #: Tokens of the caller's left unrestored in the arguments of a call of a tool the
+    #: destination does not restore (``restore_tool_arguments``).
+    tool_tokens_kept: int = 0
+    #: Set while such arguments are restored: tokens stay, the output rule still applies.
+    in_kept_tool: bool = field(default=False, repr=False)
     #: Where the call's tokens live. Made once: a call's context never changes, and each
     #: token issued or looked up needs it.
     scope: Scope = field(init=False, repr=False)
@@ -693,7 +699,8 @@ class Call:
             return text
         if '"' in text:
             # JSON in prose or a fence: an original inside a string is escaped there.
-            return restore_in_context(text, self.lookup, self._link_lookup_for(text))
+            lookup = self.lookup_in_tool if self.in_kept_tool else self.lookup
+            return restore_in_context(text, lookup, self._link_lookup_for(text))
         linked = self._link_lookup_for(text) is not None
         return TOKEN_RE.sub(self._swap_outside_links if linked else self._swap, text)
 
@@ -812,12 +819,12 @@ class Call:
 
     def _swap(self, match: re.Match[str]) -> str:
         token = match.group(0)
-        original = self.lookup(token)
+        original = self.lookup_in_tool(token) if self.in_kept_tool else self.lookup(token)
         return original if original is not None else token
 
     def _swap_escaped(self, match: re.Match[str]) -> str:
         token = match.group(0)
-        original = self.lookup(token)
+        original = self.lookup_in_tool(token) if self.in_kept_tool else self.lookup(token)
         return token if original is None else json.dumps(original, ensure_ascii=False)[1:-1]
 
     def _swap_outside_links(self, match: re.Match[str]) -> str:
@@ -837,6 +844,8 @@ class Call:
     def _link_lookup_for(self, text: str) -> Callable[[str], str | None] | None:
         """`link_lookup` when ``text`` may hold a link at all, else None: most answers
         hold no slash, query or entity, and their tokens need no look behind them."""
+        if self.in_kept_tool:
+            return None  # every token of these arguments stays, in a link or not
         return self.link_lookup if may_hold_links(text) else None
 
     @property
@@ -856,6 +865,26 @@ class Call:
         if self.lookup(token) is not None:
             self.links_kept += 1
         return None
+
+    def lookup_in_tool(self, token: str) -> str | None:
+        """`lookup` for a token in the arguments of a tool the destination does not
+        restore: always None, so the token stays; one the caller could have seen
+        restored is counted (``tool_tokens_kept``)."""
+        if self.lookup(token) is not None:
+            self.tool_tokens_kept += 1
+        return None
+
+    def restores_tool(self, name: str | None) -> bool:
+        """Whether a call of tool ``name`` in the answer gets its arguments restored
+        (the destination's ``restore_tool_arguments``; without a destination, yes)."""
+        target = self.guard.policy.destinations.get(self.destination or "")
+        return target is None or target.restores_tool(name)
+
+    @property
+    def keeps_some_tools(self) -> bool:
+        """Whether some tool's arguments keep their tokens at this call's destination."""
+        target = self.guard.policy.destinations.get(self.destination or "")
+        return target is not None and target.restore_tool_arguments is not True
 
     def lookup(self, token: str) -> str | None:
         """The original of a token the caller may see, else None.
@@ -1009,7 +1038,8 @@ class Call:
         the others are still scanned by the output rule)."""
         only = adapter.restore if adapter is not None else None
         free = adapter.free if adapter is not None else None
-        if not only:
+        kept = kept_tool_paths(body, self.restores_tool) if self.keeps_some_tools else None
+        if not only and not kept:
             return map_strings(
                 body,
                 self.restore_text,
@@ -1018,12 +1048,18 @@ class Call:
                 plain_keys=self.plain_keys,
                 on_free=self._withhold_in_place,
             )
+        restore_text = self._in_tools(self.restore_text, kept) if kept else self.restore_text
+        restore_name = self._in_tools(self.restore_name, kept) if kept else self.restore_name
 
         def transform(path: str, text: str) -> str:
-            return self.restore_text(path, text) if path in only else self.redact_leaks(text, path)
+            if only and path not in only:
+                return self.redact_leaks(text, path)
+            return restore_text(path, text)
 
         def rename(path: str, key: str) -> str:
-            return self.restore_name(path, key) if path in only else self.redact_name(path, key)
+            if only and path not in only:
+                return self.redact_name(path, key)
+            return restore_name(path, key)
 
         return map_strings(
             body,
@@ -1033,6 +1069,48 @@ class Call:
             plain_keys=self.plain_keys,
             on_free=self._withhold_in_place,
         )
+
+    def _in_tools(
+        self, restore: Callable[[str, str], str], kept: Sequence[str]
+    ) -> Callable[[str, str], str]:
+        """``restore`` that keeps the tokens of strings at or below a path in ``kept``
+        (the arguments of tools the destination does not restore)."""
+        below = tuple(p + sep for p in kept for sep in (".", "["))
+
+        def restore_here(path: str, text: str) -> str:
+            if path not in kept and not path.startswith(below):
+                return restore(path, text)
+            self.in_kept_tool = True
+            try:
+                return restore(path, text)
+            finally:
+                self.in_kept_tool = False
+
+        return restore_here
+
+    def restore_tokens(self, value: Any) -> Any:
+        """``value`` (text, JSON text, or JSON-like data) with this scope's tokens, and
+        realistic surrogates of them, back to their originals, and nothing else: no
+        output rule, for what an earlier call's answer already passed through it. In
+        JSON text the originals are JSON-escaped; a token in a link stays unless
+        ``restore_links``."""
+        if isinstance(value, str):
+            return self._tokens_back(value, parse_json_text(value) is not None)
+        return map_all_strings(
+            value, lambda _path, text: self._tokens_back(text, False), keys=lambda _p, k: k
+        )
+
+    def _tokens_back(self, text: str, json_text: bool) -> str:
+        if self.guard.policy.surrogates:
+            text = self._surrogates_to_tokens(text)
+        if "[" not in text:
+            return text
+        linked = self._link_lookup_for(text) is not None
+        if json_text:
+            swap = self._swap_escaped_outside_links if linked else self._swap_escaped
+        else:
+            swap = self._swap_outside_links if linked else self._swap
+        return TOKEN_RE.sub(swap, text)
 
     def restore_tree(self, body: Any) -> Any:
         """`restore_json` for JSON the user defined: no key is structural."""
@@ -1140,6 +1218,8 @@ class Call:
             fields["unknown_tokens"] = self.unknown_tokens
         if self.links_kept:
             fields["links_kept"] = self.links_kept
+        if self.tool_tokens_kept:
+            fields["tool_tokens_kept"] = self.tool_tokens_kept
         fields.update(extra)
         label_of = getattr(guard, "label_of", None)
         if label_of is not None:

@@ -176,6 +176,13 @@ class DestinationPolicy(_Strict):
     #: client send the original to whatever host the model named, unasked (an image
     #: loads when the answer is shown). true restores them like the rest.
     restore_in_links: bool = False
+    #: Which tools' call arguments in an answer get their originals back: true (every
+    #: tool), false (none), or a list of tool names (globs, ``"crm_*"``). A model told
+    #: by injected text to call ``send_email(to=attacker, body=[EMAIL_…])`` would
+    #: otherwise hand the agent the caller's value to send; the tools not listed get
+    #: tokens, which the agent restores where it runs a tool it trusts
+    #: (`aiguard.Guard.restore_tool_arguments`).
+    restore_tool_arguments: bool | list[str] = True
 
     @field_validator("base_url")
     @classmethod
@@ -188,6 +195,14 @@ class DestinationPolicy(_Strict):
     @classmethod
     def _level(cls, value: Any) -> Any:
         return Level.parse(value) if isinstance(value, str) else value
+
+    def restores_tool(self, name: str | None) -> bool:
+        """Whether a call of tool ``name`` gets its arguments restored (an unknown
+        name only when every tool's are)."""
+        allowed = self.restore_tool_arguments
+        if isinstance(allowed, bool):
+            return allowed
+        return name is not None and any(fnmatch.fnmatchcase(name, p) for p in allowed)
 
     def allows_model(self, model: str | None) -> bool:
         if model is None:

@@ -101,6 +101,13 @@ class ProvenanceEvent(BaseModel):
         "stood in a link (a URL, a Markdown image): restoring there would let the reader's "
         "client send the original to a host the model named.",
     )
+    tool_tokens_kept: int | None = Field(
+        default=None,
+        ge=0,
+        description="Tokens of the caller's left unrestored in the arguments of tool calls "
+        "the destination does not restore (restore_tool_arguments): the agent restores "
+        "them where it runs a tool it trusts.",
+    )
     input_digest: str | None = Field(default=None, description="hmac-sha256:<kid>:<hex>.")
     output_digest: str | None = Field(default=None, description="hmac-sha256:<kid>:<hex>.")
     dataset_version: str | None = Field(default=None, description="Dataset the call feeds.")

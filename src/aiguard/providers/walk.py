@@ -12,7 +12,15 @@ import json
 from collections.abc import Callable, Container
 from typing import Any
 
-__all__ = ["STRUCTURAL_KEYS", "Scalar", "map_all_strings", "map_strings", "scalar_spans"]
+__all__ = [
+    "STRUCTURAL_KEYS",
+    "Scalar",
+    "kept_tool_paths",
+    "map_all_strings",
+    "map_strings",
+    "scalar_spans",
+    "tool_call_arguments",
+]
 
 STRUCTURAL_KEYS = frozenset(
     {
@@ -38,6 +46,50 @@ STRUCTURAL_KEYS = frozenset(
         "status",
     }
 )
+
+
+# Blocks whose ``input`` is a tool's arguments: Anthropic's ``tool_use`` and
+# ``server_tool_use``, the Responses API's ``custom_tool_call``.
+_INPUT_TOOL_CALLS = frozenset({"tool_use", "server_tool_use", "mcp_tool_use", "custom_tool_call"})
+
+
+def tool_call_arguments(node: dict[Any, Any]) -> tuple[str | None, str] | None:
+    """``(tool name, key of its arguments)`` when ``node`` is a model's call of a tool.
+
+    Known by shape, whatever the API: a chat tool call's ``function`` and a legacy
+    ``function_call``, a Responses ``function_call`` or ``mcp_call`` item (a ``name``
+    beside ``arguments``), and an Anthropic ``tool_use`` block or a Responses
+    ``custom_tool_call`` (its ``input``). The name is None when the object has none.
+    """
+    if "arguments" in node:
+        name = node.get("name")
+        if name.__class__ is str:
+            return name, "arguments"
+    if "input" in node and node.get("type") in _INPUT_TOOL_CALLS:
+        name = node.get("name")
+        return (name if name.__class__ is str else None), "input"
+    return None
+
+
+def kept_tool_paths(
+    node: Any, restores: Callable[[str | None], bool], path: str = "$"
+) -> list[str]:
+    """The paths (as `map_strings` writes them) of the arguments of every tool call in
+    ``node`` whose tool ``restores`` says does not get its originals back."""
+    found: list[str] = []
+    pending: list[tuple[Any, str]] = [(node, path)]
+    while pending:
+        item, here = pending.pop()
+        if isinstance(item, dict):
+            call = tool_call_arguments(item)
+            skip = None
+            if call is not None and not restores(call[0]):
+                skip = call[1]
+                found.append(f"{here}.{skip}")
+            pending.extend((v, f"{here}.{k}") for k, v in item.items() if k != skip)
+        elif isinstance(item, list):
+            pending.extend((v, f"{here}[{i}]") for i, v in enumerate(item))
+    return found
 
 
 def map_strings(

