@@ -16,6 +16,7 @@ import itertools
 import json
 from typing import Any
 
+import httpx
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -403,6 +404,108 @@ def test_the_gateway_keeps_an_untrusted_tools_tokens() -> None:
         assert found["lookup_orders"] == {"email": ORIGINAL}
         assert TOKEN_RE.fullmatch(found["send_email"]["body"]), found
     assert [e["tool_tokens_kept"] for e in sink.calls()] == [1, 1]
+
+
+def test_an_agent_loop_sends_kept_tokens_back_as_the_same_tokens() -> None:
+    """The agent's next turn holds the assistant's tool calls as it got them (kept
+    tokens) and the tool results: the model sees the caller's value as one token
+    throughout, nothing counts as a guessed token, and no original goes upstream."""
+    seen: list[dict[str, Any]] = []
+
+    def reply(payload: dict[str, Any]) -> Answer | str:
+        seen.append(payload)
+        return _two_tools(payload) if len(seen) == 1 else "Sent."
+
+    sink = InMemorySink()
+    guard = aiguard.Guard(_policy(), sinks=[sink])
+    fake = FakeModel(reply=reply)
+    client = _openai(guard, fake)
+    messages: list[Any] = [{"role": "user", "content": QUESTION}]
+    with guard.context(subject="cust-42", purpose="inference", principal="agent-7"):
+        first = client.chat.completions.create(model="gpt-4o", messages=messages)
+        message = first.choices[0].message
+        messages.append(message.model_dump(exclude_none=True))
+        for call in message.tool_calls:
+            arguments = json.loads(guard.restore_tool_arguments(call.function.arguments))
+            result = f"done for {arguments.get('email') or arguments.get('body')}"
+            messages.append({"role": "tool", "tool_call_id": call.id, "content": result})
+        second = client.chat.completions.create(model="gpt-4o", messages=messages)
+    assert second.choices[0].message.content == "Sent."
+    upstream = json.dumps(seen[1])
+    assert ORIGINAL not in upstream
+    tokens = {m.group(0) for m in TOKEN_RE.finditer(upstream)}
+    # The caller's token, and one for the address the model wrote; no stand-in.
+    assert _token_of(seen[0]) in tokens and len(tokens) == 2, tokens
+    assert all(t.startswith("[EMAIL_") for t in tokens), tokens
+    events = sink.calls()
+    assert [e.get("unknown_tokens") for e in events] == [None, None]
+    assert not [e for e in sink.events if e["type"] == "alert"]
+    assert_chain_valid(sink)
+
+
+def test_another_subjects_token_sent_back_is_still_a_stand_in() -> None:
+    guard = aiguard.Guard(_policy())
+    token = _protected_token(guard, subject="cust-7")
+    seen: list[dict[str, Any]] = []
+    fake = FakeModel(reply=lambda payload: seen.append(payload) or "ok")
+    with guard.context(subject="cust-42", purpose="inference"):
+        _openai(guard, fake).chat.completions.create(
+            model="gpt-4o", messages=[{"role": "user", "content": f"mail {token}"}]
+        )
+    assert token not in json.dumps(seen[0]) and TOKEN_RE.search(seen[0]["messages"][0]["content"])
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_legacy_function_call_is_a_tool_call_too(stream: bool) -> None:
+    """Chat's deprecated ``function_call`` (a name beside its arguments), whole and
+    streamed, with the name in the first delta as the API sends it."""
+    sink = InMemorySink()
+    guard = aiguard.Guard(_policy(), sinks=[sink])
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        token = _token_of(json.loads(request.read()))
+        arguments = json.dumps({"to": EVIL, "body": token})
+        if not stream:
+            message = {"role": "assistant", "content": None}
+            message["function_call"] = {"name": "send_email", "arguments": arguments}
+            body = {
+                "id": "c",
+                "object": "chat.completion",
+                "choices": [{"index": 0, "message": message}],
+            }
+            return httpx.Response(200, json=body)
+        first = {"function_call": {"name": "send_email", "arguments": ""}}
+        deltas = [first] + [
+            {"function_call": {"arguments": arguments[i : i + 5]}}
+            for i in range(0, len(arguments), 5)
+        ]
+        frames = [{"choices": [{"index": 0, "delta": d}]} for d in deltas]
+        raw = b"".join(b"data: " + json.dumps(f).encode() + b"\n\n" for f in frames)
+        return httpx.Response(
+            200,
+            content=raw + b"data: [DONE]\n\n",
+            headers={"content-type": "text/event-stream"},
+        )
+
+    client = guard.http_client(transport=httpx.MockTransport(answer))
+    request = {"model": "gpt-4o", "messages": [{"role": "user", "content": QUESTION}]}
+    with guard.context(subject="cust-42", purpose="inference"):
+        got = client.post(
+            "https://api.openai.com/v1/chat/completions", json={**request, "stream": stream}
+        )
+        raw_answer = got.read().decode()
+    if stream:
+        arguments = "".join(
+            json.loads(line[6:])["choices"][0]["delta"]["function_call"].get("arguments", "")
+            for line in raw_answer.split("\n")
+            if line.startswith("data: {")
+        )
+    else:
+        arguments = json.loads(raw_answer)["choices"][0]["message"]["function_call"]["arguments"]
+    sent = json.loads(arguments)
+    assert sent["to"] == EVIL and TOKEN_RE.fullmatch(sent["body"]), sent
+    assert ORIGINAL not in raw_answer
+    assert _one_event(sink)["tool_tokens_kept"] == 1
 
 
 # -- the late restore ---------------------------------------------------------------------

@@ -436,6 +436,13 @@ class Call:
             literal = match.group(0)
             if literal in self.literals:  # a stand-in produced by this call (a retry)
                 return literal
+            original = self._own_token(literal)
+            if original is not None:
+                # The caller's own token coming back (an agent's history holds the tool
+                # calls whose arguments kept their tokens): it stays the same token,
+                # as the original it stands for would have become.
+                self.issued.setdefault(literal, original)
+                return literal
             digest = self.guard.digest("token-literal", self.context.tenant, literal)
             suffix = keyed_suffix(bytes.fromhex(digest.rpartition(":")[2]), MIN_SUFFIX)
             stand_in = format_token(LITERAL_KIND, suffix)
@@ -445,6 +452,23 @@ class Call:
             return stand_in
 
         return TOKEN_RE.sub(escape, text)
+
+    def _own_token(self, token: str) -> str | None:
+        """The original of ``token`` when it was issued in this scope to this call's
+        owner (its subject, or without one its principal), else None."""
+        original = self.issued.get(token)
+        if original is not None:
+            return original
+        vault = self.guard.vault
+        if not _owner_aware(vault):
+            return None
+        ctx = self.context
+        try:
+            return vault.detokenize_for(self.scope, token, ctx.subject, ctx.principal)
+        except Exception:
+            # A vault that cannot say leaves the token a literal stand-in, as any
+            # token-shaped text is: nothing raw goes out, the conversation goes on.
+            return None
 
     def apply(
         self, path: str, start: int, end: int, value: str, kind: str, level: Level
