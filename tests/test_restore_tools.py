@@ -508,6 +508,82 @@ def test_a_legacy_function_call_is_a_tool_call_too(stream: bool) -> None:
     assert _one_event(sink)["tool_tokens_kept"] == 1
 
 
+def test_the_gateways_restore_endpoint_restores_for_the_keys_subjects_only() -> None:
+    """``POST /aiguard/tool-arguments/restore``: the late restore for an agent that is
+    not in the gateway's process, scoped like a call (key, tenant, subject)."""
+    pytest.importorskip("starlette")
+    pytest.importorskip("uvicorn")
+    from _servers import serve
+    from aiguard.doors.gateway import ApiKey, GatewayConfig, create_app, default_policy, hash_key
+
+    fake = FakeModel(reply=_two_tools, chunk_size=3)
+    keys = [
+        ApiKey(sha256=hash_key("gw-agent"), principal="agent", tenant="acme", subjects=["cust-*"]),
+        ApiKey(sha256=hash_key("gw-chat"), principal="chat", tenant="acme", scopes=["chat.*"]),
+    ]
+    with fake.serve() as base:
+        upstream = base + "/v1"
+        policy = default_policy(upstream)
+        destinations = {
+            name: d.model_copy(update={"restore_tool_arguments": TRUSTED})
+            for name, d in policy.destinations.items()
+        }
+        sink = InMemorySink()
+        guard = aiguard.Guard(
+            policy.model_copy(update={"destinations": destinations}), sinks=[sink]
+        )
+        app = create_app(guard, GatewayConfig(upstream=upstream, keys=keys))
+        with serve(app) as (url, _server):
+            subject = {"X-AIGuard-Subject": "cust-42"}
+            client = openai.OpenAI(
+                base_url=url + "/v1", api_key="gw-agent", max_retries=0, default_headers=subject
+            )
+            done = client.chat.completions.create(
+                model="gpt-4o-mini", messages=[{"role": "user", "content": QUESTION}]
+            )
+            calls = {
+                c.function.name: c.function.arguments for c in done.choices[0].message.tool_calls
+            }
+            restore = url + "/aiguard/tool-arguments/restore"
+            agent = {"Authorization": "Bearer gw-agent", **subject}
+            text = httpx.post(restore, json={"arguments": calls["send_email"]}, headers=agent)
+            assert text.status_code == 200, text.text
+            assert json.loads(text.json()["arguments"])["body"] == ORIGINAL
+            kept = json.loads(calls["send_email"])
+            whole = httpx.post(restore, json={"arguments": kept}, headers=agent)
+            assert whole.json() == {"arguments": {**kept, "body": ORIGINAL}}
+            # Another subject of the same key gets the token as it is.
+            other = {"Authorization": "Bearer gw-agent", "X-AIGuard-Subject": "cust-7"}
+            assert httpx.post(restore, json={"arguments": kept}, headers=other).json() == {
+                "arguments": kept
+            }
+            refusals = {
+                "subject_not_allowed": (
+                    agent | {"X-AIGuard-Subject": "staff-1"},
+                    {"arguments": kept},
+                ),
+                "scope_not_allowed": (
+                    {"Authorization": "Bearer gw-chat", **subject},
+                    {"arguments": kept},
+                ),
+                "missing_api_key": (subject, {"arguments": kept}),
+                "invalid_request": (agent, {"args": kept}),
+            }
+            for code, (headers, body) in refusals.items():
+                refused = httpx.post(restore, json=body, headers=headers)
+                assert refused.status_code in (400, 401, 403), refused.text
+                assert refused.json()["error"]["code"] == code
+                assert ORIGINAL not in refused.text
+
+            def broken(*_args: Any, **_kwargs: Any) -> None:
+                raise ConnectionError(f"lost connection while reading {ORIGINAL}")
+
+            guard.vault.detokenize_for = broken  # type: ignore[method-assign]
+            down = httpx.post(restore, json={"arguments": kept}, headers=agent)
+            assert down.status_code == 503 and down.headers["retry-after"] == "1"
+            assert ORIGINAL not in down.text and "vault" in down.json()["error"]["message"]
+
+
 # -- the late restore ---------------------------------------------------------------------
 
 

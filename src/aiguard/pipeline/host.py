@@ -119,6 +119,10 @@ class GuardHost(PipelineHost, Protocol):
         self, payload: Any, context: CallContext | None = None, *, destination: str | None = None
     ) -> Protected: ...
 
+    def restore_tool_arguments(
+        self, arguments: Any, context: CallContext | None = None, *, restore_in_links: bool = False
+    ) -> Any: ...
+
     def begin(
         self,
         context: CallContext,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import re
@@ -26,6 +27,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
+from ...context import CallContext
 from ...errors import (
     AIGuardError,
     MalformedPayload,
@@ -45,6 +47,11 @@ __all__ = ["Gateway", "RelayedStream", "create_app"]
 log = logging.getLogger("aiguard.gateway")
 
 #: Gateway path -> (scope name, path below the upstream's base URL).
+#: The late restore of tool arguments (`Gateway.restore_tool_arguments`): its path, and
+#: the scope a gateway key needs for it (``*`` holds it).
+RESTORE_PATH = "/aiguard/tool-arguments/restore"
+RESTORE_SCOPE = "tool_arguments.restore"
+
 _ENDPOINTS: dict[str, tuple[str, str]] = {
     "/v1/chat/completions": ("chat.completions", "/chat/completions"),
     "/v1/responses": ("responses", "/responses"),
@@ -448,6 +455,56 @@ class Gateway:
         self.metrics.requests.labels(endpoint, str(response.status_code)).inc()
         return response
 
+    async def restore_tool_arguments(self, request: Request) -> Response:
+        """``POST /aiguard/tool-arguments/restore``: `Guard.restore_tool_arguments` for an
+        agent that reaches the model through the gateway.
+
+        A destination that lists the tools it trusts (``restore_tool_arguments``) hands
+        the others' arguments over with tokens; where the agent runs one of its own
+        tools, it sends ``{"arguments": …}`` (the call's JSON text, or its object) here
+        and gets ``{"arguments": …}`` back with the originals. The key's tenant and the
+        ``X-AIGuard-Subject`` / ``X-AIGuard-Conversation`` headers name the scope and
+        the owner, as for a call, and the key needs the ``tool_arguments.restore``
+        scope. It reads nothing a call's answer could not: tokens restore only for the
+        subjects the key may name.
+        """
+        started = time.perf_counter()
+        try:
+            principal = self.principal(request)
+            if not principal.may_call(RESTORE_SCOPE):
+                raise GatewayError(
+                    403, f"this gateway key may not call {RESTORE_SCOPE}", "scope_not_allowed"
+                )
+            raw = await self.read_body(request)
+            body = await self._off_loop(raw, _parse_body, raw) if raw else None
+            arguments = body.get("arguments") if isinstance(body, dict) else None
+            if not isinstance(arguments, (str, dict, list)):
+                raise GatewayError(
+                    400,
+                    'send {"arguments": …} with the tool call\'s arguments (their JSON text '
+                    "or object)",
+                    "invalid_request",
+                )
+            context, _ = self.context_of(request, principal, body)
+            restore = functools.partial(
+                self.guard.restore_tool_arguments, arguments, CallContext(**context)
+            )
+            if self.guard.stores_block:
+                restored = await anyio.to_thread.run_sync(restore)
+            else:
+                restored = restore()
+            response: Response = JSONResponse({"arguments": restored})
+        except AIGuardError as exc:
+            response = _mapped(exc).response()
+        except GatewayError as exc:
+            response = exc.response()
+        except Exception:
+            log.exception("gateway: unexpected error")  # the exception names no values
+            response = error_response(500, "internal gateway error", "internal_error")
+        self.metrics.latency.labels(RESTORE_SCOPE, "false").observe(time.perf_counter() - started)
+        self.metrics.requests.labels(RESTORE_SCOPE, str(response.status_code)).inc()
+        return response
+
     async def send(self, request: Request, suffix: str, raw: bytes, context: dict[str, Any]) -> Any:
         """The upstream's answer (an httpx or httpx2 response), opened as a stream."""
         url = self.upstream + suffix
@@ -706,7 +763,7 @@ def create_app(
         return error_response(
             404,
             f"the gateway does not serve {request.method} {request.url.path}; it serves "
-            f"POST {', '.join(_ENDPOINTS)} and GET /v1/models",
+            f"POST {', '.join([*_ENDPOINTS, RESTORE_PATH])} and GET /v1/models",
             "unknown_path",
         )
 
@@ -715,6 +772,7 @@ def create_app(
         for path, (name, suffix) in _ENDPOINTS.items()
     ]
     routes += [
+        Route(RESTORE_PATH, gateway.restore_tool_arguments, methods=["POST"]),
         Route("/v1/models", models, methods=["GET"]),
         Route("/v1/models/{model:path}", models, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),

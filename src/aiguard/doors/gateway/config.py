@@ -63,7 +63,7 @@ class ApiKey(_Strict):
     principal: str
     tenant: str = "default"
     #: Endpoints the key may call, as globs: ``chat.completions``, ``responses``,
-    #: ``embeddings``, ``models``; ``*`` for all.
+    #: ``embeddings``, ``models``, ``tool_arguments.restore``; ``*`` for all.
     scopes: list[str] = Field(default_factory=lambda: ["*"])
     #: Purposes the caller may claim (``X-AIGuard-Purpose``); the first is the default.
     purposes: list[str] = Field(default_factory=lambda: ["inference"])
