@@ -129,6 +129,21 @@ def test_aig008_monitor_mode_warns(tmp_path: Path) -> None:
     assert not result.failed() and result.failed(strict=True)
 
 
+def test_aig009_tools_offered_while_every_tools_arguments_restore(tmp_path: Path) -> None:
+    result = run_check(load_app("apps.gate_tools"), lint_file(GATE))
+    assert [(v.rule, v.severity, v.line) for v in result.violations] == [("AIG009", "warning", 18)]
+    assert "restore_tool_arguments" in result.violations[0].message
+    assert not result.failed() and result.failed(strict=True)
+    listed = variant(
+        tmp_path,
+        'processor = "OpenAI Ireland Ltd"\n',
+        'processor = "OpenAI Ireland Ltd"\nrestore_tool_arguments = ["lookup_*"]\n',
+    )
+    assert rules("apps.gate_tools", listed) == []
+    # An app that offers no tools is no finding under the default.
+    assert rules("apps.gate_ok:app") == []
+
+
 def test_sarif() -> None:
     result = run_check(load_app("apps.gate_unguarded"), lint_file(GATE))
     sarif = render_sarif(result, "1.2.3")

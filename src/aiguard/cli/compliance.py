@@ -37,7 +37,7 @@ def register(sub: Any) -> None:
     check = sub.add_parser(
         "check",
         help="CI gate: exit 1 when the app can send personal data where the policy forbids",
-        description="Check MODULE[:ATTR] against a policy (rules AIG001-AIG008, see "
+        description="Check MODULE[:ATTR] against a policy (rules AIG001-AIG009, see "
         "docs/ci.md). Exit 1 on any error (or warning with --strict).",
     )
     check.add_argument("app", metavar="MODULE[:ATTR]")

@@ -79,6 +79,12 @@ RULES: tuple[Rule, ...] = (
     Rule("AIG006", "policy-invalid", "the policy file has errors (or warnings) from policy lint"),
     Rule("AIG007", "guard-disabled", "a handler is decorated with enabled=False"),
     Rule("AIG008", "monitor-mode", "enforcement is off: the destination is in monitor mode"),
+    Rule(
+        "AIG009",
+        "tool-arguments-restored",
+        "the application offers a model tools, and a destination restores every tool's "
+        "call arguments",
+    ),
 )
 _RULES = {rule.id: rule for rule in RULES}
 
@@ -169,8 +175,19 @@ def run_check(app: App, lint: LintResult, policy_text: str | None = None) -> Che
     if policy is not None and document is not None:
         found.extend(_flow_rules(document, policy, source, text))
         found.extend(_destination_rules(document, policy, source, text))
+    trusting = (
+        sorted(
+            name
+            for name, dest in policy.destinations.items()
+            if dest.approved and dest.restore_tool_arguments is True
+        )
+        if policy is not None
+        else []
+    )
     for path in app.source_files():
         found.extend(scan_source(path))
+        if trusting:
+            found.extend(_tool_offers(path, trusting))
     found.sort(key=lambda v: (v.severity != "error", v.rule, v.file or "", v.line or 0))
     return CheckResult(app.spec, source, tuple(found), app.endpoints)
 
@@ -316,6 +333,45 @@ def _destination_rules(
 
 
 # -- the static scan ------------------------------------------------------------------
+
+#: SDK methods that send a request (``client.chat.completions.create(..., tools=...)``).
+_REQUEST_METHODS = {"create", "stream", "parse"}
+#: Their keywords that offer the model tools (``functions``: Chat's legacy form).
+_TOOL_KEYWORDS = {"tools", "functions"}
+
+
+def _tool_offers(path: str | os.PathLike[str], trusting: Sequence[str]) -> list[Violation]:
+    """AIG009 findings in one Python file: requests that offer a model tools, while the
+    ``trusting`` destinations restore every tool's call arguments."""
+    file = os.fspath(path)
+    try:
+        tree = ast.parse(Path(file).read_text(encoding="utf-8"), filename=file)
+    except (OSError, SyntaxError, UnicodeDecodeError, ValueError):
+        return []
+    names = ", ".join(repr(name) for name in trusting)
+    which = (
+        f"destination {names} restores" if len(trusting) == 1 else f"destinations {names} restore"
+    )
+    return [
+        Violation(
+            "AIG009",
+            "warning",
+            f"this request offers the model tools, and {which} every tool's call "
+            "arguments: a model told by injected text to call a tool that "
+            "sends data out gets the caller's originals to send. List the tools you trust "
+            '(restore_tool_arguments = ["lookup_*"]) and restore the others where the '
+            "agent runs them (guard.restore_tool_arguments)",
+            file,
+            node.lineno,
+            node.col_offset + 1,
+        )
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and node.func.attr in _REQUEST_METHODS
+        and any(k.arg in _TOOL_KEYWORDS for k in node.keywords)
+    ]
+
 
 _CLIENTS = {
     "openai": {"OpenAI", "AsyncOpenAI", "AzureOpenAI", "AsyncAzureOpenAI"},
@@ -604,7 +660,9 @@ def render_sarif(result: CheckResult, version: str = "0") -> dict[str, Any]:
                                 "name": r.name,
                                 "shortDescription": {"text": r.summary},
                                 "defaultConfiguration": {
-                                    "level": "warning" if r.id in {"AIG007", "AIG008"} else "error"
+                                    "level": "warning"
+                                    if r.id in {"AIG007", "AIG008", "AIG009"}
+                                    else "error"
                                 },
                             }
                             for r in used
