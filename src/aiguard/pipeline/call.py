@@ -1120,9 +1120,7 @@ class Call:
         ``restore_links``."""
         if isinstance(value, str):
             return self._tokens_back(value, parse_json_text(value) is not None)
-        return map_all_strings(
-            value, lambda _path, text: self._tokens_back(text, False), keys=lambda _p, k: k
-        )
+        return map_all_strings(value, lambda _path, text: self._tokens_back(text, False))
 
     def _tokens_back(self, text: str, json_text: bool) -> str:
         if self.guard.policy.surrogates:
