@@ -60,6 +60,7 @@ from ..vault.tokens import (
     keyed_suffix,
     may_hold_links,
     restore_in_context,
+    scope_of,
 )
 
 if TYPE_CHECKING:
@@ -345,7 +346,8 @@ class Call:
     decision: Decision | None = None
     findings: list[ProtectedFinding] = field(default_factory=list)
     issued: dict[str, str] = field(default_factory=dict)
-    leaks: Counter[str] = field(default_factory=Counter)
+    #: Withheld values per kind (plain dicts: a Counter costs ten times one to make).
+    leaks: dict[str, int] = field(default_factory=dict)
     fail_open_used: bool = False
     input_digest: str | None = None
     output_digest: str | None = None
@@ -355,7 +357,7 @@ class Call:
     #: Hashes of withheld values already counted (see `record_leak`).
     _leaked: set[bytes] = field(default_factory=set, repr=False)
     #: Values below the output rule's level that the answer holds and the call never sent.
-    unsent: Counter[str] = field(default_factory=Counter)
+    unsent: dict[str, int] = field(default_factory=dict)
     #: Withheld values per answer field (JSON path, then kind): where the rule acted.
     leak_paths: dict[str, Counter[str]] = field(default_factory=dict)
     _leaked_at: set[bytes] = field(default_factory=set, repr=False)
@@ -384,7 +386,7 @@ class Call:
     scope: Scope = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        self.scope = Scope(self.context.tenant, self.context.conversation)
+        self.scope = scope_of(self.context.tenant, self.context.conversation)
 
     @property
     def target(self) -> DestinationPolicy:
@@ -1026,7 +1028,7 @@ class Call:
         key = hashlib.blake2b(f"{kind}\x00{value}".encode(), digest_size=16).digest()
         if key not in self._flagged:
             self._flagged.add(key)
-            self.unsent[kind] += 1
+            self.unsent[kind] = self.unsent.get(kind, 0) + 1
 
     def record_leak(self, kind: str, value: str, path: str = "$") -> None:
         """Count a withheld value once per call, however often the answer repeats it,
@@ -1035,7 +1037,7 @@ class Call:
         key = hashlib.blake2b(f"{kind}\x00{value}".encode(), digest_size=16).digest()
         if key not in self._leaked:
             self._leaked.add(key)
-            self.leaks[kind] += 1
+            self.leaks[kind] = self.leaks.get(kind, 0) + 1
         path = _safe_path(path)
         at = hashlib.blake2b(f"{path}\x00".encode() + key, digest_size=16).digest()
         if at not in self._leaked_at:

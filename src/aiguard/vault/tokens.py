@@ -12,6 +12,7 @@ the subject (or principal) they were issued to (docs/keys.md).
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import re
 from collections.abc import Callable
@@ -31,6 +32,7 @@ __all__ = [
     "label_for",
     "JsonState",
     "restore_in_context",
+    "scope_of",
     "swap_in_context",
 ]
 
@@ -59,6 +61,13 @@ class Scope:
     def __post_init__(self) -> None:
         conv = self.conversation or ""
         object.__setattr__(self, "key", f"{len(self.tenant)}:{self.tenant}|{len(conv)}:{conv}")
+
+
+@functools.lru_cache(maxsize=4096)
+def scope_of(tenant: str, conversation: str | None = None) -> Scope:
+    """``Scope(tenant, conversation)``, one object per pair: a scope is immutable, and
+    making one (a frozen dataclass and its key) costs more than a call's other fields."""
+    return Scope(tenant, conversation)
 
 
 # What moves a text's JSON string state, and the tokens to restore.
