@@ -82,6 +82,27 @@ def _openai(guard: aiguard.Guard, fake: FakeModel) -> Any:
     )
 
 
+def _streamed_tools(chunks: Any) -> dict[str, str]:
+    """Each streamed chat tool call's arguments, joined, by the tool's name."""
+    names: dict[int, str] = {}
+    parts: dict[int, str] = {}
+    for chunk in chunks:
+        for call in (chunk.choices[0].delta.tool_calls or []) if chunk.choices else []:
+            names[call.index] = call.function.name or names.get(call.index, "")
+            parts[call.index] = parts.get(call.index, "") + (call.function.arguments or "")
+    return {names[i]: parts[i] for i in names}
+
+
+def _first_tool_arguments(client: Any, stream: bool) -> str:
+    """The arguments of the first tool call of one chat answer, whole or streamed."""
+    messages: Any = [{"role": "user", "content": QUESTION}]
+    if stream:
+        chunks = client.chat.completions.create(model="gpt-4o", messages=messages, stream=True)
+        return "".join(_streamed_tools(chunks).values())
+    done = client.chat.completions.create(model="gpt-4o", messages=messages)
+    return str(done.choices[0].message.tool_calls[0].function.arguments)
+
+
 def _kept_and_restored(arguments: dict[str, str], guard: aiguard.Guard) -> None:
     """``send_email``'s arguments hold the token; restored late, the original."""
     lookup, send = json.loads(arguments["lookup_orders"]), json.loads(arguments["send_email"])
@@ -188,20 +209,11 @@ def test_openai_chat_restores_only_the_listed_tools(chunk_size: int | None) -> N
             for call in message.tool_calls:
                 arguments[call.function.name] = call.function.arguments
         else:
-            chunks = client.chat.completions.create(model="gpt-4o", messages=messages, stream=True)
-            names: dict[int, str] = {}
-            parts: dict[int, str] = {}
-            text = ""
-            for chunk in chunks:
-                if not chunk.choices:
-                    continue
-                delta = chunk.choices[0].delta
-                text += delta.content or ""
-                for call in delta.tool_calls or []:
-                    if call.function.name:
-                        names[call.index] = call.function.name
-                    parts[call.index] = parts.get(call.index, "") + (call.function.arguments or "")
-            arguments = {names[i]: parts[i] for i in names}
+            chunks = list(
+                client.chat.completions.create(model="gpt-4o", messages=messages, stream=True)
+            )
+            text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+            arguments = _streamed_tools(chunks)
     assert text == f"Looking up {ORIGINAL}."
     _kept_and_restored(arguments, guard)
     event = _one_event(sink)
@@ -285,14 +297,9 @@ def test_false_keeps_every_tools_tokens_and_true_restores_them(stream: bool) -> 
                 calls = done.choices[0].message.tool_calls
                 found = {c.function.name: json.loads(c.function.arguments) for c in calls}
                 return found, _one_event(sink)
-            parts: dict[int, str] = {}
-            names: dict[int, str] = {}
             chunks = client.chat.completions.create(model="gpt-4o", messages=messages, stream=True)
-            for chunk in chunks:
-                for call in (chunk.choices[0].delta.tool_calls or []) if chunk.choices else []:
-                    names[call.index] = call.function.name or names.get(call.index, "")
-                    parts[call.index] = parts.get(call.index, "") + (call.function.arguments or "")
-            return {names[i]: json.loads(parts[i]) for i in names}, _one_event(sink)
+            found = {name: json.loads(a) for name, a in _streamed_tools(chunks).items()}
+            return found, _one_event(sink)
 
     kept, event = ask(False)
     assert TOKEN_RE.fullmatch(kept["lookup_orders"]["email"])
@@ -316,18 +323,8 @@ def test_the_output_rule_still_redacts_in_kept_arguments(stream: bool) -> None:
     sink = InMemorySink()
     guard = aiguard.Guard(_policy(), sinks=[sink])
     client = _openai(guard, FakeModel(reply=reply, chunk_size=4))
-    messages: Any = [{"role": "user", "content": QUESTION}]
     with guard.context(subject="cust-42", purpose="inference"):
-        if stream:
-            chunks = client.chat.completions.create(model="gpt-4o", messages=messages, stream=True)
-            raw = "".join(
-                c.choices[0].delta.tool_calls[0].function.arguments or ""
-                for c in chunks
-                if c.choices and c.choices[0].delta.tool_calls
-            )
-        else:
-            done = client.chat.completions.create(model="gpt-4o", messages=messages)
-            raw = done.choices[0].message.tool_calls[0].function.arguments
+        raw = _first_tool_arguments(client, stream)
     body = json.loads(raw)["body"]
     assert "4111" not in body and "[REDACTED" in body, body
     assert TOKEN_RE.match(body) and ORIGINAL not in body
@@ -348,17 +345,11 @@ def test_the_async_client_keeps_an_untrusted_tools_tokens() -> None:
             api_key="test",
             max_retries=0,
         )
-        names: dict[int, str] = {}
-        parts: dict[int, str] = {}
         with guard.context(subject="cust-42", purpose="inference"):
             stream = await client.chat.completions.create(
                 model="gpt-4o", messages=[{"role": "user", "content": QUESTION}], stream=True
             )
-            async for chunk in stream:
-                for call in (chunk.choices[0].delta.tool_calls or []) if chunk.choices else []:
-                    names[call.index] = call.function.name or names.get(call.index, "")
-                    parts[call.index] = parts.get(call.index, "") + (call.function.arguments or "")
-        return {names[i]: parts[i] for i in names}
+            return _streamed_tools([chunk async for chunk in stream])
 
     _kept_and_restored(asyncio.run(ask()), guard)
     assert _one_event(sink)["tool_tokens_kept"] == 1
@@ -390,16 +381,10 @@ def test_the_gateway_keeps_an_untrusted_tools_tokens() -> None:
             whole = client.chat.completions.create(model="gpt-4o-mini", messages=messages)
             calls = whole.choices[0].message.tool_calls
             kept = {c.function.name: json.loads(c.function.arguments) for c in calls}
-            parts: dict[int, str] = {}
-            names: dict[int, str] = {}
             stream = client.chat.completions.create(
                 model="gpt-4o-mini", messages=messages, stream=True
             )
-            for chunk in stream:
-                for call in (chunk.choices[0].delta.tool_calls or []) if chunk.choices else []:
-                    names[call.index] = call.function.name or names.get(call.index, "")
-                    parts[call.index] = parts.get(call.index, "") + (call.function.arguments or "")
-    streamed = {names[i]: json.loads(parts[i]) for i in names}
+            streamed = {name: json.loads(a) for name, a in _streamed_tools(stream).items()}
     for found in (kept, streamed):
         assert found["lookup_orders"] == {"email": ORIGINAL}
         assert TOKEN_RE.fullmatch(found["send_email"]["body"]), found
@@ -600,18 +585,8 @@ def test_realistic_surrogates_in_kept_arguments_restore_late(stream: bool) -> No
         return Answer(tool_calls=(ToolCall("send_email", body),))
 
     client = _openai(guard, FakeModel(reply=reply, chunk_size=4))
-    messages: Any = [{"role": "user", "content": QUESTION}]
     with guard.context(subject="cust-42", purpose="inference"):
-        if stream:
-            chunks = client.chat.completions.create(model="gpt-4o", messages=messages, stream=True)
-            raw = "".join(
-                c.choices[0].delta.tool_calls[0].function.arguments or ""
-                for c in chunks
-                if c.choices and c.choices[0].delta.tool_calls
-            )
-        else:
-            done = client.chat.completions.create(model="gpt-4o", messages=messages)
-            raw = done.choices[0].message.tool_calls[0].function.arguments
+        raw = _first_tool_arguments(client, stream)
         body = json.loads(raw)["body"]
         assert ORIGINAL not in raw
         assert body.endswith("aiguard.invalid") or TOKEN_RE.fullmatch(body), body
