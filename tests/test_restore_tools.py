@@ -12,8 +12,10 @@ rule still applies to them, and the agent restores them where it runs a tool it 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -355,15 +357,16 @@ def test_the_async_client_keeps_an_untrusted_tools_tokens() -> None:
     assert _one_event(sink)["tool_tokens_kept"] == 1
 
 
-def test_the_gateway_keeps_an_untrusted_tools_tokens() -> None:
-    """The OpenAI-compatible gateway on a loopback socket, in front of the fake model."""
+@contextlib.contextmanager
+def _gateway(**config: Any) -> Iterator[tuple[str, aiguard.Guard, InMemorySink]]:
+    """The gateway on a loopback socket, in front of the fake model answering
+    `_two_tools`, its destination trusting `TRUSTED`: (its URL, guard, sink)."""
     pytest.importorskip("starlette")
     pytest.importorskip("uvicorn")
     from _servers import serve
     from aiguard.doors.gateway import GatewayConfig, create_app, default_policy
 
-    fake = FakeModel(reply=_two_tools, chunk_size=3)
-    with fake.serve() as base:
+    with FakeModel(reply=_two_tools, chunk_size=3).serve() as base:
         upstream = base + "/v1"
         policy = default_policy(upstream)
         destinations = {
@@ -374,17 +377,21 @@ def test_the_gateway_keeps_an_untrusted_tools_tokens() -> None:
         guard = aiguard.Guard(
             policy.model_copy(update={"destinations": destinations}), sinks=[sink]
         )
-        app = create_app(guard, GatewayConfig(upstream=upstream))
+        app = create_app(guard, GatewayConfig(upstream=upstream, **config))
         with serve(app) as (url, _server):
-            client = openai.OpenAI(base_url=url + "/v1", api_key="unused", max_retries=0)
-            messages: Any = [{"role": "user", "content": QUESTION}]
-            whole = client.chat.completions.create(model="gpt-4o-mini", messages=messages)
-            calls = whole.choices[0].message.tool_calls
-            kept = {c.function.name: json.loads(c.function.arguments) for c in calls}
-            stream = client.chat.completions.create(
-                model="gpt-4o-mini", messages=messages, stream=True
-            )
-            streamed = {name: json.loads(a) for name, a in _streamed_tools(stream).items()}
+            yield url, guard, sink
+
+
+def test_the_gateway_keeps_an_untrusted_tools_tokens() -> None:
+    """The OpenAI-compatible gateway on a loopback socket, in front of the fake model."""
+    with _gateway() as (url, _guard, sink):
+        client = openai.OpenAI(base_url=url + "/v1", api_key="unused", max_retries=0)
+        messages: Any = [{"role": "user", "content": QUESTION}]
+        whole = client.chat.completions.create(model="gpt-4o-mini", messages=messages)
+        calls = whole.choices[0].message.tool_calls
+        kept = {c.function.name: json.loads(c.function.arguments) for c in calls}
+        stream = client.chat.completions.create(model="gpt-4o-mini", messages=messages, stream=True)
+        streamed = {name: json.loads(a) for name, a in _streamed_tools(stream).items()}
     for found in (kept, streamed):
         assert found["lookup_orders"] == {"email": ORIGINAL}
         assert TOKEN_RE.fullmatch(found["send_email"]["body"]), found
@@ -497,76 +504,59 @@ def test_the_gateways_restore_endpoint_restores_for_the_keys_subjects_only() -> 
     """``POST /aiguard/tool-arguments/restore``: the late restore for an agent that is
     not in the gateway's process, scoped like a call (key, tenant, subject)."""
     pytest.importorskip("starlette")
-    pytest.importorskip("uvicorn")
-    from _servers import serve
-    from aiguard.doors.gateway import ApiKey, GatewayConfig, create_app, default_policy, hash_key
+    from aiguard.doors.gateway import ApiKey, hash_key
 
-    fake = FakeModel(reply=_two_tools, chunk_size=3)
     keys = [
         ApiKey(sha256=hash_key("gw-agent"), principal="agent", tenant="acme", subjects=["cust-*"]),
         ApiKey(sha256=hash_key("gw-chat"), principal="chat", tenant="acme", scopes=["chat.*"]),
     ]
-    with fake.serve() as base:
-        upstream = base + "/v1"
-        policy = default_policy(upstream)
-        destinations = {
-            name: d.model_copy(update={"restore_tool_arguments": TRUSTED})
-            for name, d in policy.destinations.items()
-        }
-        sink = InMemorySink()
-        guard = aiguard.Guard(
-            policy.model_copy(update={"destinations": destinations}), sinks=[sink]
+    with _gateway(keys=keys) as (url, guard, _sink):
+        subject = {"X-AIGuard-Subject": "cust-42"}
+        client = openai.OpenAI(
+            base_url=url + "/v1", api_key="gw-agent", max_retries=0, default_headers=subject
         )
-        app = create_app(guard, GatewayConfig(upstream=upstream, keys=keys))
-        with serve(app) as (url, _server):
-            subject = {"X-AIGuard-Subject": "cust-42"}
-            client = openai.OpenAI(
-                base_url=url + "/v1", api_key="gw-agent", max_retries=0, default_headers=subject
-            )
-            done = client.chat.completions.create(
-                model="gpt-4o-mini", messages=[{"role": "user", "content": QUESTION}]
-            )
-            calls = {
-                c.function.name: c.function.arguments for c in done.choices[0].message.tool_calls
-            }
-            restore = url + "/aiguard/tool-arguments/restore"
-            agent = {"Authorization": "Bearer gw-agent", **subject}
-            text = httpx.post(restore, json={"arguments": calls["send_email"]}, headers=agent)
-            assert text.status_code == 200, text.text
-            assert json.loads(text.json()["arguments"])["body"] == ORIGINAL
-            kept = json.loads(calls["send_email"])
-            whole = httpx.post(restore, json={"arguments": kept}, headers=agent)
-            assert whole.json() == {"arguments": {**kept, "body": ORIGINAL}}
-            # Another subject of the same key gets the token as it is.
-            other = {"Authorization": "Bearer gw-agent", "X-AIGuard-Subject": "cust-7"}
-            assert httpx.post(restore, json={"arguments": kept}, headers=other).json() == {
-                "arguments": kept
-            }
-            refusals = {
-                "subject_not_allowed": (
-                    agent | {"X-AIGuard-Subject": "staff-1"},
-                    {"arguments": kept},
-                ),
-                "scope_not_allowed": (
-                    {"Authorization": "Bearer gw-chat", **subject},
-                    {"arguments": kept},
-                ),
-                "missing_api_key": (subject, {"arguments": kept}),
-                "invalid_request": (agent, {"args": kept}),
-            }
-            for code, (headers, body) in refusals.items():
-                refused = httpx.post(restore, json=body, headers=headers)
-                assert refused.status_code in (400, 401, 403), refused.text
-                assert refused.json()["error"]["code"] == code
-                assert ORIGINAL not in refused.text
+        done = client.chat.completions.create(
+            model="gpt-4o-mini", messages=[{"role": "user", "content": QUESTION}]
+        )
+        calls = {c.function.name: c.function.arguments for c in done.choices[0].message.tool_calls}
+        restore = url + "/aiguard/tool-arguments/restore"
+        agent = {"Authorization": "Bearer gw-agent", **subject}
+        text = httpx.post(restore, json={"arguments": calls["send_email"]}, headers=agent)
+        assert text.status_code == 200, text.text
+        assert json.loads(text.json()["arguments"])["body"] == ORIGINAL
+        kept = json.loads(calls["send_email"])
+        whole = httpx.post(restore, json={"arguments": kept}, headers=agent)
+        assert whole.json() == {"arguments": {**kept, "body": ORIGINAL}}
+        # Another subject of the same key gets the token as it is.
+        other = {"Authorization": "Bearer gw-agent", "X-AIGuard-Subject": "cust-7"}
+        assert httpx.post(restore, json={"arguments": kept}, headers=other).json() == {
+            "arguments": kept
+        }
+        refusals = {
+            "subject_not_allowed": (
+                agent | {"X-AIGuard-Subject": "staff-1"},
+                {"arguments": kept},
+            ),
+            "scope_not_allowed": (
+                {"Authorization": "Bearer gw-chat", **subject},
+                {"arguments": kept},
+            ),
+            "missing_api_key": (subject, {"arguments": kept}),
+            "invalid_request": (agent, {"args": kept}),
+        }
+        for code, (headers, body) in refusals.items():
+            refused = httpx.post(restore, json=body, headers=headers)
+            assert refused.status_code in (400, 401, 403), refused.text
+            assert refused.json()["error"]["code"] == code
+            assert ORIGINAL not in refused.text
 
-            def broken(*_args: Any, **_kwargs: Any) -> None:
-                raise ConnectionError(f"lost connection while reading {ORIGINAL}")
+        def broken(*_args: Any, **_kwargs: Any) -> None:
+            raise ConnectionError(f"lost connection while reading {ORIGINAL}")
 
-            guard.vault.detokenize_for = broken  # type: ignore[method-assign]
-            down = httpx.post(restore, json={"arguments": kept}, headers=agent)
-            assert down.status_code == 503 and down.headers["retry-after"] == "1"
-            assert ORIGINAL not in down.text and "vault" in down.json()["error"]["message"]
+        guard.vault.detokenize_for = broken  # type: ignore[method-assign]
+        down = httpx.post(restore, json={"arguments": kept}, headers=agent)
+        assert down.status_code == 503 and down.headers["retry-after"] == "1"
+        assert ORIGINAL not in down.text and "vault" in down.json()["error"]["message"]
 
 
 @pytest.mark.parametrize("stream", [False, True])
