@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import itertools
 import json
 from collections.abc import Iterator
@@ -626,6 +627,37 @@ def test_the_late_restore_keeps_json_valid_links_and_other_subjects_tokens() -> 
     assert guard.restore_tool_arguments({"to": token}) == {"to": token}
     explicit = aiguard.CallContext(subject="cust-42", purpose="inference")
     assert guard.restore_tool_arguments({"to": token}, explicit) == {"to": ORIGINAL}
+
+
+def test_a_trusted_tool_gets_its_arguments_restored_when_it_runs() -> None:
+    """``@guard.trusted_tool``: the agent's own function, sync or async, gets originals
+    in its string, list and dict arguments, in the current context only; its name and
+    signature stay (frameworks read them to describe the tool)."""
+    guard = aiguard.Guard(_policy())
+    token = _protected_token(guard)
+    received: list[Any] = []
+
+    @guard.trusted_tool
+    def send_email(to: str, body: str, cc: list[str] | None = None, retries: int = 0) -> str:
+        """Send a mail."""
+        received.append((to, body, cc, retries))
+        return "sent"
+
+    @guard.trusted_tool
+    async def lookup(query: dict[str, Any]) -> Any:
+        return query
+
+    assert send_email.__name__ == "send_email" and send_email.__doc__ == "Send a mail."
+    assert list(inspect.signature(send_email).parameters) == ["to", "body", "cc", "retries"]
+    with guard.context(subject="cust-42", purpose="inference"):
+        assert send_email(EVIL, f"about {token}", cc=[token], retries=2) == "sent"
+        found = asyncio.run(lookup({"email": token, "n": 3}))
+    assert received[-1] == (EVIL, f"about {ORIGINAL}", [ORIGINAL], 2)
+    assert found == {"email": ORIGINAL, "n": 3}
+    # Outside the caller's context the tool gets the token as the model wrote it.
+    with guard.context(subject="cust-7", purpose="inference"):
+        send_email(EVIL, token)
+    assert received[-1] == (EVIL, token, None, 0)
 
 
 def test_the_late_restore_fails_closed_when_the_vault_fails() -> None:

@@ -8,13 +8,14 @@ import copy
 import functools
 import hashlib
 import hmac
+import inspect
 import json
 import logging
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast
 
 from pydantic import BaseModel
 
@@ -45,6 +46,7 @@ __all__ = ["CallObserver", "Guard", "Protected"]
 _log = logging.getLogger("aiguard")
 
 T = TypeVar("T")
+_P = ParamSpec("_P")
 _Client = TypeVar("_Client")
 
 #: What a caller-chosen name may look like to be quoted: no '@', no spaces, short.
@@ -393,6 +395,41 @@ class Guard:
         call.restore_links = restore_in_links
         restored: T = call.restore_tokens(arguments)
         return restored
+
+    def trusted_tool(
+        self, tool: Callable[_P, T], *, restore_in_links: bool = False
+    ) -> Callable[_P, T]:
+        """``tool`` (a function an agent runs for the model, sync or async) with the
+        tokens in its arguments restored when it runs: the decorator form of
+        `restore_tool_arguments`, for a tool the agent trusts with originals though the
+        destination does not list it, or for frameworks that call tools themselves
+        (``@function_tool`` over ``@guard.trusted_tool``). Strings, lists and dicts
+        among the arguments are restored, in the current ``guard.context``; other
+        values pass as they are.
+        """
+
+        def restored(
+            args: tuple[Any, ...], kwargs: dict[str, Any]
+        ) -> tuple[tuple[Any, ...], dict[str, Any]]:
+            back = functools.partial(self.restore_tool_arguments, restore_in_links=restore_in_links)
+            return tuple(back(list(args))), back(kwargs)
+
+        if inspect.iscoroutinefunction(tool):
+            coroutine = cast("Callable[_P, Awaitable[Any]]", tool)
+
+            @functools.wraps(tool)
+            async def run_async(*args: _P.args, **kwargs: _P.kwargs) -> Any:
+                args_, kwargs_ = restored(args, kwargs)
+                return await coroutine(*args_, **kwargs_)
+
+            return cast("Callable[_P, T]", run_async)
+
+        @functools.wraps(tool)
+        def run(*args: _P.args, **kwargs: _P.kwargs) -> T:
+            args_, kwargs_ = restored(args, kwargs)
+            return tool(*args_, **kwargs_)
+
+        return run
 
     def _protect_model(self, call: Call, model: BaseModel) -> Any:
         """A model's JSON with its tagged fields taken as their kind whole, then the rest

@@ -1121,16 +1121,16 @@ class Call:
         JSON text the originals are JSON-escaped; a token in a link stays unless
         ``restore_links``."""
         if isinstance(value, str):
-            return self._tokens_back(value, parse_json_text(value) is not None)
-        return map_all_strings(value, lambda _path, text: self._tokens_back(text, False))
+            return self._tokens_back(value)
+        return map_all_strings(value, lambda _path, text: self._tokens_back(text))
 
-    def _tokens_back(self, text: str, json_text: bool) -> str:
+    def _tokens_back(self, text: str) -> str:
         if self.guard.policy.surrogates:
             text = self._surrogates_to_tokens(text)
         if "[" not in text:
             return text
         linked = self._link_lookup_for(text) is not None
-        if json_text:
+        if parse_json_text(text) is not None:
             swap = self._swap_escaped_outside_links if linked else self._swap_escaped
         else:
             swap = self._swap_outside_links if linked else self._swap
