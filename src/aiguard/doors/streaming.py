@@ -29,11 +29,12 @@ closed). Without an output rule only the token grammar holds text.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import re
 import string
-from collections.abc import Callable, Container, Sequence
+from collections.abc import Callable, Container, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -1182,9 +1183,14 @@ class StreamRestorer:
 
     def _scan_kept(self, node: Any, path: str, key: str | None) -> Any:
         """`_scan` for a tool's arguments that keep their tokens (the output rule applies)."""
+        with self._keeping_tokens():
+            return self._scan(node, path, key)
+
+    @contextlib.contextmanager
+    def _keeping_tokens(self) -> Iterator[None]:
         self._keeping = True
         try:
-            return self._scan(node, path, key)
+            yield
         finally:
             self._keeping = False
 
@@ -1576,11 +1582,8 @@ class StreamRestorer:
             self.upstream_error = "upstream_error"
         # .done frames, the completed response and output items carry whole text.
         if keeps:
-            self._keeping = True
-            try:
+            with self._keeping_tokens():
                 return [*before, *self._whole(frame, obj)]
-            finally:
-                self._keeping = False
         return [*before, *self._whole(frame, obj)]
 
 
