@@ -31,6 +31,7 @@ from aiguard.errors import PolicyError, VaultError
 from aiguard.policy.model import PatternPolicy
 from aiguard.providers.walk import kept_tool_paths, tool_call_arguments
 from aiguard.testing import Answer, FakeModel, InMemorySink, ToolCall, assert_chain_valid
+from aiguard.testing.fake import _anthropic_stream, _openai_stream, _responses_stream
 from aiguard.vault.tokens import TOKEN_RE
 
 openai = pytest.importorskip("openai")
@@ -748,3 +749,83 @@ def test_a_stream_cut_anywhere_keeps_exactly_the_untrusted_tools_tokens(
     assert json.loads(arguments["lookup_orders"]) == {"q": first.replace(TOKEN, ORIGINAL)}
     assert json.loads(arguments["send_email"]) == {"body": second}
     assert len(kept) == second.count(TOKEN)
+
+
+def _tool_arguments_in(stream: bytes) -> dict[str, list[str]]:
+    """Every place a stream of any of the three APIs states a tool call's arguments, by
+    tool name: joined deltas, and each whole repetition (``*.done``, completed items)."""
+    names: dict[Any, str] = {}
+    parts: dict[Any, str] = {}
+    whole: dict[str, list[str]] = {}
+    for line in stream.decode().split("\n"):
+        if not line.startswith("data: {"):
+            continue
+        event = json.loads(line[6:])
+        kind = event.get("type", "")
+        for choice in event.get("choices", []):
+            for call in choice.get("delta", {}).get("tool_calls", []):
+                if call.get("function", {}).get("name"):
+                    names[call["index"]] = call["function"]["name"]
+                more = call.get("function", {}).get("arguments", "")
+                parts[call["index"]] = parts.get(call["index"], "") + more
+        if kind == "content_block_start" and event["content_block"]["type"] == "tool_use":
+            names[event["index"]] = event["content_block"]["name"]
+        elif kind == "content_block_delta" and event["delta"]["type"] == "input_json_delta":
+            more = event["delta"]["partial_json"]
+            parts[event["index"]] = parts.get(event["index"], "") + more
+        elif kind == "response.output_item.added" and event["item"]["type"] == "function_call":
+            names[event["output_index"]] = event["item"]["name"]
+        elif kind == "response.function_call_arguments.delta":
+            parts[event["output_index"]] = parts.get(event["output_index"], "") + event["delta"]
+        elif kind == "response.function_call_arguments.done":
+            whole.setdefault(names[event["output_index"]], []).append(event["arguments"])
+        elif kind == "response.output_item.done" and event["item"]["type"] == "function_call":
+            whole.setdefault(event["item"]["name"], []).append(event["item"]["arguments"])
+        elif kind == "response.completed":
+            for item in event["response"]["output"]:
+                if item["type"] == "function_call":
+                    whole.setdefault(item["name"], []).append(item["arguments"])
+    for index, name in names.items():
+        whole.setdefault(name, []).insert(0, parts.get(index, ""))
+    return whole
+
+
+@settings(max_examples=150)
+@given(
+    api=st.sampled_from(["chat", "anthropic", "responses"]),
+    first=_VALUES,
+    second=_VALUES,
+    size=st.integers(1, 9),
+    cuts=st.lists(st.integers(0, 6000), max_size=10),
+)
+def test_every_api_stream_cut_anywhere_keeps_exactly_the_untrusted_tools_tokens(
+    api: str, first: str, second: str, size: int, cuts: list[int]
+) -> None:
+    """The fake model's own streams of Chat Completions, Anthropic Messages and the
+    Responses API (with its ``*.done`` events and completed response), two tool calls
+    each: wherever the bytes are cut, every place that states the trusted tool's
+    arguments has the original, and every place that states the other's keeps the token."""
+    answer = Answer(
+        text="ok",
+        tool_calls=(
+            ToolCall("lookup_orders", json.dumps({"q": first}), id="call_1"),
+            ToolCall("send_email", json.dumps({"body": second}), id="call_2"),
+        ),
+    )
+    build = {"chat": _openai_stream, "anthropic": _anthropic_stream, "responses": _responses_stream}
+    raw = b"".join(build[api](answer, "m", size))
+    kept: list[str] = []
+    restorer = StreamRestorer(
+        TokenRestorer({TOKEN: ORIGINAL}.get),
+        restores_tool=lambda name: name is not None and name.startswith("lookup_"),
+        kept_lookup=kept.append,
+    )
+    bounds = sorted({min(c, len(raw)) for c in cuts} | {0, len(raw)})
+    out = b"".join(restorer.feed(raw[a:b]) for a, b in itertools.pairwise(bounds))
+    found = _tool_arguments_in(out + restorer.close())
+    assert set(found) == {"lookup_orders", "send_email"}
+    for stated in found["lookup_orders"]:
+        assert json.loads(stated) == {"q": first.replace(TOKEN, ORIGINAL)}
+    for stated in found["send_email"]:
+        assert json.loads(stated) == {"body": second}
+    assert len(kept) == second.count(TOKEN) * len(found["send_email"])
