@@ -661,6 +661,49 @@ def test_a_trusted_tool_gets_its_arguments_restored_when_it_runs() -> None:
     assert received[-1] == (EVIL, token, None, 0)
 
 
+def test_guard_restore_of_a_provider_answer_honours_the_tools_it_is_told() -> None:
+    """The direct door: an answer the caller fetched itself, given as data, keeps the
+    tokens of tools ``restore_tool_arguments`` does not name; by default every tool's
+    arguments are restored, as before."""
+    guard = aiguard.Guard(_policy())
+    with guard.context(subject="cust-42", purpose="inference"):
+        protected = guard.protect(QUESTION, destination="openai")
+    token = TOKEN_RE.search(protected.payload)
+    assert token is not None
+    calls = json.dumps({"email": token.group(0)})
+    answer = {
+        "choices": [
+            {
+                "message": {
+                    "content": f"Looking up {token.group(0)}.",
+                    "tool_calls": [
+                        {
+                            "id": "1",
+                            "type": "function",
+                            "function": {"name": "lookup_orders", "arguments": calls},
+                        },
+                        {
+                            "id": "2",
+                            "type": "function",
+                            "function": {
+                                "name": "send_email",
+                                "arguments": json.dumps({"body": token.group(0)}),
+                            },
+                        },
+                    ],
+                }
+            }
+        ]
+    }
+    listed = guard.restore(answer, protected, restore_tool_arguments=["lookup_*"])
+    message = listed["choices"][0]["message"]
+    assert message["content"] == f"Looking up {ORIGINAL}."
+    lookup, send = (json.loads(c["function"]["arguments"]) for c in message["tool_calls"])
+    assert lookup == {"email": ORIGINAL} and send == {"body": token.group(0)}
+    every = guard.restore(answer, protected)["choices"][0]["message"]["tool_calls"]
+    assert json.loads(every[1]["function"]["arguments"]) == {"body": ORIGINAL}
+
+
 def test_the_late_restore_fails_closed_when_the_vault_fails() -> None:
     guard = aiguard.Guard(_policy())
     token = _protected_token(guard)

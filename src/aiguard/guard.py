@@ -339,7 +339,14 @@ class Guard:
             dict(call.literals),
         )
 
-    def restore(self, answer: T, protected: Protected, *, restore_in_links: bool = False) -> T:
+    def restore(
+        self,
+        answer: T,
+        protected: Protected,
+        *,
+        restore_in_links: bool = False,
+        restore_tool_arguments: bool | Sequence[str] = True,
+    ) -> T:
         """Put back the originals of tokens issued in ``protected``'s scope to its subject
         (or, without one, its principal), and of every token ``protected`` holds.
 
@@ -347,7 +354,9 @@ class Guard:
         tokens of another scope or subject, are left as they are. So are tokens that
         stand in a link (a URL, a Markdown image; `aiguard.vault.tokens.in_link`)
         unless ``restore_in_links``: shown to a reader, a link can send its original
-        to a host the model named.
+        to a host the model named. In a provider's answer given as data, the arguments
+        of tool calls keep their tokens unless ``restore_tool_arguments`` is true (the
+        default) or names the tool (names and globs, as the destination setting).
         """
         call = Call(
             self,
@@ -360,6 +369,7 @@ class Guard:
             None,
         )
         call.restore_links = restore_in_links
+        call.restore_tools = restore_tool_arguments
         call.issued.update(protected._issued or {})
         call.literals.update(protected._literals or {})
         call.sent_text = dump_json(_jsonable(protected.payload)).decode("utf-8")

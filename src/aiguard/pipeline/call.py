@@ -38,7 +38,7 @@ from ..errors import (
     UnknownDestination,
     VaultError,
 )
-from ..policy.model import Action, DestinationPolicy, Policy
+from ..policy.model import Action, DestinationPolicy, Policy, tool_restored
 from ..providers.base import parse_json_text
 from ..providers.walk import (
     STRUCTURAL_KEYS,
@@ -379,6 +379,9 @@ class Call:
     #: Tokens of the caller's left unrestored in the arguments of a call of a tool the
     #: destination does not restore (``restore_tool_arguments``).
     tool_tokens_kept: int = 0
+    #: Which tools' call arguments are restored: None follows the destination's
+    #: ``restore_tool_arguments`` (no destination: every tool's).
+    restore_tools: bool | Sequence[str] | None = None
     #: Set while such arguments are restored: tokens stay, the output rule still applies.
     in_kept_tool: bool = field(default=False, repr=False)
     #: Where the call's tokens live. Made once: a call's context never changes, and each
@@ -902,15 +905,20 @@ class Call:
 
     def restores_tool(self, name: str | None) -> bool:
         """Whether a call of tool ``name`` in the answer gets its arguments restored
-        (the destination's ``restore_tool_arguments``; without a destination, yes)."""
-        target = self.guard.policy.destinations.get(self.destination or "")
-        return target is None or target.restores_tool(name)
+        (`restore_tools`, else the destination's ``restore_tool_arguments``; without a
+        destination, yes)."""
+        return tool_restored(self._tool_rule(), name)
 
     @property
     def keeps_some_tools(self) -> bool:
-        """Whether some tool's arguments keep their tokens at this call's destination."""
+        """Whether some tool's arguments keep their tokens in this call's answer."""
+        return self._tool_rule() is not True
+
+    def _tool_rule(self) -> bool | Sequence[str]:
+        if self.restore_tools is not None:
+            return self.restore_tools
         target = self.guard.policy.destinations.get(self.destination or "")
-        return target is not None and target.restore_tool_arguments is not True
+        return True if target is None else target.restore_tool_arguments
 
     def lookup(self, token: str) -> str | None:
         """The original of a token the caller may see, else None.
@@ -1138,9 +1146,10 @@ class Call:
 
     def restore_tree(self, body: Any) -> Any:
         """`restore_json` for JSON the user defined: no key is structural."""
-        return map_all_strings(
-            body, self.restore_text, keys=self.restore_name, plain_keys=self.plain_keys
-        )
+        kept = kept_tool_paths(body, self.restores_tool) if self.keeps_some_tools else None
+        restore_text = self._in_tools(self.restore_text, kept) if kept else self.restore_text
+        restore_name = self._in_tools(self.restore_name, kept) if kept else self.restore_name
+        return map_all_strings(body, restore_text, keys=restore_name, plain_keys=self.plain_keys)
 
     def restore_name(self, path: str, key: str) -> str:
         """`restore_text` for an object key of an answer: a token the request side put

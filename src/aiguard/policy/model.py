@@ -8,7 +8,7 @@ from __future__ import annotations
 import enum
 import fnmatch
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from functools import cached_property
 from typing import Any, Literal
 
@@ -39,6 +39,7 @@ __all__ = [
     "RolloutPolicy",
     "Stage",
     "TrainingConsentAlert",
+    "tool_restored",
 ]
 
 
@@ -136,6 +137,15 @@ class JsonAdapterPolicy(_Strict):
     restore: list[str] = Field(default_factory=list)
 
 
+def tool_restored(rule: bool | Sequence[str], name: str | None) -> bool:
+    """Whether ``rule`` (a ``restore_tool_arguments`` value: every tool, none, or tool
+    names and globs) restores the arguments of a call of tool ``name``; a call whose
+    tool is not named is restored only when every tool's are."""
+    if isinstance(rule, bool):
+        return rule
+    return name is not None and any(fnmatch.fnmatchcase(name, p) for p in rule)
+
+
 class DestinationPolicy(_Strict):
     """A model endpoint the application may call, and on what terms."""
 
@@ -199,10 +209,7 @@ class DestinationPolicy(_Strict):
     def restores_tool(self, name: str | None) -> bool:
         """Whether a call of tool ``name`` gets its arguments restored (an unknown
         name only when every tool's are)."""
-        allowed = self.restore_tool_arguments
-        if isinstance(allowed, bool):
-            return allowed
-        return name is not None and any(fnmatch.fnmatchcase(name, p) for p in allowed)
+        return tool_restored(self.restore_tool_arguments, name)
 
     def allows_model(self, model: str | None) -> bool:
         if model is None:
