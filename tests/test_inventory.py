@@ -68,6 +68,8 @@ def test_fastapi_app_endpoints_fields_and_actions() -> None:
     }
     assert openai["kind_actions"] == {"diagnosis": "keep"}
     assert (openai["stage"], openai["mode"], openai["region"]) == ("general", "enforce", "eu")
+    # Where answers give originals back: every tool's arguments (the default), no link.
+    assert (openai["restore_tool_arguments"], openai["restore_in_links"]) == (True, False)
 
 
 def test_plain_module_and_the_apps_own_guard() -> None:

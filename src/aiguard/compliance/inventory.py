@@ -386,6 +386,13 @@ def _destination_entry(policy: Policy, name: str) -> dict[str, Any]:
         "region": dest.region,
         "processor": dest.processor,
         "fail_open": dest.fail_open,
+        # Where answers give originals back: which tools' call arguments, and in links.
+        "restore_tool_arguments": (
+            dest.restore_tool_arguments
+            if isinstance(dest.restore_tool_arguments, bool)
+            else list(dest.restore_tool_arguments)
+        ),
+        "restore_in_links": dest.restore_in_links,
         # What free-text findings get at each level (a kind rule can still override).
         "actions": {
             level.label: (
