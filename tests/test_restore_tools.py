@@ -512,7 +512,7 @@ def test_the_gateways_restore_endpoint_restores_for_the_keys_subjects_only() -> 
         ApiKey(sha256=hash_key("gw-agent"), principal="agent", tenant="acme", subjects=["cust-*"]),
         ApiKey(sha256=hash_key("gw-chat"), principal="chat", tenant="acme", scopes=["chat.*"]),
     ]
-    with _gateway(keys=keys) as (url, guard, _sink):
+    with _gateway(keys=keys) as (url, guard, sink):
         subject = {"X-AIGuard-Subject": "cust-42"}
         client = openai.OpenAI(
             base_url=url + "/v1", api_key="gw-agent", max_retries=0, default_headers=subject
@@ -523,9 +523,15 @@ def test_the_gateways_restore_endpoint_restores_for_the_keys_subjects_only() -> 
         calls = {c.function.name: c.function.arguments for c in done.choices[0].message.tool_calls}
         restore = url + "/aiguard/tool-arguments/restore"
         agent = {"Authorization": "Bearer gw-agent", **subject}
-        text = httpx.post(restore, json={"arguments": calls["send_email"]}, headers=agent)
+        text = httpx.post(
+            restore, json={"arguments": calls["send_email"], "tool": "send_email"}, headers=agent
+        )
         assert text.status_code == 200, text.text
         assert json.loads(text.json()["arguments"])["body"] == ORIGINAL
+        recorded = [e for e in sink.events if e["type"] == "tool_restore"]
+        assert [(e["tool"], e["principal"], e["tenant"]) for e in recorded] == [
+            ("send_email", "agent", "acme")
+        ]
         kept = json.loads(calls["send_email"])
         whole = httpx.post(restore, json={"arguments": kept}, headers=agent)
         assert whole.json() == {"arguments": {**kept, "body": ORIGINAL}}
@@ -534,19 +540,18 @@ def test_the_gateways_restore_endpoint_restores_for_the_keys_subjects_only() -> 
         assert httpx.post(restore, json={"arguments": kept}, headers=other).json() == {
             "arguments": kept
         }
-        refusals = {
-            "subject_not_allowed": (
-                agent | {"X-AIGuard-Subject": "staff-1"},
-                {"arguments": kept},
-            ),
-            "scope_not_allowed": (
+        refusals = [
+            ("subject_not_allowed", agent | {"X-AIGuard-Subject": "staff-1"}, {"arguments": kept}),
+            (
+                "scope_not_allowed",
                 {"Authorization": "Bearer gw-chat", **subject},
                 {"arguments": kept},
             ),
-            "missing_api_key": (subject, {"arguments": kept}),
-            "invalid_request": (agent, {"args": kept}),
-        }
-        for code, (headers, body) in refusals.items():
+            ("missing_api_key", subject, {"arguments": kept}),
+            ("invalid_request", agent, {"args": kept}),
+            ("invalid_request", agent, {"arguments": kept, "tool": 7}),
+        ]
+        for code, headers, body in refusals:
             refused = httpx.post(restore, json=body, headers=headers)
             assert refused.status_code in (400, 401, 403), refused.text
             assert refused.json()["error"]["code"] == code
@@ -702,6 +707,59 @@ def test_guard_restore_of_a_provider_answer_honours_the_tools_it_is_told() -> No
     assert lookup == {"email": ORIGINAL} and send == {"body": token.group(0)}
     every = guard.restore(answer, protected)["choices"][0]["message"]["tool_calls"]
     assert json.loads(every[1]["function"]["arguments"]) == {"body": ORIGINAL}
+
+
+def test_a_late_restore_is_recorded_as_a_disclosure_to_the_tool() -> None:
+    """Originals given to a tool are recorded (``tool_restore``): which tool, whose
+    values (the subject's digest), which tokens; never a value. Nothing restored,
+    nothing recorded. A log that cannot take the event fails the restore closed."""
+
+    class Flaky(InMemorySink):
+        broken = False
+
+        def emit_batch(self, records: Any) -> None:
+            if self.broken:
+                raise OSError("disk full")
+            super().emit_batch(records)
+
+    sink = Flaky()
+    guard = aiguard.Guard(_policy(), sinks=[sink])
+    token = _protected_token(guard)
+
+    @guard.trusted_tool
+    def send_email(to: str, body: str) -> str:
+        return body
+
+    with guard.context(subject="cust-42", purpose="inference", principal="agent-7"):
+        guard.restore_tool_arguments(json.dumps({"body": token}), tool="crm_update")
+        assert send_email(EVIL, token) == ORIGINAL
+        guard.restore_tool_arguments({"body": "no token here"}, tool="crm_update")
+    events = [e for e in sink.events if e["type"] == "tool_restore"]
+    assert [e["tool"] for e in events] == ["crm_update", "send_email"]
+    protect = sink.events[-3]
+    for event in events:
+        assert event["tokens"] == [token.strip("[]")]
+        assert event["subject"] == protect["subject"] and event["principal"] == "agent-7"
+        assert (event["decision"], event["status"], event["purpose"]) == (
+            "allow",
+            "ok",
+            "inference",
+        )
+    assert ORIGINAL not in json.dumps(sink.events) and "cust-42" not in json.dumps(sink.events)
+    assert_chain_valid(sink)
+    # A data-subject export lists which tools got the person's values.
+    exported = guard.dsr.export("cust-42")["provenance_events"]
+    assert [e["tool"] for e in exported if e["type"] == "tool_restore"] == [
+        "crm_update",
+        "send_email",
+    ]
+    sink.broken = True
+    with (
+        guard.context(subject="cust-42", purpose="inference"),
+        pytest.raises(aiguard.ProvenanceError) as caught,
+    ):
+        send_email(EVIL, token)
+    assert ORIGINAL not in str(caught.value)
 
 
 def test_the_late_restore_fails_closed_when_the_vault_fails() -> None:

@@ -383,6 +383,7 @@ class Guard:
         arguments: T,
         context: CallContext | None = None,
         *,
+        tool: str | None = None,
         restore_in_links: bool = False,
     ) -> T:
         """The originals of the tokens in a tool call's arguments, for the agent to run
@@ -396,14 +397,41 @@ class Guard:
         (Anthropic's ``input``), and gets the same shape back. Tokens restore under the
         same terms as in the call's answer: issued in ``context``'s scope (default: the
         current ``guard.context``) to its subject, or without one to its principal. A
-        token in a link stays unless ``restore_in_links``. Only tokens change, and no
-        event is recorded: the call that brought the arguments recorded its own, with
-        what it kept (``tool_tokens_kept``).
+        token in a link stays unless ``restore_in_links``. Only tokens change. Giving a
+        tool originals is a disclosure: when any token was restored, a ``tool_restore``
+        event records it (the ``tool`` named, the subject's digest, the token ids), so a
+        data-subject export lists which tools got the person's values; a log that
+        cannot take the event raises `ProvenanceError` and nothing is returned.
         """
+        from .compliance.alerts import append_observed
+
         ctx = context or current_context() or CallContext()
         call = Call(self, ctx, None)
         call.restore_links = restore_in_links
+        call.restored = set()
         restored: T = call.restore_tokens(arguments)
+        if call.restored:
+            append_observed(
+                self,
+                {
+                    "type": "tool_restore",
+                    "decision": "allow",
+                    "status": "ok",
+                    "principal": ctx.principal,
+                    "tenant": ctx.tenant,
+                    "subject": (
+                        self.digest("subject", ctx.tenant, ctx.subject) if ctx.subject else None
+                    ),
+                    "conversation": (
+                        self.digest("conversation", ctx.tenant, ctx.conversation)
+                        if ctx.conversation
+                        else None
+                    ),
+                    "purpose": ctx.purpose,
+                    "tool": None if tool is None else self.label_of(tool),
+                    "tokens": sorted(token.strip("[]") for token in call.restored),
+                },
+            )
         return restored
 
     def trusted_tool(
@@ -421,9 +449,13 @@ class Guard:
         def restored(
             args: tuple[Any, ...], kwargs: dict[str, Any]
         ) -> tuple[tuple[Any, ...], dict[str, Any]]:
-            back = functools.partial(self.restore_tool_arguments, restore_in_links=restore_in_links)
-            return tuple(back(list(args))), back(kwargs)
+            # One restore, so one event, for the call's arguments together.
+            back: list[Any] = self.restore_tool_arguments(
+                [list(args), kwargs], tool=name, restore_in_links=restore_in_links
+            )
+            return tuple(back[0]), back[1]
 
+        name = getattr(tool, "__name__", None)
         if inspect.iscoroutinefunction(tool):
             coroutine = cast("Callable[_P, Awaitable[Any]]", tool)
 

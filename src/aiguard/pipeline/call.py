@@ -379,6 +379,9 @@ class Call:
     #: Tokens of the caller's left unrestored in the arguments of a call of a tool the
     #: destination does not restore (``restore_tool_arguments``).
     tool_tokens_kept: int = 0
+    #: Tokens swapped for their originals, when a caller asks to know (a late restore
+    #: records which went to a tool); None: not collected.
+    restored: set[str] | None = None
     #: Which tools' call arguments are restored: None follows the destination's
     #: ``restore_tool_arguments`` (no destination: every tool's).
     restore_tools: bool | Sequence[str] | None = None
@@ -849,12 +852,20 @@ class Call:
     def _swap(self, match: re.Match[str]) -> str:
         token = match.group(0)
         original = self.lookup_in_tool(token) if self.in_kept_tool else self.lookup(token)
-        return original if original is not None else token
+        if original is None:
+            return token
+        if self.restored is not None:
+            self.restored.add(token)
+        return original
 
     def _swap_escaped(self, match: re.Match[str]) -> str:
         token = match.group(0)
         original = self.lookup_in_tool(token) if self.in_kept_tool else self.lookup(token)
-        return token if original is None else json.dumps(original, ensure_ascii=False)[1:-1]
+        if original is None:
+            return token
+        if self.restored is not None:
+            self.restored.add(token)
+        return json.dumps(original, ensure_ascii=False)[1:-1]
 
     def _swap_outside_links(self, match: re.Match[str]) -> str:
         return self._kept_in_link(match) or self._swap(match)

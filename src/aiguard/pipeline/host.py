@@ -120,7 +120,12 @@ class GuardHost(PipelineHost, Protocol):
     ) -> Protected: ...
 
     def restore_tool_arguments(
-        self, arguments: Any, context: CallContext | None = None, *, restore_in_links: bool = False
+        self,
+        arguments: Any,
+        context: CallContext | None = None,
+        *,
+        tool: str | None = None,
+        restore_in_links: bool = False,
     ) -> Any: ...
 
     def begin(

@@ -31,6 +31,7 @@ EventType = Literal[
     "erasure",
     "reidentify",
     "alert",
+    "tool_restore",
 ]
 
 _SafeInt = Field(ge=-(2**53 - 1), le=2**53 - 1)
@@ -75,6 +76,11 @@ class ProvenanceEvent(BaseModel):
     levels: dict[str, int] = Field(default_factory=dict, description="Count per level.")
     actions: dict[str, int] = Field(default_factory=dict, description="Count per action.")
     tokens: list[str] = Field(default_factory=list, description="Token ids issued or used.")
+    tool: str | None = Field(
+        default=None,
+        description="tool_restore: the tool whose arguments got originals back (its name, "
+        "or a digest when the name holds data).",
+    )
     leaks: dict[str, int] = Field(
         default_factory=dict,
         description="Values in the answer never sent and redacted by the output rule, per kind.",

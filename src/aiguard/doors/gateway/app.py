@@ -461,8 +461,9 @@ class Gateway:
 
         A destination that lists the tools it trusts (``restore_tool_arguments``) hands
         the others' arguments over with tokens; where the agent runs one of its own
-        tools, it sends ``{"arguments": …}`` (the call's JSON text, or its object) here
-        and gets ``{"arguments": …}`` back with the originals. The key's tenant and the
+        tools, it sends ``{"arguments": …, "tool": name}`` (the call's JSON text, or its
+        object; the name for the ``tool_restore`` event) here and gets ``{"arguments":
+        …}`` back with the originals. The key's tenant and the
         ``X-AIGuard-Subject`` / ``X-AIGuard-Conversation`` headers name the scope and
         the owner, as for a call, and the key needs the ``tool_arguments.restore``
         scope. It reads nothing a call's answer could not: tokens restore only for the
@@ -478,16 +479,18 @@ class Gateway:
             raw = await self.read_body(request)
             body = await self._off_loop(raw, _parse_body, raw) if raw else None
             arguments = body.get("arguments") if isinstance(body, dict) else None
-            if not isinstance(arguments, (str, dict, list)):
+            tool = body.get("tool") if isinstance(body, dict) else None
+            named = tool is None or isinstance(tool, str)
+            if not isinstance(arguments, (str, dict, list)) or not named:
                 raise GatewayError(
                     400,
-                    'send {"arguments": …} with the tool call\'s arguments (their JSON text '
-                    "or object)",
+                    'send {"arguments": …, "tool": "<name>"} with the tool call\'s arguments '
+                    "(their JSON text or object) and, optionally, the tool's name",
                     "invalid_request",
                 )
             context, _ = self.context_of(request, principal, body)
             restore = functools.partial(
-                self.guard.restore_tool_arguments, arguments, CallContext(**context)
+                self.guard.restore_tool_arguments, arguments, CallContext(**context), tool=tool
             )
             if self.guard.stores_block:
                 restored = await anyio.to_thread.run_sync(restore)
