@@ -16,6 +16,7 @@ import contextlib
 import inspect
 import itertools
 import json
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -707,6 +708,41 @@ def test_guard_restore_of_a_provider_answer_honours_the_tools_it_is_told() -> No
     assert lookup == {"email": ORIGINAL} and send == {"body": token.group(0)}
     every = guard.restore(answer, protected)["choices"][0]["message"]["tool_calls"]
     assert json.loads(every[1]["function"]["arguments"]) == {"body": ORIGINAL}
+
+
+def test_an_async_trusted_tool_restores_off_the_event_loop_when_the_vault_blocks(
+    tmp_path: Any,
+) -> None:
+    """A vault that does I/O (SQLite here) is not read on the event loop: the restore
+    runs in a worker thread, which still sees the call's context."""
+    from aiguard.vault.memory import VaultKeys
+    from aiguard.vault.sqlite import SQLiteVault
+
+    vault = SQLiteVault(
+        tmp_path / "vault.db", VaultKeys.derive(b"a test vault secret, fixed, at least 32 bytes")
+    )
+    guard = aiguard.Guard(_policy(), vault=vault)
+    assert guard.stores_block
+    token = _protected_token(guard)
+    read_on: list[str] = []
+    detokenize_for = vault.detokenize_for
+
+    def recorded(*args: Any, **kwargs: Any) -> Any:
+        read_on.append(threading.current_thread().name)
+        return detokenize_for(*args, **kwargs)
+
+    vault.detokenize_for = recorded  # type: ignore[method-assign]
+
+    @guard.trusted_tool
+    async def send_email(body: str) -> str:
+        return body
+
+    async def run() -> str:
+        with guard.context(subject="cust-42", purpose="inference"):
+            return await send_email(token)
+
+    assert asyncio.run(run()) == ORIGINAL
+    assert read_on and threading.main_thread().name not in read_on, read_on
 
 
 def test_a_late_restore_is_recorded_as_a_disclosure_to_the_tool() -> None:

@@ -3,6 +3,7 @@ provenance event per attempt."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import copy
 import functools
@@ -461,7 +462,12 @@ class Guard:
 
             @functools.wraps(tool)
             async def run_async(*args: _P.args, **kwargs: _P.kwargs) -> Any:
-                args_, kwargs_ = restored(args, kwargs)
+                if self.stores_block:
+                    # The vault and the log do I/O: not on the event loop (the thread
+                    # gets a copy of the context, so the call's subject goes with it).
+                    args_, kwargs_ = await asyncio.to_thread(restored, args, kwargs)
+                else:
+                    args_, kwargs_ = restored(args, kwargs)
                 return await coroutine(*args_, **kwargs_)
 
             return cast("Callable[_P, T]", run_async)

@@ -46,12 +46,12 @@ __all__ = ["Gateway", "RelayedStream", "create_app"]
 
 log = logging.getLogger("aiguard.gateway")
 
-#: Gateway path -> (scope name, path below the upstream's base URL).
 #: The late restore of tool arguments (`Gateway.restore_tool_arguments`): its path, and
 #: the scope a gateway key needs for it (``*`` holds it).
 RESTORE_PATH = "/aiguard/tool-arguments/restore"
 RESTORE_SCOPE = "tool_arguments.restore"
 
+#: Gateway path -> (scope name, path below the upstream's base URL).
 _ENDPOINTS: dict[str, tuple[str, str]] = {
     "/v1/chat/completions": ("chat.completions", "/chat/completions"),
     "/v1/responses": ("responses", "/responses"),
