@@ -706,6 +706,8 @@ def test_guard_restore_of_a_provider_answer_honours_the_tools_it_is_told() -> No
     assert message["content"] == f"Looking up {ORIGINAL}."
     lookup, send = (json.loads(c["function"]["arguments"]) for c in message["tool_calls"])
     assert lookup == {"email": ORIGINAL} and send == {"body": token.group(0)}
+    named = guard.restore(answer, protected, restore_tool_arguments="lookup_orders")
+    assert named == listed
     every = guard.restore(answer, protected)["choices"][0]["message"]["tool_calls"]
     assert json.loads(every[1]["function"]["arguments"]) == {"body": ORIGINAL}
 

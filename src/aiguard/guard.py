@@ -370,7 +370,12 @@ class Guard:
             None,
         )
         call.restore_links = restore_in_links
-        call.restore_tools = restore_tool_arguments
+        # One name given as a string is one name, not a sequence of one-letter globs.
+        call.restore_tools = (
+            [restore_tool_arguments]
+            if isinstance(restore_tool_arguments, str)
+            else restore_tool_arguments
+        )
         call.issued.update(protected._issued or {})
         call.literals.update(protected._literals or {})
         call.sent_text = dump_json(_jsonable(protected.payload)).decode("utf-8")
