@@ -48,8 +48,8 @@ STRUCTURAL_KEYS = frozenset(
 )
 
 
-# Blocks whose ``input`` is a tool's arguments: Anthropic's ``tool_use`` and
-# ``server_tool_use``, the Responses API's ``custom_tool_call``.
+# Blocks whose ``input`` is a tool's arguments: Anthropic's ``tool_use``,
+# ``server_tool_use`` and ``mcp_tool_use``, the Responses API's ``custom_tool_call``.
 _INPUT_TOOL_CALLS = frozenset({"tool_use", "server_tool_use", "mcp_tool_use", "custom_tool_call"})
 
 
