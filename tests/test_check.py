@@ -144,6 +144,27 @@ def test_aig009_tools_offered_while_every_tools_arguments_restore(tmp_path: Path
     assert rules("apps.gate_ok:app") == []
 
 
+def test_aig009_knows_the_ways_code_offers_a_model_tools(tmp_path: Path) -> None:
+    from aiguard.compliance.check import _tool_offers
+
+    source = tmp_path / "agent.py"
+    source.write_text(
+        "client.chat.completions.create(model='m', messages=[], tools=TOOLS)\n"
+        "client.responses.stream(model='m', input='x', tools=TOOLS)\n"
+        "client.chat.completions.create(model='m', messages=[], functions=FUNCS)\n"
+        "agent = Agent(name='support', tools=[lookup])\n"
+        "agent = agents.Agent(name='support', tools=[lookup])\n"
+        "model = ChatOpenAI().bind_tools([lookup])\n"
+        "client.chat.completions.create(model='m', messages=[])\n"
+        "toolbox.create(tools=3) if False else None\n"
+        "Agent(name='plain')\n"
+        "build(tools=TOOLS)\n"
+    )
+    found = _tool_offers(source, ["openai", "azure"])
+    assert [v.line for v in found] == [1, 2, 3, 4, 5, 6, 8]
+    assert "destinations 'openai', 'azure' restore" in found[0].message
+
+
 def test_sarif() -> None:
     result = run_check(load_app("apps.gate_unguarded"), lint_file(GATE))
     sarif = render_sarif(result, "1.2.3")

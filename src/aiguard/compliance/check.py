@@ -334,10 +334,21 @@ def _destination_rules(
 
 # -- the static scan ------------------------------------------------------------------
 
-#: SDK methods that send a request (``client.chat.completions.create(..., tools=...)``).
-_REQUEST_METHODS = {"create", "stream", "parse"}
+#: SDK methods that send a request (``client.chat.completions.create(..., tools=...)``),
+#: and agent frameworks' constructors (the OpenAI Agents SDK's ``Agent(tools=...)``).
+_REQUEST_METHODS = {"create", "stream", "parse", "Agent"}
 #: Their keywords that offer the model tools (``functions``: Chat's legacy form).
 _TOOL_KEYWORDS = {"tools", "functions"}
+#: Methods whose call offers tools by itself (LangChain's ``model.bind_tools([...])``).
+_TOOL_BINDERS = {"bind_tools"}
+
+
+def _offers_tools(node: ast.Call) -> bool:
+    func = node.func
+    name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", None)
+    if name in _TOOL_BINDERS:
+        return True
+    return name in _REQUEST_METHODS and any(k.arg in _TOOL_KEYWORDS for k in node.keywords)
 
 
 def _tool_offers(path: str | os.PathLike[str], trusting: Sequence[str]) -> list[Violation]:
@@ -366,10 +377,7 @@ def _tool_offers(path: str | os.PathLike[str], trusting: Sequence[str]) -> list[
             node.col_offset + 1,
         )
         for node in ast.walk(tree)
-        if isinstance(node, ast.Call)
-        and isinstance(node.func, ast.Attribute)
-        and node.func.attr in _REQUEST_METHODS
-        and any(k.arg in _TOOL_KEYWORDS for k in node.keywords)
+        if isinstance(node, ast.Call) and _offers_tools(node)
     ]
 
 
