@@ -16,6 +16,7 @@ from typing import Annotated, Any, TextIO
 from pydantic import BaseModel
 
 from ..classify.levels import Classified, Level
+from ..context import ContextScope
 from ..errors import AIGuardError
 from ..guard import Guard
 from ..policy.loader import parse_policy
@@ -140,6 +141,19 @@ def injected_agent(request: dict[str, Any]) -> Answer:
     )
 
 
+def _ticket(guard: Guard, customer: Customer, principal: str) -> ContextScope:
+    """The context of answering one customer's ticket (its conversation, the customer's
+    tagged fields as known values)."""
+    return guard.context(
+        subject=customer.id,
+        tenant="acme",
+        purpose="inference",
+        conversation=f"ticket-{customer.id}",
+        principal=principal,
+        known=[customer],
+    )
+
+
 def _field(label: str, text: str) -> str:
     """``  label : text``, wrapped under the text's first column; never cut short.
 
@@ -254,14 +268,7 @@ def run_demo(out_dir: str | None, stream: TextIO) -> int:
         ]
         consent = guard.consent.current(customer.id, "model_training", tenant="acme")
         say(f"== {customer.id} ({'opted in' if consent else 'not opted in'} to model training)")
-        with guard.context(
-            subject=customer.id,
-            tenant="acme",
-            purpose="inference",
-            conversation=f"ticket-{customer.id}",
-            principal="support-app",
-            known=[customer],
-        ):
+        with _ticket(guard, customer, "support-app"):
             reply = chat(
                 [
                     {"role": "system", "content": "Draft a short, polite support reply."},
@@ -304,14 +311,7 @@ def run_demo(out_dir: str | None, stream: TextIO) -> int:
     customer = CUSTOMERS[0]
     ticket = INJECTED_TICKET.format(**customer.model_dump())
     say(f"== {customer.id}, an agent with tools, and a ticket that injects an instruction")
-    with guard.context(
-        subject=customer.id,
-        tenant="acme",
-        purpose="inference",
-        conversation=f"ticket-{customer.id}",
-        principal="support-agent",
-        known=[customer],
-    ):
+    with _ticket(guard, customer, "support-agent"):
         answer = guard.http_client(transport=agent.transport).post(
             "https://api.openai.com/v1/chat/completions",
             json={
