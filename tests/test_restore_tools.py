@@ -564,7 +564,8 @@ def test_the_gateways_restore_endpoint_restores_for_the_keys_subjects_only() -> 
         guard.vault.detokenize_for = broken  # type: ignore[method-assign]
         down = httpx.post(restore, json={"arguments": kept}, headers=agent)
         assert down.status_code == 503 and down.headers["retry-after"] == "1"
-        assert ORIGINAL not in down.text and "vault" in down.json()["error"]["message"]
+        assert ORIGINAL not in down.text and "Check the vault" in down.json()["error"]["message"]
+        assert ORIGINAL not in json.dumps(sink.events)
 
 
 @pytest.mark.parametrize("stream", [False, True])
@@ -797,20 +798,31 @@ def test_a_late_restore_is_recorded_as_a_disclosure_to_the_tool() -> None:
         pytest.raises(aiguard.ProvenanceError) as caught,
     ):
         send_email(EVIL, token)
-    assert ORIGINAL not in str(caught.value)
+    assert ORIGINAL not in str(caught.value) and "Fix the sink" in str(caught.value)
 
 
-def test_the_late_restore_fails_closed_when_the_vault_fails() -> None:
-    guard = aiguard.Guard(_policy())
+def test_the_late_restore_fails_closed_when_the_vault_fails(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Nothing comes back, the error names the vault and says to check it, and neither
+    the log's events nor Python's log hold the value the driver's message quoted."""
+    sink = InMemorySink()
+    guard = aiguard.Guard(_policy(), sinks=[sink])
     token = _protected_token(guard)
 
     def broken(*_args: Any, **_kwargs: Any) -> None:
         raise ConnectionError(f"lost connection while reading {ORIGINAL}")
 
     guard.vault.detokenize_for = broken  # type: ignore[method-assign]
-    with guard.context(subject="cust-42", purpose="inference"), pytest.raises(VaultError) as caught:
-        guard.restore_tool_arguments(json.dumps({"to": token}))
-    assert ORIGINAL not in str(caught.value) and "vault" in str(caught.value)
+    with (
+        caplog.at_level("DEBUG"),
+        guard.context(subject="cust-42", purpose="inference"),
+        pytest.raises(VaultError) as caught,
+    ):
+        guard.restore_tool_arguments(json.dumps({"to": token}), tool="send_email")
+    assert ORIGINAL not in str(caught.value) and "Check the vault" in str(caught.value)
+    assert not [e for e in sink.events if e["type"] == "tool_restore"]
+    assert ORIGINAL not in json.dumps(sink.events) and ORIGINAL not in caplog.text
 
 
 # -- streamed: a stream cut anywhere keeps what the whole answer keeps ---------------------

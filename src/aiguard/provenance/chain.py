@@ -626,7 +626,8 @@ class ProvenanceLog:
             if state.required and not state.healthy:
                 return (
                     f"required provenance sink {state.label} has {len(state.backlog)} "
-                    f"undelivered record(s) ({state.last_error})"
+                    f"undelivered record(s) ({state.last_error}); they are kept and delivered "
+                    "when it recovers. Fix the sink, or make it best effort (required = false)"
                 )
         return None
 
