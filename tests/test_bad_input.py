@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 import aiguard
+from _sdk_policy import FlakySink
 from aiguard.policy import load_policy, parse_policy
 from aiguard.testing import FakeModel, InMemorySink, assert_chain_valid, assert_no_raw_values
 
@@ -244,15 +245,7 @@ class TestRequests:
     def test_failing_required_sink_fails_the_call(
         self, policy: aiguard.Policy, fake: FakeModel
     ) -> None:
-        class Flaky(InMemorySink):
-            broken = False
-
-            def emit_batch(self, records: Any) -> None:
-                if self.broken:
-                    raise OSError("disk full")
-                super().emit_batch(records)
-
-        sink = Flaky()
+        sink = FlakySink()
         guard = aiguard.Guard(policy, sinks=[sink])
         sink.broken = True
         with (

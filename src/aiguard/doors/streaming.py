@@ -1528,7 +1528,7 @@ class StreamRestorer:
         """Whether this Responses event carries arguments of a tool that keeps its tokens:
         the tool its output item named, or an unnamed one for an arguments event."""
         if self.restores_tool is None:
-            return False
+            return False  # every tool's arguments are restored
         item = obj.get("item")
         place = ("responses", obj.get("output_index"))
         if isinstance(item, dict):
@@ -1541,7 +1541,7 @@ class StreamRestorer:
         return ("arguments" in base or base.endswith("_input")) and not self.restores_tool(None)
 
     def _responses(self, frame: SSEFrame, obj: dict[str, Any], kind: str) -> list[bytes]:
-        keeps = self._responses_keeps(obj, kind)
+        keeps = self.restores_tool is not None and self._responses_keeps(obj, kind)
         text = obj.get("delta")
         if kind.endswith(".delta") and isinstance(text, str) and kind not in _OPAQUE_DELTAS:
             # Every text delta (output text, refusal, reasoning, summaries, transcripts,

@@ -731,8 +731,7 @@ class Call:
             return text
         if '"' in text:
             # JSON in prose or a fence: an original inside a string is escaped there.
-            lookup = self.lookup_in_tool if self.in_kept_tool else self.lookup
-            return restore_in_context(text, lookup, self._link_lookup_for(text))
+            return restore_in_context(text, self._answer_original, self._link_lookup_for(text))
         linked = self._link_lookup_for(text) is not None
         return TOKEN_RE.sub(self._swap_outside_links if linked else self._swap, text)
 
@@ -849,22 +848,23 @@ class Call:
 
         return SURROGATE_RE.sub(swap, text)
 
-    def _swap(self, match: re.Match[str]) -> str:
-        token = match.group(0)
+    def _answer_original(self, token: str) -> str | None:
+        """The original a token of the answer is replaced by: none in the arguments of a
+        tool that keeps its tokens (counted), else `lookup`'s; recorded in `restored`
+        when the caller collects them."""
         original = self.lookup_in_tool(token) if self.in_kept_tool else self.lookup(token)
-        if original is None:
-            return token
-        if self.restored is not None:
+        if original is not None and self.restored is not None:
             self.restored.add(token)
         return original
 
+    def _swap(self, match: re.Match[str]) -> str:
+        original = self._answer_original(match.group(0))
+        return match.group(0) if original is None else original
+
     def _swap_escaped(self, match: re.Match[str]) -> str:
-        token = match.group(0)
-        original = self.lookup_in_tool(token) if self.in_kept_tool else self.lookup(token)
+        original = self._answer_original(match.group(0))
         if original is None:
-            return token
-        if self.restored is not None:
-            self.restored.add(token)
+            return match.group(0)
         return json.dumps(original, ensure_ascii=False)[1:-1]
 
     def _swap_outside_links(self, match: re.Match[str]) -> str:
@@ -1083,18 +1083,16 @@ class Call:
         the others are still scanned by the output rule)."""
         only = adapter.restore if adapter is not None else None
         free = adapter.free if adapter is not None else None
-        kept = kept_tool_paths(body, self.restores_tool) if self.keeps_some_tools else None
-        if not only and not kept:
+        restore_text, restore_name = self._restorers(body)
+        if not only:
             return map_strings(
                 body,
-                self.restore_text,
+                restore_text,
                 free=free,
-                keys=self.restore_name,
+                keys=restore_name,
                 plain_keys=self.plain_keys,
                 on_free=self._withhold_in_place,
             )
-        restore_text = self._in_tools(self.restore_text, kept) if kept else self.restore_text
-        restore_name = self._in_tools(self.restore_name, kept) if kept else self.restore_name
 
         def transform(path: str, text: str) -> str:
             if only and path not in only:
@@ -1114,6 +1112,14 @@ class Call:
             plain_keys=self.plain_keys,
             on_free=self._withhold_in_place,
         )
+
+    def _restorers(self, body: Any) -> tuple[Callable[[str, str], str], Callable[[str, str], str]]:
+        """`restore_text` and `restore_name` for ``body``: where its tool calls' tools
+        are not restored (``restore_tool_arguments``), they keep those arguments' tokens."""
+        kept = kept_tool_paths(body, self.restores_tool) if self.keeps_some_tools else None
+        if not kept:
+            return self.restore_text, self.restore_name
+        return self._in_tools(self.restore_text, kept), self._in_tools(self.restore_name, kept)
 
     def _in_tools(
         self, restore: Callable[[str, str], str], kept: Sequence[str]
@@ -1157,9 +1163,7 @@ class Call:
 
     def restore_tree(self, body: Any) -> Any:
         """`restore_json` for JSON the user defined: no key is structural."""
-        kept = kept_tool_paths(body, self.restores_tool) if self.keeps_some_tools else None
-        restore_text = self._in_tools(self.restore_text, kept) if kept else self.restore_text
-        restore_name = self._in_tools(self.restore_name, kept) if kept else self.restore_name
+        restore_text, restore_name = self._restorers(body)
         return map_all_strings(body, restore_text, keys=restore_name, plain_keys=self.plain_keys)
 
     def restore_name(self, path: str, key: str) -> str:
