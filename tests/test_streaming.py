@@ -22,7 +22,7 @@ from aiguard.doors.streaming import (
     loads_event,
 )
 from aiguard.testing.fake import _anthropic_stream, _openai_stream, _responses_stream
-from aiguard.vault.tokens import TOKEN_RE
+from aiguard.vault.tokens import HOST_REACH, TOKEN_RE
 
 ORIGINALS = {
     "[EMAIL_7Q2K]": "jane.doe@example.com",
@@ -122,11 +122,26 @@ class TestHeldTail:
         assert held_tail_start("abc " + token[:cut]) == 4
 
     def test_the_bound_follows_the_grammar(self) -> None:
-        """The longest token is 2 + 64 + 1 + 26 characters; one less is ever held."""
+        """The longest token is 2 + 64 + 1 + 26 characters; one less is held while it may
+        still become one, and with the host-name run after a whole token, `HOST_REACH`
+        characters more at most."""
         longest = "[" + "A" * 64 + "_" + "0" * 26 + "]"
-        assert TOKEN_RE.fullmatch(longest) and len(longest) == MAX_TOKEN_LENGTH == MAX_HOLD + 1
+        assert TOKEN_RE.fullmatch(longest) and len(longest) == MAX_TOKEN_LENGTH
+        assert MAX_HOLD == MAX_TOKEN_LENGTH + HOST_REACH
         assert held_tail_start(longest[:-1]) == 0
         assert held_tail_start("[" + "A" * 65) == 66
+        assert held_tail_start(longest + "." + "a" * (HOST_REACH - 1), hosts=True) == 0
+        assert held_tail_start(longest + "." + "a" * HOST_REACH, hosts=True) == len(longest) + 256
+
+    def test_a_whole_token_is_held_while_it_may_be_a_host_label(self) -> None:
+        """With ``hosts``, a token is held while the host-name characters after it run to
+        the end: "[EMAIL_…].evil.example" keeps the token, which the restore must see."""
+        assert held_tail_start("Hi [EMAIL_7Q2K]", hosts=True) == 3
+        assert held_tail_start("Hi [EMAIL_7Q2K].evil.exa", hosts=True) == 3
+        assert held_tail_start("Hi [A_1234].[EMAIL_7Q2K]-x.e", hosts=True) == 3
+        for done in ("Hi [EMAIL_7Q2K] ", "Hi [EMAIL_7Q2K].\n", "Hi [EMAIL_7Q2K]/x", "[A_1234] b"):
+            assert held_tail_start(done, hosts=True) == len(done), done
+        assert held_tail_start("Hi [EMAIL_7Q2K]") == len("Hi [EMAIL_7Q2K]")
 
 
 class TestHoldBack:

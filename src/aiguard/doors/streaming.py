@@ -7,7 +7,9 @@ async transports wrap the same `StreamRestorer`, so both behave identically.
 The contract of `StreamRestorer`:
 
 * the caller never receives part of a token: text is held back only while its tail could
-  still grow into a token (``[`` LABEL ``_`` SUFFIX ``]``), and released as soon as it
+  still grow into a token (``[`` LABEL ``_`` SUFFIX ``]``), or a whole token could still
+  turn out to be a label of a host name (``[EMAIL_…].evil.example.com``: the host-name
+  characters after it run to the end of what arrived), and released as soon as it
   cannot, so held text never exceeds `MAX_HOLD` characters per text channel;
 * output does not depend on how the upstream cut its bytes (frames split anywhere,
   several frames per chunk, CR, LF or CRLF line ends);
@@ -51,12 +53,14 @@ from ..pipeline.call import usage_of
 from ..providers.walk import STRUCTURAL_KEYS, tool_call_arguments
 from ..vault.surrogates import may_hold_surrogates, restore_surrogates
 from ..vault.tokens import (
+    HOST_REACH,
     LINK_REACH,
     MAX_SUFFIX,
     TOKEN_RE,
     JsonState,
     in_link,
     may_hold_links,
+    open_host_start,
     swap_in_context,
 )
 
@@ -81,8 +85,9 @@ __all__ = [
 MAX_LABEL = 64
 #: The longest text the token grammar accepts: ``[`` + label + ``_`` + suffix + ``]``.
 MAX_TOKEN_LENGTH = 2 + MAX_LABEL + 1 + MAX_SUFFIX
-#: The most text one channel ever holds: a token missing only its closing bracket.
-MAX_HOLD = MAX_TOKEN_LENGTH - 1
+#: The most text one channel ever holds without an output rule: a whole token and the
+#: `HOST_REACH` host-name characters after it that may still make it a host's label.
+MAX_HOLD = MAX_TOKEN_LENGTH + HOST_REACH
 
 # Every proper prefix of a TOKEN_RE match, and nothing that cannot become one.
 _PREFIX_RE = re.compile(
@@ -386,15 +391,21 @@ def _folded_run_end(text: str, pem: bool) -> int | None:
     return None
 
 
-def held_tail_start(text: str) -> int:
-    """Where the part of ``text`` that could still become a token begins (``len`` if none).
+def held_tail_start(text: str, hosts: bool = False) -> int:
+    """Where the part of ``text`` that could still become a token begins (``len`` if none);
+    with ``hosts``, also where a whole token begins that could still turn out to be a
+    label of a host name (`aiguard.vault.tokens.open_host_start`).
 
     A token holds no ``[`` after its first character, so only the last ``[`` can start one.
     """
     start = text.rfind("[")
-    if start < 0 or _PREFIX_RE.fullmatch(text, start) is None:
+    if start < 0:
         return len(text)
-    return start
+    cut = start if _PREFIX_RE.fullmatch(text, start) is not None else len(text)
+    if not hosts:
+        return cut
+    open_host = open_host_start(text)
+    return cut if open_host is None else min(cut, open_host)
 
 
 class TokenRestorer:
@@ -461,7 +472,7 @@ class TokenRestorer:
         if (
             link_lookup is not None
             and may_hold_links(match.string)
-            and in_link(match.string, match.start())
+            and in_link(match.string, match.start(), match.end())
         ):
             return link_lookup(match.group(0))
         return self._lookup(match.group(0))
@@ -526,7 +537,13 @@ class _ContextSwap:
         self._released: list[str] = []
         self._released_size = 0
 
-    def __call__(self, text: str) -> str:
+    @property
+    def keeps_links(self) -> bool:
+        """Whether tokens in links stay (a link lookup was given)."""
+        return self._link_lookup is not None
+
+    def __call__(self, text: str, ahead: str = "") -> str:
+        """The piece ``text``, restored; ``ahead`` is the text the channel holds after it."""
         link_lookup = self._link_lookup
         surrogates = may_hold_surrogates(text)
         before = ""
@@ -539,11 +556,11 @@ class _ContextSwap:
                 self._trim()
         if surrogates:
             if self._json or self._state.in_string:
-                text = restore_surrogates(text, self._escaped, self._link_escaped, before)
+                text = restore_surrogates(text, self._escaped, self._link_escaped, before, ahead)
             else:
-                text = restore_surrogates(text, self._lookup, link_lookup, before)
+                text = restore_surrogates(text, self._lookup, link_lookup, before, ahead)
         text, self._state = swap_in_context(
-            text, self._lookup, self._state, self._json, link_lookup, before
+            text, self._lookup, self._state, self._json, link_lookup, before, ahead
         )
         return text
 
@@ -614,7 +631,16 @@ class HoldBack:
     releases what is held (end of the channel).
     """
 
-    __slots__ = ("_context", "_held", "_limit", "_restore", "_rule", "_suppress", "path")
+    __slots__ = (
+        "_ahead",
+        "_context",
+        "_held",
+        "_limit",
+        "_restore",
+        "_rule",
+        "_suppress",
+        "path",
+    )
 
     def __init__(
         self,
@@ -624,6 +650,9 @@ class HoldBack:
         path: str = "$",
     ) -> None:
         self._restore = restore
+        #: The restore again when it keeps tokens in links and reads the held text after
+        #: a piece: then a whole token is held while it may still be a host name's label.
+        self._ahead = restore if isinstance(restore, _ContextSwap) and restore.keeps_links else None
         #: The answer field this channel is, for the event's count of redactions.
         self.path = path
         self._rule = rule
@@ -645,9 +674,9 @@ class HoldBack:
                 text = self._held + text
             elif "[" not in text:
                 return self._restore(text) if text else text
-            cut = held_tail_start(text)
+            cut = held_tail_start(text, self._ahead is not None)
             self._held = text[cut:]
-            return self._restore(text[:cut]) if cut else ""
+            return self._release(text[:cut]) if cut else ""
         buf = self._held + text
         if self._suppress is not None:
             end = _run_end(buf, self._suppress)
@@ -657,7 +686,7 @@ class HoldBack:
                 return ""
             self._suppress = None
             buf = buf[end:]
-        cut = min(held_tail_start(buf), value_tail_start(buf))
+        cut = min(held_tail_start(buf, self._ahead is not None), value_tail_start(buf))
         context = self._context
         window = context + buf if context else buf
         quoted = open_quoted_secret(window)
@@ -690,8 +719,15 @@ class HoldBack:
         self._held = held
         if released:
             self._context = (context + released)[-_CONTEXT:]
-            return self._restore(released)
+            return self._release(released)
         return ""
+
+    def _release(self, text: str) -> str:
+        """``text`` restored, with the held text as what follows it (a token released
+        here may run on into the held one: "[A].[B].evil.example.com")."""
+        if self._ahead is not None and self._held:
+            return self._ahead(text, self._held)
+        return self._restore(text)
 
     def flush(self) -> str:
         held, self._held = self._held, ""

@@ -876,7 +876,7 @@ class Call:
     def _kept_in_link(self, match: re.Match[str]) -> str | None:
         """The token itself when it stands in a link (counted by `lookup_in_link`), else
         None: the caller restores it as usual."""
-        if not in_link(match.string, match.start()):
+        if not in_link(match.string, match.start(), match.end()):
             return None
         self.lookup_in_link(match.group(0))
         return match.group(0)

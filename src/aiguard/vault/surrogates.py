@@ -23,7 +23,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
-from .tokens import SUFFIX_ALPHABET, TOKEN_RE, in_link
+from .tokens import SUFFIX_ALPHABET, TOKEN_RE, in_host, in_link
 
 __all__ = [
     "SURROGATE_KINDS",
@@ -138,12 +138,14 @@ def restore_surrogates(
     lookup: Callable[[str], str | None],
     link_lookup: Callable[[str], str | None] | None = None,
     before: str = "",
+    ahead: str = "",
 ) -> str:
     """Replace every surrogate whose token the caller may see by the original value.
 
     Surrogate-shaped text that encodes no token of the caller's scope stays as it is.
     A surrogate that stands in a link (`in_link`, reading ``before`` as the text before
-    ``text``) is looked up with ``link_lookup`` when one is given.
+    ``text``; `in_host`, reading ``ahead`` as the text after it) is looked up with
+    ``link_lookup`` when one is given.
     """
     if not may_hold_surrogates(text):
         return text
@@ -153,7 +155,9 @@ def restore_surrogates(
         if token is None:
             return match.group(0)
         at = match.start()
-        if link_lookup is not None and in_link(before + text[:at], len(before) + at):
+        if link_lookup is not None and (
+            in_host(text, match.end(), ahead) or in_link(before + text[:at], len(before) + at)
+        ):
             original = link_lookup(token)
         else:
             original = lookup(token)

@@ -15,8 +15,11 @@ import base64
 import functools
 import json
 import re
+import string
 from collections.abc import Callable
 from dataclasses import dataclass, field
+
+from publicsuffixlist import PublicSuffixList
 
 __all__ = [
     "LEGACY_MIN_SUFFIX",
@@ -25,10 +28,13 @@ __all__ = [
     "TOKEN_RE",
     "Scope",
     "LINK_REACH",
+    "HOST_REACH",
     "format_token",
+    "in_host",
     "in_link",
     "keyed_suffix",
     "may_hold_links",
+    "open_host_start",
     "label_for",
     "JsonState",
     "restore_in_context",
@@ -90,19 +96,125 @@ _LINK_BREAK = re.compile(r"[\s\"'<>`]")
 # that starts with "www." (which renderers turn into a link with no scheme); a query's
 # "?name=" (chat apps fetch a preview of a bare "host.tld/path?q=...").
 _LINK_MARK = re.compile(
-    r"(?:/|\\/|&#0*47;|&#x0*2f;|&sol;){2}|(?<![\w.-])(?-i:www)\.|\?[\w.%-]*=", re.IGNORECASE
+    r"(?:/|\\/|&#0*47;|&#x0*2f;|&sol;){2}|(?<![\w.-])(?-i:www)\.|\?[\w.%-]*="
+    # A bare host's name and the slash or query after it ("evil.example/c/"): chat apps
+    # link and preview "host.tld/path" with no scheme. A top-level label starts with a
+    # letter and has two characters at least, so "v1.2/" and "e.g./" are no host.
+    r"|[a-z0-9-]\.[a-z][a-z0-9-]*[a-z0-9](?::[0-9]{1,5})?(?:[/?]|\\/)",
+    re.IGNORECASE,
 )
+
+#: Characters read after a token to tell whether it is a label of a host name. A run
+#: of host-name characters longer than this after a token counts as one (fail closed):
+#: no name in the DNS is longer.
+HOST_REACH = 255
+# What may continue a token into a host name: a label's characters, a dot (also as the
+# JSON escape or HTML entity a model can write for one), another token.
+_HOST_START = frozenset(string.ascii_letters + string.digits + "-_.[\\&")
+_DOT = r"(?:\.|\\u002[eE]|&#0*46;|&#[xX]0*2[eE];|&period;)"
+_DOT_RE = re.compile(_DOT)
+# An underscore too: the DNS resolves "_x.evil.example.com", and "x.download_file" is
+# then one name whose top label is no domain, not ".download" with junk after it.
+_LABEL_CHAR = r"(?:[A-Za-z0-9_-]|\[[A-Z][A-Z0-9_]{0,63}_[0-9A-HJKMNP-TV-Z]{4,26}\])"
+# The rest of the token's label, then the labels after it (group 1, dots and all), and
+# a trailing dot: the whole of a run (`_HOST_RUN`) that is a host name.
+_HOST_AFTER = re.compile(rf"{_LABEL_CHAR}*((?:{_DOT}{_LABEL_CHAR}+)+){_DOT}?")
+# A run of what a host name is written with; anything else ends it.
+_HOST_RUN = re.compile(rf"(?:[A-Za-z0-9._-]|{_DOT}|{TOKEN_RE.pattern})*")
+# The characters of such a run and of a token or escape not yet complete: how far a
+# stream holds a token (more than the run, never less).
+_HOST_TAIL = re.compile(r"[A-Za-z0-9._\-\[\]\\&#;]*")
 
 
 def may_hold_links(text: str) -> bool:
     """Whether any token of ``text`` can stand in a link (`in_link`): not when it holds
-    no slash, query, entity or "www." and is shorter than `LINK_REACH`."""
-    return "/" in text or "?" in text or "&" in text or "www." in text or len(text) > LINK_REACH
+    no slash, query, entity or "www.", is shorter than `LINK_REACH`, and no token in it
+    runs on into a host name (`in_host`)."""
+    return (
+        "/" in text
+        or "?" in text
+        or "&" in text
+        or "www." in text
+        or len(text) > LINK_REACH
+        or _GLUED.search(text) is not None
+    )
 
 
-def in_link(text: str, at: int) -> bool:
+# A token's closing bracket with what could go on into a host name after it; not a dot
+# that ends a sentence ("[EMAIL_…]. Thanks", the common case).
+_GLUED = re.compile(r"\](?:\.?[A-Za-z0-9_\-\[\\]|\.&)")
+
+
+def in_host(text: str, end: int, ahead: str = "") -> bool:
+    """Whether the token that ends at ``end`` is a label of a host name: what follows it
+    (``ahead`` continues ``text``, for a stream) goes on with labels that hold a domain
+    someone can register ("[EMAIL_…].evil.example.com", "[ACCOUNT_…]-x.evil.co.uk"; the
+    Public Suffix List decides), or with a run of host-name characters longer than
+    `HOST_REACH`.
+
+    Restored there, the original is in a name a chat app links and previews without a
+    scheme, and whose owner reads it from the DNS query even when no page loads.
+    """
+    following = text[end : end + 1] or ahead[:1]
+    if not following or following not in _HOST_START:
+        return False
+    if ahead and len(text) - end <= HOST_REACH:
+        text, end = text[end:] + ahead[: HOST_REACH + 1], 0
+    run = _HOST_RUN.match(text, end, end + HOST_REACH + 1)
+    if run is None:  # pragma: no cover - the pattern matches the empty string
+        return False
+    if run.end() - end > HOST_REACH:
+        return True
+    labels = _HOST_AFTER.fullmatch(text, end, run.end())
+    if labels is None:
+        return False
+    parent = _DOT_RE.sub(".", labels.group(1))[1:]
+    return _registrable(parent)
+
+
+def _registrable(name: str) -> bool:
+    """Whether ``name`` holds a domain someone can register (an eTLD+1 of the Public
+    Suffix List: "evil.example.com", "evil.co.uk", "x.github.io"; not "co.uk",
+    "path.join" or "evil.example", whose top label no registry serves): a token is a
+    label below it only then, "[EMAIL_…].evil.co.uk" and never "[EMAIL_…].os.path"."""
+    return _public_suffixes().privatesuffix(name.lower()) is not None
+
+
+@functools.cache
+def _public_suffixes() -> PublicSuffixList:
+    # Parsing the bundled list takes about 60 ms: only when a token first runs into a
+    # dotted name, not at import.
+    return PublicSuffixList(accept_unknown=False)
+
+
+#: The longest token text: ``[`` + a 64-character label + ``_`` + the longest suffix + ``]``.
+_LONGEST_TOKEN = 2 + 64 + 1 + MAX_SUFFIX
+
+
+def open_host_start(text: str) -> int | None:
+    """Where the first token begins whose host-name run (`in_host`) is still open at the
+    end of ``text``: the characters after it are all host-name characters, `HOST_REACH`
+    at most, so what comes next may still make it "[EMAIL_…].evil.example.com". None when
+    there is no such token. A stream holds text from there on."""
+    size = len(text)
+    lo = max(0, size - HOST_REACH - _LONGEST_TOKEN)
+    close = text.rfind("]", lo)
+    if close < 0 or _HOST_TAIL.fullmatch(text, close + 1) is None:
+        return None
+    # The run of host-name characters the text ends with, read backwards from its end.
+    run = _HOST_TAIL.match(text[lo:][::-1])
+    run_start = size - (run.end() if run is not None else 0)
+    for token in TOKEN_RE.finditer(text, run_start):
+        if size - token.end() <= HOST_REACH:
+            return token.start()
+    return None
+
+
+def in_link(text: str, at: int, end: int | None = None) -> bool:
     """Whether the token at ``at`` stands in a URL: in a Markdown link or image, an
-    HTML ``src`` or ``href``, a bare ``https://`` address, a URL in a tool's arguments.
+    HTML ``src`` or ``href``, a bare ``https://`` address or ``host.tld/path``, a URL in
+    a tool's arguments; with the token's ``end``, also as a label of a host name
+    (`in_host`).
 
     Restoring there puts the original into a request the reader's client may make on
     its own (an image loads when the answer is shown, a chat app fetches a preview):
@@ -113,6 +225,8 @@ def in_link(text: str, at: int) -> bool:
     in angle brackets: both may hold spaces, and an attribute line breaks). Text
     before the token that has no break within `LINK_REACH` characters counts as a link
     too."""
+    if end is not None and in_host(text, end):
+        return True
     lo = max(0, at - LINK_REACH)
     if (
         text.find("/", lo, at) == -1
@@ -168,12 +282,14 @@ def swap_in_context(
     json_text: bool = False,
     link_lookup: Lookup | None = None,
     before: str = "",
+    ahead: str = "",
 ) -> tuple[str, JsonState]:
     """`restore_in_context` for one piece of a longer text, from ``state`` on; also the
     state after it. In ``json_text`` (a channel declared JSON) an original outside any
     string is written as a JSON string. ``before`` is the text released before this
-    piece (at least `LINK_REACH` characters of it, when there is that much), read
-    to tell whether a token stands in a link."""
+    piece (at least `LINK_REACH` characters of it, when there is that much), and
+    ``ahead`` the text held after it (a stream holds a token whose host-name run
+    is still open), read to tell whether a token stands in a link."""
     if not text:
         return text, state
     in_string = state.in_string
@@ -183,6 +299,7 @@ def swap_in_context(
     pieces: list[str] = []
     cursor = 0
     escape_at = 0 if state.escaped else -1
+    links = link_lookup is not None and (may_hold_links(text) or may_hold_links(before))
     for match in _CONTEXT_RE.finditer(text):
         found = match.group(0)
         at = match.start()
@@ -205,10 +322,9 @@ def swap_in_context(
                 pieces.append(f'"{found}"')
                 cursor = match.end()
             continue
-        if (
-            link_lookup is not None
-            and (may_hold_links(text) or may_hold_links(before))
-            and in_link(before + text[:at], len(before) + at)
+        if link_lookup is not None and (
+            in_host(text, match.end(), ahead)
+            or (links and in_link(before + text[:at], len(before) + at))
         ):
             original = link_lookup(found)
         else:
