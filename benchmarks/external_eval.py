@@ -53,6 +53,15 @@ the reader. A positive counts as found when a ``password``/``secret``-family fin
 covers the named value (or any such finding when none is named); a negative counts
 when any such finding is made. Other tools' negatives encode their own rules (a value
 their plugin for one provider rejects can still be a labelled secret here): read them.
+
+    python benchmarks/external_eval.py --links [DIR] [-v] [--json]
+
+shows where the answer's link rule (`aiguard.vault.tokens.in_link`) keeps a token, in
+prose nobody here wrote: up to 100 words of each Markdown, reStructuredText, text and
+package-metadata file under DIR (default: the running Python's site-packages; a fixed
+sample), each replaced by a token as a value would be. A token kept inside a URL with a
+scheme is the rule's plain case; the others (a host's label, a bare host's path, an
+open tag) are listed with ``-v``: read them for tokens kept where no link is.
 """
 
 from __future__ import annotations
@@ -60,6 +69,7 @@ from __future__ import annotations
 import argparse
 import ast
 import json
+import random
 import re
 import sys
 import sysconfig
@@ -68,6 +78,7 @@ from pathlib import Path
 from typing import Any
 
 import aiguard
+from aiguard.vault.tokens import in_host, in_link
 
 #: Presidio entity type -> aiguard kind.
 KINDS = {
@@ -434,6 +445,66 @@ def main_secret_cases(path: Path, as_json: bool, verbose: bool) -> int:
     return 0
 
 
+_WORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9_@.+-]*[A-Za-z0-9]|[A-Za-z0-9]")
+_SCHEME_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s\"'<>`)\]]+")
+_LINK_TOKEN = "[EMAIL_7Q2KX9M4T1B8C]"
+
+
+def main_links(directory: Path | None, as_json: bool, verbose: bool, per_file: int = 100) -> int:
+    """Where the link rule keeps a token, in prose nobody here wrote: words of Markdown,
+    reStructuredText and text files (default: the docs and package metadata under the
+    running Python's site-packages), each replaced by a token as a value would be."""
+    root = directory or Path(sysconfig.get_paths()["purelib"])
+    paths = sorted(
+        path
+        for pattern in ("*.md", "*.rst", "*.txt", "METADATA")
+        for path in root.rglob(pattern)
+        if path.is_file()
+    )
+    picker = random.Random(20261207)
+    positions = in_url = host = elsewhere = 0
+    listed: list[str] = []
+    token = _LINK_TOKEN
+    for path in paths:
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (UnicodeDecodeError, OSError):
+            continue
+        words = list(_WORD.finditer(text))
+        urls = [m.span() for m in _SCHEME_URL.finditer(text)]
+        for word in picker.sample(words, min(len(words), per_file)):
+            start, end = word.span()
+            positions += 1
+            window = text[max(0, start - 2100) : start] + token + text[end : end + 300]
+            at = min(start, 2100)
+            if not in_link(window, at, at + len(token)):
+                continue
+            if any(a <= start < b for a, b in urls):
+                in_url += 1  # a word of a URL with a scheme: the rule's first case
+                continue
+            if in_host(window, at + len(token)):
+                host += 1
+                reason = "host label"
+            else:
+                elsewhere += 1
+                reason = "link"
+            shown = window[max(0, at - 50) : at + len(token) + 40].replace("\n", "\\n")
+            listed.append(f"  {reason}: {shown!r}")
+    out = sys.stderr if as_json else sys.stdout
+    print(
+        f"prose under {root}: {len(paths)} files, {positions} words replaced by a token; "
+        f"kept in a URL with a scheme {in_url}, as a host's label {host}, "
+        f"in another link {elsewhere}",
+        file=out,
+    )
+    if verbose:
+        print("\n".join(listed), file=out)
+    if as_json:
+        figures = {"files": len(paths), "positions": positions, "in_url": in_url}
+        print(json.dumps({**figures, "host_label": host, "other_link": elsewhere}))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("files", nargs="*", type=Path)
@@ -460,6 +531,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--secret-cases", type=Path, metavar="FILE", help="score labelled secret cases (JSON)"
     )
+    parser.add_argument(
+        "--links",
+        nargs="?",
+        const="",
+        metavar="DIR",
+        help="where tokens in prose stay tokens as links (default: site-packages' docs)",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="list each case")
     parser.add_argument("--json", action="store_true", help="figures as JSON on stdout")
     args = parser.parse_args(argv)
@@ -471,6 +549,8 @@ def main(argv: list[str] | None = None) -> int:
         )
     if args.secret_cases is not None:
         return main_secret_cases(args.secret_cases, args.json, args.verbose)
+    if args.links is not None:
+        return main_links(Path(args.links) if args.links else None, args.json, args.verbose)
     if not args.files:
         parser.error("give evaluation files, or --presidio-tests DIR")
     records = [record for path in args.files for record in load(path)]
