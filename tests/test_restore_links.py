@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 import aiguard
 from _sdk_policy import one_event, openai_and_anthropic_policy, openai_client
-from aiguard.doors.streaming import HoldBack, TokenRestorer
+from aiguard.doors.streaming import MAX_HOLD, HoldBack, TokenRestorer
 from aiguard.testing import (
     Answer,
     FakeModel,
@@ -299,7 +299,10 @@ def test_a_stream_cut_anywhere_keeps_host_labels_as_the_whole_text_does(
     kept_whole, kept[:] = list(kept), []
     hold = HoldBack(restorer.in_context(json_text))
     bounds = sorted({min(c, len(text)) for c in cuts} | {0, len(text)})
-    out = [hold.feed(text[start:end]) for start, end in itertools.pairwise(bounds)]
+    out = []
+    for start, end in itertools.pairwise(bounds):
+        out.append(hold.feed(text[start:end]))
+        assert len(hold.held) <= MAX_HOLD
     out.append(hold.flush())
     assert "".join(out) == whole
     assert kept == kept_whole
