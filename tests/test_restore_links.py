@@ -217,6 +217,17 @@ _PARTS = st.lists(
 )
 
 
+def _recording(text: str, json_text: bool) -> tuple[TokenRestorer, str, list[str], list[str]]:
+    """A restorer whose link lookup records each token it keeps; ``text`` restored whole
+    by it; the tokens kept there; and the record, emptied, for the stream to fill."""
+    kept: list[str] = []
+    restorer = TokenRestorer({TOKEN: ORIGINAL}.get, link_lookup=kept.append)
+    whole = restorer.in_context(json_text)(text)
+    kept_whole = list(kept)
+    kept.clear()
+    return restorer, whole, kept_whole, kept
+
+
 @settings(max_examples=300)
 @given(parts=_PARTS, cuts=st.lists(st.integers(0, 400), max_size=8), json_text=st.booleans())
 def test_pieces_keep_links_as_the_whole_text_does(
@@ -225,14 +236,7 @@ def test_pieces_keep_links_as_the_whole_text_does(
     """Whether a token stands in a link does not depend on where the stream was cut: a
     link whose start was released in an earlier piece still holds the token."""
     text = "".join(parts)
-    kept: list[str] = []
-
-    def keep(token: str) -> None:
-        kept.append(token)
-
-    restorer = TokenRestorer({TOKEN: ORIGINAL}.get, link_lookup=keep)
-    whole = restorer.in_context(json_text)(text)
-    kept_whole, kept[:] = list(kept), []
+    restorer, whole, kept_whole, kept = _recording(text, json_text)
     channel = restorer.in_context(json_text)
     bounds = sorted({min(c, len(text)) for c in cuts} | {0, len(text)})
     # A token is never cut in a real channel (the hold-back keeps it whole).
@@ -289,14 +293,7 @@ def test_a_stream_cut_anywhere_keeps_host_labels_as_the_whole_text_does(
     # Cuts between parts (right after a token, most often) and anywhere else.
     ends = list(itertools.accumulate(len(part) for part in parts))
     cuts = cuts + [end for end, cut in zip(ends, at_parts, strict=False) if cut]
-    kept: list[str] = []
-
-    def keep(token: str) -> None:
-        kept.append(token)
-
-    restorer = TokenRestorer({TOKEN: ORIGINAL}.get, link_lookup=keep)
-    whole = restorer.in_context(json_text)(text)
-    kept_whole, kept[:] = list(kept), []
+    restorer, whole, kept_whole, kept = _recording(text, json_text)
     hold = HoldBack(restorer.in_context(json_text))
     bounds = sorted({min(c, len(text)) for c in cuts} | {0, len(text)})
     out = []
