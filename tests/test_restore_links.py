@@ -417,15 +417,18 @@ def _exfiltrating_by_host(payload: dict[str, Any]) -> str:
     return f"See {token}.evil.example.com and evil.example.com/c/{token}. I wrote to {token}."
 
 
+def _hosts_kept(answer: str) -> None:
+    assert len(TOKEN_RE.findall(answer)) == 2 and answer.endswith(f"I wrote to {ORIGINAL}.")
+    assert answer.count(ORIGINAL) == 1, answer
+
+
 @pytest.mark.parametrize("chunk_size", [None, 1, 3, 7])
 def test_openai_chat_keeps_a_token_that_is_a_host_label(chunk_size: int | None) -> None:
     sink = InMemorySink()
     guard = aiguard.Guard(_policy(), sinks=[sink])
     fake = FakeModel(reply=_exfiltrating_by_host, chunk_size=chunk_size or 4)
     answer = _askopenai_client(guard, fake, stream=chunk_size is not None)
-    kept = TOKEN_RE.findall(answer)
-    assert len(kept) == 2 and answer.endswith(f"I wrote to {ORIGINAL}."), answer
-    assert answer.count(ORIGINAL) == 1
+    _hosts_kept(answer)
     event = one_event(sink)
     assert event["links_kept"] == 2 and event["status"] == "ok"
 
@@ -590,14 +593,19 @@ def test_the_async_client_keeps_the_token_in_an_image_link() -> None:
     assert one_event(sink)["links_kept"] == 1
 
 
-def test_the_gateway_keeps_the_token_in_an_image_link() -> None:
+@pytest.mark.parametrize(
+    ("reply", "check", "kept"),
+    [(_exfiltrating, _link_kept, 1), (_exfiltrating_by_host, _hosts_kept, 2)],
+    ids=["image link", "host label"],
+)
+def test_the_gateway_keeps_the_token_in_an_image_link(reply: Any, check: Any, kept: int) -> None:
     """The OpenAI-compatible gateway on a loopback socket, in front of the fake model."""
     pytest.importorskip("starlette")
     pytest.importorskip("uvicorn")
     from _servers import serve
     from aiguard.doors.gateway import GatewayConfig, create_app, default_policy
 
-    fake = FakeModel(reply=_exfiltrating, chunk_size=3)
+    fake = FakeModel(reply=reply, chunk_size=3)
     with fake.serve() as base:
         upstream = base + "/v1"
         sink = InMemorySink()
@@ -612,8 +620,8 @@ def test_the_gateway_keeps_the_token_in_an_image_link() -> None:
             )
             streamed = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
     for answer in (whole.choices[0].message.content, streamed):
-        _link_kept(answer)
-    assert [e["links_kept"] for e in sink.calls()] == [1, 1]
+        check(answer)
+    assert [e["links_kept"] for e in sink.calls()] == [kept, kept]
 
 
 def test_a_vault_that_fails_while_a_link_token_is_looked_up_fails_the_answer(
