@@ -55,7 +55,9 @@ from ..vault.surrogates import may_hold_surrogates, restore_surrogates
 from ..vault.tokens import (
     HOST_REACH,
     LINK_REACH,
+    MAX_LABEL,
     MAX_SUFFIX,
+    MAX_TOKEN_LENGTH,
     TOKEN_RE,
     JsonState,
     in_link,
@@ -82,9 +84,6 @@ __all__ = [
     "value_tail_start",
 ]
 
-MAX_LABEL = 64
-#: The longest text the token grammar accepts: ``[`` + label + ``_`` + suffix + ``]``.
-MAX_TOKEN_LENGTH = 2 + MAX_LABEL + 1 + MAX_SUFFIX
 #: The most text one channel ever holds without an output rule: a whole token and the
 #: `HOST_REACH` host-name characters after it that may still make it a host's label.
 MAX_HOLD = MAX_TOKEN_LENGTH + HOST_REACH

@@ -24,6 +24,8 @@ from publicsuffixlist import PublicSuffixList
 __all__ = [
     "LEGACY_MIN_SUFFIX",
     "MIN_SUFFIX",
+    "MAX_LABEL",
+    "MAX_TOKEN_LENGTH",
     "SUFFIX_ALPHABET",
     "TOKEN_RE",
     "Scope",
@@ -50,6 +52,10 @@ MIN_SUFFIX = 13
 #: The shortest suffix ever issued (before 65-bit suffixes); still parsed and restored.
 LEGACY_MIN_SUFFIX = 4
 MAX_SUFFIX = 26
+#: The longest label a token has (``EMAIL``, ``CREDIT_CARD``, a custom kind's).
+MAX_LABEL = 64
+#: The longest text the token grammar accepts: ``[`` + label + ``_`` + suffix + ``]``.
+MAX_TOKEN_LENGTH = 2 + MAX_LABEL + 1 + MAX_SUFFIX
 
 TOKEN_RE = re.compile(r"\[([A-Z][A-Z0-9_]{0,63})_([0-9A-HJKMNP-TV-Z]{4,26})\]")
 
@@ -187,17 +193,13 @@ def _public_suffixes() -> PublicSuffixList:
     return PublicSuffixList(accept_unknown=False)
 
 
-#: The longest token text: ``[`` + a 64-character label + ``_`` + the longest suffix + ``]``.
-_LONGEST_TOKEN = 2 + 64 + 1 + MAX_SUFFIX
-
-
 def open_host_start(text: str) -> int | None:
     """Where the first token begins whose host-name run (`in_host`) is still open at the
     end of ``text``: the characters after it are all host-name characters, `HOST_REACH`
     at most, so what comes next may still make it "[EMAIL_…].evil.example.com". None when
     there is no such token. A stream holds text from there on."""
     size = len(text)
-    lo = max(0, size - HOST_REACH - _LONGEST_TOKEN)
+    lo = max(0, size - HOST_REACH - MAX_TOKEN_LENGTH)
     close = text.rfind("]", lo)
     if close < 0 or _HOST_TAIL.fullmatch(text, close + 1) is None:
         return None
