@@ -397,17 +397,6 @@ def _link_kept(answer: str) -> None:
     assert answer.endswith(f"Done, I wrote to {ORIGINAL}."), answer
 
 
-@pytest.mark.parametrize("chunk_size", [None, 1, 3, 7])
-def test_openai_chat_keeps_the_token_in_an_image_link(chunk_size: int | None) -> None:
-    sink = InMemorySink()
-    guard = aiguard.Guard(_policy(), sinks=[sink])
-    fake = FakeModel(reply=_exfiltrating, chunk_size=chunk_size or 4)
-    answer = _askopenai_client(guard, fake, stream=chunk_size is not None)
-    _link_kept(answer)
-    event = one_event(sink)
-    assert event["links_kept"] == 1 and event["status"] == "ok"
-
-
 def _hosts_kept(answer: str) -> None:
     assert len(TOKEN_RE.findall(answer)) == 2 and answer.endswith(f"I wrote to {ORIGINAL}.")
     assert answer.count(ORIGINAL) == 1, answer
@@ -423,14 +412,20 @@ def _exfiltrating_by_host(payload: dict[str, Any]) -> str:
 
 
 @pytest.mark.parametrize("chunk_size", [None, 1, 3, 7])
-def test_openai_chat_keeps_a_token_that_is_a_host_label(chunk_size: int | None) -> None:
+@pytest.mark.parametrize(
+    ("reply", "check"),
+    [(_exfiltrating, _link_kept), (_exfiltrating_by_host, _hosts_kept)],
+    ids=["image link", "host label"],
+)
+def test_openai_chat_keeps_the_token_in_an_image_link(
+    chunk_size: int | None, reply: Any, check: Any
+) -> None:
     sink = InMemorySink()
     guard = aiguard.Guard(_policy(), sinks=[sink])
-    fake = FakeModel(reply=_exfiltrating_by_host, chunk_size=chunk_size or 4)
-    answer = _askopenai_client(guard, fake, stream=chunk_size is not None)
-    _hosts_kept(answer)
+    fake = FakeModel(reply=reply, chunk_size=chunk_size or 4)
+    check(_askopenai_client(guard, fake, stream=chunk_size is not None))
     event = one_event(sink)
-    # One token, kept in two places: counted once.
+    # One token, kept in one place or two: counted once.
     assert event["links_kept"] == 1 and event["status"] == "ok"
 
 
@@ -462,23 +457,27 @@ def test_anthropic_keeps_the_token_in_an_image_link(stream: bool, reply: Any, ch
     assert one_event(sink)["links_kept"] == 1
 
 
+def _ask_responses(guard: aiguard.Guard, fake: FakeModel, stream: bool) -> str:
+    """One Responses call as the caller's subject; the answer's text. Streamed, the
+    deltas must say what the final response does."""
+    client = openai_client(guard, fake)
+    with guard.context(subject="cust-42", purpose="inference"):
+        if not stream:
+            return client.responses.create(model="gpt-4o", input=QUESTION).output_text
+        with client.responses.stream(model="gpt-4o", input=QUESTION) as events:
+            deltas = "".join(e.delta for e in events if e.type == "response.output_text.delta")
+            final = events.get_final_response().output_text
+    assert deltas == final
+    return final
+
+
 @pytest.mark.parametrize("stream", [False, True])
 def test_openai_responses_keeps_a_token_that_is_a_host_label(stream: bool) -> None:
     """The Responses API, whole and streamed (deltas, and the text the `.done` events and
     `response.completed` repeat)."""
     sink = InMemorySink()
     guard = aiguard.Guard(_policy(), sinks=[sink])
-    client = openai_client(guard, FakeModel(reply=_exfiltrating_by_host, chunk_size=3))
-    with guard.context(subject="cust-42", purpose="inference"):
-        if stream:
-            with client.responses.stream(model="gpt-4o", input=QUESTION) as events:
-                deltas = "".join(e.delta for e in events if e.type == "response.output_text.delta")
-                final = events.get_final_response().output_text
-            assert deltas == final
-            answer = final
-        else:
-            answer = client.responses.create(model="gpt-4o", input=QUESTION).output_text
-    _hosts_kept(answer)
+    _hosts_kept(_ask_responses(guard, FakeModel(reply=_exfiltrating_by_host), stream))
     # Counted once, though a Responses stream states its text five times (deltas, the
     # `.done` events, the output item, `response.completed`).
     assert one_event(sink)["links_kept"] == 1
@@ -494,25 +493,9 @@ def test_unknown_tokens_count_once_per_call_however_the_answer_is_framed(
     guessed = "[EMAIL_7Q2KX9M4T1B8D] [PHONE_7Q2KX9M4T1B8C] [NAME_7Q2KX9M4T1B8C]"
     sink = InMemorySink()
     guard = aiguard.Guard(_policy(), sinks=[sink])
-    client = openai_client(guard, FakeModel(reply=f"{guessed} and {guessed[:21]}.", chunk_size=3))
-    with guard.context(subject="cust-42", purpose="inference"):
-        if api == "responses":
-            if stream:
-                with client.responses.stream(model="gpt-4o", input=QUESTION) as events:
-                    answer = events.get_final_response().output_text
-            else:
-                answer = client.responses.create(model="gpt-4o", input=QUESTION).output_text
-        else:
-            messages: Any = [{"role": "user", "content": QUESTION}]
-            if stream:
-                chunks = client.chat.completions.create(
-                    model="gpt-4o", messages=messages, stream=True
-                )
-                answer = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
-            else:
-                done = client.chat.completions.create(model="gpt-4o", messages=messages)
-                answer = str(done.choices[0].message.content)
-    assert answer.startswith(guessed)
+    fake = FakeModel(reply=f"{guessed} and {guessed[:21]}.", chunk_size=3)
+    ask = _ask_responses if api == "responses" else _askopenai_client
+    assert ask(guard, fake, stream).startswith(guessed)
     assert one_event(sink)["unknown_tokens"] == 3
 
 
