@@ -174,6 +174,18 @@ _TLD = st.sampled_from(["com", "net", "org", "io", "co.uk", "de", "xn--p1ai", "g
 _HOST_END = st.sampled_from([" ", "/", ":", "?", ")", '"', "'", "\n", ",", "!", "", "\u00e9"])
 
 
+def test_a_token_the_reach_cuts_still_lengthens_the_run() -> None:
+    """The host-name run after the first token ends in a second token that straddles
+    `HOST_REACH`: the run is longer than the reach, so the first token stays (the second,
+    with ".x" after it, is no host's label and is restored)."""
+    text = TOKEN + "." + "a" * (HOST_REACH - 10) + TOKEN + ".x"
+    assert _in_link(text, 0)
+    second = text.rindex(TOKEN)
+    assert not _in_link(text, second)
+    restored = restore_in_context(text, {TOKEN: ORIGINAL}.get, lambda _t: None)
+    assert restored == TOKEN + "." + "a" * (HOST_REACH - 10) + ORIGINAL + ".x"
+
+
 @settings(max_examples=300)
 @given(
     before=_PROSE,
@@ -333,6 +345,11 @@ def test_text_the_link_gate_passes_by_holds_no_token_in_a_link(
         (
             f"{TOKEN}" + "a" * 200 + TOKEN + "a" * 100 + " end",
             f"{TOKEN}" + "a" * 200 + ORIGINAL + "a" * 100 + " end",
+        ),
+        # The reach ends inside the second token, which a piece may hold as a prefix.
+        (
+            TOKEN + "." + "a" * (HOST_REACH - 10) + TOKEN + ".x end",
+            TOKEN + "." + "a" * (HOST_REACH - 10) + ORIGINAL + ".x end",
         ),
     ],
 )

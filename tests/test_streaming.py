@@ -22,7 +22,7 @@ from aiguard.doors.streaming import (
     loads_event,
 )
 from aiguard.testing.fake import _anthropic_stream, _openai_stream, _responses_stream
-from aiguard.vault.tokens import HOST_REACH, TOKEN_RE
+from aiguard.vault.tokens import HOST_REACH, HOST_WINDOW, TOKEN_RE
 
 ORIGINALS = {
     "[EMAIL_7Q2K]": "jane.doe@example.com",
@@ -123,15 +123,16 @@ class TestHeldTail:
 
     def test_the_bound_follows_the_grammar(self) -> None:
         """The longest token is 2 + 64 + 1 + 26 characters; one less is held while it may
-        still become one, and with the host-name run after a whole token, `HOST_REACH`
-        characters more at most."""
+        still become one, and with the host-name run after a whole token, what `in_host`
+        reads after it (`HOST_WINDOW`) less one."""
         longest = "[" + "A" * 64 + "_" + "0" * 26 + "]"
         assert TOKEN_RE.fullmatch(longest) and len(longest) == MAX_TOKEN_LENGTH
-        assert MAX_HOLD == MAX_TOKEN_LENGTH + HOST_REACH
+        assert MAX_HOLD == MAX_TOKEN_LENGTH + HOST_WINDOW - 1 == 2 * MAX_TOKEN_LENGTH + HOST_REACH
         assert held_tail_start(longest[:-1]) == 0
         assert held_tail_start("[" + "A" * 65) == 66
-        assert held_tail_start(longest + "." + "a" * (HOST_REACH - 1), hosts=True) == 0
-        assert held_tail_start(longest + "." + "a" * HOST_REACH, hosts=True) == len(longest) + 256
+        tail = "." + "a" * (HOST_WINDOW - 2)
+        assert held_tail_start(longest + tail, hosts=True) == 0
+        assert held_tail_start(longest + tail + "a", hosts=True) == len(longest + tail) + 1
 
     def test_a_whole_token_is_held_while_it_may_be_a_host_label(self) -> None:
         """With ``hosts``, a token is held while the host-name characters after it run to

@@ -53,7 +53,7 @@ from ..pipeline.call import usage_of
 from ..providers.walk import STRUCTURAL_KEYS, tool_call_arguments
 from ..vault.surrogates import may_hold_surrogates, restore_surrogates
 from ..vault.tokens import (
-    HOST_REACH,
+    HOST_WINDOW,
     LINK_REACH,
     MAX_LABEL,
     MAX_SUFFIX,
@@ -85,8 +85,9 @@ __all__ = [
 ]
 
 #: The most text one channel ever holds without an output rule: a whole token and the
-#: `HOST_REACH` host-name characters after it that may still make it a host's label.
-MAX_HOLD = MAX_TOKEN_LENGTH + HOST_REACH
+#: host-name characters after it (`HOST_WINDOW`, less one) that may still make it a
+#: host's label.
+MAX_HOLD = MAX_TOKEN_LENGTH + HOST_WINDOW - 1
 
 # Every proper prefix of a TOKEN_RE match, and nothing that cannot become one.
 _PREFIX_RE = re.compile(

@@ -31,6 +31,7 @@ __all__ = [
     "Scope",
     "LINK_REACH",
     "HOST_REACH",
+    "HOST_WINDOW",
     "format_token",
     "in_host",
     "in_link",
@@ -114,6 +115,9 @@ _LINK_MARK = re.compile(
 #: of host-name characters longer than this after a token counts as one (fail closed):
 #: no name in the DNS is longer.
 HOST_REACH = 255
+#: The text after a token that `in_host` reads: the reach and a token the reach cuts
+#: (it still lengthens the run). A stream holds a token until this much follows it.
+HOST_WINDOW = HOST_REACH + MAX_TOKEN_LENGTH + 1
 # What may continue a token into a host name: a label's characters, a dot (also as the
 # JSON escape or HTML entity a model can write for one), another token.
 _HOST_START = frozenset(string.ascii_letters + string.digits + "-_.[\\&")
@@ -164,9 +168,9 @@ def in_host(text: str, end: int, ahead: str = "") -> bool:
     following = text[end : end + 1] or ahead[:1]
     if not following or following not in _HOST_START:
         return False
-    if ahead and len(text) - end <= HOST_REACH:
-        text, end = text[end:] + ahead[: HOST_REACH + 1], 0
-    run = _HOST_RUN.match(text, end, end + HOST_REACH + 1)
+    if ahead and len(text) - end < HOST_WINDOW:
+        text, end = text[end:] + ahead[:HOST_WINDOW], 0
+    run = _HOST_RUN.match(text, end, end + HOST_WINDOW)
     if run is None:  # pragma: no cover - the pattern matches the empty string
         return False
     if run.end() - end > HOST_REACH:
@@ -195,11 +199,12 @@ def _public_suffixes() -> PublicSuffixList:
 
 def open_host_start(text: str) -> int | None:
     """Where the first token begins whose host-name run (`in_host`) is still open at the
-    end of ``text``: the characters after it are all host-name characters, `HOST_REACH`
-    at most, so what comes next may still make it "[EMAIL_…].evil.example.com". None when
-    there is no such token. A stream holds text from there on."""
+    end of ``text``: the characters after it are all host-name characters, fewer than
+    `HOST_WINDOW`, so what comes next may still make it "[EMAIL_…].evil.example.com".
+    None when there is no such token. A stream holds text from there on, so a token it
+    releases is read with all `in_host` reads after it."""
     size = len(text)
-    lo = max(0, size - HOST_REACH - MAX_TOKEN_LENGTH)
+    lo = max(0, size - HOST_WINDOW - MAX_TOKEN_LENGTH)
     close = text.rfind("]", lo)
     if close < 0 or _HOST_TAIL.fullmatch(text, close + 1) is None:
         return None
@@ -207,7 +212,7 @@ def open_host_start(text: str) -> int | None:
     run = _HOST_TAIL.match(text[lo:][::-1])
     run_start = size - (run.end() if run is not None else 0)
     for token in TOKEN_RE.finditer(text, run_start):
-        if size - token.end() <= HOST_REACH:
+        if size - token.end() < HOST_WINDOW:
             return token.start()
     return None
 
