@@ -21,9 +21,9 @@ SECRET = st.text(alphabet=string.ascii_letters + string.digits + "!$%^*()-_+=~",
 @given(user=st.from_regex(r"[a-z][a-z0-9_]{0,10}", fullmatch=True), password=SECRET)
 def test_a_url_password_never_survives(user: str, password: str) -> None:
     dsn = f"postgresql://{user}:{password}@db.internal:5432/app?sslmode=require"
-    masked = mask_dsn(dsn)
-    assert f"{user}:***@db.internal:5432/app" in masked
-    assert password not in masked.replace(user, "").replace("db.internal", "")
+    # Exactly the password is masked: looking for it in the output misfires when it is
+    # part of the rest ("mode" in "sslmode=require").
+    assert mask_dsn(dsn) == f"postgresql://{user}:***@db.internal:5432/app?sslmode=require"
 
 
 @given(password=SECRET)
