@@ -152,6 +152,45 @@ def test_connection_loss_is_survived_and_writes_are_never_dropped(prefix: str) -
     broken.close()
 
 
+class _DroppedBeforeMarkedBad:
+    """A connection the server just dropped, as libpq can report it: the next query
+    fails ("connection socket closed") while the connection does not yet say it is
+    closed or broken, and the rollback that follows fails too."""
+
+    def __init__(self, real: Any) -> None:
+        self._real = real
+        self._dead = False
+
+    @property
+    def closed(self) -> bool:
+        return self._dead
+
+    broken = closed
+
+    def cursor(self) -> Any:
+        raise psycopg.OperationalError("connection socket closed")
+
+    def rollback(self) -> None:
+        self._dead = True
+        raise psycopg.OperationalError("connection socket closed")
+
+    def close(self) -> None:
+        self._dead = True
+        self._real.close()
+
+
+def test_a_connection_dropped_before_libpq_marks_it_bad_is_retried(prefix: str) -> None:
+    """CI saw it once after pg_terminate_backend: the write must reconnect, not fail."""
+    assert DSN
+    sink = PostgresSink(DSN, table_prefix=prefix)
+    seal = make_sealer("race")
+    sink.ensure_genesis("race", {"type": "genesis"}, seal)
+    sink._conn = _DroppedBeforeMarkedBad(sink._conn)  # type: ignore[assignment]
+    sink.append_unsealed("race", [{"type": "call"}], seal)
+    assert [r.seq for r in read_postgres(DSN, "race", table_prefix=prefix)] == [0, 1]
+    sink.close()
+
+
 def test_shared_log_rules(prefix: str) -> None:
     assert DSN
     sink = PostgresSink(DSN, table_prefix=prefix)

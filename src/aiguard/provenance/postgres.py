@@ -202,11 +202,14 @@ class PostgresSink:
                     conn.commit()
                     return result
                 except pg.Error as exc:
+                    if not (conn.closed or conn.broken):
+                        # A server that just dropped the connection can fail a query
+                        # ("connection socket closed") before libpq marks it bad: the
+                        # rollback then finds it dead and discards it.
+                        self._rollback(conn)
                     dead = conn.closed or conn.broken
                     if dead:
                         self._discard()
-                    else:
-                        self._rollback(conn)
                     if dead and not committing and attempt == 1:
                         _log.warning(
                             "PostgreSQL provenance connection lost (%s); reconnecting", exc
