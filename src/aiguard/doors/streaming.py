@@ -439,7 +439,7 @@ class TokenRestorer:
         text = restore_surrogates(text, self._lookup, self._link_lookup)
         if "[" not in text:
             return text
-        return TOKEN_RE.sub(self._swap, text)
+        return self._swap_tokens(text, escape=False)
 
     def swap_json(self, text: str) -> str:
         """Tokens (and surrogates) to JSON-escaped originals, nothing else."""
@@ -449,7 +449,7 @@ class TokenRestorer:
         )
         if "[" not in text:
             return text
-        return TOKEN_RE.sub(self._swap_escaped, text)
+        return self._swap_tokens(text, escape=True)
 
     def text(self, text: str, path: str = "$") -> str:
         return self.swap(self.redact(text, path))
@@ -467,23 +467,25 @@ class TokenRestorer:
         """A restore for one streamed text channel that follows its JSON context."""
         return _ContextSwap(self._lookup, json_text, self._link_lookup)
 
-    def _original(self, match: re.Match[str]) -> str | None:
+    def _swap_tokens(self, text: str, escape: bool) -> str:
+        """``text``'s tokens to originals (JSON-escaped with ``escape``); whether the text
+        can hold a link at all is asked once, not for each of its tokens."""
         link_lookup = self._link_lookup
-        if (
-            link_lookup is not None
-            and may_hold_links(match.string)
-            and in_link(match.string, match.start(), match.end())
-        ):
-            return link_lookup(match.group(0))
-        return self._lookup(match.group(0))
+        if link_lookup is not None and not may_hold_links(text):
+            link_lookup = None
+        lookup = self._lookup
 
-    def _swap(self, match: re.Match[str]) -> str:
-        original = self._original(match)
-        return match.group(0) if original is None else original
+        def swap(match: re.Match[str]) -> str:
+            token = match.group(0)
+            if link_lookup is not None and in_link(text, match.start(), match.end()):
+                original = link_lookup(token)
+            else:
+                original = lookup(token)
+            if original is None:
+                return token
+            return _json_escaped(original) if escape else original
 
-    def _swap_escaped(self, match: re.Match[str]) -> str:
-        original = self._original(match)
-        return match.group(0) if original is None else _json_escaped(original)
+        return TOKEN_RE.sub(swap, text)
 
 
 def _json_escaped(original: str) -> str:
