@@ -5,6 +5,11 @@ Targets (issue 6): existing values >= 100,000/s (memory, SQLite cache); new valu
 client and more with 4; restoring 20 same-call tokens < 20 µs, 20 earlier-turn tokens
 from the vault < 200 µs warm.
 
+Reported beside them (issue 17, a cheaper call where the vault is shared): what
+``guard.protect`` of a message holding four new values costs on the SQLite and
+PostgreSQL vaults, with the message's values issued in one batch (what a call does)
+and one at a time (what it did before), medians of interleaved rounds.
+
 With ``--json`` the table goes to stderr and stdout gets the figures as one JSON object
 keyed by stable names (what benchmarks/run_all.py reads).
 """
@@ -16,6 +21,7 @@ import contextlib
 import json
 import multiprocessing
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -73,6 +79,49 @@ def restore_twenty(vault: Any, values: Sequence[str]) -> None:
     vault.restore_cache_ttl = ttl
 
 
+def protect_new_values(label: str, key: str, open_vault: Callable[[bool], Any]) -> None:
+    """``guard.protect`` of a message with four new values (two e-mails, a phone number,
+    an account id) and its event, median µs: batched as a call does, then one at a time."""
+    import aiguard
+    from aiguard.testing import InMemorySink
+
+    policy = aiguard.policy.parse_policy(
+        '[destinations.openai]\nbase_url = "https://api.openai.com/v1"\napproved = true\n'
+        'purposes = ["inference"]\n[[patterns]]\nkind = "account"\nlevel = "sensitive"\n'
+        'regex = "ACC-[0-9]{8}"\n'
+    )
+    ctx = aiguard.CallContext(
+        subject="cust-1", tenant="acme", purpose="inference", destination="openai"
+    )
+    guards = {
+        batch: aiguard.Guard(policy, sinks=[InMemorySink()], vault=open_vault(batch))
+        for batch in (True, False)
+    }
+    run = time.time_ns()
+    samples: dict[bool, list[float]] = {True: [], False: []}
+    for i in range(400):
+        for batch, guard in guards.items():
+            n = f"{run}{i}{int(batch)}"
+            message = (
+                f"Hi, this is Maria. Reply to maria.{n}@example.com or m.{n}@example.org, "
+                f"or call +49 30 {int(n[-7:]):07d}. Account ACC-{int(n[-8:]):08d}, thanks!"
+            )
+            start = time.perf_counter()
+            guard.protect(message, ctx)
+            if i >= 20:  # the first rounds open connections and make data keys
+                samples[batch].append((time.perf_counter() - start) * 1e6)
+    for guard in guards.values():
+        guard.vault.close()  # type: ignore[attr-defined]
+    for batch, name in ((True, "batched"), (False, "one at a time")):
+        value = statistics.median(samples[batch])
+        print(f"{label + ', ' + name:<56} {value:>12,.1f} µs")
+        FIGURES[f"{key}.protect4_new_{'batched' if batch else 'single'}_us"] = value
+
+
+def _one_at_a_time(cls: type[Any]) -> type[Any]:
+    return type(cls.__name__, (cls,), {"prefers_batches": False})
+
+
 def _pg_client(args: tuple[str, str, list[str], Any]) -> float:
     from aiguard.vault.postgres import PostgresVault
 
@@ -112,6 +161,13 @@ def postgres(dsn: str, values: Sequence[str], n: int) -> None:
         "postgres.existing_per_s",
     )
     pg.close()
+    protect_new_values(
+        "postgres: guard.protect, 4 new values",
+        "postgres",
+        lambda batch: (PostgresVault if batch else _one_at_a_time(PostgresVault))(
+            dsn, SecretKeyProvider(PG_ROOT)
+        ),
+    )
     clients = 4
     context = multiprocessing.get_context("spawn")
     with context.Manager() as manager:
@@ -190,6 +246,13 @@ def measure(args: argparse.Namespace) -> None:
             "same_call.restore20_us",
         )
         vault.close()
+        protect_new_values(
+            "sqlite: guard.protect, 4 new values",
+            "sqlite",
+            lambda batch: (SQLiteVault if batch else _one_at_a_time(SQLiteVault))(
+                Path(tmp) / f"p{int(batch)}.db", root
+            ),
+        )
     if args.postgres:
         postgres(args.postgres, values, n)
     else:

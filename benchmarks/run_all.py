@@ -332,6 +332,16 @@ def vault_rows(result: Result, postgres: bool) -> list[Row]:
         ok, ratio = below(f[key], target)
         return Row(group, label, f"{f[key]:.1f} µs", f"< {target:.0f} µs", ok, ratio)
 
+    def protect4(key: str, name: str) -> Row:
+        batched, single = f[f"{key}.protect4_new_batched_us"], f[f"{key}.protect4_new_single_us"]
+        return Row(
+            group,
+            f"guard.protect, a message with 4 new values, {name} vault",
+            f"{batched / 1000:.2f} ms",
+            "report",
+            note=f"one value at a time: {single / 1000:.2f} ms ({1 - batched / single:.0%} less)",
+        )
+
     rows = [
         rate("memory.existing_per_s", "existing value, memory vault", 100_000),
         rate("sqlite.existing_per_s", "existing value, SQLite vault", 100_000),
@@ -339,6 +349,8 @@ def vault_rows(result: Result, postgres: bool) -> list[Row]:
         rate("sqlite.new_single_per_s", "new values, SQLite, one transaction each"),
         rate("sqlite.new_batched_per_s", "new values, SQLite, batches of 1,000", 20_000),
     ]
+    if "sqlite.protect4_new_batched_us" in f:
+        rows.append(protect4("sqlite", "SQLite"))
     if postgres and "postgres.new_batched_per_s" in f:
         one = f["postgres.new_batched_per_s"]
         four = f["postgres.new_batched_4_clients_per_s"]
@@ -356,6 +368,8 @@ def vault_rows(result: Result, postgres: bool) -> list[Row]:
             ),
             rate("postgres.existing_per_s", "existing value, PostgreSQL vault (process cache)"),
         ]
+        if "postgres.protect4_new_batched_us" in f:
+            rows.append(protect4("postgres", "PostgreSQL"))
     else:
         rows.append(
             Row(

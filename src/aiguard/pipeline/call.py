@@ -7,6 +7,7 @@ direct API all run exactly this code.
 from __future__ import annotations
 
 import bisect
+import contextlib
 import copy
 import hashlib
 import itertools
@@ -15,7 +16,7 @@ import re
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Container, Mapping, Sequence
+from collections.abc import Callable, Container, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, TypeGuard
 from urllib.parse import urlsplit
@@ -394,6 +395,9 @@ class Call:
     #: Where the call's tokens live. Made once: a call's context never changes, and each
     #: token issued or looked up needs it.
     scope: Scope = field(init=False, repr=False)
+    #: While one text is protected: the tokens its values got in one batch, or the
+    #: vault's failure for them (`_tokenize_ahead`), by (kind, value).
+    _ahead: dict[tuple[str, str], str | Exception] | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         self.scope = scope_of(self.context.tenant, self.context.conversation)
@@ -419,9 +423,16 @@ class Call:
         found = detect_decoded(self.detectors(), text)
         if not found:
             return text
+        findings = merge_findings(found)
+        if len(findings) > 1 and self.batches_tokens:
+            with self.tokens_ahead([(f.kind, f.level, text[f.start : f.end]) for f in findings]):
+                return self._replace_findings(path, text, findings)
+        return self._replace_findings(path, text, findings)
+
+    def _replace_findings(self, path: str, text: str, findings: Sequence[Finding]) -> str:
         pieces: list[str] = []
         cursor = 0
-        for finding in merge_findings(found):
+        for finding in findings:
             value = text[finding.start : finding.end]
             replacement = self.apply(
                 path, finding.start, finding.end, value, finding.kind, finding.level
@@ -435,6 +446,54 @@ class Call:
             return text
         pieces.append(text[cursor:])
         return "".join(pieces)
+
+    @property
+    def batches_tokens(self) -> bool:
+        """Whether the vault wants the values of one text (or model) issued together."""
+        vault = self.guard.vault
+        return isinstance(vault, KeyedVault) and vault.prefers_batches
+
+    @contextlib.contextmanager
+    def tokens_ahead(self, values: Iterable[tuple[str, Level, str]]) -> Iterator[None]:
+        """While inside, `apply` takes the tokens of ``values`` ((kind, level, value)) from
+        one `tokenize_many` issued on entry.
+
+        On a vault that stores remotely each new value costs a lookup and a transaction
+        of its own (about 2 ms on PostgreSQL over loopback): a message with four new
+        values waits for eight round trips, where one batch needs two. Nothing is issued
+        ahead when one of the values is one the policy blocks: `apply` refuses the call
+        at that value, as it always has, and the values after it are never stored. A
+        failing batch is kept as the failure of each of its values, so `apply` refuses
+        the call or falls open exactly as for one value, without asking the vault again.
+        """
+        vault = self.guard.vault
+        policy = self.guard.policy
+        target = self.target
+        wanted: dict[tuple[str, str], None] = {}
+        for kind, level, value in values:
+            action = policy.action_for(target, level, kind)
+            if action is Action.BLOCK:
+                wanted.clear()
+                break
+            if action is Action.TOKENIZE:
+                wanted[(kind, value)] = None
+        if len(wanted) > 1 and isinstance(vault, KeyedVault):
+            ctx = self.context
+            items = [(kind, value, ctx.subject) for kind, value in wanted]
+            try:
+                tokens = vault.tokenize_many(self.scope, items, principal=ctx.principal)
+                if len(tokens) != len(items):
+                    raise VaultError(
+                        f"the vault returned {len(tokens)} tokens for {len(items)} values"
+                    )
+            except Exception as exc:
+                self._ahead = dict.fromkeys(wanted, exc)
+            else:
+                self._ahead = dict(zip(wanted, tokens, strict=True))
+        try:
+            yield
+        finally:
+            self._ahead = None
 
     def _escape_tokens(self, text: str) -> str:
         """Token-shaped text from the caller is data, never a restore key.
@@ -528,6 +587,12 @@ class Call:
         return replacement
 
     def _tokenize(self, kind: str, value: str) -> str:
+        if self._ahead is not None:
+            issued = self._ahead.get((kind, value))
+            if isinstance(issued, Exception):
+                raise issued
+            if issued is not None:
+                return issued
         vault = self.guard.vault
         ctx = self.context
         if _owner_aware(vault):

@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 from cryptography.exceptions import InvalidTag
 
@@ -127,6 +127,10 @@ def _now() -> datetime:
 
 class KeyedVault:
     """Base of the built-in vaults; subclasses implement the storage methods (``_s_*``)."""
+
+    #: Whether a call should issue one text's tokens together (`tokenize_many`): true
+    #: for a backend where each new value costs a query and a transaction of its own.
+    prefers_batches: ClassVar[bool] = True
 
     def __init__(
         self, keys: VaultKeys | KeyProvider, *, retention: timedelta | None = None
@@ -442,11 +446,18 @@ class KeyedVault:
         self._remember(self._token_cache, cache_key, token)
         return token
 
-    def tokenize_many(self, scope: Scope, items: Sequence[TokenRequest]) -> list[str]:
+    def tokenize_many(
+        self,
+        scope: Scope,
+        items: Sequence[TokenRequest],
+        *,
+        principal: str | None = None,
+    ) -> list[str]:
         """Tokens for many ``(kind, value, subject)`` of one scope, in the order given.
 
         The same tokens `tokenize` gives, one at a time or concurrently: a known value
-        keeps its token and a new one gets the token `tokenize` would have issued. The
+        keeps its token and a new one gets the token `tokenize` would have issued
+        (``principal`` owns the items without a subject, as in `tokenize`). The
         SQLite and PostgreSQL vaults look the batch up in one query and write all of its
         new entries in one transaction (PostgreSQL: one statement per round of token
         collisions), which is what makes bulk loads (`aiguard dataset prepare`) fast.
@@ -458,7 +469,7 @@ class KeyedVault:
         for position, (kind, value, subject_id) in enumerate(items):
             subject = subject_id or None
             item = (kind, value, subject)
-            index = blind_index(keys, scope, kind, value, subject)
+            index = blind_index(keys, scope, kind, value, subject, principal)
             token = self._token_cache.get((scope.key, index))
             if token is not None:
                 out[position] = token

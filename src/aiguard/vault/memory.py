@@ -12,7 +12,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from ..errors import VaultError
 from ._core import EntryRow, KeyedVault, KeyRow, NewEntry, RotationReport
@@ -119,6 +119,9 @@ class InMemoryVault(KeyedVault):
     ``keys`` is a `VaultKeys` (tokens equal to other vaults built from the same
     secret) or a `KeyProvider` root key; random keys when omitted.
     """
+
+    #: Every value is a dictionary lookup away: nothing to save by batching.
+    prefers_batches: ClassVar[bool] = False
 
     def __init__(
         self, keys: VaultKeys | KeyProvider | None = None, *, retention: timedelta | None = None
