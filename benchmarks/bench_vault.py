@@ -8,7 +8,9 @@ from the vault < 200 µs warm.
 Reported beside them (issue 17, a cheaper call where the vault is shared): what
 ``guard.protect`` of a message holding four new values costs on the SQLite and
 PostgreSQL vaults, with the message's values issued in one batch (what a call does)
-and one at a time (what it did before), medians of interleaved rounds.
+and one at a time (what it did before), and what ``guard.restore`` of an answer
+holding 20 earlier-turn tokens costs on PostgreSQL, read in one query (what a call
+does) and one by one; medians of interleaved rounds.
 
 With ``--json`` the table goes to stderr and stdout gets the figures as one JSON object
 keyed by stable names (what benchmarks/run_all.py reads).
@@ -118,6 +120,45 @@ def protect_new_values(label: str, key: str, open_vault: Callable[[bool], Any]) 
         FIGURES[f"{key}.protect4_new_{'batched' if batch else 'single'}_us"] = value
 
 
+def restore_earlier(label: str, key: str, open_vault: Callable[[bool], Any]) -> None:
+    """``guard.restore`` of an answer holding 20 tokens an earlier call issued, median
+    µs: read in one query as a call does, then one token at a time."""
+    import aiguard
+    from aiguard.testing import InMemorySink
+
+    policy = aiguard.policy.parse_policy(
+        '[destinations.openai]\nbase_url = "https://api.openai.com/v1"\napproved = true\n'
+        'purposes = ["inference"]\n'
+    )
+    ctx = aiguard.CallContext(
+        subject="cust-1",
+        tenant=f"restore-{time.time_ns()}",
+        purpose="inference",
+        destination="openai",
+    )
+    guards = {}
+    answers = {}
+    for batch in (True, False):
+        guard = aiguard.Guard(policy, sinks=[InMemorySink()], vault=open_vault(batch))
+        emails = " ".join(f"user{i}.{int(batch)}@example.com" for i in range(20))
+        earlier = guard.protect(emails, ctx)
+        guards[batch] = (guard, guard.protect("Any news?", ctx))
+        answers[batch] = "On file: " + ", ".join(earlier.tokens) + "."
+    samples: dict[bool, list[float]] = {True: [], False: []}
+    for i in range(220):
+        for batch, (guard, now) in guards.items():
+            start = time.perf_counter()
+            guard.restore(answers[batch], now)
+            if i >= 20:
+                samples[batch].append((time.perf_counter() - start) * 1e6)
+    for guard, _now in guards.values():
+        guard.vault.close()  # type: ignore[attr-defined]
+    for batch, name in ((True, "1 query"), (False, "a query each")):
+        value = statistics.median(samples[batch])
+        print(f"{label + ', ' + name:<56} {value:>12,.1f} µs")
+        FIGURES[f"{key}.restore20_answer_{'batched' if batch else 'single'}_us"] = value
+
+
 def _one_at_a_time(cls: type[Any]) -> type[Any]:
     return type(cls.__name__, (cls,), {"prefers_batches": False})
 
@@ -163,6 +204,13 @@ def postgres(dsn: str, values: Sequence[str], n: int) -> None:
     pg.close()
     protect_new_values(
         "postgres: guard.protect, 4 new values",
+        "postgres",
+        lambda batch: (PostgresVault if batch else _one_at_a_time(PostgresVault))(
+            dsn, SecretKeyProvider(PG_ROOT)
+        ),
+    )
+    restore_earlier(
+        "postgres: guard.restore, 20 earlier tokens",
         "postgres",
         lambda batch: (PostgresVault if batch else _one_at_a_time(PostgresVault))(
             dsn, SecretKeyProvider(PG_ROOT)

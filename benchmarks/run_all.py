@@ -370,6 +370,19 @@ def vault_rows(result: Result, postgres: bool) -> list[Row]:
         ]
         if "postgres.protect4_new_batched_us" in f:
             rows.append(protect4("postgres", "PostgreSQL"))
+        if "postgres.restore20_answer_batched_us" in f:
+            batched = f["postgres.restore20_answer_batched_us"]
+            single = f["postgres.restore20_answer_single_us"]
+            rows.append(
+                Row(
+                    group,
+                    "guard.restore, an answer with 20 earlier-turn tokens, PostgreSQL vault",
+                    f"{batched / 1000:.2f} ms",
+                    "report",
+                    note=f"a query per token: {single / 1000:.2f} ms "
+                    f"({1 - batched / single:.0%} less)",
+                )
+            )
     else:
         rows.append(
             Row(

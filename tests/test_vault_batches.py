@@ -330,3 +330,186 @@ def test_one_batch_per_message_through_the_openai_sdk(
     assert "maria.sdk@example.com" not in sent and CARD not in sent
     assert answer.choices[0].message.content == f"Echo: {message}"
     vault.close()
+
+
+# -- reading originals: one query per text, once per call ---------------------------------
+
+
+def _earlier_tokens(guard: aiguard.Guard, tenant: str, tag: str) -> dict[str, str]:
+    """Tokens an earlier call issued to cust-1 (an app that keeps tokenized transcripts,
+    an agent's kept tool arguments): token -> original."""
+    earlier = guard.protect(_message(tag), _context(tenant))
+    return dict(earlier._issued or {})
+
+
+def test_an_answer_s_earlier_tokens_are_read_in_one_query(
+    policy: aiguard.Policy, stored_vault: KeyedVault
+) -> None:
+    tenant = f"read-{uuid.uuid4().hex}"
+    stored_vault.restore_cache_ttl = 0  # every read goes to the database
+    guard = _guard(policy, stored_vault)
+    earlier = _earlier_tokens(guard, tenant, "earlier")
+    now = guard.protect("Any news on my ticket?", _context(tenant))
+    tokens = list(earlier)
+    answer = f"On file: {', '.join(tokens)}. Again: {tokens[0]} and {tokens[1]}."
+    counts = _counting(stored_vault)
+    entries = _counting_entries(stored_vault)
+    restored = guard.restore(answer, now)
+    originals = list(earlier.values())
+    assert restored == f"On file: {', '.join(originals)}. Again: {originals[0]} and {originals[1]}."
+    assert entries == {"_s_entry": 0, "_s_entries": 1}
+    assert counts["_s_issue"] == counts["_s_issue_many"] == 0
+
+
+def _counting_entries(vault: KeyedVault) -> dict[str, int]:
+    counts = {"_s_entry": 0, "_s_entries": 0}
+    for name in counts:
+        real = getattr(vault, name)
+
+        def counted(*args: Any, _real: Any = real, _name: str = name) -> Any:
+            counts[_name] += 1
+            return _real(*args)
+
+        setattr(vault, name, counted)
+    return counts
+
+
+def test_a_token_a_responses_stream_states_five_times_is_read_once(
+    policy: aiguard.Policy, tmp_path: Path
+) -> None:
+    """Deltas, `output_text.done`, `content_part.done`, `output_item.done` and
+    `response.completed` each state the answer; the vault is asked once for its token."""
+    openai = pytest.importorskip("openai")
+    vault = _sqlite_vault(tmp_path / "v.db")
+    vault.restore_cache_ttl = 0
+    guard = _guard(policy, vault)
+    token, original = next(iter(_earlier_tokens(guard, "acme", "stream").items()))
+    fake = FakeModel(reply=f"Your file says {token}, right?")
+    client = openai.OpenAI(
+        http_client=guard.http_client(transport=fake.transport),
+        base_url="https://api.openai.com/v1",
+        api_key="k",
+        max_retries=0,
+    )
+    entries = _counting_entries(vault)
+    with (
+        guard.context(subject="cust-1", tenant="acme", purpose="inference"),
+        client.responses.stream(model="gpt-4o", input="What is on file?") as events,
+    ):
+        deltas = "".join(e.delta for e in events if e.type == "response.output_text.delta")
+        final = events.get_final_response().output_text
+    assert deltas == final == f"Your file says {original}, right?"
+    assert entries == {"_s_entry": 1, "_s_entries": 0}
+    vault.close()
+
+
+def test_a_request_s_own_tokens_are_read_in_one_query(
+    policy: aiguard.Policy, stored_vault: KeyedVault
+) -> None:
+    """Token-shaped text a caller sends (its own tokens, kept from an earlier turn) is
+    checked against the vault in one read; its own tokens go out as they are."""
+    openai = pytest.importorskip("openai")
+    tenant = f"own-{uuid.uuid4().hex}"
+    stored_vault.restore_cache_ttl = 0
+    sink = InMemorySink()
+    guard = _guard(policy, stored_vault, sink)
+    earlier = _earlier_tokens(guard, tenant, "own")
+    fake = FakeModel()
+    client = openai.OpenAI(
+        http_client=guard.http_client(transport=fake.transport),
+        base_url="https://api.openai.com/v1",
+        api_key="k",
+        max_retries=0,
+    )
+    question = "Is this still right: " + " / ".join(earlier) + "?"
+    entries = _counting_entries(stored_vault)
+    with guard.context(subject="cust-1", tenant=tenant, purpose="inference"):
+        answer = client.chat.completions.create(
+            model="gpt-4o", messages=[{"role": "user", "content": question}]
+        )
+    assert entries == {"_s_entry": 0, "_s_entries": 1}
+    sent = fake.requests[0].text
+    assert all(token in sent for token in earlier)
+    assert not any(original in sent for original in earlier.values())
+    restored = "Is this still right: " + " / ".join(earlier.values()) + "?"
+    assert answer.choices[0].message.content == f"Echo: {restored}"
+    assert "unknown_tokens" not in sink.calls()[-1]
+
+
+class _UnreadableEntries(SQLiteVault):
+    """Entries cannot be read (a dropped connection); tokens can still be issued."""
+
+    def _s_entries(self, *args: Any) -> Any:
+        raise sqlite3.OperationalError("disk I/O error")
+
+    def _s_entry(self, *args: Any) -> Any:
+        raise sqlite3.OperationalError("disk I/O error")
+
+
+def test_an_answer_whose_tokens_cannot_be_read_is_not_returned(
+    policy: aiguard.Policy, tmp_path: Path
+) -> None:
+    vault = _UnreadableEntries(tmp_path / "v.db", SecretKeyProvider(PG_ROOT))
+    guard = _guard(policy, vault)
+    earlier = _earlier_tokens(guard, "acme", "unreadable")
+    now = guard.protect("Any news?", _context("acme"))
+    with pytest.raises(VaultError, match="could not restore a token") as caught:
+        guard.restore(" and ".join(earlier), now)
+    assert not any(original in str(caught.value) for original in earlier.values())
+    vault.close()
+
+
+def test_a_request_whose_tokens_cannot_be_checked_sends_stand_ins(
+    policy: aiguard.Policy, tmp_path: Path
+) -> None:
+    """The own-token check fails open to stand-ins, as one token at a time did: nothing
+    raw goes out, and the call is not refused for it."""
+    vault = _UnreadableEntries(tmp_path / "v.db", SecretKeyProvider(PG_ROOT))
+    guard = _guard(policy, vault)
+    earlier = _earlier_tokens(guard, "acme", "standin")
+    protected = guard.protect("Still right: " + " / ".join(earlier), _context("acme"))
+    assert not any(token in protected.payload for token in earlier)
+    assert protected.payload.count("[TOKEN_LITERAL_") == len(earlier)
+    vault.close()
+
+
+_PIECE = st.sampled_from(["own", "other", "erased", "made_up", "text"])
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(pieces=st.lists(st.tuples(_PIECE, st.integers(0, 4)), max_size=12))
+def test_batched_and_single_reads_restore_alike(
+    policy: aiguard.Policy, pieces: list[tuple[str, int]]
+) -> None:
+    """Own, another subject's, an erased subject's and made-up tokens, repeated in any
+    order: reading them in one query restores exactly what reading each alone does."""
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "v.db"
+        vault = _sqlite_vault(path)
+        vault.restore_cache_ttl = 0
+        guard = _guard(policy, vault)
+        own = list(_earlier_tokens(guard, "acme", "own"))
+        other_ctx = aiguard.CallContext(
+            subject="cust-2", tenant="acme", purpose="inference", destination="openai"
+        )
+        other = list(guard.protect(_message("other"), other_ctx)._issued or {})
+        gone_ctx = aiguard.CallContext(
+            subject="cust-3", tenant="acme", purpose="inference", destination="openai"
+        )
+        erased = list(guard.protect(_message("gone"), gone_ctx)._issued or {})
+        vault.erase_subject("cust-3", marker=True)
+        made_up = ["[EMAIL_0000000000000]", "[PHONE_ZZZZZZZZZZZZZ]", "[CARD_1234567890ABC]"]
+        pools = {"own": own, "other": other, "erased": erased, "made_up": made_up}
+        answer = " ".join(
+            "plain words" if kind == "text" else pools[kind][n % len(pools[kind])]
+            for kind, n in pieces
+        )
+        now = guard.protect("Any news?", _context("acme"))
+        single = _OneAtATime(path, SecretKeyProvider(PG_ROOT))
+        single.restore_cache_ttl = 0
+        alone = _guard(policy, single).restore(answer, now)
+        assert guard.restore(answer, now) == alone
+        single.close()
+        vault.close()

@@ -398,6 +398,9 @@ class Call:
     #: While one text is protected: the tokens its values got in one batch, or the
     #: vault's failure for them (`_tokenize_ahead`), by (kind, value).
     _ahead: dict[tuple[str, str], str | Exception] | None = field(default=None, repr=False)
+    #: What the vault answered this call for a token (its original, or None): an answer
+    #: states a token many times (a Responses stream five), the vault is asked once.
+    _originals: dict[str, str | None] | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         self.scope = scope_of(self.context.tenant, self.context.conversation)
@@ -522,6 +525,8 @@ class Call:
             self.literals[stand_in] = literal
             return stand_in
 
+        if self.batches_tokens:
+            self._ask_ahead(text, strict=False)
         return TOKEN_RE.sub(escape, text)
 
     def _own_token(self, token: str) -> str | None:
@@ -533,13 +538,54 @@ class Call:
         vault = self.guard.vault
         if not _owner_aware(vault):
             return None
+        known = self._originals
+        if known is not None and token in known:
+            return known[token]
         ctx = self.context
         try:
-            return vault.detokenize_for(self.scope, token, ctx.subject, ctx.principal)
+            original = vault.detokenize_for(self.scope, token, ctx.subject, ctx.principal)
         except Exception:
             # A vault that cannot say leaves the token a literal stand-in, as any
             # token-shaped text is: nothing raw goes out, the conversation goes on.
             return None
+        self._remember_original(token, original)
+        return original
+
+    def _remember_original(self, token: str, original: str | None) -> None:
+        if self._originals is None:
+            self._originals = {}
+        self._originals[token] = original
+
+    def _ask_ahead(self, text: str, *, strict: bool) -> None:
+        """Ask a batching vault for every token of ``text`` this call has not seen, in
+        one read, before they are swapped one by one (`lookup`, `_own_token`).
+
+        A text with one such token or none asks nothing here. A vault that fails raises
+        `VaultError` with ``strict`` (an answer is not returned half restored) and
+        otherwise leaves each token to be asked alone, as before.
+        """
+        known = self._originals or {}
+        issued, literals = self.issued, self.literals
+        wanted = [
+            token
+            for token in dict.fromkeys(m.group(0) for m in TOKEN_RE.finditer(text))
+            if token not in issued and token not in literals and token not in known
+        ]
+        vault = self.guard.vault
+        if len(wanted) < 2 or not isinstance(vault, KeyedVault):
+            return
+        ctx = self.context
+        try:
+            found = vault.detokenize_many_for(self.scope, wanted, ctx.subject, ctx.principal)
+        except AIGuardError:
+            if strict:
+                raise
+            return
+        except Exception as exc:
+            if strict:
+                raise _restore_failed(exc) from None
+            return
+        self._originals = {**known, **found}
 
     def apply(
         self, path: str, start: int, end: int, value: str, kind: str, level: Level
@@ -775,6 +821,8 @@ class Call:
         """
         if self.guard.policy.surrogates:
             text = self._surrogates_to_tokens(text)
+        if "[" in text and self.batches_tokens:
+            self._ask_ahead(text, strict=True)
         inner = parse_json_text(text) if "[" in text or "{" in text else None
         if inner is not None:
             if self.withheld(text) or self._keyed_spans(inner, path):
@@ -1022,22 +1070,24 @@ class Call:
             original = self.literals.get(token)
         if original is not None:
             return original
-        vault = self.guard.vault
-        ctx = self.context
-        try:
-            if _owner_aware(vault):
-                original = vault.detokenize_for(self.scope, token, ctx.subject, ctx.principal)
-            else:
-                # A vault that cannot say whom a token was issued to restores nothing
-                # beyond what this call sent (fail closed).
-                original = None
-        except AIGuardError:
-            raise
-        except Exception as exc:  # typed, and never the driver's text (it can quote values)
-            raise VaultError(
-                f"the vault could not restore a token ({type(exc).__name__}); the answer "
-                "was not returned. Check the vault"
-            ) from None
+        known = self._originals
+        if known is not None and token in known:
+            original = known[token]
+        else:
+            vault = self.guard.vault
+            ctx = self.context
+            try:
+                if _owner_aware(vault):
+                    original = vault.detokenize_for(self.scope, token, ctx.subject, ctx.principal)
+                else:
+                    # A vault that cannot say whom a token was issued to restores nothing
+                    # beyond what this call sent (fail closed).
+                    original = None
+            except AIGuardError:
+                raise
+            except Exception as exc:  # typed, never the driver's text (it can quote values)
+                raise _restore_failed(exc) from None
+            self._remember_original(token, original)
         if original is None and self._first("unknown_tokens", token):
             self.unknown_tokens += 1
         return original
@@ -1356,6 +1406,13 @@ class Call:
                 if isinstance(value, str):
                     fields[name] = label_of(value)
         return fields
+
+
+def _restore_failed(exc: Exception) -> VaultError:
+    return VaultError(
+        f"the vault could not restore a token ({type(exc).__name__}); the answer was not "
+        "returned. Check the vault"
+    )
 
 
 def _blank_ids(text: str, marks: list[re.Match[str]]) -> str:

@@ -221,6 +221,16 @@ class PostgresVault(KeyedVault):
         )
         return None if row is None else _entry(row)
 
+    def _s_entries(self, scope_key: str, tokens: Sequence[str]) -> dict[str, EntryRow]:
+        rows = self._pool.run(
+            lambda conn: conn.execute(
+                f"SELECT token, {_ENTRY} FROM aiguard_vault_entry WHERE scope = %s "
+                "AND token = ANY(%s)",
+                (scope_key, list(tokens)),
+            ).fetchall()
+        )
+        return {str(row[0]): _entry(row[1:]) for row in rows}
+
     def _s_issue(
         self,
         scope_key: str,

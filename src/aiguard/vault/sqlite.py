@@ -287,6 +287,18 @@ class SQLiteVault(KeyedVault):
         )
         return _entry(rows[0]) if rows else None
 
+    def _s_entries(self, scope_key: str, tokens: Sequence[str]) -> dict[str, EntryRow]:
+        found: dict[str, EntryRow] = {}
+        for start in range(0, len(tokens), _CHUNK):
+            chunk = tokens[start : start + _CHUNK]
+            rows = self._read(
+                f"SELECT token, {_ENTRY} FROM aiguard_vault_entry WHERE scope = ? "
+                f"AND token IN ({', '.join('?' * len(chunk))})",
+                (scope_key, *chunk),
+            )
+            found.update((str(row[0]), _entry(row[1:])) for row in rows)
+        return found
+
     def _s_issue(
         self,
         scope_key: str,
