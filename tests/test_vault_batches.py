@@ -513,3 +513,24 @@ def test_batched_and_single_reads_restore_alike(
         assert guard.restore(answer, now) == alone
         single.close()
         vault.close()
+
+
+def test_an_object_s_keyed_values_are_issued_in_one_batch(
+    policy: aiguard.Policy, tmp_path: Path
+) -> None:
+    """Values whose keys name their kind (a tool's arguments, a record) are issued
+    together, and a string inside with values of its own still batches them."""
+    vault = _sqlite_vault(tmp_path / "v.db")
+    counts = _counting(vault)
+    record = {
+        "email": "keyed.one@example.com",
+        "phone": "+49 30 901820 18",
+        "ssn": "078-05-1120",
+        "note": f"also keyed.two@example.com and {CARD}",
+    }
+    protected = _guard(policy, vault).protect(record, _context("acme"))
+    assert all(str(protected.payload[k]).startswith("[") for k in ("email", "phone", "ssn"))
+    assert "keyed.two@example.com" not in protected.payload["note"]
+    assert CARD not in protected.payload["note"]
+    assert counts == {"_s_find": 0, "_s_find_many": 2, "_s_issue": 0, "_s_issue_many": 2}
+    vault.close()

@@ -14,7 +14,7 @@ import json
 import logging
 import os
 import re
-from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast
 
@@ -488,9 +488,11 @@ class Guard:
         """A model's JSON with its tagged fields taken as their kind whole, then the rest
         walked as user-defined JSON (key context, numbers, keys; no key is structural)."""
         data = model.model_dump(mode="json")
-        tagged = {_json_path(path): tag for path, _value, tag in classified_values(model)}
+        found = list(classified_values(model))
+        tagged = {_json_path(path): tag for path, _value, tag in found}
         if len(tagged) > 1 and call.batches_tokens:
-            values = [(tag.kind, tag.level, text) for text, tag in _tagged_texts(data, tagged)]
+            # Text fields as they are; other values (numbers, dates) go one at a time.
+            values = [(tag.kind, tag.level, v) for _path, v, tag in found if isinstance(v, str)]
             with call.tokens_ahead(values):
                 data = _apply_tags(call, data, "$", tagged)
         elif tagged:
@@ -737,20 +739,6 @@ def _with_known(ctx: CallContext, model: BaseModel) -> CallContext:
     from dataclasses import replace
 
     return replace(ctx, known=ctx.known + known_values([model]))
-
-
-def _tagged_texts(
-    node: Any, tagged: Mapping[str, Any], path: str = "$"
-) -> Iterator[tuple[str, Any]]:
-    """The text and tag of every tagged scalar under ``node``, as `_apply_tags` reads them."""
-    if isinstance(node, dict):
-        for k, v in node.items():
-            yield from _tagged_texts(v, tagged, f"{path}.{k}")
-    elif isinstance(node, list):
-        for i, v in enumerate(node):
-            yield from _tagged_texts(v, tagged, f"{path}[{i}]")
-    elif (tag := tagged.get(path)) is not None and node is not None and not isinstance(node, bool):
-        yield (node if isinstance(node, str) else json.dumps(node)), tag
 
 
 def _apply_tags(call: Call, node: Any, path: str, tagged: Mapping[str, Any]) -> Any:

@@ -395,15 +395,20 @@ class Call:
     #: Where the call's tokens live. Made once: a call's context never changes, and each
     #: token issued or looked up needs it.
     scope: Scope = field(init=False, repr=False)
-    #: While one text is protected: the tokens its values got in one batch, or the
-    #: vault's failure for them (`_tokenize_ahead`), by (kind, value).
+    #: While a text or an object is protected: the tokens its values got in one batch,
+    #: or the vault's failure for them (`tokens_ahead`), by (kind, value).
     _ahead: dict[tuple[str, str], str | Exception] | None = field(default=None, repr=False)
     #: What the vault answered this call for a token (its original, or None): an answer
     #: states a token many times (a Responses stream five), the vault is asked once.
     _originals: dict[str, str | None] | None = field(default=None, repr=False)
+    #: Whether the vault wants the values of one text, object or model issued together,
+    #: and one text's tokens read together (`KeyedVault.prefers_batches`).
+    batches_tokens: bool = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.scope = scope_of(self.context.tenant, self.context.conversation)
+        vault = self.guard.vault
+        self.batches_tokens = isinstance(vault, KeyedVault) and vault.prefers_batches
 
     @property
     def target(self) -> DestinationPolicy:
@@ -450,12 +455,6 @@ class Call:
         pieces.append(text[cursor:])
         return "".join(pieces)
 
-    @property
-    def batches_tokens(self) -> bool:
-        """Whether the vault wants the values of one text (or model) issued together."""
-        vault = self.guard.vault
-        return isinstance(vault, KeyedVault) and vault.prefers_batches
-
     @contextlib.contextmanager
     def tokens_ahead(self, values: Iterable[tuple[str, Level, str]]) -> Iterator[None]:
         """While inside, `apply` takes the tokens of ``values`` ((kind, level, value)) from
@@ -480,9 +479,14 @@ class Call:
                 break
             if action is Action.TOKENIZE:
                 wanted[(kind, value)] = None
+        outer = self._ahead
+        if outer:
+            # Inside an object issued ahead: its values are known already.
+            wanted = {key: None for key in wanted if key not in outer}
         if len(wanted) > 1 and isinstance(vault, KeyedVault):
             ctx = self.context
             items = [(kind, value, ctx.subject) for kind, value in wanted]
+            issued: dict[tuple[str, str], str | Exception]
             try:
                 tokens = vault.tokenize_many(self.scope, items, principal=ctx.principal)
                 if len(tokens) != len(items):
@@ -490,13 +494,14 @@ class Call:
                         f"the vault returned {len(tokens)} tokens for {len(items)} values"
                     )
             except Exception as exc:
-                self._ahead = dict.fromkeys(wanted, exc)
+                issued = dict.fromkeys(wanted, exc)
             else:
-                self._ahead = dict(zip(wanted, tokens, strict=True))
+                issued = dict(zip(wanted, tokens, strict=True))
+            self._ahead = {**outer, **issued} if outer else issued
         try:
             yield
         finally:
-            self._ahead = None
+            self._ahead = outer
 
     def _escape_tokens(self, text: str) -> str:
         """Token-shaped text from the caller is data, never a restore key.
@@ -695,20 +700,18 @@ class Call:
             # its values are protected: a key or value can name another's kind.
             whole = not everything and bool(free and path in free)
             everything = everything or whole
-            # Copied only once something changed: an untouched body comes back as
-            # itself, and the transport then forwards the request as it was.
-            out: dict[str, Any] | None = None
             # {"name": "ssn", "value": "..."}: a sibling names the value's kind.
             label = value_label(node) if "value" in node else None
-            for position, (k, v) in enumerate(node.items()):
-                where = f"{path}.{k}"
-                name = self._protect_key(where, k) if isinstance(k, str) else k
-                context = label if label is not None and k == "value" else k
-                new = self._protect_node(v, where, context, free, keep, everything, depth + 1)
-                if out is None and (name is not k or new is not v):
-                    out = dict(itertools.islice(node.items(), position))
-                if out is not None:
-                    out[name] = new
+            keyed = (
+                self._keyed_values(node, path, label, keep, everything)
+                if self.batches_tokens and len(node) > 1
+                else ()
+            )
+            if len(keyed) > 1:
+                with self.tokens_ahead(keyed):
+                    out = self._protect_items(node, path, label, free, keep, everything, depth)
+            else:
+                out = self._protect_items(node, path, label, free, keep, everything, depth)
             result = node if out is None else out
             return self._protect_in_context(result, path) if whole else result
         if isinstance(node, list):
@@ -723,6 +726,59 @@ class Call:
         if isinstance(node, (int, float)) and not isinstance(node, bool):
             return self._protect_number(path, key, node)
         return node
+
+    def _protect_items(
+        self,
+        node: dict[Any, Any],
+        path: str,
+        label: str | None,
+        free: Container[str] | None,
+        keep: Container[str] | None,
+        everything: bool,
+        depth: int,
+    ) -> dict[Any, Any] | None:
+        """``node``'s keys and values protected: a new object, or None when nothing
+        changed (an untouched body comes back as itself, and the transport then forwards
+        the request as it was)."""
+        out: dict[Any, Any] | None = None
+        for position, (k, v) in enumerate(node.items()):
+            where = f"{path}.{k}"
+            name = self._protect_key(where, k) if isinstance(k, str) else k
+            context = label if label is not None and k == "value" else k
+            new = self._protect_node(v, where, context, free, keep, everything, depth + 1)
+            if out is None and (name is not k or new is not v):
+                out = dict(itertools.islice(node.items(), position))
+            if out is not None:
+                out[name] = new
+        return out
+
+    def _keyed_values(
+        self,
+        node: dict[Any, Any],
+        path: str,
+        label: str | None,
+        keep: Container[str] | None,
+        everything: bool,
+    ) -> list[tuple[str, Level, str]]:
+        """The values of ``node`` that `_apply_key_kind` will take whole because their
+        key names their kind (text only, not JSON text, not kept or structural), for
+        `tokens_ahead`: a tool's arguments or a record issued in one batch."""
+        values = []
+        for k, v in node.items():
+            key = label if label is not None and k == "value" else k
+            if not isinstance(v, str) or not v or not isinstance(key, str):
+                continue
+            kind = _key_kind(key)
+            if (
+                kind is None
+                or "[" in v
+                or v.lstrip()[:1] in ("{", "[")
+                or (not everything and key in STRUCTURAL_KEYS)
+                or (keep and f"{path}.{k}" in keep)
+            ):
+                continue
+            values.append((kind, self._key_level(kind), v))
+        return values
 
     def _protect_string(
         self, path: str, key: str | None, text: str, depth: int, parse: bool = True
