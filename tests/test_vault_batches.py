@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 from pydantic import BaseModel
 
 import aiguard
+from _sdk_policy import openai_client
 from aiguard import Classified, Level
 from aiguard.errors import PolicyDenied, VaultError
 from aiguard.testing import FakeModel, InMemorySink
@@ -44,12 +45,13 @@ PRIVATE_KEY = (
 )
 
 STORAGE = ("_s_find", "_s_issue", "_s_find_many", "_s_issue_many")
+READS = ("_s_entry", "_s_entries")
 
 
-def _counting(vault: KeyedVault) -> dict[str, int]:
+def _counting(vault: KeyedVault, names: tuple[str, ...] = STORAGE) -> dict[str, int]:
     """Count the vault's storage calls: each is a query or a transaction of its own."""
-    counts = dict.fromkeys(STORAGE, 0)
-    for name in STORAGE:
+    counts = dict.fromkeys(names, 0)
+    for name in names:
         real = getattr(vault, name)
 
         def counted(*args: Any, _real: Any = real, _name: str = name) -> Any:
@@ -309,17 +311,12 @@ def test_batched_and_single_tokens_agree(
 def test_one_batch_per_message_through_the_openai_sdk(
     policy: aiguard.Policy, tmp_path: Path
 ) -> None:
-    openai = pytest.importorskip("openai")
+    pytest.importorskip("openai")
     vault = _sqlite_vault(tmp_path / "v.db")
     counts = _counting(vault)
     guard = _guard(policy, vault)
     fake = FakeModel()
-    client = openai.OpenAI(
-        http_client=guard.http_client(transport=fake.transport),
-        base_url="https://api.openai.com/v1",
-        api_key="k",
-        max_retries=0,
-    )
+    client = openai_client(guard, fake)
     message = _message("sdk")
     with guard.context(subject="cust-1", tenant="acme", purpose="inference"):
         answer = client.chat.completions.create(
@@ -353,7 +350,7 @@ def test_an_answer_s_earlier_tokens_are_read_in_one_query(
     tokens = list(earlier)
     answer = f"On file: {', '.join(tokens)}. Again: {tokens[0]} and {tokens[1]}."
     counts = _counting(stored_vault)
-    entries = _counting_entries(stored_vault)
+    entries = _counting(stored_vault, READS)
     restored = guard.restore(answer, now)
     originals = list(earlier.values())
     assert restored == f"On file: {', '.join(originals)}. Again: {originals[0]} and {originals[1]}."
@@ -361,37 +358,19 @@ def test_an_answer_s_earlier_tokens_are_read_in_one_query(
     assert counts["_s_issue"] == counts["_s_issue_many"] == 0
 
 
-def _counting_entries(vault: KeyedVault) -> dict[str, int]:
-    counts = {"_s_entry": 0, "_s_entries": 0}
-    for name in counts:
-        real = getattr(vault, name)
-
-        def counted(*args: Any, _real: Any = real, _name: str = name) -> Any:
-            counts[_name] += 1
-            return _real(*args)
-
-        setattr(vault, name, counted)
-    return counts
-
-
 def test_a_token_a_responses_stream_states_five_times_is_read_once(
     policy: aiguard.Policy, tmp_path: Path
 ) -> None:
     """Deltas, `output_text.done`, `content_part.done`, `output_item.done` and
     `response.completed` each state the answer; the vault is asked once for its token."""
-    openai = pytest.importorskip("openai")
+    pytest.importorskip("openai")
     vault = _sqlite_vault(tmp_path / "v.db")
     vault.restore_cache_ttl = 0
     guard = _guard(policy, vault)
     token, original = next(iter(_earlier_tokens(guard, "acme", "stream").items()))
     fake = FakeModel(reply=f"Your file says {token}, right?")
-    client = openai.OpenAI(
-        http_client=guard.http_client(transport=fake.transport),
-        base_url="https://api.openai.com/v1",
-        api_key="k",
-        max_retries=0,
-    )
-    entries = _counting_entries(vault)
+    client = openai_client(guard, fake)
+    entries = _counting(vault, READS)
     with (
         guard.context(subject="cust-1", tenant="acme", purpose="inference"),
         client.responses.stream(model="gpt-4o", input="What is on file?") as events,
@@ -408,21 +387,16 @@ def test_a_request_s_own_tokens_are_read_in_one_query(
 ) -> None:
     """Token-shaped text a caller sends (its own tokens, kept from an earlier turn) is
     checked against the vault in one read; its own tokens go out as they are."""
-    openai = pytest.importorskip("openai")
+    pytest.importorskip("openai")
     tenant = f"own-{uuid.uuid4().hex}"
     stored_vault.restore_cache_ttl = 0
     sink = InMemorySink()
     guard = _guard(policy, stored_vault, sink)
     earlier = _earlier_tokens(guard, tenant, "own")
     fake = FakeModel()
-    client = openai.OpenAI(
-        http_client=guard.http_client(transport=fake.transport),
-        base_url="https://api.openai.com/v1",
-        api_key="k",
-        max_retries=0,
-    )
+    client = openai_client(guard, fake)
     question = "Is this still right: " + " / ".join(earlier) + "?"
-    entries = _counting_entries(stored_vault)
+    entries = _counting(stored_vault, READS)
     with guard.context(subject="cust-1", tenant=tenant, purpose="inference"):
         answer = client.chat.completions.create(
             model="gpt-4o", messages=[{"role": "user", "content": question}]

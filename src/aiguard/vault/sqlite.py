@@ -288,16 +288,12 @@ class SQLiteVault(KeyedVault):
         return _entry(rows[0]) if rows else None
 
     def _s_entries(self, scope_key: str, tokens: Sequence[str]) -> dict[str, EntryRow]:
-        found: dict[str, EntryRow] = {}
-        for start in range(0, len(tokens), _CHUNK):
-            chunk = tokens[start : start + _CHUNK]
-            rows = self._read(
-                f"SELECT token, {_ENTRY} FROM aiguard_vault_entry WHERE scope = ? "
-                f"AND token IN ({', '.join('?' * len(chunk))})",
-                (scope_key, *chunk),
-            )
-            found.update((str(row[0]), _entry(row[1:])) for row in rows)
-        return found
+        rows = self._read_in(
+            f"SELECT token, {_ENTRY} FROM aiguard_vault_entry WHERE scope = ? AND token IN ({{}})",
+            (scope_key,),
+            tokens,
+        )
+        return {str(row[0]): _entry(row[1:]) for row in rows}
 
     def _s_issue(
         self,
@@ -334,16 +330,22 @@ class SQLiteVault(KeyedVault):
         return token
 
     def _s_find_many(self, scope_key: str, indexes: Sequence[bytes]) -> dict[bytes, str]:
-        found: dict[bytes, str] = {}
-        for start in range(0, len(indexes), _CHUNK):
-            chunk = indexes[start : start + _CHUNK]
-            rows = self._read(
-                "SELECT blind_index, token FROM aiguard_vault_entry WHERE scope = ? "
-                f"AND blind_index IN ({', '.join('?' * len(chunk))})",
-                (scope_key, *chunk),
-            )
-            found.update((bytes(index), str(token)) for index, token in rows)
-        return found
+        rows = self._read_in(
+            "SELECT blind_index, token FROM aiguard_vault_entry WHERE scope = ? "
+            "AND blind_index IN ({})",
+            (scope_key,),
+            indexes,
+        )
+        return {bytes(index): str(token) for index, token in rows}
+
+    def _read_in(self, sql: str, params: tuple[Any, ...], values: Sequence[Any]) -> list[Any]:
+        """The rows of ``sql``, whose last condition is ``IN ({})``, for all of ``values``:
+        read in chunks of as many parameters as SQLite takes."""
+        rows: list[Any] = []
+        for start in range(0, len(values), _CHUNK):
+            chunk = values[start : start + _CHUNK]
+            rows.extend(self._read(sql.format(", ".join("?" * len(chunk))), (*params, *chunk)))
+        return rows
 
     def _s_issue_many(self, scope_key: str, requests: Sequence[IssueRequest]) -> dict[bytes, str]:
         """All of a batch's new entries in one transaction, one ``executemany`` per round.
@@ -388,16 +390,13 @@ class SQLiteVault(KeyedVault):
     def _s_get_keys(
         self, tenant: str, purpose: str, owners: Sequence[str], version: int
     ) -> dict[str, KeyRow]:
-        found: dict[str, KeyRow] = {}
-        for start in range(0, len(owners), _CHUNK):
-            chunk = owners[start : start + _CHUNK]
-            rows = self._read(
-                f"SELECT {_KEY} FROM aiguard_vault_key WHERE tenant = ? AND purpose = ? "
-                f"AND version = ? AND owner IN ({', '.join('?' * len(chunk))})",
-                (tenant, purpose, version, *chunk),
-            )
-            found.update((row.owner, row) for row in map(_key, rows))
-        return found
+        rows = self._read_in(
+            f"SELECT {_KEY} FROM aiguard_vault_key WHERE tenant = ? AND purpose = ? "
+            "AND version = ? AND owner IN ({})",
+            (tenant, purpose, version),
+            owners,
+        )
+        return {row.owner: row for row in map(_key, rows)}
 
     def _s_add_keys(self, rows: Sequence[KeyRow]) -> dict[str, KeyRow]:
         if not rows:
