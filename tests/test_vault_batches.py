@@ -13,6 +13,7 @@ import shutil
 import sqlite3
 import tempfile
 import uuid
+import zlib
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -65,7 +66,7 @@ def _counting(vault: KeyedVault, names: tuple[str, ...] = STORAGE) -> dict[str, 
 def _message(tag: str) -> str:
     return (
         f"Hi, this is Maria. Reply to maria.{tag}@example.com or to m.{tag}@example.org, "
-        f"or call {PHONE}; the card was {CARD}. Ticket ACC-{abs(hash(tag)) % 10**8:08d}."
+        f"or call {PHONE}; the card was {CARD}. Ticket ACC-{zlib.crc32(tag.encode()) % 10**8:08d}."
     )
 
 
