@@ -206,6 +206,9 @@ def test_a_failing_batch_refuses_the_call_and_is_asked_once(
     assert "example.com" not in str(caught.value) and CARD not in str(caught.value)
     assert sink.calls()[-1]["type"] == "refusal"
     assert sink.calls()[-1]["error"] == "vault_error"
+    assert "Check the vault" in str(caught.value)  # what to do
+    logged = str(sink.events)
+    assert not any(raw in logged for raw in ("maria.three@example.com", CARD, PHONE))
     vault.close()
 
 
@@ -226,6 +229,8 @@ def test_a_failing_batch_falls_open_where_the_policy_says_so(tmp_path: Path) -> 
     assert vault.asked == 1
     assert "[REDACTED:email]" in protected.payload and CARD not in protected.payload
     assert any("fail_open" in reason for reason in sink.calls()[-1]["reasons"])
+    logged = str(sink.events)
+    assert not any(raw in logged for raw in ("maria.four@example.com", CARD, PHONE))
 
 
 def test_a_batch_of_the_wrong_length_is_a_vault_error(

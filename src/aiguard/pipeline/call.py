@@ -540,26 +540,30 @@ class Call:
         original = self.issued.get(token)
         if original is not None:
             return original
-        vault = self.guard.vault
-        if not _owner_aware(vault):
-            return None
-        known = self._originals
-        if known is not None and token in known:
-            return known[token]
-        ctx = self.context
         try:
-            original = vault.detokenize_for(self.scope, token, ctx.subject, ctx.principal)
+            return self._vault_original(token)
         except Exception:
             # A vault that cannot say leaves the token a literal stand-in, as any
             # token-shaped text is: nothing raw goes out, the conversation goes on.
             return None
-        self._remember_original(token, original)
-        return original
 
-    def _remember_original(self, token: str, original: str | None) -> None:
-        if self._originals is None:
-            self._originals = {}
-        self._originals[token] = original
+    def _vault_original(self, token: str) -> str | None:
+        """What the vault says ``token`` restores to for this call's owner, asked once
+        per call (`_originals`); raises what the vault raises. A vault that cannot say
+        whom a token was issued to restores nothing beyond what this call sent (fail
+        closed)."""
+        known = self._originals
+        if known is not None and token in known:
+            return known[token]
+        vault = self.guard.vault
+        if not _owner_aware(vault):
+            return None
+        ctx = self.context
+        original = vault.detokenize_for(self.scope, token, ctx.subject, ctx.principal)
+        if known is None:
+            self._originals = known = {}
+        known[token] = original
+        return original
 
     def _ask_ahead(self, text: str, *, strict: bool) -> None:
         """Ask a batching vault for every token of ``text`` this call has not seen, in
@@ -590,7 +594,10 @@ class Call:
             if strict:
                 raise _restore_failed(exc) from None
             return
-        self._originals = {**known, **found}
+        if self._originals is None:
+            self._originals = found
+        else:
+            self._originals.update(found)
 
     def apply(
         self, path: str, start: int, end: int, value: str, kind: str, level: Level
@@ -1126,24 +1133,12 @@ class Call:
             original = self.literals.get(token)
         if original is not None:
             return original
-        known = self._originals
-        if known is not None and token in known:
-            original = known[token]
-        else:
-            vault = self.guard.vault
-            ctx = self.context
-            try:
-                if _owner_aware(vault):
-                    original = vault.detokenize_for(self.scope, token, ctx.subject, ctx.principal)
-                else:
-                    # A vault that cannot say whom a token was issued to restores nothing
-                    # beyond what this call sent (fail closed).
-                    original = None
-            except AIGuardError:
-                raise
-            except Exception as exc:  # typed, never the driver's text (it can quote values)
-                raise _restore_failed(exc) from None
-            self._remember_original(token, original)
+        try:
+            original = self._vault_original(token)
+        except AIGuardError:
+            raise
+        except Exception as exc:  # typed, never the driver's text (it can quote values)
+            raise _restore_failed(exc) from None
         if original is None and self._first("unknown_tokens", token):
             self.unknown_tokens += 1
         return original
