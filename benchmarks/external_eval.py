@@ -62,6 +62,15 @@ package-metadata file under DIR (default: the running Python's site-packages; a 
 sample), each replaced by a token as a value would be. A token kept inside a URL with a
 scheme is the rule's plain case; the others (a host's label, a bare host's path, an
 open tag) are listed with ``-v``: read them for tokens kept where no link is.
+
+    python benchmarks/external_eval.py --spelled [DIR] [-v] [--json]
+
+reads the same kinds of files under DIR (default: the running Python's site-packages
+and standard library) in pieces of 250 characters, as a message would be, and counts
+where digits read out as words (``four one one …``) are looked for: pieces with a
+stretch long enough for nine digit words (the byte-mask gate), pieces with a unit of
+nine digit words or more, and findings over such a unit (listed with ``-v``). Prose
+counts things in words ("one or two"), so every unit here is a place to read.
 """
 
 from __future__ import annotations
@@ -73,11 +82,19 @@ import random
 import re
 import sys
 import sysconfig
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import aiguard
+from aiguard.classify._decode import (
+    _SPELLED_MASK,
+    _SPELLED_MIN_RUN,
+    _spelled_units,
+    detect_decoded,
+)
+from aiguard.classify.detectors import merge_findings
 from aiguard.vault.tokens import in_host, in_link
 
 #: Presidio entity type -> aiguard kind.
@@ -445,6 +462,16 @@ def main_secret_cases(path: Path, as_json: bool, verbose: bool) -> int:
     return 0
 
 
+def _prose_files(roots: list[Path]) -> list[Path]:
+    return sorted(
+        path
+        for root in roots
+        for pattern in ("*.md", "*.rst", "*.txt", "METADATA")
+        for path in root.rglob(pattern)
+        if path.is_file()
+    )
+
+
 _WORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9_@.+-]*[A-Za-z0-9]|[A-Za-z0-9]")
 _SCHEME_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s\"'<>`)\]]+")
 _LINK_TOKEN = "[EMAIL_7Q2KX9M4T1B8C]"
@@ -455,12 +482,7 @@ def main_links(directory: Path | None, as_json: bool, verbose: bool, per_file: i
     reStructuredText and text files (default: the docs and package metadata under the
     running Python's site-packages), each replaced by a token as a value would be."""
     root = directory or Path(sysconfig.get_paths()["purelib"])
-    paths = sorted(
-        path
-        for pattern in ("*.md", "*.rst", "*.txt", "METADATA")
-        for path in root.rglob(pattern)
-        if path.is_file()
-    )
+    paths = _prose_files([root])
     picker = random.Random(20261207)
     positions = in_url = host = elsewhere = 0
     listed: list[str] = []
@@ -505,6 +527,60 @@ def main_links(directory: Path | None, as_json: bool, verbose: bool, per_file: i
     return 0
 
 
+def main_spelled(directory: Path | None, as_json: bool, verbose: bool) -> int:
+    """Where digits read out as words are looked for and found, in prose nobody here wrote."""
+    roots = (
+        [directory]
+        if directory
+        else [Path(sysconfig.get_paths()["purelib"]), Path(sysconfig.get_paths()["stdlib"])]
+    )
+    guard = aiguard.Guard()
+    pieces = gated = with_unit = findings = 0
+    scan_ns = 0
+    listed: list[str] = []
+    for path in _prose_files(roots):
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (UnicodeDecodeError, OSError):
+            continue
+        for at in range(0, len(text), 250):
+            piece = text[at : at + 250]
+            pieces += 1
+            started = time.perf_counter_ns()
+            units = _spelled_units(piece)
+            scan_ns += time.perf_counter_ns() - started
+            gated += (
+                piece.encode("utf-8", "surrogatepass")
+                .translate(_SPELLED_MASK)
+                .find(_SPELLED_MIN_RUN)
+                != -1
+            )
+            if not units:
+                continue
+            with_unit += 1
+            found = merge_findings(detect_decoded(guard.detectors, piece))
+            on_units = [f for f in found if any(s <= f.start < e for s, e, _ in units)]
+            findings += len(on_units)
+            for start, end, _ in units:
+                kinds = ",".join(f.kind for f in on_units if start <= f.start < end) or "none"
+                listed.append(f"  {kinds}: {piece[start:end]!r} ({path.name})")
+    out = sys.stderr if as_json else sys.stdout
+    mean_us = scan_ns / max(pieces, 1) / 1000
+    print(
+        f"prose under {', '.join(map(str, roots))}: {pieces} pieces of 250 characters; "
+        f"a stretch for nine digit words in {gated} ({gated / max(pieces, 1):.1%}), "
+        f"a unit in {with_unit}, findings over a unit {findings}; "
+        f"the scan for words {mean_us:.2f} µs a piece",
+        file=out,
+    )
+    if verbose:
+        print("\n".join(listed), file=out)
+    if as_json:
+        figures = {"pieces": pieces, "gated": gated, "with_unit": with_unit}
+        print(json.dumps({**figures, "findings": findings, "scan_us": round(mean_us, 3)}))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("files", nargs="*", type=Path)
@@ -538,6 +614,13 @@ def main(argv: list[str] | None = None) -> int:
         metavar="DIR",
         help="where tokens in prose stay tokens as links (default: site-packages' docs)",
     )
+    parser.add_argument(
+        "--spelled",
+        nargs="?",
+        const="",
+        metavar="DIR",
+        help="where digits read out as words are found in prose (default: docs on disk)",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="list each case")
     parser.add_argument("--json", action="store_true", help="figures as JSON on stdout")
     args = parser.parse_args(argv)
@@ -551,6 +634,8 @@ def main(argv: list[str] | None = None) -> int:
         return main_secret_cases(args.secret_cases, args.json, args.verbose)
     if args.links is not None:
         return main_links(Path(args.links) if args.links else None, args.json, args.verbose)
+    if args.spelled is not None:
+        return main_spelled(Path(args.spelled) if args.spelled else None, args.json, args.verbose)
     if not args.files:
         parser.error("give evaluation files, or --presidio-tests DIR")
     records = [record for path in args.files for record in load(path)]

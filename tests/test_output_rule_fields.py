@@ -70,10 +70,12 @@ FORMS = (
     "arabic_digits",
     "plus_spaces",
     "spelled_out",
+    "spelled_words",
     "hex",
     "base32",
 )
 MODES = ("one_event", "split", "per_char", "whole")
+SPOKEN = ("oh", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 CHAT_FIELDS = ("content", "refusal", "tool_arguments", "reasoning_content", "content_part")
 ANTHROPIC_FIELDS = ("text", "tool_input", "thinking")
 #: The shortest part of a value the client must not see.
@@ -105,9 +107,16 @@ def encode(value: str, form: str) -> str:
         return base64.b32encode(value.encode()).decode()
     if form == "plus_spaces":  # a form-encoded space, as in a URL's query
         return value.replace(" ", "+")
-    if form == "spelled_out" and value.replace("+", "").replace("-", "").replace(" ", "").isdigit():
+    digits_only = value.replace("+", "").replace("-", "").replace(" ", "").isdigit()
+    if form == "spelled_out" and digits_only:
         # Digits one by one, as call transcripts write numbers (values of digits only).
         return " ".join(ch for ch in value if ch.isdigit())
+    if form == "spelled_words" and digits_only:
+        # Read out as words, in any case, with spaces, commas and dashes between.
+        words = [SPOKEN[int(ch)] for ch in value if ch.isdigit()]
+        cased = [w.title() if i % 3 else w.upper() for i, w in enumerate(words)]
+        gaps = [", " if i % 4 == 3 else "-" if i % 5 == 4 else " " for i in range(len(words))]
+        return "".join(w + gap for w, gap in zip(cased, gaps, strict=True)).rstrip(" ,-")
     return value
 
 

@@ -12,7 +12,10 @@ looks like one:
 * words and digit groups joined by ``+``, a form-encoded space as in a URL's query
   (``?q=4111+1111+1111+1111``, ``my+ssn+078-05-1120``);
 * digits spelled out one by one with a space or a dash between them (``4 1 1 1 1 …``,
-  ``4-1-1-1-…``), as call transcripts and speech-to-text write numbers;
+  ``4-1-1-1-…``), as call transcripts and speech-to-text write numbers, or as English
+  words (``zero seven eight, zero five, one one two zero``; ``oh`` for zero, any case,
+  spaces, commas and dashes between them), as people read a number out and as a model
+  told to slip a value past a filter writes it;
 * an e-mail address with ``(at)`` and ``(dot)`` (also ``[at]``, ``{dot}``, any case)
   for its ``@`` and dots.
 
@@ -41,7 +44,7 @@ from dataclasses import dataclass
 
 from ._finding import Detector, Finding
 
-__all__ = ["MAX_ROUNDS", "Decoded", "decode", "detect_decoded"]
+__all__ = ["DIGIT_WORDS", "MAX_ROUNDS", "Decoded", "decode", "detect_decoded"]
 
 #: Decoding rounds: a value encoded twice is still found.
 MAX_ROUNDS = 2
@@ -104,11 +107,53 @@ _SPACED_MASK = bytes(
     for c in range(256)
 )
 _SPACED_MIN_RUN = b" ".join([b"0"] * _SPACED_MIN)
+#: English digit words, each read as its digit. Tens ("twenty"), "double" and "o" are
+#: not: they make a number's reading ambiguous, and "o" is a word of its own.
+DIGIT_WORDS = {
+    "zero": "0",
+    "oh": "0",
+    "one": "1",
+    "two": "2",
+    "three": "3",
+    "four": "4",
+    "five": "5",
+    "six": "6",
+    "seven": "7",
+    "eight": "8",
+    "nine": "9",
+}
+_DIGIT_WORD = "|".join(sorted(DIGIT_WORDS, key=len, reverse=True))
+# Digits spelled out as words, at least `_SPACED_MIN` of them, each a whole word.
+_SPELLED = re.compile(
+    rf"(?<![A-Za-z0-9])(?:{_DIGIT_WORD})(?:[ ,-]+(?:{_DIGIT_WORD})){{{_SPACED_MIN - 1},}}"
+    r"(?![A-Za-z0-9])",
+    re.IGNORECASE,
+)
+_SPELLED_WORD = re.compile(r"[A-Za-z]+")
+# Text (UTF-8 bytes) with each letter a digit word has, and the separators between
+# words, as "a", and anything else as "x": nine digit words in a row are a run of at
+# least `_SPELLED_MIN_RUN`, found by a substring search (about one letter in four of
+# English prose is outside that alphabet, so prose seldom holds such a run).
+_SPELLED_MASK = bytes(
+    ord("a") if chr(c).lower() in set("".join(DIGIT_WORDS)) | set(" ,-") and c < 128 else ord("x")
+    for c in range(256)
+)
+_SPELLED_MIN_RUN = b"a" * (2 * _SPACED_MIN + _SPACED_MIN - 1)
 # "(at)" and "(dot)" between the parts of an e-mail address, in any bracket and case.
 _WORD = re.compile(r"[(\[{](?:[Aa][Tt]|[Dd][Oo][Tt])[)\]}]")
 # Where two units start at the same character, the one a left-to-right alternation in
 # this order would take: a base64 run before words joined by "+".
-_UNIT_ORDER = {"pct": 0, "ent": 1, "esc": 2, "b64": 3, "plus": 4, "spaced": 5, "word": 6}
+# Digits spelled as words before a base64 run: "four-one-one-…" is both.
+_UNIT_ORDER = {
+    "pct": 0,
+    "ent": 1,
+    "esc": 2,
+    "spelled": 3,
+    "b64": 4,
+    "plus": 5,
+    "spaced": 6,
+    "word": 7,
+}
 
 
 def _printable(text: str) -> bool:
@@ -239,6 +284,7 @@ def _units(text: str) -> list[tuple[int, int, str]]:
     if "+" in text:
         found.extend(_plus_units(text))
     found.extend(_spaced_units(text))
+    found.extend(_spelled_units(text))
     if _may_hold_words(text):
         found.extend(_word_units(text))
     if not found:
@@ -252,6 +298,11 @@ def _units(text: str) -> list[tuple[int, int, str]]:
     for unit in found:
         if unit[0] >= end:
             units.append(unit)
+            end = unit[1]
+        elif unit[2] == "spelled" and units[-1][2] == "b64":
+            # "ref-four-one-one, one …": a base64 run that ends inside digits spelled out
+            # as words is no base64; the words are read, as "ref-4111 1…" would be.
+            units[-1] = unit
             end = unit[1]
     return units
 
@@ -338,6 +389,30 @@ def _spaced_units(text: str) -> list[tuple[int, int, str]]:
         pos = match.end()
 
 
+def _spelled_units(text: str) -> list[tuple[int, int, str]]:
+    """Digits spelled out as words (`_SPELLED`), looked for only in a stretch of the
+    text made of the letters of digit words and their separators (`_SPELLED_MASK`)."""
+    mask = text.encode("utf-8", "surrogatepass").translate(_SPELLED_MASK)
+    pos = mask.find(_SPELLED_MIN_RUN)
+    if pos == -1:
+        return []
+    if not text.isascii():
+        # UTF-8 offsets are not the text's: the stretch only says whether to look.
+        return [(m.start(), m.end(), "spelled") for m in _SPELLED.finditer(text)]
+    units: list[tuple[int, int, str]] = []
+    while pos != -1:
+        end = mask.find(b"x", pos)
+        end = len(text) if end == -1 else end
+        units.extend((m.start(), m.end(), "spelled") for m in _SPELLED.finditer(text, pos, end))
+        pos = mask.find(_SPELLED_MIN_RUN, end)
+    return units
+
+
+def _spelled_digits(unit: str) -> str:
+    """A `_SPELLED` run as its digits."""
+    return "".join(DIGIT_WORDS[word.lower()] for word in _SPELLED_WORD.findall(unit))
+
+
 def _may_hold_words(text: str) -> bool:
     """Whether ``text`` can hold "(at)" or "(dot)": a closing bracket after a "t". Each
     bracket is found with a character search (memchr); `_WORD`'s scan costs about forty
@@ -387,6 +462,8 @@ def _decode_once(text: str) -> Decoded | None:
             in_place = True
         elif group == "spaced":
             decoded = unit.replace(" ", "")
+        elif group == "spelled":
+            decoded = _spelled_digits(unit)
         elif group == "word":
             decoded = "@" if unit[1] in "aA" else "."
         else:

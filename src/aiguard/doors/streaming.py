@@ -21,12 +21,13 @@ the text of each channel as one piece, not per released segment: text is also he
 while its tail could still be the start of such a value, and a value the model streams
 across any number of chunks is redacted whole. Values are runs of non-space characters,
 joined across single spaces between digit groups (card and phone numbers, IBANs), a
-PEM block, or a quoted value after a secret's key up to its closing quote, read as the
-detectors read them (full-width digits, Unicode spaces and tabs folded, invisible
-characters left out, ``\\u`` and JSON escapes decoded); so the held tail is usually the
-word being written. It is bounded by ``hold_limit`` characters (default 8 KB): past it
-the held text is redacted, never released, and so is the rest of that run (fail
-closed). Without an output rule only the token grammar holds text.
+PEM block, a run of digit words ("four one one, one …"), or a quoted value after a
+secret's key up to its closing quote, read as the detectors read them (full-width
+digits, Unicode spaces and tabs folded, invisible characters left out, ``\\u`` and
+JSON escapes decoded); so the held tail is usually the word being written. It is
+bounded by ``hold_limit`` characters (default 8 KB): past it the held text is redacted,
+never released, and so is the rest of that run (fail closed). Without an output rule
+only the token grammar holds text.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ from typing import Any, Protocol
 from .._json import dumps as _dumps
 from .._json import loads as loads_event
 from .._json import read_whole
+from ..classify._decode import DIGIT_WORDS
 from ..classify._engine import DIGITS_AS_ZERO, DROP_DIGITS, NAMING_VERBS, STR_DIGITS_AS_ZERO
 from ..classify._normalize import normalize as _fold
 from ..classify.structured import KEY_KINDS
@@ -81,6 +83,7 @@ __all__ = [
     "loads_event",
     "open_plain_password",
     "open_quoted_secret",
+    "open_spelled_number",
     "value_tail_start",
 ]
 
@@ -263,6 +266,39 @@ def open_named_number(text: str) -> int | None:
     if len(rest) <= _NAMED_REACH and not _SENTENCE_ENDS.intersection(rest):
         return tail_start + start
     return None
+
+
+_SPELLED_SEPARATORS = frozenset(" ,-")
+_ASCII_LETTERS = frozenset(string.ascii_letters)
+_ASCII_ALNUM = frozenset(string.ascii_letters + string.digits)
+_LONGEST_DIGIT_WORD = max(map(len, DIGIT_WORDS))
+_DIGIT_WORD_PREFIXES = frozenset(w[:n] for w in DIGIT_WORDS for n in range(1, len(w) + 1))
+
+
+def open_spelled_number(text: str) -> int | None:
+    """Where the run of digit words that ``text`` ends in starts (``four one one, one``;
+    the last word may still be being written), or None. The output rule reads nine or
+    more in a row as a number, so the run is held until a word that is none ends it."""
+    start = None
+    end = len(text)
+    i = end
+    while i > 0:
+        j = i
+        while j > 0 and text[j - 1] in _SPELLED_SEPARATORS:
+            j -= 1
+        if j != i or i == end:
+            k = j
+            while k > 0 and j - k <= _LONGEST_DIGIT_WORD and text[k - 1] in _ASCII_LETTERS:
+                k -= 1
+            word = text[k:j].lower()
+            if k > 0 and text[k - 1] in _ASCII_ALNUM:
+                break  # part of a longer word or glued to digits
+            if word not in (_DIGIT_WORD_PREFIXES if j == end else DIGIT_WORDS):
+                break
+            start = i = k
+        else:
+            break
+    return start
 
 
 def _key_before(text: str, line_start: int, at: int) -> bool:
@@ -699,6 +735,9 @@ class HoldBack:
         named = open_named_number(buf) if buf else None
         if named is not None:
             cut = min(cut, named)
+        spelled = open_spelled_number(buf)
+        if spelled is not None:
+            cut = min(cut, spelled)
         spans = rule.withheld(window)
         shift = len(context)
         # A withheld value that reaches into the held tail is held whole.
