@@ -547,14 +547,10 @@ def main_spelled(directory: Path | None, as_json: bool, verbose: bool) -> int:
             piece = text[at : at + 250]
             pieces += 1
             started = time.perf_counter_ns()
-            units = _spelled_units(piece)
+            raw = piece.encode("utf-8", "surrogatepass")
+            units = _spelled_units(piece, raw)
             scan_ns += time.perf_counter_ns() - started
-            gated += (
-                piece.encode("utf-8", "surrogatepass")
-                .translate(_SPELLED_MASK)
-                .find(_SPELLED_MIN_RUN)
-                != -1
-            )
+            gated += raw.translate(_SPELLED_MASK).find(_SPELLED_MIN_RUN) != -1
             if not units:
                 continue
             with_unit += 1

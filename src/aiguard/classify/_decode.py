@@ -283,13 +283,16 @@ def _units(text: str) -> list[tuple[int, int, str]]:
             found.extend((m.start(), m.end(), kind) for m in pattern.finditer(text))
     if "+" in text:
         found.extend(_plus_units(text))
-    found.extend(_spaced_units(text))
-    found.extend(_spelled_units(text))
+    # One encoding for the three byte-mask scans (in ASCII text a byte is a character).
+    raw = text.encode("utf-8", "surrogatepass")
+    ascii_raw = raw if len(raw) == len(text) else None
+    found.extend(_spaced_units(text, ascii_raw))
+    found.extend(_spelled_units(text, raw))
     if _may_hold_words(text):
         found.extend(_word_units(text))
     if not found:
-        return _b64_units(text)
-    found.extend(_b64_units(text))
+        return _b64_units(text, ascii_raw)
+    found.extend(_b64_units(text, ascii_raw))
     found.sort(key=lambda unit: (unit[0], _UNIT_ORDER[unit[2]]))
     # A left-to-right scan takes the first unit and goes on after it: a base64 run can
     # start inside a percent unit ("%41ABC...") only because the separate scans overlap.
@@ -307,18 +310,19 @@ def _units(text: str) -> list[tuple[int, int, str]]:
     return units
 
 
-def _b64_units(text: str) -> list[tuple[int, int, str]]:
+def _b64_units(text: str, ascii_raw: bytes | None) -> list[tuple[int, int, str]]:
     """Base64 runs: at least `_B64_MIN` characters of the alphabet, up to six ``=``
-    (base32 pads so), with neither the alphabet nor ``=`` on either side."""
+    (base32 pads so), with neither the alphabet nor ``=`` on either side. ``ascii_raw``
+    is the text's bytes when it is ASCII, else None."""
     n = len(text)
     units = []
-    if not text.isascii():
+    if ascii_raw is None:
         for match in _B64_RUN.finditer(text):
             start, end = match.span()
             if (start == 0 or text[start - 1] != "=") and (end == n or text[end] not in _B64_EDGE):
                 units.append((start, end, "b64"))
         return units
-    mask = text.encode("ascii").translate(_B64_MASK)
+    mask = ascii_raw.translate(_B64_MASK)
     start = mask.find(_B64_MIN_RUN)
     while start != -1:
         # The first long enough stretch starts a run (the characters before it are not
@@ -366,10 +370,11 @@ def _form_spaces(unit: str) -> str | None:
     return None if decoded == unit else decoded
 
 
-def _spaced_units(text: str) -> list[tuple[int, int, str]]:
+def _spaced_units(text: str, ascii_raw: bytes | None) -> list[tuple[int, int, str]]:
     """Digits spelled out one by one (`_SPACED`), looked for only from where nine of
-    them are (in ASCII text a substring search of a mask, else `_SPACED_HINT`)."""
-    mask = text.encode("ascii").translate(_SPACED_MASK) if text.isascii() else None
+    them are (in ASCII text, ``ascii_raw`` its bytes, a substring search of a mask,
+    else `_SPACED_HINT`)."""
+    mask = ascii_raw.translate(_SPACED_MASK) if ascii_raw is not None else None
     units: list[tuple[int, int, str]] = []
     pos = 0
     while True:
@@ -389,14 +394,15 @@ def _spaced_units(text: str) -> list[tuple[int, int, str]]:
         pos = match.end()
 
 
-def _spelled_units(text: str) -> list[tuple[int, int, str]]:
+def _spelled_units(text: str, raw: bytes) -> list[tuple[int, int, str]]:
     """Digits spelled out as words (`_SPELLED`), looked for only in a stretch of the
-    text made of the letters of digit words and their separators (`_SPELLED_MASK`)."""
-    mask = text.encode("utf-8", "surrogatepass").translate(_SPELLED_MASK)
+    text made of the letters of digit words and their separators (`_SPELLED_MASK` of
+    ``raw``, the text's UTF-8 bytes, surrogates passed)."""
+    mask = raw.translate(_SPELLED_MASK)
     pos = mask.find(_SPELLED_MIN_RUN)
     if pos == -1:
         return []
-    if not text.isascii():
+    if len(raw) != len(text):
         # UTF-8 offsets are not the text's: the stretch only says whether to look.
         return [(m.start(), m.end(), "spelled") for m in _SPELLED.finditer(text)]
     units: list[tuple[int, int, str]] = []
