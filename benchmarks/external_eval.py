@@ -462,6 +462,20 @@ def main_secret_cases(path: Path, as_json: bool, verbose: bool) -> int:
     return 0
 
 
+def _tell(
+    summary: str, listed: list[str], figures: dict[str, Any], as_json: bool, verbose: bool
+) -> int:
+    """Print a prose count: its summary, its cases with ``verbose``, its figures as
+    JSON on stdout with ``as_json`` (the text then goes to stderr)."""
+    out = sys.stderr if as_json else sys.stdout
+    print(summary, file=out)
+    if verbose:
+        print("\n".join(listed), file=out)
+    if as_json:
+        print(json.dumps(figures))
+    return 0
+
+
 def _prose_files(roots: list[Path]) -> list[Path]:
     return sorted(
         path
@@ -512,19 +526,14 @@ def main_links(directory: Path | None, as_json: bool, verbose: bool, per_file: i
                 reason = "link"
             shown = window[max(0, at - 50) : at + len(token) + 40].replace("\n", "\\n")
             listed.append(f"  {reason}: {shown!r}")
-    out = sys.stderr if as_json else sys.stdout
-    print(
+    summary = (
         f"prose under {root}: {len(paths)} files, {positions} words replaced by a token; "
         f"kept in a URL with a scheme {in_url}, as a host's label {host}, "
-        f"in another link {elsewhere}",
-        file=out,
+        f"in another link {elsewhere}"
     )
-    if verbose:
-        print("\n".join(listed), file=out)
-    if as_json:
-        figures = {"files": len(paths), "positions": positions, "in_url": in_url}
-        print(json.dumps({**figures, "host_label": host, "other_link": elsewhere}))
-    return 0
+    figures = {"files": len(paths), "positions": positions, "in_url": in_url}
+    figures.update(host_label=host, other_link=elsewhere)
+    return _tell(summary, listed, figures, as_json, verbose)
 
 
 def main_spelled(directory: Path | None, as_json: bool, verbose: bool) -> int:
@@ -560,21 +569,16 @@ def main_spelled(directory: Path | None, as_json: bool, verbose: bool) -> int:
             for start, end, _ in units:
                 kinds = ",".join(f.kind for f in on_units if start <= f.start < end) or "none"
                 listed.append(f"  {kinds}: {piece[start:end]!r} ({path.name})")
-    out = sys.stderr if as_json else sys.stdout
     mean_us = scan_ns / max(pieces, 1) / 1000
-    print(
+    summary = (
         f"prose under {', '.join(map(str, roots))}: {pieces} pieces of 250 characters; "
         f"a stretch for nine digit words in {gated} ({gated / max(pieces, 1):.1%}), "
         f"a unit in {with_unit}, findings over a unit {findings}; "
-        f"the scan for words {mean_us:.2f} µs a piece",
-        file=out,
+        f"the scan for words {mean_us:.2f} µs a piece"
     )
-    if verbose:
-        print("\n".join(listed), file=out)
-    if as_json:
-        figures = {"pieces": pieces, "gated": gated, "with_unit": with_unit}
-        print(json.dumps({**figures, "findings": findings, "scan_us": round(mean_us, 3)}))
-    return 0
+    figures: dict[str, Any] = {"pieces": pieces, "gated": gated, "with_unit": with_unit}
+    figures.update(findings=findings, scan_us=round(mean_us, 3))
+    return _tell(summary, listed, figures, as_json, verbose)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -128,7 +128,9 @@ def test_spelled_digits_are_found_as_the_digits_would_be(
     their place (a number glued to an id, "ref-4111…", is no value either way), over
     the words that write them."""
     written = spelled(digits, separators, cases)
-    words, plain = (f"{before} {label}{value}{after}" for value in (written, digits))
+    # A letter glued after the words ends the run a word early, not the number: "after"
+    # starts after a space.
+    words, plain = (f"{before} {label}{value} {after}" for value in (written, digits))
     at = len(before) + 1 + len(label)
 
     def moved(end: int) -> int:  # an offset in ``plain`` as one in ``words``
@@ -142,6 +144,26 @@ def test_spelled_digits_are_found_as_the_digits_would_be(
     assert [k for k in kinds(words) if written in k[1] or k[1] in written] == [
         (kind, text if text != digits else written) for kind, text in expected
     ], (words, plain)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(
+    st.lists(
+        st.sampled_from(
+            ["one", "Two", "SIX", "oh", "eight", "nine", " ", ", ", "-", "d", "a", "x", "7", "."]
+        ),
+        max_size=60,
+    ).map("".join)
+)
+@example("card four one one one one one one one one one one one one one one nined")
+@example("one two three four five six seven eight nine" + " " * 30 + "one")
+def test_the_gate_never_skips_a_run_the_pattern_finds(text: str) -> None:
+    """The byte-mask gate and the stretch it bounds find exactly the runs the pattern
+    finds over the whole text (a word glued to the stretch's end included)."""
+    from aiguard.classify._decode import _SPELLED, _spelled_units
+
+    expected = [(m.start(), m.end(), "spelled") for m in _SPELLED.finditer(text)]
+    assert _spelled_units(text, text.encode()) == expected
 
 
 @pytest.mark.parametrize(

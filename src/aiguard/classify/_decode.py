@@ -134,10 +134,11 @@ _SPELLED_WORD = re.compile(r"[A-Za-z]+")
 # words, as "a", and anything else as "x": nine digit words in a row are a run of at
 # least `_SPELLED_MIN_RUN`, found by a substring search (about one letter in four of
 # English prose is outside that alphabet, so prose seldom holds such a run).
+_SPELLED_ALPHABET = frozenset("".join(DIGIT_WORDS) + " ,-")
 _SPELLED_MASK = bytes(
-    ord("a") if chr(c).lower() in set("".join(DIGIT_WORDS)) | set(" ,-") and c < 128 else ord("x")
-    for c in range(256)
+    ord("a") if c < 128 and chr(c).lower() in _SPELLED_ALPHABET else ord("x") for c in range(256)
 )
+# Nine of the shortest word ("oh") with one separator between each two.
 _SPELLED_MIN_RUN = b"a" * (2 * _SPACED_MIN + _SPACED_MIN - 1)
 # "(at)" and "(dot)" between the parts of an e-mail address, in any bracket and case.
 _WORD = re.compile(r"[(\[{](?:[Aa][Tt]|[Dd][Oo][Tt])[)\]}]")
@@ -283,16 +284,24 @@ def _units(text: str) -> list[tuple[int, int, str]]:
             found.extend((m.start(), m.end(), kind) for m in pattern.finditer(text))
     if "+" in text:
         found.extend(_plus_units(text))
-    # One encoding for the three byte-mask scans (in ASCII text a byte is a character).
-    raw = text.encode("utf-8", "surrogatepass")
-    ascii_raw = raw if len(raw) == len(text) else None
-    found.extend(_spaced_units(text, ascii_raw))
-    found.extend(_spelled_units(text, raw))
+    # The three byte-mask scans only where their runs fit: most of a request's strings
+    # (roles, model names, ids) are shorter than a base64 run, the shortest of them.
+    size = len(text)
+    b64: list[tuple[int, int, str]] = []
+    if size >= _B64_MIN:
+        # One encoding for all three (in ASCII text a byte is a character).
+        raw = text.encode("utf-8", "surrogatepass")
+        ascii_raw = raw if len(raw) == size else None
+        if size >= len(_SPACED_MIN_RUN):
+            found.extend(_spaced_units(text, ascii_raw))
+        if size >= len(_SPELLED_MIN_RUN):
+            found.extend(_spelled_units(text, raw))
+        b64 = _b64_units(text, ascii_raw)
     if _may_hold_words(text):
         found.extend(_word_units(text))
     if not found:
-        return _b64_units(text, ascii_raw)
-    found.extend(_b64_units(text, ascii_raw))
+        return b64
+    found.extend(b64)
     found.sort(key=lambda unit: (unit[0], _UNIT_ORDER[unit[2]]))
     # A left-to-right scan takes the first unit and goes on after it: a base64 run can
     # start inside a percent unit ("%41ABC...") only because the separate scans overlap.
@@ -409,7 +418,10 @@ def _spelled_units(text: str, raw: bytes) -> list[tuple[int, int, str]]:
     while pos != -1:
         end = mask.find(b"x", pos)
         end = len(text) if end == -1 else end
-        units.extend((m.start(), m.end(), "spelled") for m in _SPELLED.finditer(text, pos, end))
+        # One character past the stretch: the pattern's lookahead must see what follows
+        # ("… one nined" ends before "nine"), and no run can take it.
+        runs = _SPELLED.finditer(text, pos, end + 1)
+        units.extend((m.start(), m.end(), "spelled") for m in runs)
         pos = mask.find(_SPELLED_MIN_RUN, end)
     return units
 
