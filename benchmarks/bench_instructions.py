@@ -15,7 +15,7 @@ import costs.
 
 ``--budget OP=K`` (repeatable) makes the script a regression guard: it exits 1 when
 operation OP costs more than K thousand instructions, e.g. ``--budget protect=1050
---budget sdk_added=1980``. Wall-clock limits cannot be checked this way on a shared
+--budget sdk_added=2015``. Wall-clock limits cannot be checked this way on a shared
 machine; instruction counts can, since they repeat (bench_call fixes the vault's keys,
 so every process issues the same tokens).
 
