@@ -190,12 +190,8 @@ def test_nine_digit_words_that_are_no_value_are_not_a_finding() -> None:
     assert kinds(text) == []
 
 
-def _policy() -> aiguard.Policy:
-    return openai_and_anthropic_policy()
-
-
 def test_request_side_tokenizes_a_spelled_value_and_restores_it() -> None:
-    guard = aiguard.Guard(_policy(), sinks=[InMemorySink()])
+    guard = aiguard.Guard(openai_and_anthropic_policy(), sinks=[InMemorySink()])
     text = f"Please charge card {spelled(CARD, (' ', ', '), 'lt')} and confirm."
     with guard.context(subject="s", purpose="inference"):
         protected = guard.protect(text, destination="openai")
@@ -289,7 +285,7 @@ def test_through_the_openai_sdk_whole_and_streamed(chunk_size: int) -> None:
     written = spelled(CARD, (" ", ", "), "lt")
     fake = FakeModel(reply=f"Your card is {written}. Anything else?", chunk_size=chunk_size)
     sink = InMemorySink()
-    guard = aiguard.Guard(_policy(), sinks=[sink])
+    guard = aiguard.Guard(openai_and_anthropic_policy(), sinks=[sink])
     client = openai_client(guard, fake)
     messages = [{"role": "user", "content": "What card do I have on file?"}]
     with guard.context(subject="s", purpose="inference"):

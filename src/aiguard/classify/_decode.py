@@ -38,13 +38,21 @@ import binascii
 import codecs
 import html
 import re
+import string
 from bisect import bisect_right
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 from ._finding import Detector, Finding
 
-__all__ = ["DIGIT_WORDS", "MAX_ROUNDS", "Decoded", "decode", "detect_decoded"]
+__all__ = [
+    "DIGIT_WORDS",
+    "MAX_ROUNDS",
+    "Decoded",
+    "decode",
+    "detect_decoded",
+    "open_spelled_number",
+]
 
 #: Decoding rounds: a value encoded twice is still found.
 MAX_ROUNDS = 2
@@ -123,9 +131,12 @@ DIGIT_WORDS = {
     "nine": "9",
 }
 _DIGIT_WORD = "|".join(sorted(DIGIT_WORDS, key=len, reverse=True))
+#: What may stand between two digit words.
+_SPELLED_SEPARATORS = " ,-"
 # Digits spelled out as words, at least `_SPACED_MIN` of them, each a whole word.
 _SPELLED = re.compile(
-    rf"(?<![A-Za-z0-9])(?:{_DIGIT_WORD})(?:[ ,-]+(?:{_DIGIT_WORD})){{{_SPACED_MIN - 1},}}"
+    rf"(?<![A-Za-z0-9])(?:{_DIGIT_WORD})"
+    rf"(?:[{re.escape(_SPELLED_SEPARATORS)}]+(?:{_DIGIT_WORD})){{{_SPACED_MIN - 1},}}"
     r"(?![A-Za-z0-9])",
     re.IGNORECASE,
 )
@@ -134,12 +145,15 @@ _SPELLED_WORD = re.compile(r"[A-Za-z]+")
 # words, as "a", and anything else as "x": nine digit words in a row are a run of at
 # least `_SPELLED_MIN_RUN`, found by a substring search (about one letter in four of
 # English prose is outside that alphabet, so prose seldom holds such a run).
-_SPELLED_ALPHABET = frozenset("".join(DIGIT_WORDS) + " ,-")
+_SPELLED_ALPHABET = frozenset("".join(DIGIT_WORDS) + _SPELLED_SEPARATORS)
 _SPELLED_MASK = bytes(
     ord("a") if c < 128 and chr(c).lower() in _SPELLED_ALPHABET else ord("x") for c in range(256)
 )
 # Nine of the shortest word ("oh") with one separator between each two.
-_SPELLED_MIN_RUN = b"a" * (2 * _SPACED_MIN + _SPACED_MIN - 1)
+_SPELLED_MIN_RUN = b"a" * (min(map(len, DIGIT_WORDS)) * _SPACED_MIN + _SPACED_MIN - 1)
+_ASCII_LETTERS = frozenset(string.ascii_letters)
+_LONGEST_DIGIT_WORD = max(map(len, DIGIT_WORDS))
+_DIGIT_WORD_PREFIXES = frozenset(w[:n] for w in DIGIT_WORDS for n in range(1, len(w) + 1))
 # "(at)" and "(dot)" between the parts of an e-mail address, in any bracket and case.
 _WORD = re.compile(r"[(\[{](?:[Aa][Tt]|[Dd][Oo][Tt])[)\]}]")
 # Where two units start at the same character, the one a left-to-right alternation in
@@ -424,6 +438,29 @@ def _spelled_units(text: str, raw: bytes) -> list[tuple[int, int, str]]:
         units.extend((m.start(), m.end(), "spelled") for m in runs)
         pos = mask.find(_SPELLED_MIN_RUN, end)
     return units
+
+
+def open_spelled_number(text: str) -> int | None:
+    """Where the run of digit words that ``text`` ends in starts (``four one one, one``;
+    the last word may still be being written), or None: what a stream holds until a
+    word that is none ends the run, since nine or more in a row make a `_SPELLED` unit."""
+    start = None
+    end = i = len(text)
+    while i > 0:
+        j = i
+        while j > 0 and text[j - 1] in _SPELLED_SEPARATORS:
+            j -= 1
+        if j == i and i != end:
+            break  # two words with nothing between them
+        k = j
+        while k > 0 and j - k <= _LONGEST_DIGIT_WORD and text[k - 1] in _ASCII_LETTERS:
+            k -= 1
+        if k > 0 and text[k - 1] in _ASCII_ALNUM:
+            break  # part of a longer word or glued to digits
+        if text[k:j].lower() not in (_DIGIT_WORD_PREFIXES if j == end else DIGIT_WORDS):
+            break
+        start = i = k
+    return start
 
 
 def _spelled_digits(unit: str) -> str:

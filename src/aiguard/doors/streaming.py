@@ -46,7 +46,7 @@ from typing import Any, Protocol
 from .._json import dumps as _dumps
 from .._json import loads as loads_event
 from .._json import read_whole
-from ..classify._decode import DIGIT_WORDS
+from ..classify._decode import open_spelled_number
 from ..classify._engine import DIGITS_AS_ZERO, DROP_DIGITS, NAMING_VERBS, STR_DIGITS_AS_ZERO
 from ..classify._normalize import normalize as _fold
 from ..classify.structured import KEY_KINDS
@@ -266,39 +266,6 @@ def open_named_number(text: str) -> int | None:
     if len(rest) <= _NAMED_REACH and not _SENTENCE_ENDS.intersection(rest):
         return tail_start + start
     return None
-
-
-_SPELLED_SEPARATORS = frozenset(" ,-")
-_ASCII_LETTERS = frozenset(string.ascii_letters)
-_ASCII_ALNUM = frozenset(string.ascii_letters + string.digits)
-_LONGEST_DIGIT_WORD = max(map(len, DIGIT_WORDS))
-_DIGIT_WORD_PREFIXES = frozenset(w[:n] for w in DIGIT_WORDS for n in range(1, len(w) + 1))
-
-
-def open_spelled_number(text: str) -> int | None:
-    """Where the run of digit words that ``text`` ends in starts (``four one one, one``;
-    the last word may still be being written), or None. The output rule reads nine or
-    more in a row as a number, so the run is held until a word that is none ends it."""
-    start = None
-    end = len(text)
-    i = end
-    while i > 0:
-        j = i
-        while j > 0 and text[j - 1] in _SPELLED_SEPARATORS:
-            j -= 1
-        if j != i or i == end:
-            k = j
-            while k > 0 and j - k <= _LONGEST_DIGIT_WORD and text[k - 1] in _ASCII_LETTERS:
-                k -= 1
-            word = text[k:j].lower()
-            if k > 0 and text[k - 1] in _ASCII_ALNUM:
-                break  # part of a longer word or glued to digits
-            if word not in (_DIGIT_WORD_PREFIXES if j == end else DIGIT_WORDS):
-                break
-            start = i = k
-        else:
-            break
-    return start
 
 
 def _key_before(text: str, line_start: int, at: int) -> bool:
